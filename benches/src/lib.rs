@@ -1,0 +1,1 @@
+//! Campus benchmarks and load generator (see benches/README.md).

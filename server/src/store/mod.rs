@@ -1,0 +1,260 @@
+//! The store: one interface of domain operations over the database, with a
+//! SQLite (embedded default) and a PostgreSQL implementation chosen once at
+//! start from the URL scheme.
+
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use campus_protocol::{EndReason, Role, RunMode};
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// Errors of the store boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row does not exist.
+    #[error("not found")]
+    NotFound,
+    /// A unique constraint was violated (e.g. the username is taken).
+    #[error("already exists")]
+    Conflict,
+    /// The URL names a database this build does not support.
+    #[error("unsupported database URL scheme {0:?} (use sqlite://PATH or postgres://...)")]
+    UnknownScheme(String),
+    /// A stored value could not be decoded (e.g. an unknown role string).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// Any other database failure (connection, timeout, SQL error).
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    /// Applying the embedded migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Convenience alias.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A user row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Primary key.
+    pub id: i64,
+    /// Unique login name.
+    pub username: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Role.
+    pub role: Role,
+    /// Disabled users cannot log in and their tokens are refused.
+    pub disabled: bool,
+    /// Creation time, ms since the epoch.
+    pub created_at_ms: i64,
+}
+
+/// Fields for a new user.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    /// Unique login name.
+    pub username: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Role.
+    pub role: Role,
+}
+
+/// One audit-log record to append.
+#[derive(Debug, Clone, Default)]
+pub struct NewAudit {
+    /// Acting user, if known.
+    pub actor_id: Option<i64>,
+    /// Acting username (kept even if the user row goes away), if known.
+    pub actor: Option<String>,
+    /// What happened, e.g. `login.failed`, `files.forbidden`, `user.disabled`.
+    pub action: String,
+    /// What it was done to, e.g. a username or a path.
+    pub target: Option<String>,
+    /// Extra detail (never secrets).
+    pub detail: Option<String>,
+    /// Client address ("cli" for the command line).
+    pub ip: Option<String>,
+}
+
+/// A stored audit-log record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Primary key (monotonic).
+    pub id: i64,
+    /// When, ms since the epoch.
+    pub at_ms: i64,
+    /// Acting user id.
+    pub actor_id: Option<i64>,
+    /// Acting username.
+    pub actor: Option<String>,
+    /// Action name.
+    pub action: String,
+    /// Target.
+    pub target: Option<String>,
+    /// Detail.
+    pub detail: Option<String>,
+    /// Client address.
+    pub ip: Option<String>,
+}
+
+/// A run being started.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// Run id (uuid string).
+    pub id: String,
+    /// Owner.
+    pub user_id: i64,
+    /// Script path ("" for repl).
+    pub path: String,
+    /// Mode.
+    pub mode: RunMode,
+    /// Start time, ms since the epoch.
+    pub started_at_ms: i64,
+}
+
+/// How a run finished.
+#[derive(Debug, Clone)]
+pub struct RunFinish {
+    /// End time, ms since the epoch.
+    pub ended_at_ms: i64,
+    /// Why.
+    pub reason: EndReason,
+    /// Exit code, if it exited.
+    pub exit_code: Option<i32>,
+    /// CPU time used.
+    pub cpu_ms: i64,
+    /// Peak memory.
+    pub peak_memory_bytes: i64,
+    /// Output produced.
+    pub output_bytes: i64,
+}
+
+/// A stored run record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRecord {
+    /// Run id.
+    pub id: String,
+    /// Owner.
+    pub user_id: i64,
+    /// Script path.
+    pub path: String,
+    /// Mode name.
+    pub mode: String,
+    /// Start time.
+    pub started_at_ms: i64,
+    /// End time, when finished.
+    pub ended_at_ms: Option<i64>,
+    /// End reason name, when finished.
+    pub reason: Option<String>,
+    /// Exit code.
+    pub exit_code: Option<i32>,
+    /// CPU ms.
+    pub cpu_ms: Option<i64>,
+    /// Peak memory bytes.
+    pub peak_memory_bytes: Option<i64>,
+    /// Output bytes.
+    pub output_bytes: Option<i64>,
+}
+
+/// Explicit pool settings (never left to sqlx defaults).
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// Maximum open connections.
+    pub max_connections: u32,
+    /// Connections kept open when idle.
+    pub min_connections: u32,
+    /// How long a request waits for a free connection before failing.
+    pub acquire_timeout: Duration,
+    /// Idle connections are closed after this.
+    pub idle_timeout: Duration,
+    /// Connections are recycled after this.
+    pub max_lifetime: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            max_connections: 16,
+            min_connections: 1,
+            acquire_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(300),
+            max_lifetime: Duration::from_secs(1800),
+        }
+    }
+}
+
+/// Domain operations on the database. Implemented by [`SqliteStore`] and [`PgStore`].
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Backend name (`sqlite` or `postgres`), for logs and /readyz.
+    fn backend(&self) -> &'static str;
+    /// Cheap round trip to check the database is reachable.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Close the pool (waits for checked-out connections).
+    async fn close(&self);
+
+    /// Insert a user; `Conflict` if the username exists.
+    async fn create_user(&self, user: NewUser) -> StoreResult<User>;
+    /// Look a user up by id.
+    async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>>;
+    /// Look a user up by username.
+    async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>>;
+    /// All users, ordered by username.
+    async fn list_users(&self) -> StoreResult<Vec<User>>;
+    /// Set or clear the disabled flag; `NotFound` if no such user.
+    async fn set_user_disabled(&self, username: &str, disabled: bool) -> StoreResult<()>;
+    /// Replace a user's password hash; `NotFound` if no such user.
+    async fn set_password_hash(&self, username: &str, password_hash: &str) -> StoreResult<()>;
+    /// Number of users with this role (used for the first-start admin).
+    async fn count_users_with_role(&self, role: Role) -> StoreResult<i64>;
+
+    /// Append to the audit log.
+    async fn append_audit(&self, entry: NewAudit) -> StoreResult<()>;
+    /// Newest audit records first, at most `limit`, optionally only for one action.
+    async fn recent_audit(&self, action: Option<&str>, limit: i64) -> StoreResult<Vec<AuditRecord>>;
+
+    /// Record that a run started.
+    async fn insert_run(&self, run: NewRun) -> StoreResult<()>;
+    /// Record how a run finished; `NotFound` if no such run.
+    async fn finish_run(&self, run_id: &str, finish: RunFinish) -> StoreResult<()>;
+    /// A user's most recent runs, newest first.
+    async fn recent_runs(&self, user_id: i64, limit: i64) -> StoreResult<Vec<RunRecord>>;
+    /// Runs started per hour since `since_ms`: `(hour_start_ms, count)`, oldest first.
+    async fn runs_per_hour(&self, since_ms: i64) -> StoreResult<Vec<(i64, i64)>>;
+    /// Mark runs that were still open (server crash) as ended with `server_shutdown`.
+    async fn close_dangling_runs(&self, now_ms: i64) -> StoreResult<u64>;
+}
+
+/// Shared handle to the chosen store.
+pub type DynStore = Arc<dyn Store>;
+
+/// Open the store named by `url` (`sqlite://...` or `postgres://...`), apply the
+/// embedded migrations, and return it. Any other scheme is [`StoreError::UnknownScheme`].
+pub async fn connect(url: &str, pool: &PoolSettings) -> StoreResult<DynStore> {
+    let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
+    match scheme {
+        "sqlite" => {
+            let _ = SqliteStore::connect(url, pool).await?;
+            Err(StoreError::UnknownScheme(scheme.into()))
+        }
+        "postgres" | "postgresql" => {
+            let _ = PgStore::connect(url, pool).await?;
+            Err(StoreError::UnknownScheme(scheme.into()))
+        }
+        other => Err(StoreError::UnknownScheme(other.to_string())),
+    }
+}
+
+/// Current time in ms since the epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

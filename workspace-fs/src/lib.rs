@@ -1,0 +1,1 @@
+//! Safe per-user workspace file store (filled in by the Workspaces issue).
