@@ -1,1 +1,61 @@
-fn main() {}
+//! The `campus` command line: `serve`, `migrate`, `user …`, `run`, `sandbox …`.
+
+use clap::{Parser, Subcommand};
+
+use campus_server::cli;
+use campus_server::config::{RunLimitArgs, ServeArgs, StorageArgs};
+use campus_server::sandbox;
+
+#[derive(Debug, Parser)]
+#[command(name = "campus", version, about = "Campus: a classroom IDE backend")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(Box<ServeArgs>),
+    /// Apply database migrations and exit.
+    Migrate(StorageArgs),
+    /// Manage users.
+    User {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[command(subcommand)]
+        command: cli::UserCommand,
+    },
+    /// Run a file from a user's workspace through the real session/sandbox code.
+    Run(Box<cli::RunArgs>),
+    /// Sandbox tools.
+    Sandbox {
+        #[command(subcommand)]
+        command: SandboxCommand,
+    },
+    /// Internal: the sandbox re-exec helper started inside a run's PTY.
+    #[command(hide = true)]
+    SandboxExec(sandbox::exec::ExecArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum SandboxCommand {
+    /// Probe the host and print which isolation features work (exit 0 only if complete).
+    Check(RunLimitArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        // The helper must not start a tokio runtime: it forks and execs.
+        Command::SandboxExec(args) => sandbox::exec::main(args),
+        Command::Sandbox {
+            command: SandboxCommand::Check(_limits),
+        } => sandbox::check_main(),
+        Command::Serve(args) => cli::block_on(cli::serve(*args)),
+        Command::Migrate(storage) => cli::block_on(cli::migrate(storage)),
+        Command::User { storage, command } => cli::block_on(cli::user(storage, command)),
+        Command::Run(args) => cli::block_on(cli::run(*args)),
+    };
+    std::process::exit(code);
+}

@@ -162,3 +162,32 @@ impl Sandbox {
         })
     }
 }
+
+/// `campus sandbox-exec …`: the re-exec helper that runs between the PTY and Python.
+pub mod exec {
+    use std::path::PathBuf;
+
+    /// Arguments of `campus sandbox-exec` (built by [`super::Sandbox::prepare`], not by people).
+    #[derive(Debug, Clone, clap::Args)]
+    pub struct ExecArgs {
+        /// Host path of the workspace to mount at /home/student.
+        #[arg(long)]
+        pub workspace: PathBuf,
+        /// The program and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        pub argv: Vec<String>,
+    }
+
+    /// Set up the sandbox and exec the program; returns only on failure (the exit code).
+    pub fn main(args: ExecArgs) -> i32 {
+        eprintln!("sandbox-exec is not implemented yet ({:?})", args.argv);
+        127
+    }
+}
+
+/// `campus sandbox check`: probe the host and print which isolation features work.
+/// Exit code 0 only if the production sandbox is complete.
+pub fn check_main() -> i32 {
+    println!("sandbox check: not implemented yet");
+    1
+}
