@@ -2,7 +2,17 @@
 //! listener and shutdown signal so tests can run a real server on port 0.
 
 pub mod cli;
+pub mod auth;
+pub mod authz;
 pub mod config;
+pub mod error;
+pub mod files;
+pub mod http;
+pub mod hub;
+pub mod logging;
 pub mod runner;
 pub mod sandbox;
+pub mod server;
+pub mod state;
 pub mod store;
+pub mod ws;
