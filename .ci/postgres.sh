@@ -19,6 +19,12 @@ WAIT_SECS="${CAMPUS_TEST_PG_WAIT_SECS:-60}"
 
 log() { echo "postgres.sh: $*" >&2; }
 
+# It goes into SQL and a URL unescaped, so keep it to safe characters.
+if [[ ! "$PG_PASSWORD" =~ ^[A-Za-z0-9_-]+$ ]]; then
+    log "CAMPUS_TEST_PG_PASSWORD must match [A-Za-z0-9_-]+"
+    exit 1
+fi
+
 if [[ $(id -u) -ne 0 ]]; then
     log "must run as root (it installs packages and starts the cluster)"
     exit 1
@@ -64,8 +70,8 @@ until pg_isready -q -h 127.0.0.1 -p "$port"; do
 done
 
 # Local socket + peer auth as the postgres OS user: always works on Debian.
-runuser -u postgres -- psql -q -p "$port" -v ON_ERROR_STOP=1 \
-    -c "ALTER ROLE postgres PASSWORD '$PG_PASSWORD'" >&2
+(cd / && runuser -u postgres -- psql -q -p "$port" -v ON_ERROR_STOP=1 \
+    -c "ALTER ROLE postgres PASSWORD '$PG_PASSWORD'" >&2)
 
 url="postgres://postgres:${PG_PASSWORD}@127.0.0.1:${port}/postgres"
 # Prove the URL works over TCP with a password before handing it out.
