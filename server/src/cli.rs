@@ -59,7 +59,10 @@ pub struct RunArgs {
 
 /// Run a future on a fresh multi-threaded runtime; returns the exit code.
 pub fn block_on(f: impl Future<Output = i32>) -> i32 {
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt.block_on(f),
         Err(e) => {
             eprintln!("campus: cannot start the async runtime: {e}");
@@ -160,13 +163,19 @@ async fn user_inner(storage: StorageArgs, cmd: UserCommand) -> anyhow::Result<()
                 }
             }
             UserCommand::List => {
-                println!("{:<6} {:<24} {:<10} {:<9} created", "id", "username", "role", "status");
+                println!(
+                    "{:<6} {:<24} {:<10} {:<9} created",
+                    "id", "username", "role", "status"
+                );
                 for u in store.list_users().await? {
                     let created = chrono::DateTime::from_timestamp_millis(u.created_at_ms)
                         .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
                         .unwrap_or_default();
                     let status = if u.disabled { "disabled" } else { "active" };
-                    println!("{:<6} {:<24} {:<10} {:<9} {created}", u.id, u.username, u.role, status);
+                    println!(
+                        "{:<6} {:<24} {:<10} {:<9} {created}",
+                        u.id, u.username, u.role, status
+                    );
                 }
                 Ok(())
             }
@@ -177,7 +186,9 @@ async fn user_inner(storage: StorageArgs, cmd: UserCommand) -> anyhow::Result<()
             }
             UserCommand::Disable { username } => {
                 set_disabled(&store, &username, true).await?;
-                store.append_audit(audit("user.disabled", &username)).await?;
+                store
+                    .append_audit(audit("user.disabled", &username))
+                    .await?;
                 println!("disabled {username}");
                 Ok(())
             }
@@ -194,7 +205,11 @@ async fn user_inner(storage: StorageArgs, cmd: UserCommand) -> anyhow::Result<()
     result
 }
 
-async fn set_disabled(store: &crate::store::DynStore, username: &str, disabled: bool) -> anyhow::Result<()> {
+async fn set_disabled(
+    store: &crate::store::DynStore,
+    username: &str,
+    disabled: bool,
+) -> anyhow::Result<()> {
     match store.set_user_disabled(username, disabled).await {
         Ok(()) => Ok(()),
         Err(crate::store::StoreError::NotFound) => anyhow::bail!("no user named {username:?}"),

@@ -7,7 +7,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use campus_protocol::{ChangeKind, EntryKind, ErrorCode, FileEntry, ServerMsg, TrashItem, UserInfo, VersionInfo};
+use campus_protocol::{
+    ChangeKind, EntryKind, ErrorCode, FileEntry, ServerMsg, TrashItem, UserInfo, VersionInfo,
+};
 use workspace_fs::{FsError, Workspace, Workspaces};
 
 use crate::authz::{self, Action, Resource};
@@ -26,7 +28,10 @@ pub struct FileService {
 impl FileService {
     /// Open the registry under the data dir.
     pub fn new(workspaces: Workspaces, uid_base: Option<u32>) -> Self {
-        FileService { workspaces, uid_base }
+        FileService {
+            workspaces,
+            uid_base,
+        }
     }
 
     /// The workspace of `owner` (created on first use, owned by their sandbox uid).
@@ -60,11 +65,18 @@ pub fn map_fs_error(e: FsError) -> AppError {
         }
         FsError::TooLarge { limit } => AppError::new(
             ErrorCode::TooLarge,
-            format!("the file is larger than the limit of {} MiB", limit / (1024 * 1024)),
+            format!(
+                "the file is larger than the limit of {} MiB",
+                limit / (1024 * 1024)
+            ),
         ),
         FsError::QuotaExceeded(m) => AppError::new(ErrorCode::QuotaExceeded, m),
-        FsError::NotADirectory(p) => AppError::new(ErrorCode::BadRequest, format!("{p} is not a folder")),
-        FsError::IsADirectory(p) => AppError::new(ErrorCode::BadRequest, format!("{p} is a folder")),
+        FsError::NotADirectory(p) => {
+            AppError::new(ErrorCode::BadRequest, format!("{p} is not a folder"))
+        }
+        FsError::IsADirectory(p) => {
+            AppError::new(ErrorCode::BadRequest, format!("{p} is a folder"))
+        }
         other => AppError::internal(other),
     }
 }

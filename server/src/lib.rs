@@ -1,9 +1,9 @@
 //! The Campus server library: everything `campus` does, with an injectable
 //! listener and shutdown signal so tests can run a real server on port 0.
 
-pub mod cli;
 pub mod auth;
 pub mod authz;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod files;

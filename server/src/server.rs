@@ -53,8 +53,12 @@ pub fn jwt_secret(args: &ServeArgs) -> anyhow::Result<Vec<u8>> {
     let mut bytes = [0u8; 32];
     rand::Rng::fill(&mut rand::thread_rng(), &mut bytes);
     let secret = hex::encode(bytes);
-    write_private(&path, secret.as_bytes())
-        .with_context(|| format!("cannot store the development JWT secret in {}", path.display()))?;
+    write_private(&path, secret.as_bytes()).with_context(|| {
+        format!(
+            "cannot store the development JWT secret in {}",
+            path.display()
+        )
+    })?;
     tracing::warn!(path = %path.display(), "development mode: generated a JWT secret (set CAMPUS_JWT_SECRET in production)");
     Ok(secret.into_bytes())
 }
@@ -198,16 +202,27 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
         fs_limits,
     )
     .context("cannot open the workspaces directory")?;
-    let uid_base = sandbox.report().complete.then_some(args.run.sandbox_uid_base);
+    let uid_base = sandbox
+        .report()
+        .complete
+        .then_some(args.run.sandbox_uid_base);
     let files = Arc::new(FileService::new(workspaces, uid_base));
 
     let keys = TokenKeys::new(&secret, Duration::from_secs(args.token_ttl_secs.max(60)));
     let shutdown = CancellationToken::new();
     let state: SharedState = Arc::new(AppState {
         limits: limits(&args),
-        login_limiter: LoginLimiter::new(args.login_attempts, Duration::from_secs(args.login_window_secs)),
+        login_limiter: LoginLimiter::new(
+            args.login_attempts,
+            Duration::from_secs(args.login_window_secs),
+        ),
         file_ops: KeyedLimiter::per_minute(args.file_ops_per_min, "file operations"),
-        allowed_origins: args.allowed_origins.iter().filter(|o| !o.trim().is_empty()).cloned().collect(),
+        allowed_origins: args
+            .allowed_origins
+            .iter()
+            .filter(|o| !o.trim().is_empty())
+            .cloned()
+            .collect(),
         keys,
         store,
         hub: Arc::new(Hub::default()),
@@ -231,10 +246,13 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
     let task = tokio::spawn(async move {
         let token = st.shutdown.clone();
         spawn_housekeeping(&st);
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move { token.cancelled().await })
-            .await
-            .context("server error")?;
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { token.cancelled().await })
+        .await
+        .context("server error")?;
         drain(&st).await;
         Ok(())
     });
@@ -246,7 +264,10 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
 async fn drain(state: &SharedState) {
     let grace = Duration::from_secs(state.cfg.shutdown_grace_secs.max(1));
     state.tracker.close();
-    if tokio::time::timeout(grace, state.tracker.wait()).await.is_err() {
+    if tokio::time::timeout(grace, state.tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("some connections did not finish within the shutdown grace period");
     }
     state.store.close().await;

@@ -79,9 +79,9 @@ impl KeyedLimiter {
 
     /// Count one event for `key`, or refuse with `rate_limited` + `retry_after_ms`.
     pub fn check(&self, key: i64) -> Result<(), AppError> {
-        self.limiter.check_key(&key).map_err(|nu| {
-            AppError::rate_limited(self.what, nu.wait_time_from(self.clock.now()))
-        })
+        self.limiter
+            .check_key(&key)
+            .map_err(|nu| AppError::rate_limited(self.what, nu.wait_time_from(self.clock.now())))
     }
 
     /// Forget keys that are back at full quota.

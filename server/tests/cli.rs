@@ -20,7 +20,11 @@ fn campus(data_dir: &std::path::Path) -> Command {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Server(Child);
@@ -44,18 +48,34 @@ fn wait_ready(port: u16) {
 
 fn user_add(data_dir: &std::path::Path, name: &str, role: &str, pw: &str) -> std::process::Output {
     let mut child = campus(data_dir)
-        .args(["user", "add", "--username", name, "--role", role, "--password-stdin"])
+        .args([
+            "user",
+            "add",
+            "--username",
+            name,
+            "--role",
+            role,
+            "--password-stdin",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(format!("{pw}\n").as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{pw}\n").as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
 fn login(port: u16, user: &str, pw: &str) -> u16 {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         reqwest::Client::new()
             .post(format!("http://127.0.0.1:{port}/api/auth/login"))
@@ -95,7 +115,11 @@ fn first_start_admin_and_user_commands_while_serving() {
 
     // CLI against the same SQLite data dir while the server runs.
     let out = user_add(dir.path(), "stud1", "student", "stud1-password");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(login(port, "stud1", "stud1-password"), 200);
     let dup = user_add(dir.path(), "stud1", "student", "whatever-pass");
     assert!(!dup.status.success());
@@ -107,10 +131,16 @@ fn first_start_admin_and_user_commands_while_serving() {
     let text = String::from_utf8_lossy(&list.stdout);
     assert!(text.contains("admin") && text.contains("stud1"), "{text}");
 
-    let dis = campus(dir.path()).args(["user", "disable", "stud1"]).output().unwrap();
+    let dis = campus(dir.path())
+        .args(["user", "disable", "stud1"])
+        .output()
+        .unwrap();
     assert!(dis.status.success());
     assert_eq!(login(port, "stud1", "stud1-password"), 401);
-    let missing = campus(dir.path()).args(["user", "disable", "ghost"]).output().unwrap();
+    let missing = campus(dir.path())
+        .args(["user", "disable", "ghost"])
+        .output()
+        .unwrap();
     assert!(!missing.status.success());
 
     let mig = campus(dir.path()).arg("migrate").output().unwrap();
@@ -130,8 +160,14 @@ fn first_start_admin_and_user_commands_while_serving() {
     wait_ready(port2);
     assert_eq!(login(port2, "admin", &password), 200);
     drop(_server);
-    let printed: Vec<String> = BufReader::new(stdout).lines().map_while(Result::ok).collect();
-    assert!(!printed.iter().any(|l| l.contains("password:")), "{printed:?}");
+    let printed: Vec<String> = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .collect();
+    assert!(
+        !printed.iter().any(|l| l.contains("password:")),
+        "{printed:?}"
+    );
 }
 
 fn production(data_dir: &std::path::Path, secret: Option<&str>) -> std::process::Output {
@@ -141,7 +177,11 @@ fn production(data_dir: &std::path::Path, secret: Option<&str>) -> std::process:
     if let Some(s) = secret {
         c.env("CAMPUS_JWT_SECRET", s);
     }
-    let mut child = c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     // Refusals are immediate; a server that starts is killed after a bound.
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {

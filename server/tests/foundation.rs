@@ -15,7 +15,8 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 async fn ws_status(server: &TestServer, headers: &[(&'static str, String)]) -> u16 {
     let mut req = server.ws_url().into_client_request().unwrap();
     for (k, v) in headers {
-        req.headers_mut().insert(*k, HeaderValue::from_str(v).unwrap());
+        req.headers_mut()
+            .insert(*k, HeaderValue::from_str(v).unwrap());
     }
     match tokio_tungstenite::connect_async(req).await {
         Ok(_) => 101,
@@ -72,7 +73,11 @@ async fn login_tokens_and_brute_force() {
         let wrong = post_login(&server, "ann", "nope").await;
         assert_eq!(wrong.status(), 401);
         let wrong: serde_json::Value = wrong.json().await.unwrap();
-        let unknown: serde_json::Value = post_login(&server, "nobody", "nope").await.json().await.unwrap();
+        let unknown: serde_json::Value = post_login(&server, "nobody", "nope")
+            .await
+            .json()
+            .await
+            .unwrap();
         let disabled = post_login(&server, "bob", "bob-password").await;
         assert_eq!(disabled.status(), 401);
         let disabled: serde_json::Value = disabled.json().await.unwrap();
@@ -111,17 +116,34 @@ async fn login_tokens_and_brute_force() {
         assert_eq!(tenth.status(), 401);
         let limited = post_login(&server, "carl", "guess10").await;
         assert_eq!(limited.status(), 429);
-        let retry: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        let retry: u64 = limited.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!(retry >= 1);
         let body: serde_json::Value = limited.json().await.unwrap();
         assert_eq!(body["code"], "rate_limited");
         assert!(body["retry_after_ms"].as_u64().unwrap() > 0);
         // Another username from the same IP is not affected.
-        assert_eq!(post_login(&server, "ann", "correct-horse").await.status(), 200);
+        assert_eq!(
+            post_login(&server, "ann", "correct-horse").await.status(),
+            200
+        );
 
-        let failed = server.store.recent_audit(Some("login.failed"), 100).await.unwrap();
-        assert!(failed.iter().any(|a| a.actor.as_deref() == Some("carl") && a.ip.as_deref() == Some("127.0.0.1")));
-        let limited = server.store.recent_audit(Some("login.rate_limited"), 10).await.unwrap();
+        let failed = server
+            .store
+            .recent_audit(Some("login.failed"), 100)
+            .await
+            .unwrap();
+        assert!(failed
+            .iter()
+            .any(|a| a.actor.as_deref() == Some("carl") && a.ip.as_deref() == Some("127.0.0.1")));
+        let limited = server
+            .store
+            .recent_audit(Some("login.rate_limited"), 10)
+            .await
+            .unwrap();
         assert!(!limited.is_empty());
         server.stop().await;
     }
@@ -140,20 +162,34 @@ async fn websocket_gate_and_hello() {
             "garbage token"
         );
         // Signed with another secret.
-        let other = campus_server::auth::TokenKeys::new(b"another-secret-another-secret-xx", std::time::Duration::from_secs(600));
+        let other = campus_server::auth::TokenKeys::new(
+            b"another-secret-another-secret-xx",
+            std::time::Duration::from_secs(600),
+        );
         let (forged, _) = other.issue(id, "dora", Role::Admin).unwrap();
-        assert_eq!(ws_status(&server, &[("authorization", format!("Bearer {forged}"))]).await, 401, "forged");
+        assert_eq!(
+            ws_status(&server, &[("authorization", format!("Bearer {forged}"))]).await,
+            401,
+            "forged"
+        );
         // alg: none.
         use base64::Engine;
         let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
         let payload = token.split('.').nth(1).unwrap();
         let none = format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), payload);
-        assert_eq!(ws_status(&server, &[("authorization", format!("Bearer {none}"))]).await, 401, "alg none");
+        assert_eq!(
+            ws_status(&server, &[("authorization", format!("Bearer {none}"))]).await,
+            401,
+            "alg none"
+        );
         // Cookie from a foreign origin: cross-site WebSocket hijacking.
         assert_eq!(
             ws_status(
                 &server,
-                &[("cookie", format!("campus_token={token}")), ("origin", "http://evil.example".into())]
+                &[
+                    ("cookie", format!("campus_token={token}")),
+                    ("origin", "http://evil.example".into())
+                ]
             )
             .await,
             403
@@ -162,7 +198,10 @@ async fn websocket_gate_and_hello() {
         assert_eq!(
             ws_status(
                 &server,
-                &[("cookie", format!("campus_token={token}")), ("origin", format!("http://{}", server.addr))]
+                &[
+                    ("cookie", format!("campus_token={token}")),
+                    ("origin", format!("http://{}", server.addr))
+                ]
             )
             .await,
             101
@@ -198,8 +237,10 @@ async fn hello_announces_user_and_limits() {
     let server = TestServer::start(&db.url, |_| {}).await;
     let (_, token) = server.student("erin").await;
     let mut req = server.ws_url().into_client_request().unwrap();
-    req.headers_mut()
-        .insert("authorization", HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+    req.headers_mut().insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
     use futures_util::StreamExt;
     let first = ws.next().await.unwrap().unwrap();
@@ -225,7 +266,11 @@ async fn message_rate_limit_then_disconnect() {
             }
         }
         match c.request(|id| ClientMsg::Ping { id }).await {
-            ServerMsg::Error { code, retry_after_ms, .. } => {
+            ServerMsg::Error {
+                code,
+                retry_after_ms,
+                ..
+            } => {
                 assert_eq!(code, ErrorCode::RateLimited);
                 assert!(retry_after_ms.unwrap() > 0);
             }
@@ -249,7 +294,9 @@ async fn graceful_shutdown_tells_clients() {
         let running = server.running.as_ref().unwrap();
         running.shutdown();
         match c.recv().await {
-            ServerMsg::Shutdown { reconnect_after_ms, .. } => assert!(reconnect_after_ms > 0),
+            ServerMsg::Shutdown {
+                reconnect_after_ms, ..
+            } => assert!(reconnect_after_ms > 0),
             other => panic!("expected shutdown, got {other:?}"),
         }
         assert_eq!(c.closed().await, Some(close_codes::SHUTDOWN));

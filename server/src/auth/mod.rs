@@ -37,7 +37,10 @@ pub enum AuthError {
 pub fn extract_token(headers: &HeaderMap) -> Option<(String, bool)> {
     if let Some(v) = headers.get(axum::http::header::AUTHORIZATION) {
         if let Ok(s) = v.to_str() {
-            if let Some(t) = s.strip_prefix("Bearer ").or_else(|| s.strip_prefix("bearer ")) {
+            if let Some(t) = s
+                .strip_prefix("Bearer ")
+                .or_else(|| s.strip_prefix("bearer "))
+            {
                 let t = t.trim();
                 if !t.is_empty() {
                     return Some((t.to_string(), false));
@@ -65,10 +68,8 @@ pub async fn authenticate(
     token: &str,
 ) -> Result<(UserInfo, Claims), AuthError> {
     let claims = keys.verify(token).map_err(|_| AuthError::Invalid)?;
-    let user = store
-        .user_by_id(claims.sub)
-        .await?
-        .ok_or(AuthError::Disabled)?;
+    let id = claims.user_id().ok_or(AuthError::Invalid)?;
+    let user = store.user_by_id(id).await?.ok_or(AuthError::Disabled)?;
     if user.disabled || user.username != claims.username {
         return Err(AuthError::Disabled);
     }

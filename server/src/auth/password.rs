@@ -1,7 +1,9 @@
 //! argon2id password hashing. Hashing is deliberately slow, so callers run it on
 //! the blocking pool.
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 
 /// Hash a password with argon2id and a random salt (PHC string).

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 /// Claims carried by a Campus token.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {
-    /// User id.
-    pub sub: i64,
+    /// User id, as a string (JWT `sub` is a StringOrURI).
+    pub sub: String,
     /// Username at issue time (a rename invalidates the token).
     pub username: String,
     /// Role at issue time (authorization re-reads the user).
@@ -20,6 +20,13 @@ pub struct Claims {
     pub iat: u64,
     /// Expiry, seconds since the epoch.
     pub exp: u64,
+}
+
+impl Claims {
+    /// The user id in `sub`.
+    pub fn user_id(&self) -> Option<i64> {
+        self.sub.parse().ok()
+    }
 }
 
 /// Signing and verification keys derived from the configured secret.
@@ -50,14 +57,19 @@ impl TokenKeys {
     }
 
     /// Issue a token; returns it with its expiry (seconds since the epoch).
-    pub fn issue(&self, user_id: i64, username: &str, role: Role) -> Result<(String, u64), jsonwebtoken::errors::Error> {
+    pub fn issue(
+        &self,
+        user_id: i64,
+        username: &str,
+        role: Role,
+    ) -> Result<(String, u64), jsonwebtoken::errors::Error> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
         let exp = now + self.ttl.as_secs();
         let claims = Claims {
-            sub: user_id,
+            sub: user_id.to_string(),
             username: username.to_string(),
             role,
             iat: now,
@@ -95,7 +107,7 @@ mod tests {
     fn issue_verify_and_reject_forgeries() {
         let keys = TokenKeys::new(b"0123456789abcdef0123456789abcdef", Duration::from_secs(60));
         let (t, _) = keys.issue(7, "ann", Role::Student).unwrap();
-        assert_eq!(keys.verify(&t).unwrap().sub, 7);
+        assert_eq!(keys.verify(&t).unwrap().user_id(), Some(7));
 
         let other = TokenKeys::new(b"another-secret-another-secret-xx", Duration::from_secs(60));
         assert!(other.verify(&t).is_err(), "wrong signature");

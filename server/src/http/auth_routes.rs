@@ -55,7 +55,10 @@ pub async fn login(
         ip: Some(ip.to_string()),
     };
     if let Err(wait) = state.login_limiter.check(&req.username, ip) {
-        state.store.append_audit(audit("login.rate_limited", None)).await?;
+        state
+            .store
+            .append_audit(audit("login.rate_limited", None))
+            .await?;
         return Err(AppError::rate_limited("login attempts", wait));
     }
     let user = state.store.user_by_username(&req.username).await?;
@@ -70,7 +73,10 @@ pub async fn login(
     let user = match user {
         Some(u) if ok && !u.disabled => u,
         Some(u) if ok => {
-            state.store.append_audit(audit("login.disabled", Some(u.id))).await?;
+            state
+                .store
+                .append_audit(audit("login.disabled", Some(u.id)))
+                .await?;
             return Err(AppError::new(ErrorCode::Unauthorized, BAD_CREDENTIALS));
         }
         other => {
@@ -85,11 +91,18 @@ pub async fn login(
         .keys
         .issue(user.id, &user.username, user.role)
         .map_err(AppError::internal)?;
-    state.store.append_audit(audit("login.ok", Some(user.id))).await?;
+    state
+        .store
+        .append_audit(audit("login.ok", Some(user.id)))
+        .await?;
     let expires_at = chrono::DateTime::from_timestamp(exp as i64, 0)
         .map(|t| t.to_rfc3339())
         .unwrap_or_default();
-    let cookie = session_cookie(&token, state.keys.ttl().as_secs(), state.cfg.is_production());
+    let cookie = session_cookie(
+        &token,
+        state.keys.ttl().as_secs(),
+        state.cfg.is_production(),
+    );
     let body = LoginResponse {
         token,
         expires_at,

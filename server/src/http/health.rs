@@ -28,6 +28,10 @@ pub async fn readyz(State(state): State<SharedState>) -> impl IntoResponse {
         },
         "connections": state.hub.connection_count(),
     });
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(body))
 }

@@ -175,7 +175,10 @@ async fn still_authorized(state: &SharedState, claims: &Claims) -> bool {
     if claims.exp <= now {
         return false;
     }
-    match state.store.user_by_id(claims.sub).await {
+    let Some(id) = claims.user_id() else {
+        return false;
+    };
+    match state.store.user_by_id(id).await {
         Ok(Some(u)) => !u.disabled,
         Ok(None) => false,
         // A database hiccup is not the user's fault; keep the connection.

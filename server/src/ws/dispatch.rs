@@ -62,7 +62,11 @@ impl Conn {
         let ws = files.workspace(owner)?;
         let conn = self.conn_id.as_str();
         let reply = match msg {
-            ClientMsg::List { id, path, recursive } => {
+            ClientMsg::List {
+                id,
+                path,
+                recursive,
+            } => {
                 let p = path.clone();
                 let entries = blocking(ws, move |w| w.list(&p, recursive)).await?;
                 ServerMsg::Listing {
@@ -98,7 +102,15 @@ impl Conn {
                 let p = path.clone();
                 let out = blocking(ws, move |w| w.write(&p, &bytes, pre)).await?;
                 let version = out.entry.version.clone().unwrap_or_default();
-                files::notify(state, owner, conn, &path, ChangeKind::Written, Some(version.clone()), None);
+                files::notify(
+                    state,
+                    owner,
+                    conn,
+                    &path,
+                    ChangeKind::Written,
+                    Some(version.clone()),
+                    None,
+                );
                 ServerMsg::Written {
                     id,
                     path,
@@ -124,7 +136,15 @@ impl Conn {
             } => {
                 let (f, t) = (from.clone(), to.clone());
                 let e = blocking(ws, move |w| w.rename(&f, &t, overwrite)).await?;
-                files::notify(state, owner, conn, &to, ChangeKind::Renamed, e.version.clone(), Some(from));
+                files::notify(
+                    state,
+                    owner,
+                    conn,
+                    &to,
+                    ChangeKind::Renamed,
+                    e.version.clone(),
+                    Some(from),
+                );
                 ServerMsg::Entry {
                     id,
                     entry: files::entry(e),
@@ -133,7 +153,15 @@ impl Conn {
             ClientMsg::Copy { id, from, to } => {
                 let (f, t) = (from.clone(), to.clone());
                 let e = blocking(ws, move |w| w.copy(&f, &t)).await?;
-                files::notify(state, owner, conn, &to, ChangeKind::Copied, e.version.clone(), Some(from));
+                files::notify(
+                    state,
+                    owner,
+                    conn,
+                    &to,
+                    ChangeKind::Copied,
+                    e.version.clone(),
+                    Some(from),
+                );
                 ServerMsg::Entry {
                     id,
                     entry: files::entry(e),
@@ -168,7 +196,15 @@ impl Conn {
                 let p = path.clone();
                 let out = blocking(ws, move |w| w.restore_version(&p, &version)).await?;
                 let v = out.entry.version.clone().unwrap_or_default();
-                files::notify(state, owner, conn, &path, ChangeKind::Restored, Some(v.clone()), None);
+                files::notify(
+                    state,
+                    owner,
+                    conn,
+                    &path,
+                    ChangeKind::Restored,
+                    Some(v.clone()),
+                    None,
+                );
                 ServerMsg::Written {
                     id,
                     path,
@@ -186,14 +222,24 @@ impl Conn {
             }
             ClientMsg::TrashRestore { id, trash_id, to } => {
                 let e = blocking(ws, move |w| w.trash_restore(&trash_id, to.as_deref())).await?;
-                files::notify(state, owner, conn, &e.path, ChangeKind::Restored, e.version.clone(), None);
+                files::notify(
+                    state,
+                    owner,
+                    conn,
+                    &e.path,
+                    ChangeKind::Restored,
+                    e.version.clone(),
+                    None,
+                );
                 ServerMsg::Entry {
                     id,
                     entry: files::entry(e),
                 }
             }
             other => {
-                return Err(AppError::internal(format!("not a file operation: {other:?}")));
+                return Err(AppError::internal(format!(
+                    "not a file operation: {other:?}"
+                )));
             }
         };
         Ok(Some(reply))
@@ -237,12 +283,23 @@ fn decode_content(content: String, encoding: Encoding) -> Result<Vec<u8>, AppErr
         Encoding::Utf8 => Ok(content.into_bytes()),
         Encoding::Base64 => base64::engine::general_purpose::STANDARD
             .decode(content.as_bytes())
-            .map_err(|e| AppError::new(ErrorCode::BadRequest, format!("content is not valid base64: {e}"))),
+            .map_err(|e| {
+                AppError::new(
+                    ErrorCode::BadRequest,
+                    format!("content is not valid base64: {e}"),
+                )
+            }),
     }
 }
 
 /// A `file` reply: UTF-8 text as is, anything else as base64.
-fn file_reply(id: Option<u64>, path: String, version: String, mime: Option<String>, bytes: Vec<u8>) -> ServerMsg {
+fn file_reply(
+    id: Option<u64>,
+    path: String,
+    version: String,
+    mime: Option<String>,
+    bytes: Vec<u8>,
+) -> ServerMsg {
     let size = bytes.len() as u64;
     let mime = mime.unwrap_or_else(|| "application/octet-stream".into());
     let (encoding, content) = match String::from_utf8(bytes) {

@@ -28,8 +28,11 @@ pub async fn upgrade(
     };
     if !origin_allowed(&headers, &state.allowed_origins) {
         tracing::warn!(origin = ?headers.get(header::ORIGIN), "refused WebSocket from a foreign origin");
-        return AppError::new(ErrorCode::Forbidden, "this origin may not open a Campus connection")
-            .into_response();
+        return AppError::new(
+            ErrorCode::Forbidden,
+            "this origin may not open a Campus connection",
+        )
+        .into_response();
     }
     let (user, claims) = match auth::authenticate(&state.keys, &state.store, &token).await {
         Ok(v) => v,
@@ -88,7 +91,10 @@ mod tests {
         assert!(!origin_allowed(&h(Some("http://evil.example"), "a:1"), &[]));
         assert!(!origin_allowed(&h(Some("http://a:2"), "a:1"), &[]));
         let allowed = vec!["https://ide.uni.edu".to_string()];
-        assert!(origin_allowed(&h(Some("https://ide.uni.edu"), "x"), &allowed));
+        assert!(origin_allowed(
+            &h(Some("https://ide.uni.edu"), "x"),
+            &allowed
+        ));
         assert!(!origin_allowed(&h(Some("http://x"), "x"), &allowed));
     }
 }

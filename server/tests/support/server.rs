@@ -48,7 +48,9 @@ impl TestServer {
         let data_dir = tempfile::tempdir().expect("tempdir");
         let mut args = default_args(data_dir.path().to_path_buf(), database_url);
         tweak(&mut args);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let running = server::start(args, listener).await.expect("server starts");
         let store = running.state.store.clone();
         TestServer {
@@ -107,8 +109,15 @@ impl TestServer {
             "authorization",
             HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
         );
-        let (ws, _) = tokio_tungstenite::connect_async(req).await.expect("ws connect");
-        let mut c = WsClient { ws, next_id: 1, output: Vec::new(), pending: Vec::new() };
+        let (ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("ws connect");
+        let mut c = WsClient {
+            ws,
+            next_id: 1,
+            output: Vec::new(),
+            pending: Vec::new(),
+        };
         match c.recv().await {
             ServerMsg::Hello { .. } => {}
             other => panic!("expected hello, got {other:?}"),
@@ -133,7 +142,8 @@ impl Drop for TestServer {
     }
 }
 
-type Stream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Stream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A typed WebSocket client.
 pub struct WsClient {
@@ -157,7 +167,10 @@ pub fn wait_limit() -> Duration {
 
 impl WsClient {
     pub async fn send_raw(&mut self, text: &str) {
-        self.ws.send(Message::Text(text.to_string().into())).await.expect("send");
+        self.ws
+            .send(Message::Text(text.to_string().into()))
+            .await
+            .expect("send");
     }
 
     pub async fn send(&mut self, msg: &ClientMsg) {
@@ -180,10 +193,12 @@ impl WsClient {
                 .expect("timed out waiting for a server message");
             match next {
                 Some(Ok(Message::Text(t))) => {
-                    return serde_json::from_str(t.as_str()).unwrap_or_else(|e| panic!("bad server json {t}: {e}"))
+                    return serde_json::from_str(t.as_str())
+                        .unwrap_or_else(|e| panic!("bad server json {t}: {e}"))
                 }
                 Some(Ok(Message::Binary(b))) => {
-                    let (seq, bytes) = campus_protocol::frames::decode_output(&b).expect("output frame");
+                    let (seq, bytes) =
+                        campus_protocol::frames::decode_output(&b).expect("output frame");
                     self.output.push((seq, bytes.to_vec()));
                 }
                 Some(Ok(Message::Close(f))) => panic!("connection closed: {f:?}"),
@@ -201,7 +216,10 @@ impl WsClient {
         }
         let deadline = tokio::time::Instant::now() + wait_limit();
         loop {
-            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
             let m = self.recv_socket().await;
             if pred(&m) {
                 return m;
