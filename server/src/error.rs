@@ -23,6 +23,8 @@ pub struct AppError {
     pub current_version: Option<String>,
     /// Request id under which an internal error was logged.
     pub request_id: Option<String>,
+    /// HTTP status override (e.g. 412 for a failed conditional request).
+    pub http_status: Option<StatusCode>,
 }
 
 impl AppError {
@@ -34,6 +36,7 @@ impl AppError {
             retry_after: None,
             current_version: None,
             request_id: None,
+            http_status: None,
         }
     }
 
@@ -118,8 +121,10 @@ struct ErrorBody<'a> {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.code.http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = self.http_status.unwrap_or_else(|| {
+            StatusCode::from_u16(self.code.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        });
         let body = ErrorBody {
             code: self.code,
             message: &self.message,
