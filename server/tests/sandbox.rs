@@ -2,6 +2,8 @@
 //! per-student uids, rlimits, killing. Every run goes through `Sandbox::prepare`
 //! and the real `campus sandbox-exec` helper, mostly inside a real PTY.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -109,8 +111,15 @@ impl PtyRun {
         let deadline = Instant::now() + RUN_TIMEOUT;
         while !self.text.contains(needle) {
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "timeout waiting for {needle:?}; output so far:\n{}", self.text);
-            if let Ok(chunk) = self.output.recv_timeout(left.min(Duration::from_millis(100))) {
+            assert!(
+                !left.is_zero(),
+                "timeout waiting for {needle:?}; output so far:\n{}",
+                self.text
+            );
+            if let Ok(chunk) = self
+                .output
+                .recv_timeout(left.min(Duration::from_millis(100)))
+            {
                 self.text.push_str(&String::from_utf8_lossy(&chunk));
             }
         }
@@ -142,10 +151,7 @@ impl PtyRun {
 }
 
 /// Run to completion; returns (exit status, output, cgroup).
-fn run(
-    sb: &Sandbox,
-    spec: &RunSpec,
-) -> (portable_pty::ExitStatus, String, Option<RunCgroup>) {
+fn run(sb: &Sandbox, spec: &RunSpec) -> (portable_pty::ExitStatus, String, Option<RunCgroup>) {
     let mut r = start(sb, spec);
     let status = r.finish();
     (status, r.text, r.cgroup.take())
@@ -180,7 +186,13 @@ fn probe_reports_complete_sandbox_here() {
     let sb = sandbox();
     let report = sb.report();
     assert!(report.complete, "{report:?}");
-    for needed in ["cgroup memory", "cgroup pids", "namespace: pid", "pivot_root", "per-student uid"] {
+    for needed in [
+        "cgroup memory",
+        "cgroup pids",
+        "namespace: pid",
+        "pivot_root",
+        "per-student uid",
+    ] {
         assert!(
             report.features.iter().any(|(n, ok, _)| n == needed && *ok),
             "{needed} missing from {report:?}"
@@ -243,7 +255,10 @@ fn no_network_not_even_the_servers_port() {
     assert!(out.contains("FAILED 1.1.1.1"), "{out}");
     assert!(!out.contains("CONNECTED"), "{out}");
     listener.set_nonblocking(true).unwrap();
-    assert!(listener.accept().is_err(), "the sandbox reached the test's port");
+    assert!(
+        listener.accept().is_err(),
+        "the sandbox reached the test's port"
+    );
 }
 
 #[test]
@@ -264,7 +279,10 @@ fn sees_only_its_own_files() {
         PathBuf::from("/etc/shadow"),
         PathBuf::from("/work"),
     ];
-    let list: Vec<String> = targets.iter().map(|p| format!("{:?}", p.display().to_string())).collect();
+    let list: Vec<String> = targets
+        .iter()
+        .map(|p| format!("{:?}", p.display().to_string()))
+        .collect();
     let code = format!(
         "import os\n\
          for p in [{}]:\n\
@@ -297,7 +315,10 @@ fn sees_only_its_own_files() {
     assert!(out.contains("COURSE course notes"), "{out}");
     assert!(out.contains("COURSE-RO 30"), "{out}"); // EROFS
     assert!(out.contains("USR-RO 30"), "{out}");
-    assert_eq!(std::fs::read_to_string(ws.path().join("new.txt")).unwrap(), "written");
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("new.txt")).unwrap(),
+        "written"
+    );
 }
 
 #[test]
@@ -322,12 +343,23 @@ fn own_proc_uid_hostname_and_only_the_given_env() {
         .split(", ")
         .filter_map(|p| p.trim().parse().ok())
         .collect();
-    assert!(!pids.is_empty() && pids.len() <= 2 && pids.iter().all(|p| *p <= 3), "{out}");
+    assert!(
+        !pids.is_empty() && pids.len() <= 2 && pids.iter().all(|p| *p <= 3),
+        "{out}"
+    );
     let uid = UID_BASE + 5;
     assert!(out.contains(&format!("UID {uid} {uid} []")), "{out}");
     assert!(out.contains("HOST campus"), "{out}");
-    assert!(!out.contains("hunter2") && !out.contains("CAMPUS_TEST_SECRET"), "{out}");
-    assert!(out.contains("ENV [('HOME', '/home/student'), ('LANG', 'C.UTF-8'), ('PYTHONUNBUFFERED', '1')]"), "{out}");
+    assert!(
+        !out.contains("hunter2") && !out.contains("CAMPUS_TEST_SECRET"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "ENV [('HOME', '/home/student'), ('LANG', 'C.UTF-8'), ('PYTHONUNBUFFERED', '1')]"
+        ),
+        "{out}"
+    );
 }
 
 #[test]
@@ -387,7 +419,10 @@ fn fork_bomb_is_contained_by_pids_max() {
     let stats = cg.stats();
     assert!(stats.pids <= 20 && stats.pids >= 10, "{stats:?}");
     // The host still forks fine.
-    assert!(std::process::Command::new("/bin/true").status().unwrap().success());
+    assert!(std::process::Command::new("/bin/true")
+        .status()
+        .unwrap()
+        .success());
     cg.kill_all();
     let status = r.finish();
     assert!(status.signal().is_some(), "{status:?}");
@@ -403,7 +438,11 @@ fn cpu_spin_hits_rlimit_cpu() {
     let mut s = spec("cpu", 9, ws.path(), "while True: pass");
     s.limits.cpu_secs = 1;
     let (status, out, cg) = run(&sb, &s);
-    assert_eq!(status.signal(), Some("CPU time limit exceeded"), "{status:?} {out}");
+    assert_eq!(
+        status.signal(),
+        Some("CPU time limit exceeded"),
+        "{status:?} {out}"
+    );
     assert!(cg.unwrap().stats().cpu_ms >= 900);
 }
 
@@ -424,13 +463,18 @@ fn kill_all_takes_setsid_double_forked_children_and_remove_cleans_up() {
     );
     let mut r = start(&sb, &spec("daemon", 10, ws.path(), &code));
     r.wait_for("PARENT-READY");
-    eventually("the daemon is running", || !host_pids_with(&marker).is_empty());
+    eventually("the daemon is running", || {
+        !host_pids_with(&marker).is_empty()
+    });
     let cg = r.cgroup.take().unwrap();
     let dirs = cg.paths();
     assert!(dirs.iter().all(|d| d.is_dir()));
     cg.kill_all();
     // kill_all returns once the cgroup is empty: nothing with the marker may remain.
-    assert!(host_pids_with(&marker).is_empty(), "daemon survived kill_all");
+    assert!(
+        host_pids_with(&marker).is_empty(),
+        "daemon survived kill_all"
+    );
     let status = r.finish();
     assert_eq!(status.signal(), Some("Killed"), "{status:?}");
     cg.remove();
@@ -493,16 +537,29 @@ fn dev_fallback_runs_with_rlimits_but_without_namespaces() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains(&format!("FSIZE {}", 10 << 20)), "{text}");
     assert!(text.contains("CPU (30, 31)"), "{text}");
     let host_net = std::fs::read_link("/proc/self/ns/net").unwrap();
     let host_pid = std::fs::read_link("/proc/self/ns/pid").unwrap();
-    assert!(text.contains(&format!("NETNS {}", host_net.display())), "{text}");
-    assert!(text.contains(&format!("PIDNS {}", host_pid.display())), "{text}");
+    assert!(
+        text.contains(&format!("NETNS {}", host_net.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("PIDNS {}", host_pid.display())),
+        "{text}"
+    );
     let cwd = ws.path().canonicalize().unwrap();
     assert!(text.contains(&format!("CWD {}", cwd.display())), "{text}");
-    assert!(text.contains("ENVKEYS ['HOME', 'LANG', 'PYTHONUNBUFFERED']"), "{text}");
+    assert!(
+        text.contains("ENVKEYS ['HOME', 'LANG', 'PYTHONUNBUFFERED']"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -551,6 +551,7 @@ fn probe_inside(args: &ExecArgs) -> i32 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -335,6 +335,7 @@ fn own_dir(mount: &Path, own: &str) -> PathBuf {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -160,3 +160,63 @@ pub(crate) fn stats(dir: &Path) -> CgroupStats {
         pids: read_u64(&dir.join("pids.current")).unwrap_or(0),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    /// The v2 kill paths on a real cgroup2 hierarchy: hybrid hosts mount one
+    /// (without controllers) at /sys/fs/cgroup/unified, v2 hosts at /sys/fs/cgroup.
+    fn cgroup2_root() -> PathBuf {
+        let unified = Path::new("/sys/fs/cgroup/unified");
+        if unified.join("cgroup.procs").exists() {
+            unified.to_path_buf()
+        } else {
+            PathBuf::from(MOUNT)
+        }
+    }
+
+    fn kills_everything(use_kill_file: bool) {
+        let dir = cgroup2_root().join(format!(
+            "campus-v2-unit-{}-{use_kill_file}",
+            std::process::id()
+        ));
+        fs::create_dir(&dir).unwrap();
+        let mut children: Vec<std::process::Child> = (0..3)
+            .map(|_| std::process::Command::new("/bin/sleep").arg("300").spawn().unwrap())
+            .collect();
+        for c in &children {
+            write(&dir.join("cgroup.procs"), &c.id().to_string()).unwrap();
+        }
+        assert_eq!(read_pids(&dir.join("cgroup.procs")).len(), 3);
+        let done = if use_kill_file {
+            kill_all(&dir, Duration::from_secs(5))
+        } else {
+            // The freeze/SIGKILL/thaw path used when cgroup.kill is missing.
+            let frozen = freeze(&dir, true).is_ok();
+            kill_pids(&read_pids(&dir.join("cgroup.procs")));
+            if frozen {
+                freeze(&dir, false).unwrap();
+            }
+            kill_all(&dir, Duration::from_secs(5))
+        };
+        assert!(done);
+        for c in &mut children {
+            assert_eq!(c.wait().unwrap().signal(), Some(libc::SIGKILL));
+        }
+        assert!(stats(&dir).cpu_ms < 1000);
+        fs::remove_dir(&dir).unwrap();
+    }
+
+    #[test]
+    fn cgroup_kill_empties_a_v2_cgroup() {
+        kills_everything(true);
+    }
+
+    #[test]
+    fn freeze_and_sigkill_empties_a_v2_cgroup() {
+        kills_everything(false);
+    }
+}
