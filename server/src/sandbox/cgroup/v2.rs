@@ -185,7 +185,12 @@ mod tests {
         ));
         fs::create_dir(&dir).unwrap();
         let mut children: Vec<std::process::Child> = (0..3)
-            .map(|_| std::process::Command::new("/bin/sleep").arg("300").spawn().unwrap())
+            .map(|_| {
+                std::process::Command::new("/bin/sleep")
+                    .arg("300")
+                    .spawn()
+                    .unwrap()
+            })
             .collect();
         for c in &children {
             write(&dir.join("cgroup.procs"), &c.id().to_string()).unwrap();
