@@ -97,6 +97,10 @@ pub struct RunLimitArgs {
     /// Python interpreter inside the sandbox.
     #[arg(long, env = "CAMPUS_PYTHON", default_value = "/usr/bin/python3")]
     pub python: PathBuf,
+    /// Name of the cgroup (under the server's own) that holds this server's runs.
+    /// Servers sharing a host need different names.
+    #[arg(long, env = "CAMPUS_CGROUP_GROUP", default_value = "campus")]
+    pub cgroup_group: String,
     /// First uid of the per-student sandbox uid range (uid = base + user id).
     #[arg(long, env = "CAMPUS_SANDBOX_UID_BASE", default_value_t = 200_000)]
     pub sandbox_uid_base: u32,

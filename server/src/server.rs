@@ -183,11 +183,21 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
             helper_exe,
             production: args.is_production(),
             uid_base: args.run.sandbox_uid_base,
+            cgroup_group: args.run.cgroup_group.clone(),
+            ..SandboxConfig::default()
         })
         .context("the sandbox is not usable")?,
     );
     for (name, ok, detail) in &sandbox.report().features {
         tracing::info!(feature = %name, ok, detail = %detail, "sandbox");
+    }
+    // Runs left behind by a crash of a previous server on this host.
+    let stale = sandbox.cleanup_stale();
+    if stale > 0 {
+        tracing::warn!(
+            stale,
+            "removed sandboxes left by a previous run of the server"
+        );
     }
 
     let fs_limits = workspace_fs::Limits {
