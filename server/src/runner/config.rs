@@ -131,6 +131,7 @@ fn total_memory_bytes() -> Option<u64> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

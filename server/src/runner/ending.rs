@@ -121,10 +121,7 @@ pub(crate) fn message(reason: EndReason, f: &EndFacts) -> String {
             f.exit_code.unwrap_or_default()
         ),
         EndReason::Signaled => match f.signal {
-            Some(sig) => format!(
-                "Ended by signal {sig} ({}) after {took}",
-                signal_name(sig)
-            ),
+            Some(sig) => format!("Ended by signal {sig} ({}) after {took}", signal_name(sig)),
             None => format!("Ended after {took} (the exit status could not be read)"),
         },
         EndReason::Stopped => format!("Stopped by you after {took}"),
@@ -168,6 +165,7 @@ pub(crate) fn message(reason: EndReason, f: &EndFacts) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -188,9 +186,16 @@ mod tests {
         let mut f = facts();
         f.exit_code = Some(0);
         assert_eq!(classify(&f), EndReason::Exited);
-        assert_eq!(message(EndReason::Exited, &f), "Finished with exit code 0 in 0.4 s");
+        assert_eq!(
+            message(EndReason::Exited, &f),
+            "Finished with exit code 0 in 0.4 s"
+        );
         f.oom_kills = 1;
-        assert_eq!(classify(&f), EndReason::Exited, "a clean exit is not an OOM");
+        assert_eq!(
+            classify(&f),
+            EndReason::Exited,
+            "a clean exit is not an OOM"
+        );
         f.exit_code = None;
         f.signal = Some(9);
         assert_eq!(classify(&f), EndReason::MemoryLimit);

@@ -57,13 +57,18 @@ pub struct SessionHandle {
 
 impl std::fmt::Debug for SessionHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionHandle").field("id", &self.id).finish()
+        f.debug_struct("SessionHandle")
+            .field("id", &self.id)
+            .finish()
     }
 }
 
 impl SessionHandle {
     async fn send(&self, cmd: Command) -> Result<(), RunnerError> {
-        self.tx.send(cmd).await.map_err(|_| RunnerError::SessionGone)
+        self.tx
+            .send(cmd)
+            .await
+            .map_err(|_| RunnerError::SessionGone)
     }
 
     /// Start a run of `path` (ignored for `repl`), stopping a live one first.

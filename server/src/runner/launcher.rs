@@ -32,6 +32,8 @@ def _campus_hybrid():
         t, v, tb = sys.exc_info()
         if skip_own_frame and tb is not None:
             tb = tb.tb_next
+        if v is not None:
+            v.__traceback__ = tb
         sys.last_type, sys.last_value, sys.last_traceback = t, v, tb
         try:
             sys.excepthook(t, v, tb)
@@ -102,7 +104,9 @@ pub(crate) fn validate_script(workspace: &Path, path: &str) -> Result<String, Ru
         return Err(RunnerError::InvalidPath("no file given to run".into()));
     }
     if trimmed.contains('\0') {
-        return Err(RunnerError::InvalidPath(format!("{path:?} is not a valid path")));
+        return Err(RunnerError::InvalidPath(format!(
+            "{path:?} is not a valid path"
+        )));
     }
     let rel = Path::new(trimmed);
     let mut parts = Vec::new();
@@ -147,6 +151,7 @@ pub(crate) fn validate_script(workspace: &Path, path: &str) -> Result<String, Ru
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -158,7 +163,14 @@ mod tests {
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join("evil.py")).unwrap();
         let ok = validate_script(dir.path(), "./sub/a.py").unwrap();
         assert_eq!(ok, "sub/a.py");
-        for bad in ["../x.py", "/etc/passwd", "", "sub", "evil.py", "sub/../../x"] {
+        for bad in [
+            "../x.py",
+            "/etc/passwd",
+            "",
+            "sub",
+            "evil.py",
+            "sub/../../x",
+        ] {
             assert!(validate_script(dir.path(), bad).is_err(), "{bad}");
         }
         assert!(matches!(

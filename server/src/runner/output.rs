@@ -206,6 +206,7 @@ impl MarkerStripper {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -266,9 +267,15 @@ mod tests {
             }
             after.extend(s.finish());
             assert!(found, "split {split}");
-            assert_eq!(before, b"hello \x1b[1mbold\x1b]0;title\x07 ", "split {split}");
+            assert_eq!(
+                before, b"hello \x1b[1mbold\x1b]0;title\x07 ",
+                "split {split}"
+            );
             // Only the first marker is stripped.
-            assert_eq!(after, b">>> \x1b]7771;campus;phase=repl\x07again", "split {split}");
+            assert_eq!(
+                after, b">>> \x1b]7771;campus;phase=repl\x07again",
+                "split {split}"
+            );
         }
     }
 

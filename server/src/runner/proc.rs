@@ -70,7 +70,11 @@ pub(crate) fn spawn_writer(
         .stack_size(THREAD_STACK)
         .spawn(move || {
             while let Some(bytes) = rx.blocking_recv() {
-                if writer.write_all(&bytes).and_then(|_| writer.flush()).is_err() {
+                if writer
+                    .write_all(&bytes)
+                    .and_then(|_| writer.flush())
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -168,6 +172,7 @@ pub fn self_rss_bytes() -> Option<u64> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -189,8 +189,12 @@ impl Runner {
 
     /// Snapshots of every session (for the admin view), by user id.
     pub async fn sessions(&self) -> Vec<SessionInfo> {
-        let handles: Vec<SessionHandle> =
-            self.shared.sessions.iter().map(|e| e.value().clone()).collect();
+        let handles: Vec<SessionHandle> = self
+            .shared
+            .sessions
+            .iter()
+            .map(|e| e.value().clone())
+            .collect();
         let mut out = Vec::with_capacity(handles.len());
         for h in handles {
             if let Ok(Ok(info)) = tokio::time::timeout(INFO_WAIT, h.info()).await {
@@ -267,7 +271,9 @@ async fn reaper(shared: Weak<Shared>, token: CancellationToken, every: Duration)
         tracing::debug!(
             sessions = shared.sessions.len(),
             removed,
-            active_runs = shared.max_slots.saturating_sub(shared.slots.available_permits()),
+            active_runs = shared
+                .max_slots
+                .saturating_sub(shared.slots.available_permits()),
             "reaper pass"
         );
     }

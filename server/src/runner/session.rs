@@ -207,8 +207,11 @@ impl Session {
                 rows,
                 reply,
             } => {
-                self.cols = cols;
-                self.rows = rows;
+                // 0 = not given: keep the last known size.
+                if cols > 0 && rows > 0 {
+                    self.cols = cols;
+                    self.rows = rows;
+                }
                 let res = self.start_run(&conn_id, req_id, path, mode).await;
                 let _ = reply.send(res);
             }
@@ -263,9 +266,7 @@ impl Session {
         since_seq: u64,
     ) -> (ServerMsg, mpsc::Receiver<SessionEvent>, u64) {
         self.flush();
-        let replay = self
-            .log
-            .replay(since_seq, self.shared.cfg.max_frame_bytes);
+        let replay = self.log.replay(since_seq, self.shared.cfg.max_frame_bytes);
         let cap = self
             .shared
             .cfg
@@ -617,7 +618,9 @@ impl Session {
         };
         match timeout(STORE_WAIT, store.finish_run(&ended.run_id, finish)).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(run_id = %ended.run_id, error = %e, "recording run end failed"),
+            Ok(Err(e)) => {
+                tracing::error!(run_id = %ended.run_id, error = %e, "recording run end failed")
+            }
             Err(_) => tracing::error!(run_id = %ended.run_id, "recording run end timed out"),
         }
     }
@@ -769,7 +772,9 @@ impl Session {
         let Some(run) = &self.run else {
             let mut at = now + HOUSEKEEPING_IDLE;
             if self.conns.is_empty() {
-                at = at.min(self.idle_since.max(self.detached_since.unwrap_or(now)) + cfg.detached_grace);
+                at = at.min(
+                    self.idle_since.max(self.detached_since.unwrap_or(now)) + cfg.detached_grace,
+                );
             }
             return at;
         };
@@ -847,14 +852,14 @@ impl Session {
             return false;
         }
         if let Some(since) = detached_since {
-            let (t0, cpu0, out0) = *run
-                .detached_snapshot
-                .get_or_insert((since, run.cpu_ms, run.output_bytes));
+            let (t0, cpu0, out0) =
+                *run.detached_snapshot
+                    .get_or_insert((since, run.cpu_ms, run.output_bytes));
             if now >= t0 + cfg.detached_grace {
                 // A script that is still computing or printing is not abandoned;
                 // a REPL, or a script blocked (e.g. in input()), is.
-                let working = run.phase == Phase::Script
-                    && (run.cpu_ms > cpu0 || run.output_bytes > out0);
+                let working =
+                    run.phase == Phase::Script && (run.cpu_ms > cpu0 || run.output_bytes > out0);
                 if working {
                     run.detached_snapshot = Some((now, run.cpu_ms, run.output_bytes));
                 } else {
