@@ -842,3 +842,52 @@ async fn a_missing_interpreter_is_a_clear_start_failure() {
     }
     assert_eq!(env.runner.active_runs(), 0);
 }
+
+/// True while any process on the host has exactly this command line.
+fn process_with_cmdline_exists(cmdline: &[u8]) -> bool {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == cmdline))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_child_process_outlives_its_run() {
+    let env = setup(test_config());
+    let tag = format!(
+        "{}.{}",
+        3000 + std::process::id() % 1000,
+        std::process::id()
+    );
+    let cmdline = format!("sleep\0{tag}\0").into_bytes();
+    env.write(
+        1,
+        "bg.py",
+        &format!("import subprocess, sys\nsubprocess.Popen(['sleep', '{tag}'])\nprint('spawned')\nif sys.argv[-1:] != ['exit']:\n    input('wait ')\n"),
+    );
+    env.write(
+        1,
+        "bg_exit.py",
+        &format!("import subprocess\nsubprocess.Popen(['sleep', '{tag}'])\nprint('spawned')\n"),
+    );
+    let mut c = env.attach(1, "c1", 0).await;
+    // Stopped while a background child runs.
+    c.run("bg.py", RunMode::Script).await.unwrap();
+    c.text_after(0, "wait ").await;
+    assert!(process_with_cmdline_exists(&cmdline));
+    c.att.handle.stop(&c.att.conn_id, None).await.unwrap();
+    assert_eq!(c.ended().await.reason, EndReason::Stopped);
+    eventually("the stopped run's child to be gone", || async {
+        !process_with_cmdline_exists(&cmdline)
+    })
+    .await;
+    // Exits by itself, leaving a background child behind.
+    let mark = c.out.len();
+    c.run("bg_exit.py", RunMode::Script).await.unwrap();
+    c.text_after(mark, "spawned").await;
+    assert_eq!(c.ended().await.reason, EndReason::Exited);
+    eventually("the exited run's child to be gone", || async {
+        !process_with_cmdline_exists(&cmdline)
+    })
+    .await;
+}
