@@ -10,7 +10,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 
-type Stream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Stream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Something the server sent.
 #[derive(Debug)]
@@ -22,7 +23,12 @@ pub enum Event {
 }
 
 /// Log in over HTTP; returns the token.
-pub async fn login(http: &reqwest::Client, base: &str, user: &str, password: &str) -> anyhow::Result<String> {
+pub async fn login(
+    http: &reqwest::Client,
+    base: &str,
+    user: &str,
+    password: &str,
+) -> anyhow::Result<String> {
     let r = http
         .post(format!("{base}/api/auth/login"))
         .json(&serde_json::json!({"username": user, "password": password}))
@@ -48,8 +54,10 @@ impl Client {
     pub async fn connect(base: &str, token: &str) -> anyhow::Result<Client> {
         let url = base.replacen("http://", "ws://", 1) + "/ws";
         let mut req = url.into_client_request()?;
-        req.headers_mut()
-            .insert("authorization", HeaderValue::from_str(&format!("Bearer {token}"))?);
+        req.headers_mut().insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {token}"))?,
+        );
         let (ws, _) = tokio_tungstenite::connect_async(req).await?;
         let mut c = Client {
             ws,
@@ -64,7 +72,9 @@ impl Client {
 
     /// Send a message.
     pub async fn send(&mut self, msg: &ClientMsg) -> anyhow::Result<()> {
-        self.ws.send(Message::Text(serde_json::to_string(msg)?.into())).await?;
+        self.ws
+            .send(Message::Text(serde_json::to_string(msg)?.into()))
+            .await?;
         Ok(())
     }
 

@@ -34,7 +34,9 @@ pub fn campus_bin() -> anyhow::Result<PathBuf> {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 impl ServerProcess {
@@ -54,9 +56,16 @@ impl ServerProcess {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().with_context(|| format!("start {}", bin.display()))?;
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("start {}", bin.display()))?;
         let url = format!("http://127.0.0.1:{port}");
-        let me = ServerProcess { child, url, data_dir, bin };
+        let me = ServerProcess {
+            child,
+            url,
+            data_dir,
+            bin,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         let http = reqwest::Client::new();
         loop {
@@ -85,10 +94,23 @@ impl ServerProcess {
 }
 
 /// Create users through `campus user add` against a data dir.
-pub fn add_users(bin: &Path, data_dir: &Path, names: &[String], password: &str) -> anyhow::Result<()> {
+pub fn add_users(
+    bin: &Path,
+    data_dir: &Path,
+    names: &[String],
+    password: &str,
+) -> anyhow::Result<()> {
     for name in names {
         let mut child = Command::new(bin)
-            .args(["user", "add", "--username", name, "--role", "student", "--password-stdin"])
+            .args([
+                "user",
+                "add",
+                "--username",
+                name,
+                "--role",
+                "student",
+                "--password-stdin",
+            ])
             .env("CAMPUS_DATA_DIR", data_dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -110,7 +132,9 @@ pub fn add_users(bin: &Path, data_dir: &Path, names: &[String], password: &str) 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         // SIGTERM first so the server cleans up its sandboxes, then make sure.
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {

@@ -47,7 +47,8 @@ pub fn row(name: &str, s: &Summary) -> String {
 }
 
 /// Table header matching [`row`].
-pub const HEADER: &str = "| operation | n | p50 ms | p95 ms | p99 ms | max ms |\n|---|---:|---:|---:|---:|---:|";
+pub const HEADER: &str =
+    "| operation | n | p50 ms | p95 ms | p99 ms | max ms |\n|---|---:|---:|---:|---:|---:|";
 
 #[cfg(test)]
 mod tests {

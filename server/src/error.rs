@@ -100,6 +100,20 @@ impl From<crate::store::StoreError> for AppError {
     }
 }
 
+impl From<crate::runner::RunnerError> for AppError {
+    fn from(e: crate::runner::RunnerError) -> Self {
+        use crate::runner::RunnerError;
+        match e {
+            RunnerError::Internal(_) | RunnerError::SessionGone => AppError::internal(e),
+            other => {
+                let mut err = AppError::new(other.code(), other.to_string());
+                err.retry_after = other.retry_after_ms().map(std::time::Duration::from_millis);
+                err
+            }
+        }
+    }
+}
+
 impl From<crate::authz::Denied> for AppError {
     fn from(d: crate::authz::Denied) -> Self {
         AppError::new(ErrorCode::Forbidden, d.0)

@@ -36,6 +36,8 @@ fn setup(cfg: RunnerConfig) -> Env {
         helper_exe: PathBuf::from(env!("CARGO_BIN_EXE_campus")),
         production: false,
         uid_base: 200_000,
+        cgroup_group: format!("campus-runner-test-{}", std::process::id()),
+        ..SandboxConfig::default()
     })
     .unwrap();
     let token = CancellationToken::new();

@@ -65,7 +65,9 @@ async fn files(
     let names: Vec<String> = (0..users.max(1)).map(|i| format!("bench{i}")).collect();
     server.add_users(&names, PASSWORD)?;
     let http = reqwest::Client::new();
-    let content: String = (0..10 * 1024).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    let content: String = (0..10 * 1024)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
 
     // Back to back, one user.
     let token = login(&http, &server.url, &names[0], PASSWORD).await?;
@@ -89,7 +91,14 @@ async fn files(
         b2b_save.push(t.elapsed());
         let id = c.id();
         let t = Instant::now();
-        c.request(id, &ClientMsg::Read { id: Some(id), path: "b2b.py".into() }).await?;
+        c.request(
+            id,
+            &ClientMsg::Read {
+                id: Some(id),
+                path: "b2b.py".into(),
+            },
+        )
+        .await?;
         b2b_read.push(t.elapsed());
     }
     c.close().await;
@@ -127,7 +136,14 @@ async fn files(
                 saves.push(t.elapsed());
                 let id = c.id();
                 let t = Instant::now();
-                c.request(id, &ClientMsg::Read { id: Some(id), path: "main.py".into() }).await?;
+                c.request(
+                    id,
+                    &ClientMsg::Read {
+                        id: Some(id),
+                        path: "main.py".into(),
+                    },
+                )
+                .await?;
                 reads.push(t.elapsed());
             }
             c.close().await;
@@ -141,10 +157,19 @@ async fn files(
         reads.extend(r);
     }
     let rows = [
-        ("save 10 KiB → ack, back to back (1 user)", summarize(&b2b_save)),
+        (
+            "save 10 KiB → ack, back to back (1 user)",
+            summarize(&b2b_save),
+        ),
         ("read 10 KiB, back to back (1 user)", summarize(&b2b_read)),
-        (&*format!("save 10 KiB → ack, {users} users every {interval_ms} ms"), summarize(&saves)),
-        (&*format!("read 10 KiB, {users} users every {interval_ms} ms"), summarize(&reads)),
+        (
+            &*format!("save 10 KiB → ack, {users} users every {interval_ms} ms"),
+            summarize(&saves),
+        ),
+        (
+            &*format!("read 10 KiB, {users} users every {interval_ms} ms"),
+            summarize(&reads),
+        ),
     ]
     .map(|(n, s)| (n.to_string(), s));
     println!("{}", stats::HEADER);
