@@ -58,7 +58,9 @@ impl Client {
             "authorization",
             HeaderValue::from_str(&format!("Bearer {token}"))?,
         );
-        let (ws, _) = tokio_tungstenite::connect_async(req).await?;
+        // TCP_NODELAY on the client too: otherwise a keystroke sent right after an
+        // `ack` waits for the server's delayed ACK (40 ms) — Nagle, not Campus.
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true).await?;
         let mut c = Client {
             ws,
             next_id: 1,

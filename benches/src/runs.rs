@@ -172,7 +172,7 @@ pub async fn bench(p: Params) -> anyhow::Result<()> {
         ("CAMPUS_FILE_OPS_PER_MIN", "1000000".into()),
     ])
     .await?;
-    let users = p.sessions.max(p.idle_repls).max(2);
+    let users = p.sessions.max(p.idle_repls) + 1;
     let names: Vec<String> = (0..users).map(|i| format!("runner{i}")).collect();
     server.add_users(&names, PASSWORD)?;
     let http = reqwest::Client::new();
@@ -241,7 +241,8 @@ pub async fn bench(p: Params) -> anyhow::Result<()> {
 
     // 3. keystroke → echo with N sessions typing (one key per 200 ms each).
     let mut tasks = Vec::new();
-    for name in names.iter().take(p.sessions) {
+    // names[0] is the single-session user above; the others are separate sessions.
+    for name in names.iter().skip(1).take(p.sessions) {
         let mut c = student(&server, &http, name).await?;
         let keys = (p.keys / p.sessions.max(1)).max(20);
         tasks.push(tokio::spawn(async move {
@@ -332,7 +333,7 @@ pub async fn bench(p: Params) -> anyhow::Result<()> {
     let rss0 = proc_sample(server.pid()).map(|s| s.0).unwrap_or(0);
     let pss0 = sandbox_pss_bytes();
     let mut idle = Vec::new();
-    for name in names.iter().take(p.idle_repls) {
+    for name in names.iter().skip(1).take(p.idle_repls) {
         let mut c = student(&server, &http, name).await?;
         let (_, msg) = run_msg(&mut c, "", RunMode::Repl);
         c.send(&msg).await?;

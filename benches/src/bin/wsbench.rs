@@ -97,7 +97,11 @@ async fn files(
     json: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
     // The benchmark measures latency, not the per-user limiter (100/min by default).
-    let server = ServerProcess::start(&[("CAMPUS_FILE_OPS_PER_MIN", "1000000".into())]).await?;
+    let server = ServerProcess::start(&[
+        ("CAMPUS_FILE_OPS_PER_MIN", "1000000".into()),
+        ("CAMPUS_WS_MESSAGES_PER_MIN", "1000000".into()),
+    ])
+    .await?;
     let names: Vec<String> = (0..users.max(1)).map(|i| format!("bench{i}")).collect();
     server.add_users(&names, PASSWORD)?;
     let http = reqwest::Client::new();

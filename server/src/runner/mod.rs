@@ -17,10 +17,13 @@
 //! the session's end (e.g. after a server restart) replays nothing; the client
 //! sees `next_seq` < its offset and should reset its terminal.
 //!
-//! PTY reads are coalesced: a frame goes out immediately if none went out in
-//! the last `frame_interval` (16 ms), otherwise at the end of that window or
-//! when `max_frame_bytes` (32 KiB) are pending, so at most ~60 frames/s per
-//! session while keystroke echo is not delayed.
+//! PTY reads are coalesced with a token bucket of frames (burst 8, refilled
+//! at one per `frame_interval` = 16 ms): while there is credit, output goes
+//! out at once, and every `input` grants 4 more frames (the echo, the REPL
+//! result, the next prompt), so interactive output is never held back; a
+//! program printing continuously exhausts it and then gets one frame per
+//! 16 ms (or one whenever `max_frame_bytes` = 32 KiB are pending) — about 60
+//! frames/s plus size-triggered ones.
 //!
 //! # Flow control
 //! Each connection must acknowledge (`ack {seq}`: the offset it has consumed

@@ -44,6 +44,11 @@ struct Conn {
 }
 
 /// The actor's state.
+/// Frames that may be sent back to back before coalescing starts.
+const FRAME_BURST: f64 = 8.0;
+/// Frames granted by each input message (its echo and the program's answer).
+const INPUT_FRAME_CREDIT: f64 = 4.0;
+
 pub(crate) struct Session {
     id: u64,
     user: UserInfo,
@@ -55,6 +60,11 @@ pub(crate) struct Session {
     log: OutputLog,
     pending: BytesMut,
     last_flush: Instant,
+    /// Frames that may go out at once (token bucket refilled at one per
+    /// `frame_interval`): interactive echo is never held back, while a flood
+    /// settles at ~60 frames/s.
+    frame_credit: f64,
+    credit_at: Instant,
     paused: bool,
     run: Option<LiveRun>,
     io: RunIo,
@@ -111,6 +121,8 @@ impl Session {
             log: OutputLog::new(cap),
             pending: BytesMut::new(),
             last_flush: now,
+            frame_credit: FRAME_BURST,
+            credit_at: now,
             paused: false,
             run: None,
             io: RunIo {
@@ -216,6 +228,9 @@ impl Session {
                 let _ = reply.send(res);
             }
             Command::Input(bytes) => {
+                // What the program writes in answer to typing (echo, a REPL
+                // result, the next prompt) is interactive: let it out at once.
+                self.frame_credit = (self.frame_credit + INPUT_FRAME_CREDIT).min(FRAME_BURST);
                 if let Some(w) = self.run.as_ref().and_then(|r| r.writer.as_ref()) {
                     if w.try_send(bytes).is_err() {
                         tracing::debug!(user = %self.user.username, "input dropped: program is not reading");
@@ -411,13 +426,25 @@ impl Session {
         let over = run.output_bytes > self.shared.cfg.output_limit_bytes;
         self.pending.extend_from_slice(data);
         self.max_pending = self.max_pending.max(self.pending.len());
-        let cfg = &self.shared.cfg;
-        if self.pending.len() >= cfg.max_frame_bytes
-            || self.last_flush.elapsed() >= cfg.frame_interval
-        {
+        if self.pending.len() >= self.shared.cfg.max_frame_bytes || self.take_frame_credit() {
             self.flush();
         }
         over
+    }
+
+    /// Refill the frame bucket and take one frame from it, if there is one.
+    fn take_frame_credit(&mut self) -> bool {
+        let now = Instant::now();
+        let interval = self.shared.cfg.frame_interval.as_secs_f64().max(1e-3);
+        let refill = now.duration_since(self.credit_at).as_secs_f64() / interval;
+        self.frame_credit = (self.frame_credit + refill).min(FRAME_BURST);
+        self.credit_at = now;
+        if self.frame_credit >= 1.0 {
+            self.frame_credit -= 1.0;
+            true
+        } else {
+            false
+        }
     }
 
     /// Strip the phase marker (hybrid), emit `phase`, buffer the rest.
