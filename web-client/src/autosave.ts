@@ -208,6 +208,12 @@ export class Autosave {
     }
   }
 
+  /** Another device changed the file while we have edits: stop saving until the user chooses. */
+  markConflict(): void {
+    this.cancelTimer();
+    if (this.state !== "conflict") this.setState("conflict");
+  }
+
   /** The connection is (back) up: save whatever is pending. */
   connectionReady(): void {
     if (this.dirty && this.state !== "conflict" && this.state !== "saving") {
