@@ -4,9 +4,10 @@ use campus_protocol::*;
 
 #[test]
 fn client_messages_parse_from_documented_json() {
-    let m: ClientMsg =
-        serde_json::from_str(r#"{"type":"write","id":7,"path":"main.py","content":"print(1)\n","base_version":"abc"}"#)
-            .expect("write parses");
+    let m: ClientMsg = serde_json::from_str(
+        r#"{"type":"write","id":7,"path":"main.py","content":"print(1)\n","base_version":"abc"}"#,
+    )
+    .expect("write parses");
     assert_eq!(
         m,
         ClientMsg::Write {
@@ -20,7 +21,8 @@ fn client_messages_parse_from_documented_json() {
     assert_eq!(m.id(), Some(7));
     assert!(m.is_file_op());
     let run: ClientMsg =
-        serde_json::from_str(r#"{"type":"run","id":1,"path":"a.py","mode":"hybrid"}"#).expect("run");
+        serde_json::from_str(r#"{"type":"run","id":1,"path":"a.py","mode":"hybrid"}"#)
+            .expect("run");
     assert!(!run.is_file_op());
     assert!(serde_json::from_str::<ClientMsg>(r#"{"type":"nope","id":1}"#).is_err());
     assert_eq!(client::salvage_id(r#"{"type":"nope","id":9}"#), Some(9));

@@ -59,7 +59,10 @@ pub struct RunArgs {
 
 /// Run a future on a fresh multi-threaded runtime; returns the exit code.
 pub fn block_on(f: impl Future<Output = i32>) -> i32 {
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt.block_on(f),
         Err(e) => {
             eprintln!("campus: cannot start the async runtime: {e}");
@@ -69,22 +72,176 @@ pub fn block_on(f: impl Future<Output = i32>) -> i32 {
 }
 
 /// `campus serve`.
-pub async fn serve(_args: ServeArgs) -> i32 {
-    eprintln!("serve: not wired yet");
-    1
+pub async fn serve(args: ServeArgs) -> i32 {
+    crate::logging::init(args.log_json);
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("campus: cannot listen on {}: {e}", args.listen);
+            return 1;
+        }
+    };
+    match crate::server::serve_until(args, listener, crate::server::shutdown_signal()).await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("campus: {e:#}");
+            1
+        }
+    }
 }
 
 /// `campus migrate`.
-pub async fn migrate(_storage: StorageArgs) -> i32 {
-    1
+pub async fn migrate(storage: StorageArgs) -> i32 {
+    match crate::server::open_store(&storage).await {
+        Ok(store) => {
+            println!("migrations applied ({})", store.backend());
+            store.close().await;
+            0
+        }
+        Err(e) => {
+            eprintln!("campus: {e:#}");
+            1
+        }
+    }
 }
 
 /// `campus user …`.
-pub async fn user(_storage: StorageArgs, _cmd: UserCommand) -> i32 {
-    1
+pub async fn user(storage: StorageArgs, cmd: UserCommand) -> i32 {
+    match user_inner(storage, cmd).await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("campus: {e:#}");
+            1
+        }
+    }
+}
+
+async fn user_inner(storage: StorageArgs, cmd: UserCommand) -> anyhow::Result<()> {
+    use crate::auth::password;
+    use crate::store::{NewAudit, NewUser, StoreError};
+    use campus_protocol::Role;
+
+    let store = crate::server::open_store(&storage).await?;
+    let audit = |action: &str, target: &str| NewAudit {
+        actor: Some("cli".into()),
+        action: action.into(),
+        target: Some(target.into()),
+        ip: Some("cli".into()),
+        ..Default::default()
+    };
+    let result = async {
+        match cmd {
+            UserCommand::Add {
+                username,
+                role,
+                password_stdin,
+            } => {
+                let role: Role = role.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+                validate_username(&username)?;
+                if !password_stdin {
+                    anyhow::bail!("pass --password-stdin and write the password to standard input");
+                }
+                let pw = read_password_stdin()?;
+                let hash = tokio::task::spawn_blocking(move || password::hash(&pw))
+                    .await?
+                    .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?;
+                match store
+                    .create_user(NewUser {
+                        username: username.clone(),
+                        password_hash: hash,
+                        role,
+                    })
+                    .await
+                {
+                    Ok(u) => {
+                        store.append_audit(audit("user.created", &username)).await?;
+                        println!("created {} ({}, id {})", u.username, u.role, u.id);
+                        Ok(())
+                    }
+                    Err(StoreError::Conflict) => anyhow::bail!("user {username:?} already exists"),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            UserCommand::List => {
+                println!(
+                    "{:<6} {:<24} {:<10} {:<9} created",
+                    "id", "username", "role", "status"
+                );
+                for u in store.list_users().await? {
+                    let created = chrono::DateTime::from_timestamp_millis(u.created_at_ms)
+                        .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                        .unwrap_or_default();
+                    let status = if u.disabled { "disabled" } else { "active" };
+                    println!(
+                        "{:<6} {:<24} {:<10} {:<9} {created}",
+                        u.id, u.username, u.role, status
+                    );
+                }
+                Ok(())
+            }
+            UserCommand::Disable { username } | UserCommand::Enable { username }
+                if username.is_empty() =>
+            {
+                anyhow::bail!("a username is required")
+            }
+            UserCommand::Disable { username } => {
+                set_disabled(&store, &username, true).await?;
+                store
+                    .append_audit(audit("user.disabled", &username))
+                    .await?;
+                println!("disabled {username}");
+                Ok(())
+            }
+            UserCommand::Enable { username } => {
+                set_disabled(&store, &username, false).await?;
+                store.append_audit(audit("user.enabled", &username)).await?;
+                println!("enabled {username}");
+                Ok(())
+            }
+        }
+    }
+    .await;
+    store.close().await;
+    result
+}
+
+async fn set_disabled(
+    store: &crate::store::DynStore,
+    username: &str,
+    disabled: bool,
+) -> anyhow::Result<()> {
+    match store.set_user_disabled(username, disabled).await {
+        Ok(()) => Ok(()),
+        Err(crate::store::StoreError::NotFound) => anyhow::bail!("no user named {username:?}"),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Usernames: 1-64 characters of letters, digits, `.`, `_`, `-`.
+pub fn validate_username(name: &str) -> anyhow::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !ok {
+        anyhow::bail!("invalid username {name:?}: use 1-64 letters, digits, '.', '_' or '-'");
+    }
+    Ok(())
+}
+
+fn read_password_stdin() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let pw = line.trim_end_matches(['\n', '\r']).to_string();
+    if pw.len() < 8 {
+        anyhow::bail!("the password must have at least 8 characters");
+    }
+    Ok(pw)
 }
 
 /// `campus run`.
 pub async fn run(_args: RunArgs) -> i32 {
+    eprintln!("campus run: the runner is not wired yet");
     1
 }

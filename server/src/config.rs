@@ -221,8 +221,12 @@ pub fn validate_secret(secret: Option<&str>) -> Result<(), ConfigError> {
     let s = secret.ok_or(ConfigError::MissingSecret)?;
     let trimmed = s.trim();
     let lower = trimmed.to_ascii_lowercase();
-    if WELL_KNOWN_SECRETS.iter().any(|w| lower == *w || lower.starts_with("changeme"))
-        || trimmed.chars().all(|c| c == trimmed.chars().next().unwrap_or('x'))
+    if WELL_KNOWN_SECRETS
+        .iter()
+        .any(|w| lower == *w || lower.starts_with("changeme"))
+        || trimmed
+            .chars()
+            .all(|c| c == trimmed.chars().next().unwrap_or('x'))
     {
         return Err(ConfigError::DefaultSecret);
     }
@@ -254,9 +258,18 @@ mod tests {
 
     #[test]
     fn secrets_are_checked() {
-        assert!(matches!(validate_secret(None), Err(ConfigError::MissingSecret)));
-        assert!(matches!(validate_secret(Some("short")), Err(ConfigError::ShortSecret(5))));
-        assert!(matches!(validate_secret(Some("changeme")), Err(ConfigError::DefaultSecret)));
+        assert!(matches!(
+            validate_secret(None),
+            Err(ConfigError::MissingSecret)
+        ));
+        assert!(matches!(
+            validate_secret(Some("short")),
+            Err(ConfigError::ShortSecret(5))
+        ));
+        assert!(matches!(
+            validate_secret(Some("changeme")),
+            Err(ConfigError::DefaultSecret)
+        ));
         assert!(matches!(
             validate_secret(Some(&"a".repeat(40))),
             Err(ConfigError::DefaultSecret)

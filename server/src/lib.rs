@@ -1,8 +1,18 @@
 //! The Campus server library: everything `campus` does, with an injectable
 //! listener and shutdown signal so tests can run a real server on port 0.
 
+pub mod auth;
+pub mod authz;
 pub mod cli;
 pub mod config;
+pub mod error;
+pub mod files;
+pub mod http;
+pub mod hub;
+pub mod logging;
 pub mod runner;
 pub mod sandbox;
+pub mod server;
+pub mod state;
 pub mod store;
+pub mod ws;

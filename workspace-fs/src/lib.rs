@@ -1,1 +1,316 @@
-//! Safe per-user workspace file store (filled in by the Workspaces issue).
+//! Capability-safe per-user workspace file store for Campus.
+//!
+//! A synchronous library (callers in async code use `spawn_blocking`) that knows nothing about
+//! users, HTTP or WebSockets. [`Workspaces`] is the registry: it holds one [`Workspace`] per key
+//! (e.g. a user id) so quota counters and the write lock are shared by every connection of a
+//! user.
+//!
+//! # Safety model
+//! Ambient authority is used only to open the two roots (`tree_root`, `meta_root`). Everything
+//! below them goes through directory descriptors: `openat2(RESOLVE_BENEATH |
+//! RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)` for parent directories (or a component-wise
+//! `O_NOFOLLOW` walk where `openat2` is missing) and `*at` calls with `O_NOFOLLOW` /
+//! `AT_SYMLINK_NOFOLLOW` for the final name. A symlink inside a tree (student code can make one)
+//! is listed with kind [`EntryKind::Symlink`] but never followed: reading, writing, listing into,
+//! copying from, or renaming onto it fails with [`FsError::InvalidPath`]; deleting or renaming
+//! the link itself is allowed. Paths are checked by [`validate_path`].
+//!
+//! # Writes
+//! Atomic: a temporary file `.campus-tmp-*` in the target directory (that prefix is reserved,
+//! hidden from listings and usage, and swept when a workspace is first opened), `fdatasync`, a
+//! strictly increasing mtime, then — under the per-workspace write lock — the precondition
+//! check, the history save of the old content, the rename, and the usage update; finally an
+//! `fsync` of the directory. Reads take no lock. Limits (`max_file_bytes`, quota bytes and
+//! entries) are checked before anything is written when the length is known, and always again
+//! under the lock at commit. Missing parent directories are created by writes, renames, copies
+//! and restores (they count as entries).
+//!
+//! # Versions
+//! See the [`version`](crate::version) notes: a 16-hex-digit hash of `(inode, size, mtime_ns,
+//! ctime_ns)`, one `stat` per file.
+//!
+//! # History and trash
+//! Overwrites (unconditional or `Match`), `restore_version` and rename-with-overwrite first
+//! save the previous content as a history version of that path (newest `history_keep` kept,
+//! under `meta_root/<key>/history`). A file rename carries its history to the new path (a
+//! directory rename leaves the history of the files inside under their old paths). `delete`
+//! moves files, links and whole (also non-empty) directories into `meta_root/<key>/trash`,
+//! restorable as a unit until `trash_retention` passes and `purge_expired` runs. History and
+//! trash do not count against the quota.
+//!
+//! # Usage
+//! Tracked incrementally per operation after one scan on open; [`Workspace::rescan`]
+//! recomputes it after sandboxed code changed the tree behind the API's back. FIFOs, sockets
+//! and devices made by sandboxed code count as entries but are not listed.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod error;
+mod history;
+mod path;
+mod sys;
+mod trash;
+pub mod version;
+mod workspace;
+mod write;
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustix::fs::{self as rfs, Mode, OFlags};
+use rustix::io::Errno;
+use serde::{Deserialize, Serialize};
+
+pub use error::FsError;
+pub use path::{validate_path, MAX_DEPTH, MAX_NAME_BYTES, MAX_PATH_BYTES, TEMP_PREFIX};
+pub use workspace::Workspace;
+pub use write::PendingWrite;
+
+use error::map_errno;
+
+/// Per-workspace limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest file accepted through the API (`TooLarge` beyond).
+    pub max_file_bytes: u64,
+    /// Total bytes of regular files in a tree (`QuotaExceeded` beyond).
+    pub quota_bytes: u64,
+    /// Total files, directories and links in a tree (`QuotaExceeded` beyond).
+    pub max_entries: u64,
+    /// Previous versions kept per file.
+    pub history_keep: usize,
+    /// How long deleted entries stay restorable.
+    pub trash_retention: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_file_bytes: 10 * 1024 * 1024,
+            quota_bytes: 150 * 1024 * 1024,
+            max_entries: 5000,
+            history_keep: 20,
+            trash_retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// What a write requires of the current file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    /// The path must not exist (else `Conflict`).
+    CreateOnly,
+    /// The path must be a file whose current version is this one (else `Conflict`).
+    Match(String),
+    /// Unconditional; an existing file's content goes to history first.
+    Overwrite,
+}
+
+/// Kind of a directory entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link (listed, never followed).
+    Symlink,
+}
+
+/// One entry of a workspace tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Workspace-relative path (`""` for the root).
+    pub path: String,
+    /// File, directory or symlink.
+    pub kind: EntryKind,
+    /// Size in bytes (files; link target length for links; 0 for directories).
+    pub size: u64,
+    /// Modification time, milliseconds since the Unix epoch.
+    pub mtime_ms: i64,
+    /// Version of a file (`None` for directories and links).
+    pub version: Option<String>,
+    /// MIME type guessed from the name (files only).
+    pub mime: Option<String>,
+}
+
+/// Result of a successful write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// The file as written (with its new version).
+    pub entry: Entry,
+    /// True if the file did not exist before.
+    pub created: bool,
+}
+
+/// One saved history version of a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    /// The version string the file had.
+    pub version: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was replaced, milliseconds since the Unix epoch.
+    pub saved_at_ms: i64,
+}
+
+/// One entry in the trash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrashItem {
+    /// Opaque id used to restore it.
+    pub trash_id: String,
+    /// Where it was before deletion.
+    pub original_path: String,
+    /// What it was.
+    pub kind: EntryKind,
+    /// Total bytes of files in it.
+    pub size: u64,
+    /// When it was deleted, milliseconds since the Unix epoch.
+    pub deleted_at_ms: i64,
+    /// When `purge_expired` may remove it, milliseconds since the Unix epoch.
+    pub expires_at_ms: i64,
+}
+
+/// Space used by a workspace tree.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Bytes of regular files.
+    pub bytes: u64,
+    /// Number of files, directories and links (the root not counted).
+    pub entries: u64,
+}
+
+/// Registry of workspaces under two roots; caches one `Arc<Workspace>` per key.
+#[derive(Debug)]
+pub struct Workspaces {
+    tree_root: PathBuf,
+    tree_fd: OwnedFd,
+    meta_fd: OwnedFd,
+    limits: Limits,
+    cache: Mutex<HashMap<String, Arc<Workspace>>>,
+}
+
+/// True for keys usable as a directory name: 1–64 of `[A-Za-z0-9_.-]`, not starting with `.`.
+fn valid_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 64
+        && !key.starts_with('.')
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+fn check_key(key: &str) -> Result<(), FsError> {
+    if valid_key(key) {
+        Ok(())
+    } else {
+        Err(FsError::InvalidPath(format!(
+            "invalid workspace key {key:?}"
+        )))
+    }
+}
+
+/// Opens (creating with `mode` if missing) the directory `name` under `parent`.
+fn open_or_create_dir(parent: &OwnedFd, name: &str, mode: u32) -> Result<OwnedFd, FsError> {
+    match rfs::mkdirat(parent, name, Mode::from_raw_mode(mode)) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => return Err(map_errno(e, name)),
+    }
+    rfs::openat(parent, name, sys::dir_flags(), Mode::empty()).map_err(|e| map_errno(e, name))
+}
+
+impl Workspaces {
+    /// Creates the two roots if needed (meta root mode 0700) and opens them.
+    pub fn new(tree_root: PathBuf, meta_root: PathBuf, limits: Limits) -> Result<Self, FsError> {
+        std::fs::create_dir_all(&tree_root)?;
+        std::fs::create_dir_all(&meta_root)?;
+        std::fs::set_permissions(&meta_root, std::fs::Permissions::from_mode(0o700))?;
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let open = |p: &PathBuf| {
+            rfs::open(p.as_path(), flags, Mode::empty())
+                .map_err(|e| FsError::Io(std::io::Error::from(e)))
+        };
+        Ok(Workspaces {
+            tree_fd: open(&tree_root)?,
+            meta_fd: open(&meta_root)?,
+            tree_root,
+            limits,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The workspace for `key`, created on first use: tree dir (mode 0700, chowned to `owner`)
+    /// and meta dir (mode 0700). The first open sweeps leftover temporaries and scans usage;
+    /// later opens return the cached instance (its `owner` is the one given first).
+    pub fn open(&self, key: &str, owner: Option<(u32, u32)>) -> Result<Arc<Workspace>, FsError> {
+        check_key(key)?;
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(ws) = cache.get(key) {
+            return Ok(ws.clone());
+        }
+        let tree = open_or_create_dir(&self.tree_fd, key, 0o700)?;
+        sys::chown_fd(&tree, owner).map_err(|e| map_errno(e, key))?;
+        let meta = open_or_create_dir(&self.meta_fd, key, 0o700)?;
+        rfs::fchmod(&meta, Mode::from_raw_mode(0o700)).map_err(|e| map_errno(e, key))?;
+        let history = open_or_create_dir(&meta, "history", 0o700)?;
+        let trash = open_or_create_dir(&meta, "trash", 0o700)?;
+        let usage = sys::count_dir(tree.as_fd(), 0, true).map_err(|e| map_errno(e, key))?;
+        let ws = Arc::new(Workspace::new(
+            tree,
+            history,
+            trash,
+            owner,
+            self.limits.clone(),
+            usage,
+        ));
+        cache.insert(key.to_owned(), ws.clone());
+        Ok(ws)
+    }
+
+    /// Host path of the student-visible tree of `key` (for the sandbox to mount).
+    pub fn tree_path(&self, key: &str) -> Result<PathBuf, FsError> {
+        check_key(key)?;
+        Ok(self.tree_root.join(key))
+    }
+
+    /// The limits every workspace of this registry uses.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys() {
+        assert!(valid_key("42"));
+        assert!(valid_key("user_7-a.b"));
+        for k in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/b",
+            ".hidden",
+            "a b",
+            &"k".repeat(65),
+        ] {
+            assert!(!valid_key(k), "{k:?}");
+        }
+    }
+
+    #[test]
+    fn registry_is_send_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Workspaces>();
+        assert_send_sync::<Workspace>();
+        assert_send_sync::<PendingWrite>();
+    }
+}

@@ -3,6 +3,7 @@
 //! start from the URL scheme.
 
 mod postgres;
+mod rows;
 mod sqlite;
 
 use std::sync::Arc;
@@ -35,6 +36,17 @@ pub enum StoreError {
     /// Applying the embedded migrations failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The cross-process migration lock next to a SQLite file could not be taken.
+    #[error("migration lock {path}: {reason}")]
+    MigrationLock {
+        /// The lock file.
+        path: String,
+        /// What went wrong (I/O error or timeout).
+        reason: String,
+    },
+    /// The database server is too old or otherwise unsupported.
+    #[error("unsupported database server: {0}")]
+    UnsupportedServer(String),
 }
 
 /// Convenience alias.
@@ -220,7 +232,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Append to the audit log.
     async fn append_audit(&self, entry: NewAudit) -> StoreResult<()>;
     /// Newest audit records first, at most `limit`, optionally only for one action.
-    async fn recent_audit(&self, action: Option<&str>, limit: i64) -> StoreResult<Vec<AuditRecord>>;
+    async fn recent_audit(&self, action: Option<&str>, limit: i64)
+        -> StoreResult<Vec<AuditRecord>>;
 
     /// Record that a run started.
     async fn insert_run(&self, run: NewRun) -> StoreResult<()>;
@@ -242,14 +255,8 @@ pub type DynStore = Arc<dyn Store>;
 pub async fn connect(url: &str, pool: &PoolSettings) -> StoreResult<DynStore> {
     let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
     match scheme {
-        "sqlite" => {
-            let _ = SqliteStore::connect(url, pool).await?;
-            Err(StoreError::UnknownScheme(scheme.into()))
-        }
-        "postgres" | "postgresql" => {
-            let _ = PgStore::connect(url, pool).await?;
-            Err(StoreError::UnknownScheme(scheme.into()))
-        }
+        "sqlite" => Ok(Arc::new(SqliteStore::connect(url, pool).await?)),
+        "postgres" | "postgresql" => Ok(Arc::new(PgStore::connect(url, pool).await?)),
         other => Err(StoreError::UnknownScheme(other.to_string())),
     }
 }

@@ -1,0 +1,143 @@
+//! `POST /api/auth/login`, `POST /api/auth/logout`, `GET /api/auth/me`.
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use campus_protocol::{ErrorCode, UserInfo};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
+use super::AuthUser;
+use crate::auth::{password, COOKIE_NAME};
+use crate::error::AppError;
+use crate::state::SharedState;
+use crate::store::NewAudit;
+
+/// Login request body.
+#[derive(Debug, Deserialize)]
+pub struct LoginRequest {
+    username: String,
+    password: String,
+}
+
+/// Login response body.
+#[derive(Debug, Serialize)]
+pub struct LoginResponse {
+    token: String,
+    /// RFC 3339 expiry time.
+    expires_at: String,
+    user: UserInfo,
+}
+
+const BAD_CREDENTIALS: &str = "wrong username or password";
+
+/// Check credentials, issue a token and set the session cookie.
+pub async fn login(
+    State(state): State<SharedState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let req: LoginRequest = serde_json::from_slice(&body).map_err(|e| {
+        AppError::new(
+            ErrorCode::BadRequest,
+            format!("expected {{\"username\", \"password\"}}: {e}"),
+        )
+    })?;
+    let ip = peer.ip();
+    let audit = |action: &str, actor_id: Option<i64>| NewAudit {
+        actor_id,
+        actor: Some(req.username.clone()),
+        action: action.to_string(),
+        target: None,
+        detail: None,
+        ip: Some(ip.to_string()),
+    };
+    if let Err(wait) = state.login_limiter.check(&req.username, ip) {
+        state
+            .store
+            .append_audit(audit("login.rate_limited", None))
+            .await?;
+        return Err(AppError::rate_limited("login attempts", wait));
+    }
+    let user = state.store.user_by_username(&req.username).await?;
+    let hash = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| password::dummy_hash().to_string());
+    let pw = req.password.clone();
+    let ok = tokio::task::spawn_blocking(move || password::verify(&pw, &hash))
+        .await
+        .map_err(AppError::internal)?;
+    let user = match user {
+        Some(u) if ok && !u.disabled => u,
+        Some(u) if ok => {
+            state
+                .store
+                .append_audit(audit("login.disabled", Some(u.id)))
+                .await?;
+            return Err(AppError::new(ErrorCode::Unauthorized, BAD_CREDENTIALS));
+        }
+        other => {
+            state
+                .store
+                .append_audit(audit("login.failed", other.map(|u| u.id)))
+                .await?;
+            return Err(AppError::new(ErrorCode::Unauthorized, BAD_CREDENTIALS));
+        }
+    };
+    let (token, exp) = state
+        .keys
+        .issue(user.id, &user.username, user.role)
+        .map_err(AppError::internal)?;
+    state
+        .store
+        .append_audit(audit("login.ok", Some(user.id)))
+        .await?;
+    let expires_at = chrono::DateTime::from_timestamp(exp as i64, 0)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default();
+    let cookie = session_cookie(
+        &token,
+        state.keys.ttl().as_secs(),
+        state.cfg.is_production(),
+    );
+    let body = LoginResponse {
+        token,
+        expires_at,
+        user: UserInfo {
+            id: user.id,
+            username: user.username,
+            role: user.role,
+        },
+    };
+    let mut resp = Json(body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+/// Clear the session cookie.
+pub async fn logout(State(state): State<SharedState>) -> Response {
+    let mut headers = HeaderMap::new();
+    let cookie = session_cookie("", 0, state.cfg.is_production());
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        headers.insert(header::SET_COOKIE, v);
+    }
+    (headers, Json(serde_json::json!({"ok": true}))).into_response()
+}
+
+/// The logged-in user (lets a reloaded page know the cookie is still good).
+pub async fn me(AuthUser(user): AuthUser) -> Json<UserInfo> {
+    Json(user)
+}
+
+/// HttpOnly, SameSite=Strict cookie; `Secure` in production (served over TLS there).
+fn session_cookie(token: &str, max_age: u64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
+}

@@ -1,0 +1,38 @@
+//! Extractors: the authenticated user, the client address, and JSON with our error shape.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use campus_protocol::{ErrorCode, UserInfo};
+
+use crate::auth::{self, AuthError};
+use crate::error::AppError;
+use crate::state::SharedState;
+
+/// The caller, authenticated by Bearer token or cookie (401 otherwise).
+#[derive(Debug, Clone)]
+pub struct AuthUser(pub UserInfo);
+
+impl FromRequestParts<SharedState> for AuthUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, AppError> {
+        let (token, _) = auth::extract_token(&parts.headers)
+            .ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "log in first"))?;
+        match auth::authenticate(&state.keys, &state.store, &token).await {
+            Ok((user, _)) => Ok(AuthUser(user)),
+            Err(AuthError::Store(e)) => Err(e.into()),
+            Err(e) => Err(AppError::new(ErrorCode::Unauthorized, e.to_string())),
+        }
+    }
+}
+
+/// The peer address of the request (loopback if unknown, e.g. in oneshot tests).
+pub fn client_ip(parts: &Parts) -> IpAddr {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}

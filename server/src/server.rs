@@ -1,0 +1,330 @@
+//! Starting and stopping the server: validate, open the store, bootstrap the
+//! first admin, probe the sandbox, serve until the shutdown signal, then drain.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::serve::ListenerExt;
+use campus_protocol::{Limits, Role};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::login_limit::LoginLimiter;
+use crate::auth::{password, TokenKeys};
+use crate::config::{self, ServeArgs};
+use crate::files::FileService;
+use crate::hub::Hub;
+use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::state::{AppState, KeyedLimiter, SharedState};
+use crate::store::{self, DynStore, NewAudit, NewUser};
+
+const MIB: u64 = 1024 * 1024;
+
+/// Check the configuration and make the data dir usable (fails fast in production).
+pub fn validate(args: &ServeArgs) -> anyhow::Result<()> {
+    if args.is_production() {
+        config::validate_secret(args.jwt_secret.as_deref())?;
+        config::ensure_data_dir(&args.storage.data_dir, false)?;
+    } else {
+        config::ensure_data_dir(&args.storage.data_dir, true)?;
+    }
+    if args.ws_messages_per_min == 0 || args.file_ops_per_min == 0 || args.run.runs_per_min == 0 {
+        return Err(config::ConfigError::Invalid("rate limits must be positive".into()).into());
+    }
+    Ok(())
+}
+
+/// The configured secret, or in development one generated once and kept in the data dir.
+pub fn jwt_secret(args: &ServeArgs) -> anyhow::Result<Vec<u8>> {
+    if let Some(s) = args.jwt_secret.as_deref().filter(|s| !s.trim().is_empty()) {
+        return Ok(s.trim().as_bytes().to_vec());
+    }
+    let path = args.storage.data_dir.join("jwt-secret");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        if s.trim().len() >= 32 {
+            return Ok(s.trim().as_bytes().to_vec());
+        }
+    }
+    let mut bytes = [0u8; 32];
+    rand::Rng::fill(&mut rand::thread_rng(), &mut bytes);
+    let secret = hex::encode(bytes);
+    write_private(&path, secret.as_bytes()).with_context(|| {
+        format!(
+            "cannot store the development JWT secret in {}",
+            path.display()
+        )
+    })?;
+    tracing::warn!(path = %path.display(), "development mode: generated a JWT secret (set CAMPUS_JWT_SECRET in production)");
+    Ok(secret.into_bytes())
+}
+
+/// Write a file readable only by the owner, atomically.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Open the store named by the storage args (migrations applied).
+pub async fn open_store(storage: &config::StorageArgs) -> anyhow::Result<DynStore> {
+    let url = storage.effective_database_url();
+    if url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&storage.data_dir)
+            .with_context(|| format!("cannot create {}", storage.data_dir.display()))?;
+    }
+    store::connect(&url, &storage.pool_settings())
+        .await
+        .context("cannot open the database")
+}
+
+/// On first start (no admin yet), create `admin` with a random password and print it once.
+pub async fn bootstrap_admin(store: &DynStore) -> anyhow::Result<()> {
+    if store.count_users_with_role(Role::Admin).await? > 0 {
+        return Ok(());
+    }
+    let pw = password::random_password();
+    let pw2 = pw.clone();
+    let hash = tokio::task::spawn_blocking(move || password::hash(&pw2))
+        .await?
+        .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?;
+    match store
+        .create_user(NewUser {
+            username: "admin".into(),
+            password_hash: hash,
+            role: Role::Admin,
+        })
+        .await
+    {
+        Ok(_) => {
+            store
+                .append_audit(NewAudit {
+                    action: "user.bootstrap_admin".into(),
+                    target: Some("admin".into()),
+                    ip: Some("local".into()),
+                    ..Default::default()
+                })
+                .await?;
+            // Printed, not logged: logs never carry passwords.
+            println!("First start: created the administrator account.\n  username: admin\n  password: {pw}\n(shown only once; change it with `campus user passwd admin`)");
+        }
+        // Another replica or a concurrent start created it first.
+        Err(store::StoreError::Conflict) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+/// Limits announced to clients.
+pub fn limits(args: &ServeArgs) -> Limits {
+    Limits {
+        ws_messages_per_min: args.ws_messages_per_min,
+        file_ops_per_min: args.file_ops_per_min,
+        runs_per_min: args.run.runs_per_min,
+        max_file_bytes: args.max_file_mb * MIB,
+        workspace_quota_bytes: args.workspace_quota_mb * MIB,
+        workspace_max_entries: args.workspace_max_entries,
+        max_ws_message_bytes: args.ws_max_message_kb * 1024,
+        run_memory_bytes: args.run.memory_limit_mb * MIB,
+        run_cpu_secs: args.run.cpu_time_limit_secs,
+        script_max_age_secs: args.run.script_max_age_secs,
+        repl_max_age_secs: args.run.repl_max_age_secs,
+    }
+}
+
+/// A running server (for tests and `serve`).
+pub struct Running {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// Shared state (tests inspect it).
+    pub state: SharedState,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Begin a graceful shutdown.
+    pub fn shutdown(&self) {
+        self.state.shutdown.cancel();
+    }
+
+    /// Wait until the server has stopped.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("server task panicked")?
+    }
+}
+
+/// Build the state and start serving on `listener`; returns at once.
+pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Running> {
+    validate(&args)?;
+    let secret = jwt_secret(&args)?;
+    let store = open_store(&args.storage).await?;
+    let closed = store.close_dangling_runs(store::now_ms()).await?;
+    if closed > 0 {
+        tracing::warn!(closed, "marked runs left open by a previous crash as ended");
+    }
+    bootstrap_admin(&store).await?;
+
+    let helper_exe = std::env::current_exe().context("cannot find the campus binary")?;
+    let sandbox = Arc::new(
+        Sandbox::new(SandboxConfig {
+            helper_exe,
+            production: args.is_production(),
+            uid_base: args.run.sandbox_uid_base,
+        })
+        .context("the sandbox is not usable")?,
+    );
+    for (name, ok, detail) in &sandbox.report().features {
+        tracing::info!(feature = %name, ok, detail = %detail, "sandbox");
+    }
+
+    let fs_limits = workspace_fs::Limits {
+        max_file_bytes: args.max_file_mb * MIB,
+        quota_bytes: args.workspace_quota_mb * MIB,
+        max_entries: args.workspace_max_entries,
+        ..workspace_fs::Limits::default()
+    };
+    let workspaces = workspace_fs::Workspaces::new(
+        args.storage.workspaces_dir(),
+        args.storage.workspace_meta_dir(),
+        fs_limits,
+    )
+    .context("cannot open the workspaces directory")?;
+    let uid_base = sandbox
+        .report()
+        .complete
+        .then_some(args.run.sandbox_uid_base);
+    let files = Arc::new(FileService::new(workspaces, uid_base));
+
+    let keys = TokenKeys::new(&secret, Duration::from_secs(args.token_ttl_secs.max(60)));
+    let shutdown = CancellationToken::new();
+    let state: SharedState = Arc::new(AppState {
+        limits: limits(&args),
+        login_limiter: LoginLimiter::new(
+            args.login_attempts,
+            Duration::from_secs(args.login_window_secs),
+        ),
+        file_ops: KeyedLimiter::per_minute(args.file_ops_per_min, "file operations"),
+        allowed_origins: args
+            .allowed_origins
+            .iter()
+            .filter(|o| !o.trim().is_empty())
+            .cloned()
+            .collect(),
+        keys,
+        store,
+        hub: Arc::new(Hub::default()),
+        sandbox,
+        files,
+        shutdown: shutdown.clone(),
+        tracker: TaskTracker::new(),
+        ready: tokio::sync::Mutex::new(None),
+        cfg: args,
+    });
+
+    let addr = listener.local_addr()?;
+    let app = crate::http::router(state.clone());
+    // Small replies must not wait for the peer's delayed ACK (Nagle: +40 ms).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
+    let st = state.clone();
+    let task = tokio::spawn(async move {
+        let token = st.shutdown.clone();
+        spawn_housekeeping(&st);
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { token.cancelled().await })
+        .await
+        .context("server error")?;
+        drain(&st).await;
+        Ok(())
+    });
+    tracing::info!(%addr, backend = state.store.backend(), "campus is listening");
+    Ok(Running { addr, state, task })
+}
+
+/// After the listener stops: let connections say goodbye, then close the pool.
+async fn drain(state: &SharedState) {
+    let grace = Duration::from_secs(state.cfg.shutdown_grace_secs.max(1));
+    state.tracker.close();
+    if tokio::time::timeout(grace, state.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not finish within the shutdown grace period");
+    }
+    state.store.close().await;
+    tracing::info!("shutdown complete");
+}
+
+/// Periodic upkeep: forget idle rate-limiter keys.
+fn spawn_housekeeping(state: &SharedState) {
+    let st = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = st.shutdown.cancelled() => break,
+                _ = tick.tick() => {
+                    st.login_limiter.shrink();
+                    st.file_ops.shrink();
+                }
+            }
+        }
+    });
+}
+
+/// Run until `signal` resolves, then shut down gracefully.
+pub async fn serve_until(
+    args: ServeArgs,
+    listener: TcpListener,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let running = start(args, listener).await?;
+    let token = running.state.shutdown.clone();
+    tokio::spawn(async move {
+        signal.await;
+        tracing::info!("shutdown signal received");
+        token.cancel();
+    });
+    running.wait().await
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

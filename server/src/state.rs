@@ -1,0 +1,110 @@
+//! Shared application state, passed to every handler through axum `State`
+//! (no globals, so tests can run several servers in one process).
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use campus_protocol::Limits;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::login_limit::LoginLimiter;
+use crate::auth::TokenKeys;
+use crate::config::ServeArgs;
+use crate::error::AppError;
+use crate::hub::Hub;
+use crate::sandbox::Sandbox;
+use crate::store::DynStore;
+
+/// Everything a request handler may need.
+#[derive(Debug)]
+pub struct AppState {
+    /// Configuration.
+    pub cfg: ServeArgs,
+    /// The database.
+    pub store: DynStore,
+    /// JWT keys.
+    pub keys: TokenKeys,
+    /// Login brute-force limiter.
+    pub login_limiter: LoginLimiter,
+    /// File operations per user (WebSocket and HTTP share it).
+    pub file_ops: KeyedLimiter,
+    /// Live connections per user.
+    pub hub: Arc<Hub>,
+    /// The host sandbox.
+    pub sandbox: Arc<Sandbox>,
+    /// Workspaces.
+    pub files: Arc<crate::files::FileService>,
+    /// Cancelled when the server begins shutting down.
+    pub shutdown: CancellationToken,
+    /// Tracks WebSocket connection tasks so shutdown can wait for them.
+    pub tracker: TaskTracker,
+    /// Readiness probe cache.
+    pub ready: tokio::sync::Mutex<Option<(Instant, bool)>>,
+    /// Limits announced in `hello`.
+    pub limits: Limits,
+    /// Allowed browser origins (empty: only the server's own origin).
+    pub allowed_origins: Vec<String>,
+}
+
+/// Shared handle.
+pub type SharedState = Arc<AppState>;
+
+/// A per-key rate limiter with a clock to compute wait hints.
+pub struct KeyedLimiter {
+    limiter: DefaultKeyedRateLimiter<i64>,
+    clock: DefaultClock,
+    what: &'static str,
+}
+
+impl std::fmt::Debug for KeyedLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyedLimiter({})", self.what)
+    }
+}
+
+impl KeyedLimiter {
+    /// `per_min` events per minute per key, with a burst of the same size.
+    pub fn per_minute(per_min: u32, what: &'static str) -> Self {
+        let n = NonZeroU32::new(per_min.max(1)).unwrap_or(NonZeroU32::MIN);
+        KeyedLimiter {
+            limiter: RateLimiter::keyed(Quota::per_minute(n)),
+            clock: DefaultClock::default(),
+            what,
+        }
+    }
+
+    /// Count one event for `key`, or refuse with `rate_limited` + `retry_after_ms`.
+    pub fn check(&self, key: i64) -> Result<(), AppError> {
+        self.limiter
+            .check_key(&key)
+            .map_err(|nu| AppError::rate_limited(self.what, nu.wait_time_from(self.clock.now())))
+    }
+
+    /// Forget keys that are back at full quota.
+    pub fn shrink(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+}
+
+impl AppState {
+    /// DB reachability, cached for a second so a probe storm cannot load the DB.
+    pub async fn db_ready(&self) -> bool {
+        let mut guard = self.ready.lock().await;
+        if let Some((at, ok)) = *guard {
+            if at.elapsed() < Duration::from_millis(1000) {
+                return ok;
+            }
+        }
+        let ok = tokio::time::timeout(Duration::from_secs(2), self.store.ping())
+            .await
+            .map(|r| r.is_ok())
+            .unwrap_or(false);
+        *guard = Some((Instant::now(), ok));
+        ok
+    }
+}

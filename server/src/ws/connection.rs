@@ -1,0 +1,206 @@
+//! One actor task per WebSocket connection. It owns the socket and waits on:
+//! shutdown, queued events for this connection (other tabs' file changes), the
+//! heartbeat tick, and the next client message. Every exit path drops the hub
+//! guard, so the connection is unregistered however it ends.
+
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use campus_protocol::{close_codes, ClientMsg, ErrorCode, ServerMsg, UserInfo, PROTOCOL_VERSION};
+use futures_util::{SinkExt, StreamExt};
+use governor::clock::{Clock, DefaultClock};
+use governor::{Quota, RateLimiter};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use super::dispatch::Conn;
+use crate::auth::Claims;
+use crate::error::AppError;
+use crate::hub::Outbound;
+use crate::state::SharedState;
+
+/// Queue of events waiting for this connection's socket.
+const OUTBOUND_QUEUE: usize = 256;
+/// A send that takes longer than this means the client stopped reading.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Refused messages in a row before a flooding client is disconnected.
+const FLOOD_STRIKES: u32 = 30;
+
+/// Why the loop ended.
+enum Exit {
+    /// Client closed or the socket failed.
+    Gone,
+    /// We close with a code and reason.
+    Close(u16, &'static str),
+}
+
+/// Serve one connection until it closes, the server shuts down, or it misbehaves.
+pub async fn run(socket: WebSocket, state: SharedState, user: UserInfo, claims: Claims) {
+    let conn_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    let span = tracing::info_span!("ws", conn = %conn_id, user = %user.username);
+    async move {
+        tracing::info!("connected");
+        let exit = serve(socket, &state, user, claims, conn_id).await;
+        if let Exit::Close(code, reason) = exit {
+            tracing::info!(code, reason, "closed by server");
+        } else {
+            tracing::info!("disconnected");
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn serve(
+    socket: WebSocket,
+    state: &SharedState,
+    user: UserInfo,
+    claims: Claims,
+    conn_id: String,
+) -> Exit {
+    let (mut sink, mut stream) = socket.split();
+    let (tx, mut rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
+    let _guard = state.hub.register(user.id, &conn_id, tx);
+    let mut conn = Conn::new(state.clone(), user.clone(), conn_id.clone());
+
+    let hello = ServerMsg::Hello {
+        protocol: PROTOCOL_VERSION,
+        connection_id: conn_id,
+        user: user.clone(),
+        limits: state.limits.clone(),
+    };
+    if send_json(&mut sink, &hello).await.is_err() {
+        return Exit::Gone;
+    }
+
+    let per_min = NonZeroU32::new(state.cfg.ws_messages_per_min.max(1)).unwrap_or(NonZeroU32::MIN);
+    let limiter = RateLimiter::direct(Quota::per_minute(per_min));
+    let clock = DefaultClock::default();
+    let mut strikes = 0u32;
+    let heartbeat = Duration::from_secs(state.cfg.heartbeat_secs.max(1));
+    let dead_after = Duration::from_secs(state.cfg.heartbeat_timeout_secs.max(2));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    let mut last_seen = Instant::now();
+
+    let exit = loop {
+        tokio::select! {
+            biased;
+            _ = state.shutdown.cancelled() => {
+                let msg = ServerMsg::Shutdown {
+                    message: "The server is restarting. Your files are saved; reconnecting shortly.".into(),
+                    reconnect_after_ms: 2000,
+                };
+                let _ = send_json(&mut sink, &msg).await;
+                break Exit::Close(close_codes::SHUTDOWN, "server shutting down");
+            }
+            Some(out) = rx.recv() => {
+                let Outbound::Msg(msg) = out;
+                if send_json(&mut sink, &msg).await.is_err() { break Exit::Gone; }
+            }
+            ev = conn.next_session_event() => {
+                if conn.forward_session_event(ev, &mut sink).await.is_err() { break Exit::Gone; }
+            }
+            _ = ticker.tick() => {
+                if last_seen.elapsed() > dead_after {
+                    break Exit::Close(close_codes::HEARTBEAT_TIMEOUT, "no heartbeat");
+                }
+                if !still_authorized(state, &claims).await {
+                    break Exit::Close(close_codes::UNAUTHORIZED, "session expired or account disabled");
+                }
+                if send_with_timeout(&mut sink, Message::Ping(Default::default())).await.is_err() {
+                    break Exit::Gone;
+                }
+            }
+            incoming = stream.next() => {
+                let Some(Ok(msg)) = incoming else { break Exit::Gone };
+                last_seen = Instant::now();
+                let text = match msg {
+                    Message::Text(t) => t,
+                    Message::Binary(_) => {
+                        let e = ServerMsg::error(None, ErrorCode::BadRequest, "binary frames are not accepted from clients; send JSON text");
+                        if send_json(&mut sink, &e).await.is_err() { break Exit::Gone; }
+                        continue;
+                    }
+                    Message::Ping(_) | Message::Pong(_) => continue,
+                    Message::Close(_) => break Exit::Gone,
+                };
+                let parsed = serde_json::from_str::<ClientMsg>(text.as_str());
+                // Acks are flow-control bookkeeping the client sends on its own; they do
+                // not count against the message limit.
+                let counted = !matches!(parsed, Ok(ClientMsg::Ack { .. }));
+                if counted {
+                    if let Err(nu) = limiter.check() {
+                        strikes += 1;
+                        if strikes >= FLOOD_STRIKES {
+                            break Exit::Close(close_codes::FLOODING, "too many messages");
+                        }
+                        let id = campus_protocol::client::salvage_id(text.as_str());
+                        let e = AppError::rate_limited("messages", nu.wait_time_from(clock.now()));
+                        if send_json(&mut sink, &e.to_msg(id)).await.is_err() { break Exit::Gone; }
+                        continue;
+                    }
+                    strikes = 0;
+                }
+                let reply = match parsed {
+                    Ok(msg) => conn.handle(msg).await,
+                    Err(e) => {
+                        let id = campus_protocol::client::salvage_id(text.as_str());
+                        Some(ServerMsg::error(id, ErrorCode::BadRequest, format!("invalid message: {e}")))
+                    }
+                };
+                if let Some(reply) = reply {
+                    if send_json(&mut sink, &reply).await.is_err() { break Exit::Gone; }
+                }
+            }
+        }
+    };
+    conn.detach().await;
+    if let Exit::Close(code, reason) = &exit {
+        let frame = CloseFrame {
+            code: *code,
+            reason: Utf8Bytes::from_static(reason),
+        };
+        let _ = send_with_timeout(&mut sink, Message::Close(Some(frame))).await;
+    }
+    exit
+}
+
+/// The token is not expired and the account still enabled.
+async fn still_authorized(state: &SharedState, claims: &Claims) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    if claims.exp <= now {
+        return false;
+    }
+    let Some(id) = claims.user_id() else {
+        return false;
+    };
+    match state.store.user_by_id(id).await {
+        Ok(Some(u)) => !u.disabled,
+        Ok(None) => false,
+        // A database hiccup is not the user's fault; keep the connection.
+        Err(_) => true,
+    }
+}
+
+/// The sending half of the socket.
+pub type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+
+/// Serialize and send a JSON message.
+pub async fn send_json(sink: &mut Sink, msg: &ServerMsg) -> Result<(), ()> {
+    let text = serde_json::to_string(msg).map_err(|e| {
+        tracing::error!(error = %e, "cannot serialize a server message");
+    })?;
+    send_with_timeout(sink, Message::Text(text.into())).await
+}
+
+/// Send one frame, giving up on a client that stopped reading.
+pub async fn send_with_timeout(sink: &mut Sink, msg: Message) -> Result<(), ()> {
+    match tokio::time::timeout(SEND_TIMEOUT, sink.send(msg)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}

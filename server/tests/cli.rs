@@ -1,0 +1,229 @@
+//! The `campus` binary: first start, user management while a server runs on
+//! the same data dir, and production-mode refusals.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_campus");
+
+fn campus(data_dir: &std::path::Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CAMPUS_DATA_DIR", data_dir)
+        .env("CAMPUS_LOG", "warn");
+    c
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server(Child);
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_ready(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("server did not start listening");
+}
+
+fn user_add(data_dir: &std::path::Path, name: &str, role: &str, pw: &str) -> std::process::Output {
+    let mut child = campus(data_dir)
+        .args([
+            "user",
+            "add",
+            "--username",
+            name,
+            "--role",
+            role,
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{pw}\n").as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn login(port: u16, user: &str, pw: &str) -> u16 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/api/auth/login"))
+            .json(&serde_json::json!({"username": user, "password": pw}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    })
+}
+
+#[test]
+fn first_start_admin_and_user_commands_while_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = campus(dir.path())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let server = Server(child);
+    // The admin password is printed once on first start.
+    let mut password = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(p) = line.trim().strip_prefix("password: ") {
+            password = Some(p.to_string());
+            break;
+        }
+    }
+    let password = password.expect("admin password printed");
+    wait_ready(port);
+    assert_eq!(login(port, "admin", &password), 200);
+
+    // CLI against the same SQLite data dir while the server runs.
+    let out = user_add(dir.path(), "stud1", "student", "stud1-password");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(login(port, "stud1", "stud1-password"), 200);
+    let dup = user_add(dir.path(), "stud1", "student", "whatever-pass");
+    assert!(!dup.status.success());
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
+    let bad_role = user_add(dir.path(), "x", "wizard", "whatever-pass");
+    assert!(String::from_utf8_lossy(&bad_role.stderr).contains("unknown role"));
+
+    let list = campus(dir.path()).args(["user", "list"]).output().unwrap();
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(text.contains("admin") && text.contains("stud1"), "{text}");
+
+    let dis = campus(dir.path())
+        .args(["user", "disable", "stud1"])
+        .output()
+        .unwrap();
+    assert!(dis.status.success());
+    assert_eq!(login(port, "stud1", "stud1-password"), 401);
+    let missing = campus(dir.path())
+        .args(["user", "disable", "ghost"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+
+    let mig = campus(dir.path()).arg("migrate").output().unwrap();
+    assert!(mig.status.success());
+    drop(server);
+
+    // A second start does not create another admin nor print a password.
+    let port2 = free_port();
+    let mut child = campus(dir.path())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port2}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _server = Server(child);
+    wait_ready(port2);
+    assert_eq!(login(port2, "admin", &password), 200);
+    drop(_server);
+    let printed: Vec<String> = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .collect();
+    assert!(
+        !printed.iter().any(|l| l.contains("password:")),
+        "{printed:?}"
+    );
+}
+
+fn production(data_dir: &std::path::Path, secret: Option<&str>) -> std::process::Output {
+    let mut c = campus(data_dir);
+    c.args(["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .env("CAMPUS_ENV", "production");
+    if let Some(s) = secret {
+        c.env("CAMPUS_JWT_SECRET", s);
+    }
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Refusals are immediate; a server that starts is killed after a bound.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn production_refuses_weak_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (None, "CAMPUS_JWT_SECRET is required"),
+        (Some("short-secret"), "too short"),
+        (Some("changeme"), "well-known default"),
+        (Some("your-256-bit-secret"), "well-known default"),
+    ];
+    for (secret, expect) in cases {
+        let out = production(dir.path(), secret);
+        assert!(!out.status.success(), "{secret:?} must be refused");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expect), "{secret:?}: {err}");
+    }
+    // A strong secret but a data dir that does not exist / cannot be read.
+    let missing = dir.path().join("does-not-exist");
+    let out = production(&missing, Some("9f1c2e7a4b6d8e0f1a3c5e7b9d1f3a5c"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("data directory"));
+}
+
+#[test]
+fn unknown_database_scheme_is_a_named_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = campus(dir.path())
+        .arg("migrate")
+        .env("DATABASE_URL", "mysql://localhost/campus")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported database URL scheme"));
+}

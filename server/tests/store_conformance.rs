@@ -1,0 +1,568 @@
+//! One conformance suite for every store backend: the same story runs against
+//! a fresh SQLite file and a fresh PostgreSQL database, calling every method of
+//! the `Store` trait, plus concurrency checks.
+//!
+//! PostgreSQL: see tests/support/db.rs (`CAMPUS_TEST_PG_URL`, `.ci/postgres.sh`).
+
+#![allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
+
+#[path = "support/db.rs"]
+mod db;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use campus_protocol::{EndReason, Role, RunMode};
+use campus_server::store::{
+    connect, now_ms, DynStore, NewAudit, NewRun, NewUser, PoolSettings, RunFinish, StoreError,
+};
+use db::TestDb;
+
+const HOUR_MS: i64 = 3_600_000;
+
+async fn open(db: &TestDb) -> DynStore {
+    connect(&db.url, &PoolSettings::default())
+        .await
+        .unwrap_or_else(|e| panic!("{}: connect {}: {e}", db.backend, db.url))
+}
+
+fn new_user(name: &str, role: Role) -> NewUser {
+    NewUser {
+        username: name.to_string(),
+        password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1$salt${name}"),
+        role,
+    }
+}
+
+fn new_run(id: &str, user_id: i64, started_at_ms: i64) -> NewRun {
+    NewRun {
+        id: id.to_string(),
+        user_id,
+        path: format!("{id}.py"),
+        mode: RunMode::Script,
+        started_at_ms,
+    }
+}
+
+#[tokio::test]
+async fn sqlite_conformance() {
+    story(&db::sqlite()).await;
+}
+
+#[tokio::test]
+async fn postgres_conformance() {
+    if let Some(db) = db::postgres().await {
+        story(&db).await;
+    }
+}
+
+/// The whole story for one backend: every store method, in the order a
+/// server's life would call them.
+async fn story(db: &TestDb) {
+    let b = db.backend;
+    let store = open(db).await;
+    assert_eq!(store.backend(), b);
+    store.ping().await.unwrap();
+
+    users(&store, b).await;
+    audit(&store, b).await;
+    runs(&store, b).await;
+
+    // Migrations are idempotent: a second connect to the same database (the
+    // CLI next to a running server) applies nothing and sees the same data.
+    let again = open(db).await;
+    let names: Vec<String> = again
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    assert_eq!(
+        names,
+        ["alice", "mike", "zed"],
+        "{b}: data survives reconnect"
+    );
+    again.close().await;
+    store.close().await;
+}
+
+async fn users(store: &DynStore, b: &str) {
+    assert_eq!(store.count_users_with_role(Role::Admin).await.unwrap(), 0);
+    assert!(store.list_users().await.unwrap().is_empty());
+
+    let before = now_ms();
+    // Inserted out of alphabetical order so list ordering is really checked.
+    let zed = store
+        .create_user(new_user("zed", Role::Admin))
+        .await
+        .unwrap();
+    let alice = store
+        .create_user(new_user("alice", Role::Student))
+        .await
+        .unwrap();
+    let mike = store
+        .create_user(new_user("mike", Role::Professor))
+        .await
+        .unwrap();
+    let after = now_ms();
+
+    assert_eq!(alice.username, "alice");
+    assert_eq!(alice.role, Role::Student);
+    assert_eq!(
+        alice.password_hash,
+        new_user("alice", Role::Student).password_hash
+    );
+    assert!(!alice.disabled);
+    assert!(
+        (before..=after).contains(&alice.created_at_ms),
+        "{b}: created_at_ms {} outside [{before}, {after}]",
+        alice.created_at_ms
+    );
+    let ids: BTreeSet<i64> = [zed.id, alice.id, mike.id].into();
+    assert_eq!(ids.len(), 3, "{b}: ids are distinct");
+
+    // Duplicate username, even with another role: Conflict, and nothing changes.
+    let dup = store.create_user(new_user("alice", Role::Admin)).await;
+    assert!(
+        matches!(dup, Err(StoreError::Conflict)),
+        "{b}: duplicate gave {dup:?}"
+    );
+    assert_eq!(store.count_users_with_role(Role::Admin).await.unwrap(), 1);
+
+    assert_eq!(
+        store.user_by_id(alice.id).await.unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(
+        store.user_by_username("mike").await.unwrap(),
+        Some(mike.clone())
+    );
+    assert_eq!(store.user_by_id(i64::MAX).await.unwrap(), None);
+    assert_eq!(store.user_by_username("nobody").await.unwrap(), None);
+    // Usernames are matched exactly.
+    assert_eq!(store.user_by_username("Alice").await.unwrap(), None);
+
+    let listed = store.list_users().await.unwrap();
+    assert_eq!(
+        listed,
+        vec![alice.clone(), mike.clone(), zed.clone()],
+        "{b}: by username"
+    );
+
+    store.set_user_disabled("mike", true).await.unwrap();
+    assert!(store.user_by_id(mike.id).await.unwrap().unwrap().disabled);
+    assert!(!store.user_by_id(alice.id).await.unwrap().unwrap().disabled);
+    store.set_user_disabled("mike", false).await.unwrap();
+    assert!(
+        !store
+            .user_by_username("mike")
+            .await
+            .unwrap()
+            .unwrap()
+            .disabled
+    );
+    let missing = store.set_user_disabled("nobody", true).await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound)),
+        "{b}: {missing:?}"
+    );
+
+    store
+        .set_password_hash("alice", "$argon2id$new")
+        .await
+        .unwrap();
+    let alice2 = store.user_by_id(alice.id).await.unwrap().unwrap();
+    assert_eq!(alice2.password_hash, "$argon2id$new");
+    assert_eq!(
+        store.user_by_id(zed.id).await.unwrap(),
+        Some(zed.clone()),
+        "{b}: others untouched"
+    );
+    let missing = store.set_password_hash("nobody", "x").await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound)),
+        "{b}: {missing:?}"
+    );
+
+    assert_eq!(store.count_users_with_role(Role::Student).await.unwrap(), 1);
+    assert_eq!(
+        store.count_users_with_role(Role::Professor).await.unwrap(),
+        1
+    );
+    assert_eq!(store.count_users_with_role(Role::Admin).await.unwrap(), 1);
+}
+
+async fn audit(store: &DynStore, b: &str) {
+    assert!(store.recent_audit(None, 10).await.unwrap().is_empty());
+    let alice = store.user_by_username("alice").await.unwrap().unwrap();
+
+    let before = now_ms();
+    let full = NewAudit {
+        actor_id: Some(alice.id),
+        actor: Some("alice".into()),
+        action: "login.ok".into(),
+        target: Some("alice".into()),
+        detail: Some("via password".into()),
+        ip: Some("192.0.2.7".into()),
+    };
+    store.append_audit(full.clone()).await.unwrap();
+    for (i, action) in [
+        "login.failed",
+        "user.disabled",
+        "login.failed",
+        "login.failed",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        store
+            .append_audit(NewAudit {
+                action: action.into(),
+                target: Some(format!("t{i}")),
+                ..NewAudit::default()
+            })
+            .await
+            .unwrap();
+    }
+    let after = now_ms();
+
+    // Unfiltered: newest first (ids strictly decreasing), every field back.
+    let all = store.recent_audit(None, 100).await.unwrap();
+    let actions: Vec<&str> = all.iter().map(|r| r.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "login.failed",
+            "login.failed",
+            "user.disabled",
+            "login.failed",
+            "login.ok"
+        ],
+        "{b}: newest first"
+    );
+    assert!(
+        all.windows(2)
+            .all(|w| w[0].id > w[1].id && w[0].at_ms >= w[1].at_ms),
+        "{b}: {all:?}"
+    );
+    let oldest = all.last().unwrap();
+    assert_eq!(oldest.actor_id, full.actor_id);
+    assert_eq!(oldest.actor, full.actor);
+    assert_eq!(oldest.target, full.target);
+    assert_eq!(oldest.detail, full.detail);
+    assert_eq!(oldest.ip, full.ip);
+    assert!(
+        (before..=after).contains(&oldest.at_ms),
+        "{b}: at_ms {}",
+        oldest.at_ms
+    );
+    let newest = &all[0];
+    assert_eq!(
+        (newest.actor_id, &newest.actor, &newest.detail, &newest.ip),
+        (None, &None, &None, &None)
+    );
+    assert_eq!(newest.target.as_deref(), Some("t3"));
+
+    // Limit keeps the newest.
+    let two = store.recent_audit(None, 2).await.unwrap();
+    assert_eq!(two, all[..2].to_vec(), "{b}: limit");
+
+    // Filtered by action, still newest first, limit applies after the filter.
+    let failed = store.recent_audit(Some("login.failed"), 100).await.unwrap();
+    let targets: Vec<&str> = failed.iter().filter_map(|r| r.target.as_deref()).collect();
+    assert_eq!(targets, ["t3", "t2", "t0"], "{b}: filtered");
+    let failed_one = store.recent_audit(Some("login.failed"), 1).await.unwrap();
+    assert_eq!(failed_one, failed[..1].to_vec());
+    assert!(store
+        .recent_audit(Some("no.such.action"), 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn runs(store: &DynStore, b: &str) {
+    let alice = store.user_by_username("alice").await.unwrap().unwrap();
+    let mike = store.user_by_username("mike").await.unwrap().unwrap();
+    // A fixed, hour-aligned origin so the buckets are known exactly.
+    let h = 1_700_000_000_000 / HOUR_MS * HOUR_MS;
+
+    assert!(store.recent_runs(alice.id, 10).await.unwrap().is_empty());
+    assert!(store.runs_per_hour(0).await.unwrap().is_empty());
+
+    store
+        .insert_run(new_run("r-old", alice.id, h - 1))
+        .await
+        .unwrap();
+    store
+        .insert_run(new_run("r1", alice.id, h + 1_000))
+        .await
+        .unwrap();
+    store
+        .insert_run(new_run("r2", alice.id, h + 2_000))
+        .await
+        .unwrap();
+    store
+        .insert_run(new_run("r3", alice.id, h + HOUR_MS + 5))
+        .await
+        .unwrap();
+    store
+        .insert_run(new_run("r4", alice.id, h + 2 * HOUR_MS))
+        .await
+        .unwrap();
+    store
+        .insert_run(NewRun {
+            mode: RunMode::Repl,
+            path: String::new(),
+            ..new_run("m1", mike.id, h + 10)
+        })
+        .await
+        .unwrap();
+
+    let dup = store.insert_run(new_run("r1", alice.id, h)).await;
+    assert!(
+        matches!(dup, Err(StoreError::Conflict)),
+        "{b}: duplicate run id gave {dup:?}"
+    );
+    let orphan = store.insert_run(new_run("orphan", i64::MAX, h)).await;
+    assert!(
+        matches!(orphan, Err(StoreError::NotFound)),
+        "{b}: run of unknown user gave {orphan:?}"
+    );
+
+    // Newest first, only the user's own, limit keeps the newest.
+    let recent = store.recent_runs(alice.id, 10).await.unwrap();
+    let ids: Vec<&str> = recent.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["r4", "r3", "r2", "r1", "r-old"], "{b}: newest first");
+    let recent2 = store.recent_runs(alice.id, 2).await.unwrap();
+    assert_eq!(recent2, recent[..2].to_vec());
+    let mikes = store.recent_runs(mike.id, 10).await.unwrap();
+    assert_eq!(mikes.len(), 1);
+    assert_eq!(
+        (mikes[0].mode.as_str(), mikes[0].path.as_str()),
+        ("repl", "")
+    );
+    let open = &recent[3];
+    assert_eq!(
+        (open.id.as_str(), open.user_id, open.path.as_str()),
+        ("r1", alice.id, "r1.py")
+    );
+    assert_eq!(
+        (open.mode.as_str(), open.started_at_ms),
+        ("script", h + 1_000)
+    );
+    assert_eq!(
+        (open.ended_at_ms, &open.reason, open.exit_code, open.cpu_ms),
+        (None, &None, None, None)
+    );
+    assert_eq!((open.peak_memory_bytes, open.output_bytes), (None, None));
+
+    store
+        .finish_run(
+            "r1",
+            RunFinish {
+                ended_at_ms: h + 1_500,
+                reason: EndReason::Exited,
+                exit_code: Some(3),
+                cpu_ms: 420,
+                peak_memory_bytes: 64 << 20,
+                output_bytes: 5_000_000_000, // > i32::MAX: really 64-bit
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .finish_run(
+            "r2",
+            RunFinish {
+                ended_at_ms: h + 2_500,
+                reason: EndReason::MemoryLimit,
+                exit_code: None,
+                cpu_ms: 0,
+                peak_memory_bytes: 128 << 20,
+                output_bytes: 0,
+            },
+        )
+        .await
+        .unwrap();
+    let unknown = store
+        .finish_run(
+            "no-such-run",
+            RunFinish {
+                ended_at_ms: h,
+                reason: EndReason::Stopped,
+                exit_code: None,
+                cpu_ms: 0,
+                peak_memory_bytes: 0,
+                output_bytes: 0,
+            },
+        )
+        .await;
+    assert!(
+        matches!(unknown, Err(StoreError::NotFound)),
+        "{b}: {unknown:?}"
+    );
+
+    let recent = store.recent_runs(alice.id, 10).await.unwrap();
+    let r1 = recent.iter().find(|r| r.id == "r1").unwrap();
+    assert_eq!(r1.ended_at_ms, Some(h + 1_500));
+    assert_eq!(r1.reason.as_deref(), Some("exited"));
+    assert_eq!(r1.exit_code, Some(3));
+    assert_eq!(r1.cpu_ms, Some(420));
+    assert_eq!(r1.peak_memory_bytes, Some(64 << 20));
+    assert_eq!(r1.output_bytes, Some(5_000_000_000));
+    let r2 = recent.iter().find(|r| r.id == "r2").unwrap();
+    assert_eq!(
+        (r2.reason.as_deref(), r2.exit_code),
+        (Some("memory_limit"), None)
+    );
+
+    // Hour buckets since h: r-old (h - 1) is excluded; r1, r2, m1 share hour h.
+    assert_eq!(
+        store.runs_per_hour(h).await.unwrap(),
+        vec![(h, 3), (h + HOUR_MS, 1), (h + 2 * HOUR_MS, 1)],
+        "{b}: oldest first"
+    );
+    assert_eq!(
+        store.runs_per_hour(h + HOUR_MS).await.unwrap(),
+        vec![(h + HOUR_MS, 1), (h + 2 * HOUR_MS, 1)]
+    );
+    assert_eq!(store.runs_per_hour(0).await.unwrap()[0], (h - HOUR_MS, 1));
+
+    // Dangling: r-old, r3, r4, m1 never finished.
+    let now = h + 3 * HOUR_MS;
+    assert_eq!(
+        store.close_dangling_runs(now).await.unwrap(),
+        4,
+        "{b}: dangling count"
+    );
+    let mut all = store.recent_runs(alice.id, 10).await.unwrap();
+    all.extend(store.recent_runs(mike.id, 10).await.unwrap());
+    for run in &all {
+        if run.id == "r1" || run.id == "r2" {
+            assert_ne!(
+                run.reason.as_deref(),
+                Some("server_shutdown"),
+                "{b}: finished run untouched"
+            );
+        } else {
+            assert_eq!(run.ended_at_ms, Some(now), "{b}: {}", run.id);
+            assert_eq!(
+                run.reason.as_deref(),
+                Some("server_shutdown"),
+                "{b}: {}",
+                run.id
+            );
+        }
+    }
+    assert_eq!(
+        r1,
+        all.iter().find(|r| r.id == "r1").unwrap(),
+        "{b}: r1 unchanged"
+    );
+    assert_eq!(
+        store.close_dangling_runs(now + 1).await.unwrap(),
+        0,
+        "{b}: nothing left open"
+    );
+}
+
+#[tokio::test]
+async fn unknown_scheme_is_a_named_error() {
+    for url in [
+        "mysql://root@localhost/campus",
+        "campus.db",
+        "file:///tmp/x.db",
+    ] {
+        match connect(url, &PoolSettings::default()).await {
+            Err(StoreError::UnknownScheme(_)) => {}
+            other => panic!("{url}: expected UnknownScheme, got {other:?}"),
+        }
+    }
+    match connect("mysql://u:secret@h/db", &PoolSettings::default()).await {
+        Err(e @ StoreError::UnknownScheme(_)) => {
+            assert!(
+                !e.to_string().contains("secret"),
+                "the message must not echo the URL"
+            );
+        }
+        other => panic!("expected UnknownScheme, got {other:?}"),
+    }
+}
+
+/// 20 concurrent `create_user` calls with distinct names all succeed. They are
+/// spread over two independent stores on the same database, as a server and
+/// the `campus user add` CLI would be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_all_succeed() {
+    for db in db::test_databases().await {
+        let b = db.backend;
+        let stores = [open(&db).await, open(&db).await];
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..20 {
+            let store = Arc::clone(&stores[i % 2]);
+            tasks.spawn(async move {
+                store
+                    .create_user(new_user(&format!("u{i:02}"), Role::Student))
+                    .await
+            });
+        }
+        let mut ids = BTreeSet::new();
+        while let Some(joined) = tasks.join_next().await {
+            let user = joined
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{b}: concurrent create: {e}"));
+            ids.insert(user.id);
+        }
+        assert_eq!(ids.len(), 20, "{b}: distinct ids");
+        let names: Vec<String> = stores[0]
+            .list_users()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| u.username)
+            .collect();
+        let expected: Vec<String> = (0..20).map(|i| format!("u{i:02}")).collect();
+        assert_eq!(names, expected, "{b}");
+        for store in stores {
+            store.close().await;
+        }
+    }
+}
+
+/// Concurrent `connect`s on a fresh database all succeed: migrations are
+/// serialized (flock for SQLite, advisory lock for PostgreSQL), not raced.
+/// Four rather than two racers make a lost race far likelier to show up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_connects_on_fresh_database() {
+    for db in db::test_databases().await {
+        let b = db.backend;
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let url = db.url.clone();
+            tasks.spawn(async move { connect(&url, &PoolSettings::default()).await });
+        }
+        let mut stores = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            stores.push(
+                joined
+                    .unwrap()
+                    .unwrap_or_else(|e| panic!("{b}: racing connect: {e}")),
+            );
+        }
+        let made = stores[0]
+            .create_user(new_user("racer", Role::Admin))
+            .await
+            .unwrap();
+        for store in &stores {
+            assert_eq!(
+                store.user_by_username("racer").await.unwrap(),
+                Some(made.clone()),
+                "{b}"
+            );
+        }
+        for store in stores {
+            store.close().await;
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! A real Campus server on 127.0.0.1:0 for integration tests, plus typed HTTP
+//! and WebSocket clients. Shutdown happens in `stop()` or on drop.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use campus_protocol::{ClientMsg, Role, ServerMsg};
+use campus_server::config::ServeArgs;
+use campus_server::server::{self, Running};
+use campus_server::store::{DynStore, NewUser};
+use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+
+#[derive(Parser)]
+struct Args {
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+/// Default test-server args for a data dir and database.
+pub fn default_args(data_dir: PathBuf, database_url: &str) -> ServeArgs {
+    let mut a = Args::parse_from(["campus"]).serve;
+    a.listen = "127.0.0.1:0".parse().expect("addr");
+    a.storage.data_dir = data_dir;
+    a.storage.database_url = Some(database_url.to_string());
+    a.storage.db_max_connections = 4;
+    a.jwt_secret = Some("test-secret-0123456789-abcdefghij-klmnop".into());
+    a.shutdown_grace_secs = 3;
+    a
+}
+
+/// A running test server.
+pub struct TestServer {
+    pub running: Option<Running>,
+    pub addr: std::net::SocketAddr,
+    pub store: DynStore,
+    pub data_dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Start on `database_url` with default args changed by `tweak`.
+    pub async fn start(database_url: &str, tweak: impl FnOnce(&mut ServeArgs)) -> TestServer {
+        let data_dir = tempfile::tempdir().expect("tempdir");
+        let mut args = default_args(data_dir.path().to_path_buf(), database_url);
+        tweak(&mut args);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let running = server::start(args, listener).await.expect("server starts");
+        let store = running.state.store.clone();
+        TestServer {
+            addr: running.addr,
+            running: Some(running),
+            store,
+            data_dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Create a user directly in the store.
+    pub async fn add_user(&self, username: &str, password: &str, role: Role) -> i64 {
+        let hash = campus_server::auth::password::hash(password).expect("hash");
+        self.store
+            .create_user(NewUser {
+                username: username.into(),
+                password_hash: hash,
+                role,
+            })
+            .await
+            .expect("create user")
+            .id
+    }
+
+    /// Log in over HTTP; returns the token.
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let resp = reqwest::Client::new()
+            .post(self.url("/api/auth/login"))
+            .json(&serde_json::json!({"username": username, "password": password}))
+            .send()
+            .await
+            .expect("login request");
+        assert_eq!(resp.status(), 200, "login of {username} should succeed");
+        let v: serde_json::Value = resp.json().await.expect("json");
+        v["token"].as_str().expect("token").to_string()
+    }
+
+    /// Create a student and log in: (user id, token).
+    pub async fn student(&self, username: &str) -> (i64, String) {
+        let id = self.add_user(username, "password-123", Role::Student).await;
+        (id, self.login(username, "password-123").await)
+    }
+
+    /// Open an authenticated WebSocket and read `hello`.
+    pub async fn connect(&self, token: &str) -> WsClient {
+        let mut req = self.ws_url().into_client_request().expect("request");
+        req.headers_mut().insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("ws connect");
+        let mut c = WsClient {
+            ws,
+            next_id: 1,
+            output: Vec::new(),
+            pending: Vec::new(),
+        };
+        match c.recv().await {
+            ServerMsg::Hello { .. } => {}
+            other => panic!("expected hello, got {other:?}"),
+        }
+        c
+    }
+
+    /// Graceful shutdown and wait.
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown();
+            r.wait().await.expect("clean shutdown");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(r) = &self.running {
+            r.shutdown();
+        }
+    }
+}
+
+type Stream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A typed WebSocket client.
+pub struct WsClient {
+    pub ws: Stream,
+    pub next_id: u64,
+    /// Terminal output received so far: (seq, bytes) frames.
+    pub output: Vec<(u64, Vec<u8>)>,
+    /// JSON messages received while waiting for something else.
+    pub pending: Vec<ServerMsg>,
+}
+
+/// How long a test waits for a message before failing.
+pub fn wait_limit() -> Duration {
+    Duration::from_secs(
+        std::env::var("CAMPUS_TEST_WAIT_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(30),
+    )
+}
+
+impl WsClient {
+    pub async fn send_raw(&mut self, text: &str) {
+        self.ws
+            .send(Message::Text(text.to_string().into()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send(&mut self, msg: &ClientMsg) {
+        let t = serde_json::to_string(msg).expect("ser");
+        self.send_raw(&t).await;
+    }
+
+    /// Next JSON message (binary output frames are collected on the side).
+    pub async fn recv(&mut self) -> ServerMsg {
+        if !self.pending.is_empty() {
+            return self.pending.remove(0);
+        }
+        self.recv_socket().await
+    }
+
+    async fn recv_socket(&mut self) -> ServerMsg {
+        loop {
+            let next = tokio::time::timeout(wait_limit(), self.ws.next())
+                .await
+                .expect("timed out waiting for a server message");
+            match next {
+                Some(Ok(Message::Text(t))) => {
+                    return serde_json::from_str(t.as_str())
+                        .unwrap_or_else(|e| panic!("bad server json {t}: {e}"))
+                }
+                Some(Ok(Message::Binary(b))) => {
+                    let (seq, bytes) =
+                        campus_protocol::frames::decode_output(&b).expect("output frame");
+                    self.output.push((seq, bytes.to_vec()));
+                }
+                Some(Ok(Message::Close(f))) => panic!("connection closed: {f:?}"),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => panic!("socket error: {e}"),
+                None => panic!("socket ended"),
+            }
+        }
+    }
+
+    /// Wait for the first message matching `pred`, keeping the others for later.
+    pub async fn wait_for(&mut self, what: &str, pred: impl Fn(&ServerMsg) -> bool) -> ServerMsg {
+        if let Some(i) = self.pending.iter().position(&pred) {
+            return self.pending.remove(i);
+        }
+        let deadline = tokio::time::Instant::now() + wait_limit();
+        loop {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            let m = self.recv_socket().await;
+            if pred(&m) {
+                return m;
+            }
+            self.pending.push(m);
+        }
+    }
+
+    /// Send a request with a fresh id and wait for the reply carrying it.
+    pub async fn request(&mut self, build: impl FnOnce(Option<u64>) -> ClientMsg) -> ServerMsg {
+        let id = self.next_id;
+        self.next_id += 1;
+        let msg = build(Some(id));
+        self.send(&msg).await;
+        self.wait_for("reply", |m| reply_id(m) == Some(id)).await
+    }
+
+    /// Wait for the socket to close; returns the close code.
+    pub async fn closed(&mut self) -> Option<u16> {
+        loop {
+            let next = tokio::time::timeout(wait_limit(), self.ws.next())
+                .await
+                .expect("timed out waiting for close");
+            match next {
+                Some(Ok(Message::Close(f))) => return f.map(|f| u16::from(f.code)),
+                Some(Ok(Message::Text(t))) => {
+                    if let Ok(m) = serde_json::from_str(t.as_str()) {
+                        self.pending.push(m);
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
+    /// All output bytes received so far, in order.
+    pub fn output_bytes(&self) -> Vec<u8> {
+        self.output.iter().flat_map(|(_, b)| b.clone()).collect()
+    }
+}
+
+/// The `id` of a reply, if it has one.
+pub fn reply_id(m: &ServerMsg) -> Option<u64> {
+    let v = serde_json::to_value(m).ok()?;
+    v.get("id")?.as_u64()
+}
