@@ -126,7 +126,7 @@ export class EditorPane {
   private makeTab(path: string, kind: FileKind): Tab {
     const marker = h("span.unsaved-marker", { "aria-hidden": "true" });
     const label = h("span.tab-label", null, path.slice(path.lastIndexOf("/") + 1));
-    const button = h("button.tab", { role: "tab", title: path, "aria-selected": "false", dataset: { path } }, label, marker);
+    const button = h("button.tab", { role: "tab", title: path, "aria-selected": "false", dataset: { path, state: "saved" } }, label, marker);
     const close = h("button.tab-close", { "aria-label": `Close ${path}`, title: "Close" }, "×");
     const wrap = h("div.tab-wrap", null, button, close);
     const tab: Tab = { path, kind, button, marker };
