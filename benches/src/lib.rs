@@ -1,1 +1,7 @@
-//! Campus benchmarks and load generator (see benches/README.md).
+//! Shared pieces of the Campus benchmarks and load generator: start a real
+//! `campus serve` (release build) on a fresh data dir, create users through the
+//! CLI, log in, open WebSockets, and summarise latencies.
+
+pub mod client;
+pub mod server;
+pub mod stats;

@@ -240,8 +240,81 @@ fn read_password_stdin() -> anyhow::Result<String> {
     Ok(pw)
 }
 
-/// `campus run`.
-pub async fn run(_args: RunArgs) -> i32 {
-    eprintln!("campus run: the runner is not wired yet");
-    1
+/// `campus run`: the same session and sandbox code as the WebSocket path,
+/// attached to this terminal; prints the `run_ended` record as JSON on stderr.
+pub async fn run(args: RunArgs) -> i32 {
+    crate::logging::init(false);
+    match run_inner(args).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("campus: {e:#}");
+            1
+        }
+    }
+}
+
+async fn run_inner(args: RunArgs) -> anyhow::Result<i32> {
+    use crate::runner::{run_in_terminal, Runner, RunnerConfig};
+    use crate::sandbox::{Sandbox, SandboxConfig};
+    use campus_protocol::{EndReason, RunMode, UserInfo};
+    use std::sync::Arc;
+
+    let mode = match args.mode.as_str() {
+        "script" => RunMode::Script,
+        "hybrid" => RunMode::Hybrid,
+        "repl" => RunMode::Repl,
+        other => anyhow::bail!("unknown mode {other:?} (script, hybrid or repl)"),
+    };
+    let path = args.path.clone().unwrap_or_default();
+    if mode != RunMode::Repl && path.is_empty() {
+        anyhow::bail!("give the script's path inside the workspace");
+    }
+    let store = crate::server::open_store(&args.storage).await?;
+    let user = store
+        .user_by_username(&args.as_user)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no user named {:?}", args.as_user))?;
+    let sandbox = Arc::new(Sandbox::new(SandboxConfig {
+        helper_exe: args.limits.helper_exe()?,
+        production: false,
+        uid_base: args.limits.sandbox_uid_base,
+        cgroup_group: format!("{}-cli", args.limits.cgroup_group),
+        ..SandboxConfig::default()
+    })?);
+    let workspaces = workspace_fs::Workspaces::new(
+        args.storage.workspaces_dir(),
+        args.storage.workspace_meta_dir(),
+        workspace_fs::Limits::default(),
+    )?;
+    let key = user.id.to_string();
+    let uid = sandbox
+        .isolated()
+        .then(|| sandbox.student_uid(user.id))
+        .transpose()?;
+    workspaces.open(&key, uid.map(|u| (u, u)))?;
+    let dir = workspaces.tree_path(&key)?;
+    let runner = Runner::new(
+        RunnerConfig::from_args(&args.limits),
+        sandbox,
+        Some(Arc::clone(&store)),
+        tokio_util::sync::CancellationToken::new(),
+    );
+    let info = UserInfo {
+        id: user.id,
+        username: user.username,
+        role: user.role,
+    };
+    let ended = run_in_terminal(&runner, &info, dir, mode, path).await;
+    runner.shutdown().await;
+    store.close().await;
+    let ended = ended?;
+    let line = serde_json::to_string(&ended)?;
+    eprintln!("{line}");
+    if let Some(p) = &args.json {
+        std::fs::write(p, format!("{line}\n"))?;
+    }
+    Ok(match (ended.reason, ended.exit_code) {
+        (EndReason::Exited, Some(code)) => code,
+        _ => 1,
+    })
 }

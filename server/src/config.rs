@@ -27,6 +27,16 @@ pub struct StorageArgs {
     pub db_idle_timeout_secs: u64,
 }
 
+impl RunLimitArgs {
+    /// The sandbox helper binary.
+    pub fn helper_exe(&self) -> std::io::Result<PathBuf> {
+        match &self.sandbox_helper {
+            Some(p) => Ok(p.clone()),
+            None => std::env::current_exe(),
+        }
+    }
+}
+
 impl StorageArgs {
     /// The database URL actually used (SQLite in the data dir by default).
     pub fn effective_database_url(&self) -> String {
@@ -97,6 +107,13 @@ pub struct RunLimitArgs {
     /// Python interpreter inside the sandbox.
     #[arg(long, env = "CAMPUS_PYTHON", default_value = "/usr/bin/python3")]
     pub python: PathBuf,
+    /// The `campus` binary to re-exec as the sandbox helper (default: this executable).
+    #[arg(long, env = "CAMPUS_SANDBOX_HELPER")]
+    pub sandbox_helper: Option<PathBuf>,
+    /// Name of the cgroup (under the server's own) that holds this server's runs.
+    /// Servers sharing a host need different names.
+    #[arg(long, env = "CAMPUS_CGROUP_GROUP", default_value = "campus")]
+    pub cgroup_group: String,
     /// First uid of the per-student sandbox uid range (uid = base + user id).
     #[arg(long, env = "CAMPUS_SANDBOX_UID_BASE", default_value_t = 200_000)]
     pub sandbox_uid_base: u32,

@@ -23,6 +23,8 @@ pub struct AppError {
     pub current_version: Option<String>,
     /// Request id under which an internal error was logged.
     pub request_id: Option<String>,
+    /// HTTP status override (e.g. 412 for a failed conditional request).
+    pub http_status: Option<StatusCode>,
 }
 
 impl AppError {
@@ -34,6 +36,7 @@ impl AppError {
             retry_after: None,
             current_version: None,
             request_id: None,
+            http_status: None,
         }
     }
 
@@ -97,6 +100,20 @@ impl From<crate::store::StoreError> for AppError {
     }
 }
 
+impl From<crate::runner::RunnerError> for AppError {
+    fn from(e: crate::runner::RunnerError) -> Self {
+        use crate::runner::RunnerError;
+        match e {
+            RunnerError::Internal(_) | RunnerError::SessionGone => AppError::internal(e),
+            other => {
+                let mut err = AppError::new(other.code(), other.to_string());
+                err.retry_after = other.retry_after_ms().map(std::time::Duration::from_millis);
+                err
+            }
+        }
+    }
+}
+
 impl From<crate::authz::Denied> for AppError {
     fn from(d: crate::authz::Denied) -> Self {
         AppError::new(ErrorCode::Forbidden, d.0)
@@ -118,8 +135,10 @@ struct ErrorBody<'a> {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.code.http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = self.http_status.unwrap_or_else(|| {
+            StatusCode::from_u16(self.code.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        });
         let body = ErrorBody {
             code: self.code,
             message: &self.message,

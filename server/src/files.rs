@@ -45,8 +45,10 @@ impl FileService {
     }
 
     /// Host path of `owner`'s visible tree (what the sandbox mounts).
-    pub fn tree_path(&self, owner: i64) -> PathBuf {
-        self.workspaces.tree_path(&owner.to_string())
+    pub fn tree_path(&self, owner: i64) -> Result<PathBuf, AppError> {
+        self.workspaces
+            .tree_path(&owner.to_string())
+            .map_err(map_fs_error)
     }
 }
 

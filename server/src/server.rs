@@ -177,17 +177,30 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
     }
     bootstrap_admin(&store).await?;
 
-    let helper_exe = std::env::current_exe().context("cannot find the campus binary")?;
+    let helper_exe = args
+        .run
+        .helper_exe()
+        .context("cannot find the campus binary")?;
     let sandbox = Arc::new(
         Sandbox::new(SandboxConfig {
             helper_exe,
             production: args.is_production(),
             uid_base: args.run.sandbox_uid_base,
+            cgroup_group: args.run.cgroup_group.clone(),
+            ..SandboxConfig::default()
         })
         .context("the sandbox is not usable")?,
     );
     for (name, ok, detail) in &sandbox.report().features {
         tracing::info!(feature = %name, ok, detail = %detail, "sandbox");
+    }
+    // Runs left behind by a crash of a previous server on this host.
+    let stale = sandbox.cleanup_stale();
+    if stale > 0 {
+        tracing::warn!(
+            stale,
+            "removed sandboxes left by a previous run of the server"
+        );
     }
 
     let fs_limits = workspace_fs::Limits {
@@ -207,6 +220,13 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
         .complete
         .then_some(args.run.sandbox_uid_base);
     let files = Arc::new(FileService::new(workspaces, uid_base));
+
+    let runner = crate::runner::Runner::new(
+        crate::runner::RunnerConfig::from_args(&args.run),
+        Arc::clone(&sandbox),
+        Some(Arc::clone(&store)),
+        CancellationToken::new(),
+    );
 
     let keys = TokenKeys::new(&secret, Duration::from_secs(args.token_ttl_secs.max(60)));
     let shutdown = CancellationToken::new();
@@ -228,6 +248,7 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
         hub: Arc::new(Hub::default()),
         sandbox,
         files,
+        runner,
         shutdown: shutdown.clone(),
         tracker: TaskTracker::new(),
         ready: tokio::sync::Mutex::new(None),
@@ -263,6 +284,13 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
 /// After the listener stops: let connections say goodbye, then close the pool.
 async fn drain(state: &SharedState) {
     let grace = Duration::from_secs(state.cfg.shutdown_grace_secs.max(1));
+    // Runs end with `server_shutdown` (and are recorded) before the pool closes.
+    if tokio::time::timeout(grace, state.runner.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some runs did not end within the shutdown grace period");
+    }
     state.tracker.close();
     if tokio::time::timeout(grace, state.tracker.wait())
         .await

@@ -38,6 +38,8 @@ pub struct AppState {
     pub sandbox: Arc<Sandbox>,
     /// Workspaces.
     pub files: Arc<crate::files::FileService>,
+    /// Sessions and runs.
+    pub runner: Arc<crate::runner::Runner>,
     /// Cancelled when the server begins shutting down.
     pub shutdown: CancellationToken,
     /// Tracks WebSocket connection tasks so shutdown can wait for them.

@@ -331,3 +331,33 @@ async fn health_and_readiness() {
         server.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_connections_and_oversized_messages_are_dropped() {
+    let db = test_databases().await.remove(0);
+    let server = TestServer::start(&db.url, |a| {
+        a.heartbeat_secs = 1;
+        a.heartbeat_timeout_secs = 2;
+        a.ws_max_message_kb = 64;
+    })
+    .await;
+    let (_, token) = server.student("ivy").await;
+
+    // A client that stops reading never answers pings: closed with 4009.
+    let mut silent = server.connect(&token).await;
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    assert_eq!(silent.closed().await, Some(close_codes::HEARTBEAT_TIMEOUT));
+
+    // A message over the limit ends the connection; small ones are fine.
+    let mut c = server.connect(&token).await;
+    let big = format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(70 * 1024));
+    c.send_raw(&big).await;
+    let code = c.closed().await;
+    assert!(code.is_none() || code == Some(1009), "{code:?}");
+    let mut ok = server.connect(&token).await;
+    assert!(matches!(
+        ok.request(|id| ClientMsg::Ping { id }).await,
+        ServerMsg::Pong { .. }
+    ));
+    server.stop().await;
+}

@@ -25,8 +25,15 @@
 //! under the lock at commit. Missing parent directories are created by writes, renames, copies
 //! and restores (they count as entries).
 //!
+//! # Durability
+//! A successful write has done two device flushes: `fdatasync` of the new content before the
+//! rename, and `fsync` of the directory after it. The history link made just before the rename
+//! is not flushed separately: on a journaling filesystem with ordered metadata (ext4, xfs) the
+//! directory fsync commits it in the same or an earlier transaction, so a crash shows either the
+//! old file, or the new file with the old one in history. (btrfs does not give that ordering.)
+//!
 //! # Versions
-//! See the [`version`](crate::version) notes: a 16-hex-digit hash of `(inode, size, mtime_ns,
+//! See the [`version`] notes: a 16-hex-digit hash of `(inode, size, mtime_ns,
 //! ctime_ns)`, one `stat` per file.
 //!
 //! # History and trash
@@ -41,7 +48,8 @@
 //! # Usage
 //! Tracked incrementally per operation after one scan on open; [`Workspace::rescan`]
 //! recomputes it after sandboxed code changed the tree behind the API's back. FIFOs, sockets
-//! and devices made by sandboxed code count as entries but are not listed.
+//! and devices made by sandboxed code count as entries but are not listed; names that are not
+//! UTF-8 (only sandboxed code can make them) are listed lossily and cannot be addressed.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 

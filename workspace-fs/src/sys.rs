@@ -414,3 +414,57 @@ pub(crate) fn read_small(dir: BorrowedFd<'_>, name: &str, max: u64) -> Result<Ve
         .map_err(|e| io_errno(&e))?;
     Ok(buf)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Resolver = fn(BorrowedFd<'_>, &[&str]) -> Result<OwnedFd, Errno>;
+
+    /// The openat2 path and the component-walk fallback refuse links the same way.
+    #[test]
+    fn both_resolvers_refuse_symlinks_anywhere() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("real/sub")).unwrap();
+        std::os::unix::fs::symlink("real", d.path().join("link")).unwrap();
+        std::os::unix::fs::symlink("/etc", d.path().join("real/etc")).unwrap();
+        let root = rfs::open(d.path(), dir_flags(), Mode::empty()).unwrap();
+        let resolvers: [Resolver; 2] = [open_dir, walk_dirs];
+        for resolve in resolvers {
+            assert!(resolve(root.as_fd(), &["real", "sub"]).is_ok());
+            assert!(resolve(root.as_fd(), &[]).is_ok());
+            for bad in [
+                &["link"][..],
+                &["link", "sub"],
+                &["real", "etc"],
+                &["real", "etc", "ssh"],
+            ] {
+                let e = resolve(root.as_fd(), bad).unwrap_err();
+                assert!(matches!(e, Errno::LOOP | Errno::NOTDIR), "{bad:?}: {e:?}");
+            }
+            assert_eq!(resolve(root.as_fd(), &["nope"]).unwrap_err(), Errno::NOENT);
+        }
+    }
+
+    #[test]
+    fn copy_tree_never_follows_links_and_remove_tree_removes_only_links() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("keep"), b"k").unwrap();
+        std::fs::create_dir_all(d.path().join("src/inner")).unwrap();
+        std::fs::write(d.path().join("src/inner/f"), b"data").unwrap();
+        std::os::unix::fs::symlink(outside.path(), d.path().join("src/out")).unwrap();
+        let root = rfs::open(d.path(), dir_flags(), Mode::empty()).unwrap();
+        copy_tree(root.as_fd(), "src", root.as_fd(), "dst", None, 0).unwrap();
+        assert_eq!(
+            std::fs::read(d.path().join("dst/inner/f")).unwrap(),
+            b"data"
+        );
+        let link = std::fs::symlink_metadata(d.path().join("dst/out")).unwrap();
+        assert!(link.file_type().is_symlink());
+        remove_tree(root.as_fd(), "dst").unwrap();
+        remove_tree(root.as_fd(), "src").unwrap();
+        assert_eq!(std::fs::read(outside.path().join("keep")).unwrap(), b"k");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
+    }
+}

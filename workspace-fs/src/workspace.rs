@@ -33,16 +33,7 @@ pub struct Workspace {
 pub(crate) fn entry_from_stat(path: String, st: &Stat) -> Option<Entry> {
     let kind = kind_of(st)?;
     let (version, mime, size) = match kind {
-        EntryKind::File => (
-            Some(version_of(st)),
-            Some(
-                mime_guess::from_path(&path)
-                    .first_or_octet_stream()
-                    .essence_str()
-                    .to_owned(),
-            ),
-            size_of(st),
-        ),
+        EntryKind::File => (Some(version_of(st)), Some(mime_for(&path)), size_of(st)),
         EntryKind::Dir => (None, None, 0),
         EntryKind::Symlink => (None, None, size_of(st)),
     };
@@ -54,6 +45,18 @@ pub(crate) fn entry_from_stat(path: String, st: &Stat) -> Option<Entry> {
         version,
         mime,
     })
+}
+
+/// MIME type guess from the name (mime_guess says `text/plain` for Python; the IDE wants
+/// `text/x-python`).
+fn mime_for(path: &str) -> String {
+    if path.ends_with(".py") {
+        return "text/x-python".to_owned();
+    }
+    mime_guess::from_path(path)
+        .first_or_octet_stream()
+        .essence_str()
+        .to_owned()
 }
 
 /// Refuses anything but a regular file at `path` for content operations.
@@ -146,12 +149,14 @@ impl Workspace {
     }
 
     /// Opens the directory `comps`, creating missing components (owned by the owner) after
-    /// checking the entry quota. Caller holds the write lock and passes its counters.
+    /// checking that they plus `extra` further entries fit the entry quota. Caller holds the
+    /// write lock and passes its counters.
     pub(crate) fn ensure_dirs(
         &self,
         usage: &mut Usage,
         comps: &[&str],
         path: &str,
+        extra: u64,
     ) -> Result<OwnedFd, FsError> {
         let mut cur = sys::open_dir(self.tree.as_fd(), &[]).map_err(|e| map_errno(e, path))?;
         let mut i = 0;
@@ -164,7 +169,7 @@ impl Workspace {
             i += 1;
         }
         let missing = (comps.len() - i) as u64;
-        if missing > 0 && usage.entries + missing > self.limits.max_entries {
+        if missing > 0 && usage.entries + missing + extra > self.limits.max_entries {
             return Err(FsError::QuotaExceeded(format!(
                 "at most {} files and directories per workspace",
                 self.limits.max_entries
@@ -281,7 +286,7 @@ impl Workspace {
         let (name, parent) = comps
             .split_last()
             .ok_or_else(|| FsError::InvalidPath(path.into()))?;
-        let pfd = self.ensure_dirs(&mut usage, parent, path)?;
+        let pfd = self.ensure_dirs(&mut usage, parent, path, 1)?;
         if let Some(st) = sys::lstat(pfd.as_fd(), *name).map_err(|e| map_errno(e, path))? {
             return match FileType::from_raw_mode(st.st_mode) {
                 FileType::Directory => {
@@ -293,7 +298,7 @@ impl Workspace {
                 }),
             };
         }
-        let fd = self.ensure_dirs(&mut usage, &comps, path)?;
+        let fd = self.ensure_dirs(&mut usage, &comps, path, 0)?;
         drop(usage);
         let st = rfs::fstat(&fd).map_err(|e| map_errno(e, path))?;
         entry_from_stat(path.into(), &st).ok_or_else(|| FsError::NotFound(path.into()))
@@ -322,7 +327,7 @@ impl Workspace {
         let (tname, tparent) = tc
             .split_last()
             .ok_or_else(|| FsError::InvalidPath(to.into()))?;
-        let tdir = self.ensure_dirs(&mut usage, tparent, to)?;
+        let tdir = self.ensure_dirs(&mut usage, tparent, to, 0)?;
         match sys::lstat(tdir.as_fd(), *tname).map_err(|e| map_errno(e, to))? {
             None => {
                 rfs::renameat_with(&sdir, sname, &tdir, *tname, rfs::RenameFlags::NOREPLACE)
@@ -382,8 +387,14 @@ impl Workspace {
         let sst = sys::lstat(sdir.as_fd(), sname)
             .map_err(|e| map_errno(e, from))?
             .ok_or_else(|| FsError::NotFound(from.to_owned()))?;
-        if FileType::from_raw_mode(sst.st_mode) == FileType::Symlink {
-            return Err(symlink_error(from));
+        match kind_of(&sst) {
+            Some(EntryKind::Symlink) => return Err(symlink_error(from)),
+            None => {
+                return Err(FsError::InvalidPath(format!(
+                    "{from}: not a regular file or directory"
+                )))
+            }
+            _ => {}
         }
         let need = sys::count_entry(sdir.as_fd(), sname, &sst).map_err(|e| map_errno(e, from))?;
         if FileType::from_raw_mode(sst.st_mode) == FileType::RegularFile
@@ -398,7 +409,7 @@ impl Workspace {
             .ok_or_else(|| FsError::InvalidPath(to.into()))?;
         // Check the whole copy (plus missing parents, which ensure_dirs checks) up front.
         self.check_quota(&usage, need)?;
-        let tdir = self.ensure_dirs(&mut usage, tparent, to)?;
+        let tdir = self.ensure_dirs(&mut usage, tparent, to, need.entries)?;
         if let Some(tst) = sys::lstat(tdir.as_fd(), *tname).map_err(|e| map_errno(e, to))? {
             return Err(FsError::Conflict {
                 current_version: file_version(&tst),
@@ -522,7 +533,7 @@ impl Workspace {
             .split_last()
             .ok_or_else(|| FsError::InvalidPath(target.clone()))?;
         self.check_quota(&usage, m.usage())?;
-        let tdir = self.ensure_dirs(&mut usage, tparent, &target)?;
+        let tdir = self.ensure_dirs(&mut usage, tparent, &target, m.entries)?;
         if let Some(tst) = sys::lstat(tdir.as_fd(), *tname).map_err(|e| map_errno(e, &target))? {
             return Err(FsError::Conflict {
                 current_version: file_version(&tst),

@@ -219,7 +219,7 @@ impl Workspace {
                     entries: 1,
                 };
                 self.check_quota(&usage, add)?;
-                let dir = self.ensure_dirs(&mut usage, parent, path)?;
+                let dir = self.ensure_dirs(&mut usage, parent, path, 1)?;
                 self.check_quota(&usage, add)?;
                 dir
             }

@@ -3,6 +3,7 @@
 
 mod auth_routes;
 mod extract;
+mod files_routes;
 mod health;
 mod web;
 
@@ -35,11 +36,18 @@ pub fn router(state: SharedState) -> Router {
             Duration::from_secs(30),
         ));
 
+    // File bodies are streamed and size-checked by the file service, not buffered.
+    let files = Router::new().route(
+        "/api/files/{*path}",
+        get(files_routes::get_file).put(files_routes::put_file),
+    );
+
     let mut app = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/ws", get(crate::ws::upgrade))
-        .merge(api);
+        .merge(api)
+        .merge(files);
     app = web::mount(app, state.cfg.web_dir.clone());
 
     app.layer(cors(&state.allowed_origins))

@@ -1,1 +1,234 @@
-//! The runner: per-user sessions owning a sandboxed PTY process (filled in by the Runner work).
+//! The runner: per-user sessions owning a sandboxed PTY process.
+//!
+//! # Sessions
+//! Each user has at most one session: an actor task ([`session`]) that owns
+//! the live run (PTY master, process, cgroup), the output log and the set of
+//! attached connections. Connections attach ([`Runner::attach`]) and detach
+//! (drop the [`Attachment`]); the program does not die when a connection
+//! drops, and several connections may watch one session. All commands go
+//! through a cloneable [`SessionHandle`].
+//!
+//! # Output stream
+//! Output is one byte stream per session; `seq` is a byte offset, cumulative
+//! across runs. The session keeps the last `log_tail_bytes` (256 KiB). An
+//! attach with `since_seq` first receives exactly the bytes from `since_seq`
+//! on (or from the oldest kept byte, with `dropped_bytes` saying how many
+//! were lost), then live output: no loss, no duplicates. A `since_seq` beyond
+//! the session's end (e.g. after a server restart) replays nothing; the client
+//! sees `next_seq` < its offset and should reset its terminal.
+//!
+//! PTY reads are coalesced: a frame goes out immediately if none went out in
+//! the last `frame_interval` (16 ms), otherwise at the end of that window or
+//! when `max_frame_bytes` (32 KiB) are pending, so at most ~60 frames/s per
+//! session while keystroke echo is not delayed.
+//!
+//! # Flow control
+//! Each connection acknowledges (`ack {seq}`: the offset it has consumed up
+//! to). When the slowest attached connection has `high_water_bytes` (100 KB)
+//! unacknowledged, the session stops reading the PTY (the program blocks on
+//! write) until that drops to `low_water_bytes` (32 KB). A connection whose
+//! event channel is full is dropped from the session (its channel closes; it
+//! re-attaches with `since_seq`), so a slow client never blocks the session.
+//! With nobody attached the session keeps reading into the bounded tail (the
+//! front is dropped): a detached program is never blocked forever, and its
+//! output is still bounded by the per-run output cap (50 MiB →
+//! `output_limit`). Server memory per session is thus bounded by the tail +
+//! the high-water mark + one frame + the reader channel (4 × 16 KiB).
+//!
+//! # Hybrid mode
+//! `hybrid` runs [`launcher::HYBRID_LAUNCHER`] with `python3 -c`: the script
+//! runs in the real `__main__` namespace, any exception prints its traceback,
+//! then the launcher prints a private OSC marker (stripped from the stream
+//! here, even when split across reads) that becomes `phase {repl}`, and the
+//! interpreter's own REPL starts with the script's globals. Only the first
+//! marker is honoured; a script that prints it itself can at worst switch its
+//! own run to the REPL clock early.
+//!
+//! # Endings and culling rules
+//! Every ending has one exact reason ([`campus_protocol::EndReason`]):
+//! - **max age** — separate clocks: the script phase from the start of the run,
+//!   the REPL phase from the moment the REPL starts. A `warning` (reason
+//!   `max_age`) goes out `min(2 min, limit/4)` before the kill → `timeout`.
+//! - **CPU** — RLIMIT_CPU (SIGXCPU) in the sandbox, or the sampled cgroup (or
+//!   /proc) CPU time reaching the limit → `cpu_limit`.
+//! - **memory** — only when the cgroup's OOM-kill counter rose → `memory_limit`.
+//! - **output** — more than the output cap → `output_limit`.
+//! - **abandoned** — nobody attached for `detached_grace` (5 min) *and* the
+//!   program is idle: a REPL (waiting at its prompt or not), or a script that
+//!   used no CPU and printed nothing during the whole window (e.g. blocked in
+//!   `input()`). A script that is still computing or printing with nobody
+//!   attached is not abandoned; it runs on until its max age, CPU or output
+//!   limit. No live warning precedes it, since nobody is attached to receive
+//!   one; the ending is shown on the next attach (`last_ended`).
+//! - **idle sessions** — a session with no run and nobody attached for
+//!   `detached_grace` is removed (its tail and last ending with it).
+//! - `stopped` (user, or a new run replacing this one), `killed_by_admin`,
+//!   `server_shutdown`, `start_failed`, and otherwise `exited` / `signaled`.
+//!
+//! Killing takes the whole tree: the cgroup when there is one, plus the
+//! process group (the main process is not reaped until the kill is done, so
+//! its group id cannot be reused meanwhile).
+//!
+//! # Admission
+//! A semaphore of `max_concurrent_runs` slots (a run replacing another takes
+//! over its slot): when full, `busy` with `retry_after_ms`, never a queue.
+//! Runs per user per minute are limited (`rate_limited` + `retry_after_ms`).
+
+mod config;
+mod ending;
+mod handle;
+mod launcher;
+mod output;
+mod proc;
+mod registry;
+mod run;
+mod session;
+mod terminal;
+
+use bytes::Bytes;
+use campus_protocol::{ErrorCode, Phase, RunEnded, RunMode, ServerMsg};
+
+pub use config::RunnerConfig;
+pub use handle::{Attachment, SessionHandle};
+pub use launcher::SANDBOX_HOME;
+pub use proc::self_rss_bytes;
+pub use registry::Runner;
+pub use terminal::run_in_terminal;
+
+/// What an attached connection receives, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionEvent {
+    /// Terminal output starting at byte offset `seq` (send as a binary frame).
+    Output {
+        /// Offset of the first byte.
+        seq: u64,
+        /// The bytes.
+        bytes: Bytes,
+    },
+    /// A JSON message (`run_started`, `phase`, `warning`, `run_ended`).
+    Msg(ServerMsg),
+}
+
+/// Sizes of a session's output buffers, now and at their peak.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BufferStats {
+    /// Bytes kept in the replay tail.
+    pub tail_bytes: usize,
+    /// Bytes read but not yet sent as a frame.
+    pub pending_bytes: usize,
+    /// Unacknowledged bytes of the slowest attached connection.
+    pub unacked_bytes: u64,
+    /// True while PTY reading is paused by flow control.
+    pub paused: bool,
+    /// Peak of `tail_bytes`.
+    pub max_tail_bytes: usize,
+    /// Peak of `pending_bytes`.
+    pub max_pending_bytes: usize,
+    /// Peak of `unacked_bytes`.
+    pub max_unacked_bytes: u64,
+}
+
+/// A snapshot of one session (admin view, tests).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SessionInfo {
+    /// Session id (unique per server process).
+    pub session_id: u64,
+    /// Owner.
+    pub user_id: i64,
+    /// Owner's login name.
+    pub username: String,
+    /// True while a program is running.
+    pub running: bool,
+    /// The live or last run.
+    pub run_id: Option<String>,
+    /// Mode of the live run.
+    pub mode: Option<RunMode>,
+    /// Path of the live run.
+    pub path: Option<String>,
+    /// Phase of the live run.
+    pub phase: Option<Phase>,
+    /// Attached connections.
+    pub attached: usize,
+    /// Offset after the last output byte.
+    pub next_seq: u64,
+    /// CPU used by the live run so far, ms (sampled).
+    pub cpu_ms: u64,
+    /// Peak memory of the live run so far, bytes (sampled).
+    pub peak_memory_bytes: u64,
+    /// Age of the live run, ms.
+    pub run_age_ms: u64,
+    /// How long nobody has been attached, ms (0 when someone is).
+    pub detached_ms: u64,
+    /// How the last run ended.
+    pub last_ended: Option<RunEnded>,
+    /// Output buffer sizes.
+    pub buffers: BufferStats,
+}
+
+/// Why a runner request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunnerError {
+    /// Too many runs started recently by this user.
+    #[error("you started too many runs in the last minute; try again in {} s", retry_after_ms.div_ceil(1000))]
+    RateLimited {
+        /// Wait this long.
+        retry_after_ms: u64,
+    },
+    /// Every sandbox slot is in use (or the server is shutting down).
+    #[error("the server is busy running other programs; try again in {} s", retry_after_ms.div_ceil(1000))]
+    Busy {
+        /// Wait this long.
+        retry_after_ms: u64,
+    },
+    /// The script does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The script path is malformed or leaves the workspace.
+    #[error("{0}")]
+    InvalidPath(String),
+    /// An unexpected fault (details in the server log).
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// The session ended while the request was in flight; attach again.
+    #[error("the session has ended; reconnect")]
+    SessionGone,
+}
+
+impl RunnerError {
+    /// The wire error code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            RunnerError::RateLimited { .. } => ErrorCode::RateLimited,
+            RunnerError::Busy { .. } => ErrorCode::Busy,
+            RunnerError::NotFound(_) => ErrorCode::NotFound,
+            RunnerError::InvalidPath(_) => ErrorCode::InvalidPath,
+            RunnerError::Internal(_) | RunnerError::SessionGone => ErrorCode::Internal,
+        }
+    }
+
+    /// The retry hint, for `rate_limited` and `busy`.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        match self {
+            RunnerError::RateLimited { retry_after_ms } | RunnerError::Busy { retry_after_ms } => {
+                Some(*retry_after_ms)
+            }
+            _ => None,
+        }
+    }
+
+    /// The `error` message for the client (internal details are not sent).
+    pub fn to_msg(&self, id: Option<u64>) -> ServerMsg {
+        let message = match self {
+            RunnerError::Internal(_) => "internal error".to_string(),
+            other => other.to_string(),
+        };
+        ServerMsg::Error {
+            id,
+            code: self.code(),
+            message,
+            retry_after_ms: self.retry_after_ms(),
+            current_version: None,
+            request_id: None,
+        }
+    }
+}

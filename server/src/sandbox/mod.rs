@@ -6,11 +6,27 @@
 //! given argv. The runner owns the returned `RunCgroup` and asks it for stats
 //! and to kill the tree.
 //!
-//! (Initial stub: no isolation at all. Replaced by the Sandbox work.)
+//! Modules: `cgroup` (v1/v2 run cgroups), `exec` (the re-exec helper),
+//! `mounts` (the run's root filesystem), `probe` (startup probe), `fsown`
+//! (workspace ownership).
+
+mod cgroup;
+// fork, signal handlers, raw wait statuses, TIOCSCTTY: the helper is all OS calls.
+#[allow(unsafe_code)]
+pub mod exec;
+// openat/fstatat/fchownat/readdir relative to directory fds (no nix "dir" feature).
+#[allow(unsafe_code)]
+mod fsown;
+mod mounts;
+// The landlock version query has no safe wrapper.
+#[allow(unsafe_code)]
+mod probe;
 
 use std::path::PathBuf;
 
 use portable_pty::CommandBuilder;
+
+pub use cgroup::RunCgroup;
 
 /// Resource limits of one run.
 #[derive(Debug, Clone)]
@@ -31,6 +47,21 @@ pub struct SandboxLimits {
     pub cpu_quota: f64,
 }
 
+impl Default for SandboxLimits {
+    /// The product defaults: 128 MiB, 50 processes, 30 s CPU, 10 MiB files.
+    fn default() -> Self {
+        SandboxLimits {
+            memory_bytes: 128 << 20,
+            pids: 50,
+            cpu_secs: 30,
+            file_size_bytes: 10 << 20,
+            open_files: 256,
+            tmp_bytes: 16 << 20,
+            cpu_quota: 1.0,
+        }
+    }
+}
+
 /// Host-wide sandbox settings.
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
@@ -40,6 +71,22 @@ pub struct SandboxConfig {
     pub production: bool,
     /// Per-student uid = base + user id.
     pub uid_base: u32,
+    /// Name of the cgroup under the server's own cgroup that holds `run-*` (default "campus").
+    pub cgroup_group: String,
+    /// Use the dev fallback (rlimits only) even if isolation works; refused in production.
+    pub force_fallback: bool,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            helper_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("campus")),
+            production: false,
+            uid_base: 200_000,
+            cgroup_group: "campus".into(),
+            force_fallback: false,
+        }
+    }
 }
 
 /// What one run needs.
@@ -94,23 +141,6 @@ pub struct SandboxReport {
     pub features: Vec<(String, bool, String)>,
 }
 
-/// One run's cgroup (None when running without cgroups).
-#[derive(Debug)]
-pub struct RunCgroup {
-    _private: (),
-}
-
-impl RunCgroup {
-    /// Kill every process of the run (cgroup-wide).
-    pub fn kill_all(&self) {}
-    /// Current usage.
-    pub fn stats(&self) -> CgroupStats {
-        CgroupStats::default()
-    }
-    /// Remove the (empty) cgroup.
-    pub fn remove(self) {}
-}
-
 /// A prepared run: the command for the PTY and its cgroup.
 #[derive(Debug)]
 pub struct PreparedRun {
@@ -120,21 +150,69 @@ pub struct PreparedRun {
     pub cgroup: Option<RunCgroup>,
 }
 
+/// How runs are isolated on this host.
+#[derive(Debug)]
+enum Mode {
+    /// Full isolation: cgroups + namespaces + uid.
+    Isolated(cgroup::Layout),
+    /// Dev fallback: rlimits, cleared env and cwd only.
+    Fallback,
+}
+
 /// The host's sandbox.
 #[derive(Debug)]
 pub struct Sandbox {
     config: SandboxConfig,
     report: SandboxReport,
+    mode: Mode,
 }
 
 impl Sandbox {
     /// Probe the host; in production, fail unless isolation is complete.
     pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
-        let report = SandboxReport::default();
-        if config.production && !report.complete {
-            return Err(SandboxError::Incomplete("no isolation implemented".into()));
+        if config.force_fallback {
+            if config.production {
+                return Err(SandboxError::Incomplete(
+                    "the rlimits-only fallback is not allowed in production".into(),
+                ));
+            }
+            let report = SandboxReport {
+                complete: false,
+                features: vec![(
+                    "isolation".into(),
+                    false,
+                    "dev fallback forced: rlimits only".into(),
+                )],
+            };
+            warn_fallback(&report);
+            return Ok(Sandbox {
+                config,
+                report,
+                mode: Mode::Fallback,
+            });
         }
-        Ok(Sandbox { config, report })
+        let probe::Probe { report, layout } = probe::probe(&config);
+        let mode = match layout {
+            Some(layout) if report.complete => Mode::Isolated(layout),
+            _ if config.production => {
+                return Err(SandboxError::Incomplete(format!(
+                    "production mode needs the full sandbox; missing: {} (run `campus sandbox check`)",
+                    missing(&report)
+                )));
+            }
+            _ => {
+                warn_fallback(&report);
+                Mode::Fallback
+            }
+        };
+        if matches!(mode, Mode::Isolated(_)) {
+            tracing::info!("sandbox: full isolation (cgroups, namespaces, per-student uids)");
+        }
+        Ok(Sandbox {
+            config,
+            report,
+            mode,
+        })
     }
 
     /// What the probe found.
@@ -147,47 +225,141 @@ impl Sandbox {
         &self.config
     }
 
+    /// True when runs get full isolation (false = dev fallback).
+    pub fn isolated(&self) -> bool {
+        matches!(self.mode, Mode::Isolated(_))
+    }
+
+    /// The per-student uid (= gid) of a user.
+    pub fn student_uid(&self, user_id: i64) -> Result<u32, SandboxError> {
+        u32::try_from(user_id)
+            .ok()
+            .and_then(|id| self.config.uid_base.checked_add(id))
+            .filter(|uid| *uid != 0 && *uid != u32::MAX)
+            .ok_or_else(|| invalid(format!("no sandbox uid for user id {user_id}")))
+    }
+
     /// Create the run's cgroup and build its command.
     pub fn prepare(&self, spec: &RunSpec) -> Result<PreparedRun, SandboxError> {
-        let mut cmd = CommandBuilder::new(&spec.argv[0]);
-        cmd.args(&spec.argv[1..]);
+        if spec.argv.is_empty() {
+            return Err(invalid("empty argv".into()));
+        }
+        let uid = self.student_uid(spec.user_id)?;
+        let root = nix::unistd::Uid::effective().is_root();
+        if root {
+            // The program runs as `uid` and must be able to write its workspace.
+            fsown::chown_tree(&spec.workspace_dir, uid, uid)?;
+        }
+        let mut cmd = CommandBuilder::new(&self.config.helper_exe);
+        cmd.arg("sandbox-exec");
+        let cgroup = match &self.mode {
+            Mode::Isolated(layout) => {
+                let cg = layout.create_run(&spec.run_id, &spec.limits)?;
+                for f in cg.procs_files() {
+                    cmd.arg("--cgroup-procs");
+                    cmd.arg(f);
+                }
+                Some(cg)
+            }
+            Mode::Fallback => {
+                cmd.arg("--no-isolation");
+                None
+            }
+        };
+        let l = &spec.limits;
+        for (flag, value) in [
+            ("--uid", uid.to_string()),
+            ("--gid", uid.to_string()),
+            ("--cpu-secs", l.cpu_secs.to_string()),
+            ("--file-size", l.file_size_bytes.to_string()),
+            ("--open-files", l.open_files.to_string()),
+            ("--tmp-bytes", l.tmp_bytes.to_string()),
+        ] {
+            cmd.arg(flag);
+            cmd.arg(value);
+        }
+        cmd.arg("--workspace");
+        cmd.arg(&spec.workspace_dir);
+        for (host, name) in &spec.read_only_mounts {
+            cmd.arg("--ro");
+            cmd.arg(format!("{}:{name}", host.display()));
+        }
+        // portable-pty adds the server's SHELL to the environment: drop it.
+        if !spec.env.iter().any(|(k, _)| k == "SHELL") {
+            cmd.arg("--drop-shell");
+        }
+        cmd.arg("--");
+        cmd.args(&spec.argv);
+        // Nothing of the server's environment (secrets!) may reach the program.
         cmd.env_clear();
         for (k, v) in &spec.env {
             cmd.env(k, v);
         }
-        cmd.cwd(&spec.workspace_dir);
+        cmd.cwd("/");
         Ok(PreparedRun {
             command: cmd,
-            cgroup: None,
+            cgroup,
         })
+    }
+
+    /// Kill and remove run cgroups left by a previous server (crash); returns how many.
+    pub fn cleanup_stale(&self) -> usize {
+        match &self.mode {
+            Mode::Isolated(layout) => layout.cleanup_stale(),
+            Mode::Fallback => 0,
+        }
     }
 }
 
-/// `campus sandbox-exec …`: the re-exec helper that runs between the PTY and Python.
-pub mod exec {
-    use std::path::PathBuf;
+fn invalid(msg: String) -> SandboxError {
+    SandboxError::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, msg))
+}
 
-    /// Arguments of `campus sandbox-exec` (built by [`super::Sandbox::prepare`], not by people).
-    #[derive(Debug, Clone, clap::Args)]
-    pub struct ExecArgs {
-        /// Host path of the workspace to mount at /home/student.
-        #[arg(long)]
-        pub workspace: PathBuf,
-        /// The program and its arguments, after `--`.
-        #[arg(last = true, required = true)]
-        pub argv: Vec<String>,
-    }
+/// Names of the required features that do not work.
+fn missing(report: &SandboxReport) -> String {
+    let names: Vec<&str> = report
+        .features
+        .iter()
+        .filter(|(n, ok, _)| !ok && !n.contains("optional"))
+        .map(|(n, _, _)| n.as_str())
+        .collect();
+    names.join(", ")
+}
 
-    /// Set up the sandbox and exec the program; returns only on failure (the exit code).
-    pub fn main(args: ExecArgs) -> i32 {
-        eprintln!("sandbox-exec is not implemented yet ({:?})", args.argv);
-        127
-    }
+fn warn_fallback(report: &SandboxReport) {
+    tracing::warn!(
+        missing = %missing(report),
+        "!!! SANDBOX DISABLED: student programs run with rlimits only — NO namespaces, NO cgroups. \
+         Development only; never expose this server to students. !!!"
+    );
 }
 
 /// `campus sandbox check`: probe the host and print which isolation features work.
 /// Exit code 0 only if the production sandbox is complete.
 pub fn check_main() -> i32 {
-    println!("sandbox check: not implemented yet");
-    1
+    let config = SandboxConfig::default();
+    let report = probe::probe(&config).report;
+    print!("{}", format_report(&report));
+    i32::from(!report.complete)
+}
+
+/// The report as a table: feature, ok/missing, detail.
+pub fn format_report(report: &SandboxReport) -> String {
+    let width = report
+        .features
+        .iter()
+        .map(|(n, _, _)| n.len())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for (name, ok, detail) in &report.features {
+        let state = if *ok { "ok" } else { "MISSING" };
+        out.push_str(&format!("{name:<width$}  {state:<7}  {detail}\n"));
+    }
+    out.push_str(if report.complete {
+        "sandbox: complete (production ready)\n"
+    } else {
+        "sandbox: INCOMPLETE (production mode will refuse to start)\n"
+    });
+    out
 }

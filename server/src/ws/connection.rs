@@ -14,7 +14,7 @@ use governor::{Quota, RateLimiter};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use super::dispatch::Conn;
+use super::dispatch::{Conn, Forward};
 use crate::auth::Claims;
 use crate::error::AppError;
 use crate::hub::Outbound;
@@ -99,7 +99,11 @@ async fn serve(
                 if send_json(&mut sink, &msg).await.is_err() { break Exit::Gone; }
             }
             ev = conn.next_session_event() => {
-                if conn.forward_session_event(ev, &mut sink).await.is_err() { break Exit::Gone; }
+                match conn.forward_session_event(ev, &mut sink).await {
+                    Ok(()) => {}
+                    Err(Forward::Gone) => break Exit::Gone,
+                    Err(Forward::TooSlow) => break Exit::Close(close_codes::TOO_SLOW, "fell behind the program's output; reconnect"),
+                }
             }
             _ = ticker.tick() => {
                 if last_seen.elapsed() > dead_after {

@@ -5,9 +5,14 @@ use base64::Engine;
 use campus_protocol::{ChangeKind, ClientMsg, Encoding, ErrorCode, ServerMsg, UserInfo};
 use workspace_fs::Precondition;
 
-use crate::authz::Action;
+use axum::extract::ws::Message;
+use bytes::Bytes;
+
+use super::connection::{send_json, send_with_timeout, Sink};
+use crate::authz::{self, Action, Resource};
 use crate::error::AppError;
 use crate::files::{self, blocking};
+use crate::runner::{Attachment, SessionEvent, SessionHandle};
 use crate::state::SharedState;
 
 /// Per-connection state used by the handlers.
@@ -15,6 +20,8 @@ pub struct Conn {
     state: SharedState,
     user: UserInfo,
     conn_id: String,
+    /// This connection's attachment to the user's session, if any.
+    session: Option<Attachment>,
 }
 
 impl Conn {
@@ -24,6 +31,7 @@ impl Conn {
             state,
             user,
             conn_id,
+            session: None,
         }
     }
 
@@ -35,7 +43,6 @@ impl Conn {
         } else {
             match msg {
                 ClientMsg::Ping { id } => Ok(Some(ServerMsg::Pong { id })),
-                ClientMsg::Ack { .. } => Ok(None),
                 other => self.session_op(other).await,
             }
         };
@@ -246,28 +253,165 @@ impl Conn {
     }
 
     async fn session_op(&mut self, msg: ClientMsg) -> Result<Option<ServerMsg>, AppError> {
-        Err(AppError::new(
-            ErrorCode::BadRequest,
-            format!("{} is not available on this server yet", msg_type(&msg)),
-        ))
+        let owner = self.user.id;
+        authz::authorize(&self.user, Action::Run, Resource::Workspace { owner })?;
+        match msg {
+            ClientMsg::Attach { id, since_seq } => {
+                let mut attached = self.attach(since_seq).await?;
+                if let ServerMsg::Attached { id: reply_id, .. } = &mut attached {
+                    *reply_id = id;
+                }
+                Ok(Some(attached))
+            }
+            ClientMsg::Run {
+                id,
+                path,
+                mode,
+                cols,
+                rows,
+            } => {
+                if self.session.is_none() {
+                    // Only this run's output: the client asked to run, not to replay.
+                    self.attach(u64::MAX).await?;
+                }
+                let handle = self.session_handle()?;
+                handle
+                    .run(
+                        &self.conn_id,
+                        id,
+                        path,
+                        mode,
+                        cols.unwrap_or(80),
+                        rows.unwrap_or(24),
+                    )
+                    .await?;
+                // `run_started` (carrying `id`) arrives through the session events.
+                Ok(None)
+            }
+            ClientMsg::Input { data, .. } => {
+                self.session_handle()?
+                    .input(Bytes::from(data.into_bytes()))
+                    .await?;
+                Ok(None)
+            }
+            ClientMsg::Resize { cols, rows, .. } => {
+                self.session_handle()?
+                    .resize(cols.max(1), rows.max(1))
+                    .await?;
+                Ok(None)
+            }
+            ClientMsg::Interrupt { .. } => {
+                self.session_handle()?.interrupt().await?;
+                Ok(None)
+            }
+            ClientMsg::Stop { id } => {
+                let stopped = self.session_handle()?.stop(&self.conn_id, id).await?;
+                if stopped {
+                    Ok(None)
+                } else {
+                    Err(AppError::new(ErrorCode::NotFound, "nothing is running"))
+                }
+            }
+            ClientMsg::Ack { seq } => {
+                if let Some(a) = &self.session {
+                    a.handle.ack(&self.conn_id, seq).await?;
+                }
+                Ok(None)
+            }
+            other => Err(AppError::new(
+                ErrorCode::BadRequest,
+                format!("{} is not handled here", msg_type(&other)),
+            )),
+        }
+    }
+
+    /// (Re)attach this connection to the user's session.
+    async fn attach(&mut self, since_seq: u64) -> Result<ServerMsg, AppError> {
+        // Drop the old attachment first so the session never holds two for us.
+        self.session = None;
+        let dir = self.state.files.tree_path(self.user.id)?;
+        // Make sure the workspace exists (and is owned by the student's uid).
+        self.state.files.workspace(self.user.id)?;
+        let att = self
+            .state
+            .runner
+            .attach(&self.user, dir, &self.conn_id, since_seq)
+            .await?;
+        let msg = att.attached.clone();
+        self.session = Some(att);
+        Ok(msg)
+    }
+
+    /// The session to send commands to: ours, or the user's existing one.
+    fn session_handle(&self) -> Result<SessionHandle, AppError> {
+        if let Some(a) = &self.session {
+            return Ok(a.handle.clone());
+        }
+        self.state.runner.handle(self.user.id).ok_or_else(|| {
+            AppError::new(ErrorCode::NotFound, "nothing is running; start a run first")
+        })
     }
 
     /// Wait for the next event of the attached session (never resolves when detached).
-    pub async fn next_session_event(&mut self) -> Option<()> {
-        std::future::pending().await
+    /// `None` means the session dropped this connection (too slow, or it ended).
+    pub async fn next_session_event(&mut self) -> Option<SessionEvent> {
+        match &mut self.session {
+            Some(a) => a.events.recv().await,
+            None => std::future::pending().await,
+        }
     }
 
-    /// Forward a session event to the socket.
+    /// Forward a session event to the socket. `Err` ends the connection.
     pub async fn forward_session_event(
         &mut self,
-        _ev: Option<()>,
-        _sink: &mut super::connection::Sink,
-    ) -> Result<(), ()> {
-        Ok(())
+        ev: Option<SessionEvent>,
+        sink: &mut Sink,
+    ) -> Result<(), Forward> {
+        match ev {
+            Some(SessionEvent::Output { seq, bytes }) => {
+                let frame = campus_protocol::frames::encode_output(seq, &bytes);
+                send_with_timeout(sink, Message::Binary(frame.into()))
+                    .await
+                    .map_err(|_| Forward::Gone)
+            }
+            Some(SessionEvent::Msg(msg)) => {
+                if matches!(msg, ServerMsg::RunEnded { .. }) {
+                    self.rescan_workspace();
+                }
+                send_json(sink, &msg).await.map_err(|_| Forward::Gone)
+            }
+            None => {
+                // The session dropped us because our queue was full: the client
+                // reconnects and re-attaches with `since_seq`, losing nothing.
+                self.session = None;
+                Err(Forward::TooSlow)
+            }
+        }
     }
 
-    /// Detach from the session when the connection ends.
-    pub async fn detach(&mut self) {}
+    /// A run may have changed files behind the file service's back: recount usage.
+    fn rescan_workspace(&self) {
+        if let Ok(ws) = self.state.files.workspace(self.user.id) {
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = ws.rescan() {
+                    tracing::warn!(error = %e, "workspace rescan failed");
+                }
+            });
+        }
+    }
+
+    /// Detach from the session when the connection ends (the program keeps running).
+    pub async fn detach(&mut self) {
+        self.session = None;
+    }
+}
+
+/// Why forwarding a session event ended the connection.
+pub enum Forward {
+    /// The socket is gone.
+    Gone,
+    /// The client could not keep up; it should reconnect and re-attach.
+    TooSlow,
 }
 
 fn msg_type(msg: &ClientMsg) -> String {

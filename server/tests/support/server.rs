@@ -31,6 +31,11 @@ pub fn default_args(data_dir: PathBuf, database_url: &str) -> ServeArgs {
     a.storage.db_max_connections = 4;
     a.jwt_secret = Some("test-secret-0123456789-abcdefghij-klmnop".into());
     a.shutdown_grace_secs = 3;
+    // The test binary is not `campus`: point the sandbox at the real helper.
+    a.run.sandbox_helper = Some(PathBuf::from(env!("CARGO_BIN_EXE_campus")));
+    // Each test server gets its own cgroup group so their stale-run cleanups
+    // cannot touch each other's runs.
+    a.run.cgroup_group = format!("campus-test-{}", uuid::Uuid::new_v4().simple());
     a
 }
 

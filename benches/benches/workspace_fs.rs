@@ -1,0 +1,42 @@
+//! workspace-fs micro-benchmarks: durable 10 KiB overwrite, 10 KiB read, 500-file listing.
+#![allow(clippy::unwrap_used)]
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use workspace_fs::{Limits, Precondition, Workspaces};
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Workspaces::new(
+        dir.path().join("tree"),
+        dir.path().join("meta"),
+        Limits::default(),
+    )
+    .unwrap();
+    let ws = reg.open("bench", None).unwrap();
+    let body: Vec<u8> = (0..10 * 1024).map(|i| (i % 251) as u8).collect();
+    ws.write("main.py", &body, Precondition::Overwrite).unwrap();
+    for i in 0..499 {
+        ws.write(
+            &format!("f{i:03}.py"),
+            b"print('hi')\n",
+            Precondition::CreateOnly,
+        )
+        .unwrap();
+    }
+
+    // The full save path: temp file, fdatasync, history link + fsync, rename, dir fsync.
+    c.bench_function("write_10k_overwrite_durable", |b| {
+        b.iter(|| ws.write("main.py", &body, Precondition::Overwrite).unwrap())
+    });
+    c.bench_function("read_10k", |b| b.iter(|| ws.read("main.py").unwrap()));
+    c.bench_function("list_500_files", |b| {
+        b.iter(|| {
+            let l = ws.list("", false).unwrap();
+            assert_eq!(l.len(), 500);
+            l
+        })
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

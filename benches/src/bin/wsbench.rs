@@ -1,0 +1,187 @@
+//! WebSocket micro-benchmarks against a real `campus serve` (release build):
+//! save 10 KiB → ack and read 10 KiB with N users saving on a period, and
+//! back-to-back from one user. Prints a table; `--json` writes the figures.
+//!
+//! `cargo build --release -p campus-server && cargo run --release -p campus-bench --bin wsbench -- files --users 50`
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use campus_bench::client::{login, Client};
+use campus_bench::server::ServerProcess;
+use campus_bench::stats::{self, summarize};
+use campus_protocol::{ClientMsg, Encoding, ServerMsg};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+    /// Write the summaries as JSON here.
+    #[arg(long, global = true)]
+    json: Option<std::path::PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Users each saving a 10 KiB file every `interval_ms` (staggered), and reading it back.
+    Files {
+        #[arg(long, default_value_t = 50)]
+        users: usize,
+        #[arg(long, default_value_t = 2000)]
+        interval_ms: u64,
+        #[arg(long, default_value_t = 60)]
+        duration_secs: u64,
+        /// Also measure one user saving back to back this many times.
+        #[arg(long, default_value_t = 500)]
+        back_to_back: usize,
+    },
+}
+
+const PASSWORD: &str = "bench-password-1";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Files {
+            users,
+            interval_ms,
+            duration_secs,
+            back_to_back,
+        } => files(users, interval_ms, duration_secs, back_to_back, cli.json).await,
+    }
+}
+
+async fn files(
+    users: usize,
+    interval_ms: u64,
+    duration_secs: u64,
+    back_to_back: usize,
+    json: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    // The benchmark measures latency, not the per-user limiter (100/min by default).
+    let server = ServerProcess::start(&[("CAMPUS_FILE_OPS_PER_MIN", "1000000".into())]).await?;
+    let names: Vec<String> = (0..users.max(1)).map(|i| format!("bench{i}")).collect();
+    server.add_users(&names, PASSWORD)?;
+    let http = reqwest::Client::new();
+    let content: String = (0..10 * 1024)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+
+    // Back to back, one user.
+    let token = login(&http, &server.url, &names[0], PASSWORD).await?;
+    let mut c = Client::connect(&server.url, &token).await?;
+    let mut version = None;
+    let (mut b2b_save, mut b2b_read) = (Vec::new(), Vec::new());
+    for i in 0..back_to_back {
+        let id = c.id();
+        let msg = ClientMsg::Write {
+            id: Some(id),
+            path: "b2b.py".into(),
+            content: format!("{i:08}{}", &content[8..]),
+            encoding: Encoding::Utf8,
+            base_version: version.clone(),
+        };
+        let t = Instant::now();
+        match c.request(id, &msg).await? {
+            ServerMsg::Written { version: v, .. } => version = Some(v),
+            other => anyhow::bail!("save failed: {other:?}"),
+        }
+        b2b_save.push(t.elapsed());
+        let id = c.id();
+        let t = Instant::now();
+        c.request(
+            id,
+            &ClientMsg::Read {
+                id: Some(id),
+                path: "b2b.py".into(),
+            },
+        )
+        .await?;
+        b2b_read.push(t.elapsed());
+    }
+    c.close().await;
+
+    // N users on a period.
+    let mut tasks = Vec::new();
+    let start = Instant::now() + Duration::from_millis(500);
+    for (i, name) in names.iter().enumerate() {
+        let token = login(&http, &server.url, name, PASSWORD).await?;
+        let url = server.url.clone();
+        let content = content.clone();
+        let offset = Duration::from_millis(interval_ms * i as u64 / users as u64);
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::connect(&url, &token).await?;
+            let mut version: Option<String> = None;
+            let (mut saves, mut reads) = (Vec::new(), Vec::new());
+            let end = start + Duration::from_secs(duration_secs);
+            let mut next = start + offset;
+            while next < end {
+                tokio::time::sleep_until(next.into()).await;
+                next += Duration::from_millis(interval_ms);
+                let id = c.id();
+                let msg = ClientMsg::Write {
+                    id: Some(id),
+                    path: "main.py".into(),
+                    content: content.clone(),
+                    encoding: Encoding::Utf8,
+                    base_version: version.clone(),
+                };
+                let t = Instant::now();
+                match c.request(id, &msg).await? {
+                    ServerMsg::Written { version: v, .. } => version = Some(v),
+                    other => anyhow::bail!("save failed: {other:?}"),
+                }
+                saves.push(t.elapsed());
+                let id = c.id();
+                let t = Instant::now();
+                c.request(
+                    id,
+                    &ClientMsg::Read {
+                        id: Some(id),
+                        path: "main.py".into(),
+                    },
+                )
+                .await?;
+                reads.push(t.elapsed());
+            }
+            c.close().await;
+            anyhow::Ok((saves, reads))
+        }));
+    }
+    let (mut saves, mut reads) = (Vec::new(), Vec::new());
+    for t in tasks {
+        let (s, r) = t.await.context("task")??;
+        saves.extend(s);
+        reads.extend(r);
+    }
+    let rows = [
+        (
+            "save 10 KiB → ack, back to back (1 user)",
+            summarize(&b2b_save),
+        ),
+        ("read 10 KiB, back to back (1 user)", summarize(&b2b_read)),
+        (
+            &*format!("save 10 KiB → ack, {users} users every {interval_ms} ms"),
+            summarize(&saves),
+        ),
+        (
+            &*format!("read 10 KiB, {users} users every {interval_ms} ms"),
+            summarize(&reads),
+        ),
+    ]
+    .map(|(n, s)| (n.to_string(), s));
+    println!("{}", stats::HEADER);
+    for (n, s) in &rows {
+        println!("{}", stats::row(n, s));
+    }
+    if let Some(path) = json {
+        let v: serde_json::Map<String, serde_json::Value> = rows
+            .iter()
+            .map(|(n, s)| (n.clone(), serde_json::to_value(s).unwrap_or_default()))
+            .collect();
+        std::fs::write(path, serde_json::to_string_pretty(&v)?)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! Start and own a `campus serve` process for a benchmark.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// A `campus serve` child process on a temporary data dir; killed on drop.
+pub struct ServerProcess {
+    child: Child,
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub url: String,
+    /// The data dir.
+    pub data_dir: tempfile::TempDir,
+    /// The binary.
+    pub bin: PathBuf,
+}
+
+/// The release `campus` binary next to this benchmark's own executable, or `CAMPUS_BIN`.
+pub fn campus_bin() -> anyhow::Result<PathBuf> {
+    if let Ok(p) = std::env::var("CAMPUS_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let me = std::env::current_exe()?;
+    let dir = me.parent().context("no parent dir")?;
+    for cand in [dir.join("campus"), dir.join("../campus")] {
+        if cand.is_file() {
+            return Ok(cand);
+        }
+    }
+    bail!("campus binary not found next to {}; build it with `cargo build --release -p campus-server` or set CAMPUS_BIN", me.display())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+impl ServerProcess {
+    /// Start a server with extra environment variables; waits until /readyz answers.
+    pub async fn start(env: &[(&str, String)]) -> anyhow::Result<ServerProcess> {
+        let bin = campus_bin()?;
+        let data_dir = tempfile::tempdir()?;
+        let port = free_port()?;
+        let mut cmd = Command::new(&bin);
+        cmd.arg("serve")
+            .env("CAMPUS_LISTEN", format!("127.0.0.1:{port}"))
+            .env("CAMPUS_DATA_DIR", data_dir.path())
+            .env("CAMPUS_LOG", "warn")
+            .env("CAMPUS_CGROUP_GROUP", format!("campus-bench-{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("start {}", bin.display()))?;
+        let url = format!("http://127.0.0.1:{port}");
+        let me = ServerProcess {
+            child,
+            url,
+            data_dir,
+            bin,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let http = reqwest::Client::new();
+        loop {
+            if let Ok(r) = http.get(format!("{}/readyz", me.url)).send().await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("server did not become ready");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(me)
+    }
+
+    /// Server process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Create users through the CLI (same data dir), all with `password`.
+    pub fn add_users(&self, names: &[String], password: &str) -> anyhow::Result<()> {
+        add_users(&self.bin, self.data_dir.path(), names, password)
+    }
+}
+
+/// Create users through `campus user add` against a data dir.
+pub fn add_users(
+    bin: &Path,
+    data_dir: &Path,
+    names: &[String],
+    password: &str,
+) -> anyhow::Result<()> {
+    for name in names {
+        let mut child = Command::new(bin)
+            .args([
+                "user",
+                "add",
+                "--username",
+                name,
+                "--role",
+                "student",
+                "--password-stdin",
+            ])
+            .env("CAMPUS_DATA_DIR", data_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        child
+            .stdin
+            .take()
+            .context("stdin")?
+            .write_all(format!("{password}\n").as_bytes())?;
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!("user add {name}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    Ok(())
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        // SIGTERM first so the server cleans up its sandboxes, then make sure.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Resident set size and open fds of a process (Linux /proc).
+pub fn proc_sample(pid: u32) -> Option<(u64, usize, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some((rss_kb * 1024, fds, ticks))
+}

@@ -1,0 +1,223 @@
+//! How a run ended: the exact reason from what the runner did and what the
+//! kernel reported, and the plain-words message the student sees.
+
+use std::time::Duration;
+
+use campus_protocol::{EndReason, Phase};
+
+/// SIGXCPU: what RLIMIT_CPU sends when the soft CPU limit is reached.
+const SIGXCPU: i32 = 24;
+
+/// Everything known when a run is over.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EndFacts {
+    /// Set when the runner itself ended the run, and why.
+    pub kill_reason: Option<EndReason>,
+    /// The program's exit code, if it exited.
+    pub exit_code: Option<i32>,
+    /// The signal that killed it, if any.
+    pub signal: Option<i32>,
+    /// CPU used, ms.
+    pub cpu_ms: u64,
+    /// CPU limit, ms.
+    pub cpu_limit_ms: u64,
+    /// Peak memory, bytes.
+    pub peak_memory_bytes: u64,
+    /// Memory limit, bytes.
+    pub memory_limit_bytes: u64,
+    /// OOM kills in the run's cgroup during the run.
+    pub oom_kills: u64,
+    /// Phase at the end (decides which max age a timeout refers to).
+    pub phase: Option<Phase>,
+    /// Wall-clock duration.
+    pub duration: Duration,
+    /// Output bytes produced.
+    pub output_bytes: u64,
+    /// Output cap, bytes.
+    pub output_limit_bytes: u64,
+    /// The max age that applied to the final phase.
+    pub max_age: Duration,
+    /// The detached grace (for `abandoned`).
+    pub detached_grace: Duration,
+}
+
+/// The reason, from the facts. Runner-initiated endings win (they say what
+/// the runner did); otherwise the kernel's evidence decides: an OOM kill in the
+/// cgroup means `memory_limit`, SIGXCPU or CPU at the limit means `cpu_limit`.
+pub(crate) fn classify(f: &EndFacts) -> EndReason {
+    if let Some(r) = f.kill_reason {
+        return r;
+    }
+    let clean_exit = f.exit_code == Some(0) && f.signal.is_none();
+    if f.oom_kills > 0 && !clean_exit {
+        return EndReason::MemoryLimit;
+    }
+    if f.signal == Some(SIGXCPU)
+        || (!clean_exit && f.cpu_limit_ms > 0 && f.cpu_ms >= f.cpu_limit_ms)
+    {
+        return EndReason::CpuLimit;
+    }
+    match (f.signal, f.exit_code) {
+        (Some(_), _) => EndReason::Signaled,
+        (None, Some(_)) => EndReason::Exited,
+        // No status at all (the wait failed): report what we know.
+        (None, None) => EndReason::Signaled,
+    }
+}
+
+/// A human duration: "0.4 s", "12 s", "3 min 5 s", "1 h 2 min".
+pub(crate) fn fmt_duration(d: Duration) -> String {
+    let ms = d.as_millis() as u64;
+    if ms < 10_000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else if ms < 60_000 {
+        format!("{} s", ms / 1000)
+    } else if ms < 3_600_000 {
+        let (m, s) = (ms / 60_000, (ms / 1000) % 60);
+        if s == 0 {
+            format!("{m} min")
+        } else {
+            format!("{m} min {s} s")
+        }
+    } else {
+        let (h, m) = (ms / 3_600_000, (ms / 60_000) % 60);
+        if m == 0 {
+            format!("{h} h")
+        } else {
+            format!("{h} h {m} min")
+        }
+    }
+}
+
+/// A human size: "512 bytes", "100 KiB", "128 MiB".
+pub(crate) fn fmt_bytes(b: u64) -> String {
+    if b >= 1 << 20 {
+        let mib = b as f64 / (1u64 << 20) as f64;
+        if mib.fract() == 0.0 {
+            format!("{mib:.0} MiB")
+        } else {
+            format!("{mib:.1} MiB")
+        }
+    } else if b >= 1 << 10 {
+        format!("{} KiB", b >> 10)
+    } else {
+        format!("{b} bytes")
+    }
+}
+
+/// Common signal names, for messages.
+fn signal_name(sig: i32) -> String {
+    nix::sys::signal::Signal::try_from(sig)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {sig}"))
+}
+
+/// The plain-words explanation for the student.
+pub(crate) fn message(reason: EndReason, f: &EndFacts) -> String {
+    let took = fmt_duration(f.duration);
+    match reason {
+        EndReason::Exited => format!(
+            "Finished with exit code {} in {took}",
+            f.exit_code.unwrap_or_default()
+        ),
+        EndReason::Signaled => match f.signal {
+            Some(sig) => format!("Ended by signal {sig} ({}) after {took}", signal_name(sig)),
+            None => format!("Ended after {took} (the exit status could not be read)"),
+        },
+        EndReason::Stopped => format!("Stopped by you after {took}"),
+        EndReason::Timeout => {
+            let what = match f.phase {
+                Some(Phase::Repl) => "the Python prompt was open",
+                _ => "your program ran",
+            };
+            format!(
+                "Stopped: {what} longer than the time limit ({})",
+                fmt_duration(f.max_age)
+            )
+        }
+        EndReason::CpuLimit => format!(
+            "Stopped: your program used more than {} of CPU time (limit {})",
+            fmt_duration(Duration::from_millis(f.cpu_limit_ms)),
+            fmt_duration(Duration::from_millis(f.cpu_limit_ms))
+        ),
+        EndReason::MemoryLimit => format!(
+            "Stopped: your program used more than {} of memory (limit {})",
+            fmt_bytes(f.memory_limit_bytes),
+            fmt_bytes(f.memory_limit_bytes)
+        ),
+        EndReason::OutputLimit => format!(
+            "Stopped: your program wrote more than {} of output (limit {})",
+            fmt_bytes(f.output_limit_bytes),
+            fmt_bytes(f.output_limit_bytes)
+        ),
+        EndReason::KilledByAdmin => format!("Stopped by an administrator after {took}"),
+        EndReason::Abandoned => format!(
+            "Stopped: nobody was connected to it for {}",
+            fmt_duration(f.detached_grace)
+        ),
+        EndReason::ServerShutdown => {
+            "Stopped: the server was restarted. Please run your program again.".to_string()
+        }
+        EndReason::StartFailed => "Your program could not be started (the server could not \
+             set up its sandbox). Please try again; if it keeps failing, tell your teacher."
+            .to_string(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn facts() -> EndFacts {
+        EndFacts {
+            cpu_limit_ms: 30_000,
+            memory_limit_bytes: 128 << 20,
+            output_limit_bytes: 50 << 20,
+            duration: Duration::from_millis(400),
+            max_age: Duration::from_secs(1800),
+            detached_grace: Duration::from_secs(300),
+            ..EndFacts::default()
+        }
+    }
+
+    #[test]
+    fn reasons() {
+        let mut f = facts();
+        f.exit_code = Some(0);
+        assert_eq!(classify(&f), EndReason::Exited);
+        assert_eq!(
+            message(EndReason::Exited, &f),
+            "Finished with exit code 0 in 0.4 s"
+        );
+        f.oom_kills = 1;
+        assert_eq!(
+            classify(&f),
+            EndReason::Exited,
+            "a clean exit is not an OOM"
+        );
+        f.exit_code = None;
+        f.signal = Some(9);
+        assert_eq!(classify(&f), EndReason::MemoryLimit);
+        assert_eq!(
+            message(EndReason::MemoryLimit, &f),
+            "Stopped: your program used more than 128 MiB of memory (limit 128 MiB)"
+        );
+        f.oom_kills = 0;
+        assert_eq!(classify(&f), EndReason::Signaled);
+        assert!(message(EndReason::Signaled, &f).contains("SIGKILL"));
+        f.signal = Some(SIGXCPU);
+        assert_eq!(classify(&f), EndReason::CpuLimit);
+        f.kill_reason = Some(EndReason::Stopped);
+        assert_eq!(classify(&f), EndReason::Stopped);
+    }
+
+    #[test]
+    fn formats() {
+        assert_eq!(fmt_duration(Duration::from_secs(150)), "2 min 30 s");
+        assert_eq!(fmt_duration(Duration::from_secs(1800)), "30 min");
+        assert_eq!(fmt_duration(Duration::from_secs(3600)), "1 h");
+        assert_eq!(fmt_bytes(100 << 10), "100 KiB");
+        assert_eq!(fmt_bytes(50 << 20), "50 MiB");
+    }
+}

@@ -1,0 +1,181 @@
+//! What a run executes: the argv per mode (with the embedded hybrid launcher),
+//! the minimal environment, and validation of the script path.
+
+use std::path::{Component, Path};
+
+use campus_protocol::RunMode;
+
+use super::RunnerError;
+
+/// HOME inside the sandbox: the workspace is mounted there (the stub sandbox
+/// runs in the workspace directory itself, so HOME is only a hint there).
+pub const SANDBOX_HOME: &str = "/home/student";
+
+/// The hybrid launcher, passed with `python3 -c`. It runs the script in the
+/// real `__main__` namespace (exactly what `python -i script.py` does), prints
+/// a traceback for any exception (SystemExit and KeyboardInterrupt included,
+/// like `-i`) without its own frame, then prints the private phase marker and
+/// sets PYTHONINSPECT so the interpreter's own interactive loop starts with the
+/// script's globals when the `-c` program returns. Everything it needs is local
+/// to `_campus_hybrid`, which removes itself, so the REPL sees only the
+/// script's names.
+pub(crate) const HYBRID_LAUNCHER: &str = r#"
+def _campus_hybrid():
+    import os, sys, traceback, __main__
+    g = __main__.__dict__
+    g.pop("_campus_hybrid", None)
+    path = sys.argv[1]
+    sys.argv[:] = [path]
+    sys.path[0] = os.path.dirname(os.path.abspath(path))
+    g["__file__"] = path
+    def report(skip_own_frame):
+        t, v, tb = sys.exc_info()
+        if skip_own_frame and tb is not None:
+            tb = tb.tb_next
+        if v is not None:
+            v.__traceback__ = tb
+        sys.last_type, sys.last_value, sys.last_traceback = t, v, tb
+        try:
+            sys.excepthook(t, v, tb)
+        except BaseException:
+            traceback.print_exception(t, v, tb)
+    try:
+        with open(path, "rb") as f:
+            code = compile(f.read(), path, "exec")
+    except BaseException:
+        report(False)
+    else:
+        try:
+            exec(code, g)
+        except BaseException:
+            report(True)
+    try:
+        import readline, rlcompleter
+        readline.parse_and_bind("tab: complete")
+    except Exception:
+        pass
+    os.environ["PYTHONINSPECT"] = "1"
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    out = sys.__stdout__ or sys.stdout
+    try:
+        out.write("\x1b]7771;campus;phase=repl\x07")
+        out.flush()
+    except Exception:
+        os.write(1, b"\x1b]7771;campus;phase=repl\x07")
+_campus_hybrid()
+"#;
+
+/// The program and arguments for a run (paths relative to the workspace, which is the cwd).
+pub(crate) fn argv(python: &Path, mode: RunMode, path: &str) -> Vec<String> {
+    let py = python.display().to_string();
+    match mode {
+        RunMode::Script => vec![py, "--".into(), path.into()],
+        RunMode::Hybrid => vec![py, "-c".into(), HYBRID_LAUNCHER.into(), path.into()],
+        RunMode::Repl => vec![py],
+    }
+}
+
+/// The complete environment of a run: nothing of the server's is inherited.
+pub(crate) fn env() -> Vec<(String, String)> {
+    [
+        ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        ("HOME", SANDBOX_HOME),
+        ("LANG", "C.UTF-8"),
+        ("LC_ALL", "C.UTF-8"),
+        ("TERM", "xterm-256color"),
+        ("PYTHONUNBUFFERED", "1"),
+        ("PYTHONDONTWRITEBYTECODE", "1"),
+        ("PYTHONIOENCODING", "utf-8"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// Check a script path: relative, no `..`, no symlinks on the way, a regular
+/// file inside `workspace`. Returns the normalized `/`-separated path.
+pub(crate) fn validate_script(workspace: &Path, path: &str) -> Result<String, RunnerError> {
+    let trimmed = path.trim_start_matches("./");
+    if trimmed.is_empty() {
+        return Err(RunnerError::InvalidPath("no file given to run".into()));
+    }
+    if trimmed.contains('\0') {
+        return Err(RunnerError::InvalidPath(format!(
+            "{path:?} is not a valid path"
+        )));
+    }
+    let rel = Path::new(trimmed);
+    let mut parts = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
+            Component::CurDir => {}
+            _ => {
+                return Err(RunnerError::InvalidPath(format!(
+                    "{path:?} must be a path inside your workspace"
+                )))
+            }
+        }
+    }
+    if parts.is_empty() {
+        return Err(RunnerError::InvalidPath("no file given to run".into()));
+    }
+    let mut host = workspace.to_path_buf();
+    for (i, part) in parts.iter().enumerate() {
+        host.push(part);
+        let meta = match std::fs::symlink_metadata(&host) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(RunnerError::NotFound(format!("{path} does not exist")))
+            }
+            Err(e) => return Err(RunnerError::Internal(format!("stat {path}: {e}"))),
+        };
+        if meta.file_type().is_symlink() {
+            return Err(RunnerError::InvalidPath(format!(
+                "{path} goes through a symbolic link"
+            )));
+        }
+        let last = i + 1 == parts.len();
+        if last && !meta.is_file() {
+            return Err(RunnerError::InvalidPath(format!("{path} is not a file")));
+        }
+        if !last && !meta.is_dir() {
+            return Err(RunnerError::NotFound(format!("{path} does not exist")));
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/a.py"), "").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("evil.py")).unwrap();
+        let ok = validate_script(dir.path(), "./sub/a.py").unwrap();
+        assert_eq!(ok, "sub/a.py");
+        for bad in [
+            "../x.py",
+            "/etc/passwd",
+            "",
+            "sub",
+            "evil.py",
+            "sub/../../x",
+        ] {
+            assert!(validate_script(dir.path(), bad).is_err(), "{bad}");
+        }
+        assert!(matches!(
+            validate_script(dir.path(), "missing.py"),
+            Err(RunnerError::NotFound(_))
+        ));
+    }
+}

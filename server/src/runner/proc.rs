@@ -1,0 +1,184 @@
+//! The blocking edges of a run: the PTY reader and writer threads, the
+//! waiter thread, signals, and /proc-based usage when there is no cgroup.
+
+use std::io::{Read, Write};
+use std::sync::mpsc as std_mpsc;
+
+use bytes::Bytes;
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use portable_pty::Child;
+use tokio::sync::{mpsc, oneshot};
+
+/// Bytes per PTY read (also the largest chunk the reader hands over).
+pub(crate) const READ_BUF: usize = 16 << 10;
+/// Chunks buffered between the reader thread and the session; when full the
+/// reader stops reading and the program blocks on write (flow control).
+const READER_CHANNEL: usize = 4;
+/// Small stacks: these threads only shovel bytes.
+const THREAD_STACK: usize = 128 << 10;
+
+/// How the run's main process ended, read before it is reaped.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ExitInfo {
+    /// Exit code, if it exited.
+    pub code: Option<i32>,
+    /// Signal, if it was killed by one.
+    pub signal: Option<i32>,
+    /// CPU time of the process and its reaped children (from the zombie's /proc entry).
+    pub cpu_ms: u64,
+}
+
+/// Start the reader thread: PTY master → bounded channel. Ends at EOF/EIO
+/// (every slave fd closed) or when the session drops the receiver.
+pub(crate) fn spawn_reader(
+    mut reader: Box<dyn Read + Send>,
+) -> std::io::Result<mpsc::Receiver<Bytes>> {
+    let (tx, rx) = mpsc::channel(READER_CHANNEL);
+    std::thread::Builder::new()
+        .name("campus-pty-read".into())
+        .stack_size(THREAD_STACK)
+        .spawn(move || {
+            let mut buf = vec![0u8; READ_BUF];
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if tx.blocking_send(Bytes::copy_from_slice(&buf[..n])).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    // EIO once the slave side is closed: that is EOF for a PTY.
+                    Err(_) => break,
+                }
+            }
+        })?;
+    Ok(rx)
+}
+
+/// Start the writer thread: the single owner of the PTY writer, fed through a
+/// bounded channel so a program that does not read its input never blocks the session.
+pub(crate) fn spawn_writer(
+    mut writer: Box<dyn Write + Send>,
+    capacity: usize,
+) -> std::io::Result<mpsc::Sender<Bytes>> {
+    let (tx, mut rx) = mpsc::channel::<Bytes>(capacity);
+    std::thread::Builder::new()
+        .name("campus-pty-write".into())
+        .stack_size(THREAD_STACK)
+        .spawn(move || {
+            while let Some(bytes) = rx.blocking_recv() {
+                if writer
+                    .write_all(&bytes)
+                    .and_then(|_| writer.flush())
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        })?;
+    Ok(tx)
+}
+
+/// Start the waiter thread. It waits for the main process to exit *without
+/// reaping it* (so its pid and process group stay reserved and can be signalled
+/// safely), reports the status and CPU time, and reaps only when `reap` is
+/// dropped by the session.
+pub(crate) fn spawn_waiter(
+    mut child: Box<dyn Child + Send + Sync>,
+    pid: Option<u32>,
+) -> std::io::Result<(oneshot::Receiver<ExitInfo>, std_mpsc::SyncSender<()>)> {
+    let (tx, rx) = oneshot::channel();
+    let (reap_tx, reap_rx) = std_mpsc::sync_channel::<()>(1);
+    std::thread::Builder::new()
+        .name("campus-pty-wait".into())
+        .stack_size(THREAD_STACK)
+        .spawn(move || {
+            let mut info = ExitInfo::default();
+            if let Some(pid) = pid {
+                let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
+                loop {
+                    match waitid(Id::Pid(Pid::from_raw(pid as i32)), flags) {
+                        Ok(WaitStatus::Exited(_, code)) => info.code = Some(code),
+                        Ok(WaitStatus::Signaled(_, sig, _)) => info.signal = Some(sig as i32),
+                        Err(nix::errno::Errno::EINTR) => continue,
+                        _ => {}
+                    }
+                    break;
+                }
+                info.cpu_ms = proc_cpu_ms(pid).unwrap_or(0);
+            }
+            let _ = tx.send(info);
+            // Wait until the session has killed leftovers of the process group.
+            let _ = reap_rx.recv();
+            let _ = child.wait();
+        })?;
+    Ok((rx, reap_tx))
+}
+
+/// SIGKILL the process group `pgid` (best effort; it may already be gone).
+pub(crate) fn kill_group(pgid: i32) {
+    if pgid > 1 {
+        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        let _ = kill(Pid::from_raw(pgid), Signal::SIGKILL);
+    }
+}
+
+/// SIGINT the process group `pgid`.
+pub(crate) fn interrupt_group(pgid: i32) -> bool {
+    pgid > 1 && killpg(Pid::from_raw(pgid), Signal::SIGINT).is_ok()
+}
+
+/// Clock ticks per second for /proc times.
+fn clock_ticks() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|t| *t > 0)
+        .map_or(100, |t| t as u64)
+}
+
+/// CPU time of a process including its reaped children, ms (`utime+stime+cutime+cstime`).
+pub(crate) fn proc_cpu_ms(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: parse after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest[0] is field 3 (state); utime is field 14.
+    let sum: u64 = fields
+        .get(11..15)?
+        .iter()
+        .map(|f| f.parse::<u64>().unwrap_or(0))
+        .sum();
+    Some(sum * 1000 / clock_ticks())
+}
+
+/// Peak resident memory of a process (`VmHWM`), bytes.
+pub(crate) fn proc_peak_memory(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// This process's resident memory (`VmRSS`), bytes; for tests and metrics.
+pub fn self_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_cpu_is_readable() {
+        assert!(proc_cpu_ms(std::process::id()).is_some());
+        assert!(proc_peak_memory(std::process::id()).unwrap_or(0) > 0);
+    }
+}

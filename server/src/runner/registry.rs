@@ -1,0 +1,280 @@
+//! The runner: the registry of per-user sessions, admission control, the
+//! per-user run rate limit, the reaper and graceful shutdown.
+
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use campus_protocol::{EndReason, UserInfo};
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::config::RunnerConfig;
+use super::handle::{Attachment, Command, SessionHandle};
+use super::session::Session;
+use super::{RunnerError, SessionInfo};
+use crate::sandbox::Sandbox;
+use crate::store::DynStore;
+
+/// Commands buffered per session actor.
+const COMMAND_CHANNEL: usize = 64;
+/// Bound on asking a session for its state.
+const INFO_WAIT: Duration = Duration::from_secs(2);
+
+/// State shared by the runner, its sessions and the reaper.
+pub(crate) struct Shared {
+    pub cfg: RunnerConfig,
+    pub sandbox: Arc<Sandbox>,
+    pub store: Option<DynStore>,
+    pub sessions: DashMap<i64, SessionHandle>,
+    /// One permit per concurrently running sandbox.
+    pub slots: Arc<Semaphore>,
+    pub max_slots: usize,
+    pub rate: DefaultKeyedRateLimiter<i64>,
+    /// Cancelled on shutdown (a child of the server's token).
+    pub token: CancellationToken,
+    pub tracker: TaskTracker,
+    next_session_id: AtomicU64,
+}
+
+/// Runs students' programs: one session per user, admission-controlled.
+pub struct Runner {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("sessions", &self.shared.sessions.len())
+            .field("active_runs", &self.active_runs())
+            .field("max_concurrent_runs", &self.shared.max_slots)
+            .finish()
+    }
+}
+
+impl Runner {
+    /// Create the runner and start its reaper (must be called inside a tokio runtime).
+    pub fn new(
+        cfg: RunnerConfig,
+        sandbox: Arc<Sandbox>,
+        store: Option<DynStore>,
+        shutdown: CancellationToken,
+    ) -> Arc<Runner> {
+        let max_slots = cfg.effective_max_concurrent_runs();
+        let per_min = NonZeroU32::new(cfg.runs_per_min.max(1)).unwrap_or(NonZeroU32::MIN);
+        let rate = RateLimiter::keyed(Quota::per_minute(per_min));
+        let token = shutdown.child_token();
+        let interval = cfg.reaper_interval;
+        let shared = Arc::new(Shared {
+            cfg,
+            sandbox,
+            store,
+            sessions: DashMap::new(),
+            slots: Arc::new(Semaphore::new(max_slots)),
+            max_slots,
+            rate,
+            token: token.clone(),
+            tracker: TaskTracker::new(),
+            next_session_id: AtomicU64::new(1),
+        });
+        tracing::info!(max_concurrent_runs = max_slots, "runner started");
+        shared
+            .tracker
+            .spawn(reaper(Arc::downgrade(&shared), token, interval));
+        Arc::new(Runner { shared })
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &RunnerConfig {
+        &self.shared.cfg
+    }
+
+    /// Attach a connection to the user's session (creating an idle one if
+    /// needed), replaying output from `since_seq`.
+    pub async fn attach(
+        &self,
+        user: &UserInfo,
+        workspace_dir: PathBuf,
+        conn_id: &str,
+        since_seq: u64,
+    ) -> Result<Attachment, RunnerError> {
+        // A session can end (idle removal) between lookup and attach: retry then.
+        for _ in 0..3 {
+            if self.shared.token.is_cancelled() {
+                return Err(RunnerError::Busy {
+                    retry_after_ms: self.shared.cfg.busy_retry_after.as_millis() as u64,
+                });
+            }
+            let handle = self.session_for(user, &workspace_dir);
+            let (reply, rx) = oneshot::channel();
+            let sent = handle
+                .tx
+                .send(Command::Attach {
+                    conn_id: conn_id.to_string(),
+                    since_seq,
+                    reply,
+                })
+                .await;
+            if sent.is_ok() {
+                if let Ok((attached, events, serial)) = rx.await {
+                    return Ok(Attachment {
+                        attached,
+                        events,
+                        handle,
+                        conn_id: conn_id.to_string(),
+                        serial,
+                    });
+                }
+            }
+            let id = handle.id;
+            self.shared.sessions.remove_if(&user.id, |_, h| h.id == id);
+        }
+        Err(RunnerError::SessionGone)
+    }
+
+    /// The user's session handle, creating the session if there is none.
+    fn session_for(&self, user: &UserInfo, workspace_dir: &std::path::Path) -> SessionHandle {
+        if let Some(h) = self.shared.sessions.get(&user.id) {
+            if !h.is_closed() {
+                return h.clone();
+            }
+        }
+        let create = || {
+            let (tx, rx) = mpsc::channel(COMMAND_CHANNEL);
+            let id = self.shared.next_session_id.fetch_add(1, Ordering::Relaxed);
+            let session = Session::new(
+                id,
+                user.clone(),
+                workspace_dir.to_path_buf(),
+                Arc::clone(&self.shared),
+                rx,
+            );
+            self.shared.tracker.spawn(session.run());
+            SessionHandle { id, tx }
+        };
+        match self.shared.sessions.entry(user.id) {
+            Entry::Occupied(mut o) => {
+                if o.get().is_closed() {
+                    o.insert(create());
+                }
+                o.get().clone()
+            }
+            Entry::Vacant(v) => v.insert(create()).clone(),
+        }
+    }
+
+    /// The user's session handle, if a session exists.
+    pub fn handle(&self, user_id: i64) -> Option<SessionHandle> {
+        self.shared
+            .sessions
+            .get(&user_id)
+            .map(|h| h.clone())
+            .filter(|h| !h.is_closed())
+    }
+
+    /// A snapshot of one user's session.
+    pub async fn session_info(&self, user_id: i64) -> Option<SessionInfo> {
+        let handle = self.handle(user_id)?;
+        tokio::time::timeout(INFO_WAIT, handle.info())
+            .await
+            .ok()?
+            .ok()
+    }
+
+    /// Snapshots of every session (for the admin view), by user id.
+    pub async fn sessions(&self) -> Vec<SessionInfo> {
+        let handles: Vec<SessionHandle> = self
+            .shared
+            .sessions
+            .iter()
+            .map(|e| e.value().clone())
+            .collect();
+        let mut out = Vec::with_capacity(handles.len());
+        for h in handles {
+            if let Ok(Ok(info)) = tokio::time::timeout(INFO_WAIT, h.info()).await {
+                out.push(info);
+            }
+        }
+        out.sort_by_key(|i| i.user_id);
+        out
+    }
+
+    /// An admin stops a user's run (`killed_by_admin`). False when nothing was running.
+    pub async fn kill_by_admin(&self, user_id: i64) -> Result<bool, RunnerError> {
+        match self.handle(user_id) {
+            Some(h) => h.end_run(None, None, EndReason::KilledByAdmin).await,
+            None => Ok(false),
+        }
+    }
+
+    /// Sandboxes running now.
+    pub fn active_runs(&self) -> usize {
+        self.shared
+            .max_slots
+            .saturating_sub(self.shared.slots.available_permits())
+    }
+
+    /// The admission limit in force.
+    pub fn max_concurrent_runs(&self) -> usize {
+        self.shared.max_slots
+    }
+
+    /// Sessions in the registry.
+    pub fn session_count(&self) -> usize {
+        self.shared.sessions.len()
+    }
+
+    /// End every run with `server_shutdown` and wait (bounded) until each
+    /// session has recorded and announced it.
+    pub async fn shutdown(&self) {
+        self.shared.token.cancel();
+        self.shared.tracker.close();
+        let wait = self.shared.cfg.shutdown_wait;
+        if tokio::time::timeout(wait, self.shared.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                active_runs = self.active_runs(),
+                "runner shutdown timed out; some runs may not be recorded"
+            );
+        }
+    }
+}
+
+/// Periodic sweep: drop registry entries of ended sessions and forget idle
+/// rate-limit keys. Time-based culling (max ages, abandonment, idle sessions)
+/// is done precisely by each session's own timers; this is the backstop.
+async fn reaper(shared: Weak<Shared>, token: CancellationToken, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let Some(shared) = shared.upgrade() else {
+            break;
+        };
+        let before = shared.sessions.len();
+        shared.sessions.retain(|_, h| !h.is_closed());
+        shared.rate.retain_recent();
+        shared.rate.shrink_to_fit();
+        let removed = before.saturating_sub(shared.sessions.len());
+        tracing::debug!(
+            sessions = shared.sessions.len(),
+            removed,
+            active_runs = shared
+                .max_slots
+                .saturating_sub(shared.slots.available_permits()),
+            "reaper pass"
+        );
+    }
+}

@@ -1,0 +1,418 @@
+//! The run lifecycle of a session: starting (admission, rate limit,
+//! replacement), ending (kill, drain, classify, record, announce) and the
+//! timers that enforce limits and the culling rules.
+
+use std::sync::Arc;
+
+use campus_protocol::{EndReason, Phase, RunEnded, RunMode, ServerMsg};
+use governor::clock::Clock;
+use tokio::time::{timeout, Instant};
+
+use super::super::ending::{self, EndFacts};
+use super::super::launcher;
+use super::super::proc::ExitInfo;
+use super::super::registry::Shared;
+use super::super::run::{self, RunIo, StartRequest};
+use super::super::RunnerError;
+use super::{
+    Session, DRAIN_WAIT, EOF_GRACE, HOUSEKEEPING_IDLE, HOUSEKEEPING_RUNNING, KILL_WAIT,
+    SAMPLE_INTERVAL, STORE_WAIT,
+};
+use crate::store::{NewRun, RunFinish};
+
+impl Session {
+    pub(super) async fn on_exit(&mut self, info: ExitInfo) {
+        let Some(run) = self.run.as_mut() else {
+            return;
+        };
+        run.exit = Some(info);
+        run.last_data = Instant::now();
+        run.sample();
+        // No process of a run outlives it; the zombie still holds the group id.
+        run.kill_tree();
+        run.reap = None;
+        run.writer = None;
+        if self.io.reader.is_none() {
+            self.finish_run().await;
+        }
+    }
+
+    /// End the live run now: kill the tree (recording why), wait for the
+    /// main process, drain what the PTY still holds, and finish.
+    pub(super) async fn end_run(&mut self, reason: Option<EndReason>) {
+        let Some(run) = self.run.as_mut() else {
+            return;
+        };
+        if run.exit.is_none() {
+            if run.kill_reason.is_none() {
+                run.kill_reason = reason;
+            }
+            run.sample();
+            run.kill_tree();
+            if let Some(rx) = self.io.exit.take() {
+                match timeout(KILL_WAIT, rx).await {
+                    Ok(Ok(info)) => run.exit = Some(info),
+                    _ => tracing::error!(run_id = %run.run_id, "killed run did not exit in time"),
+                }
+            }
+        }
+        run.kill_tree();
+        run.reap = None;
+        run.writer = None;
+        // Every process is dead, so what is left is bounded by the PTY buffer:
+        // read it regardless of flow control.
+        while let Some(rx) = self.io.reader.as_mut() {
+            match timeout(DRAIN_WAIT, rx.recv()).await {
+                Ok(Some(chunk)) => {
+                    self.process_chunk(chunk);
+                }
+                _ => self.io.reader = None,
+            }
+        }
+        self.release_held_marker();
+        self.finish_run().await;
+    }
+
+    /// Record and announce the ending of the run (its process is gone).
+    pub(super) async fn finish_run(&mut self) {
+        self.flush();
+        let Some(mut run) = self.run.take() else {
+            return;
+        };
+        self.io = RunIo {
+            reader: None,
+            exit: None,
+        };
+        run.sample();
+        let cfg = &self.shared.cfg;
+        let exit = run.exit.clone().unwrap_or_default();
+        let facts = EndFacts {
+            kill_reason: run.kill_reason,
+            exit_code: exit.code,
+            signal: exit.signal,
+            cpu_ms: run.cpu_ms.max(exit.cpu_ms),
+            cpu_limit_ms: cfg.cpu_limit_ms(),
+            peak_memory_bytes: run.peak_memory_bytes,
+            memory_limit_bytes: cfg.limits.memory_bytes,
+            oom_kills: run.oom_kills,
+            phase: Some(run.phase),
+            duration: run.started.elapsed(),
+            output_bytes: run.output_bytes,
+            output_limit_bytes: cfg.output_limit_bytes,
+            max_age: run.max_age(cfg),
+            detached_grace: cfg.detached_grace,
+        };
+        if let Some(cg) = run.cgroup.take() {
+            cg.remove();
+        }
+        let reason = ending::classify(&facts);
+        let ended = RunEnded {
+            run_id: run.run_id.clone(),
+            reason,
+            exit_code: if reason == EndReason::Exited {
+                exit.code
+            } else {
+                None
+            },
+            signal: exit.signal,
+            cpu_ms: facts.cpu_ms,
+            cpu_limit_ms: facts.cpu_limit_ms,
+            peak_memory_bytes: facts.peak_memory_bytes,
+            memory_limit_bytes: facts.memory_limit_bytes,
+            duration_ms: facts.duration.as_millis() as u64,
+            output_bytes: facts.output_bytes,
+            message: ending::message(reason, &facts),
+        };
+        tracing::info!(user = %self.user.username, run_id = %ended.run_id,
+            reason = reason.as_str(), exit_code = ?ended.exit_code, cpu_ms = ended.cpu_ms,
+            duration_ms = ended.duration_ms, output_bytes = ended.output_bytes, "run ended");
+        Self::record_finish(&self.shared, &ended).await;
+        let stop = run.stop_request.take();
+        drop(run); // releases the admission slot
+        self.announce_end(ended, stop);
+    }
+
+    pub(super) fn announce_end(&mut self, ended: RunEnded, stop: Option<(String, Option<u64>)>) {
+        let requester = stop.as_ref().map(|(c, _)| c.clone());
+        let req_id = stop.and_then(|(_, id)| id);
+        self.broadcast(requester.as_deref(), |is_req| ServerMsg::RunEnded {
+            id: if is_req { req_id } else { None },
+            ended: ended.clone(),
+        });
+        self.last_run_id = Some(ended.run_id.clone());
+        self.last_ended = Some(ended);
+        self.idle_since = Instant::now();
+    }
+
+    pub(super) async fn record_finish(shared: &Shared, ended: &RunEnded) {
+        let Some(store) = &shared.store else {
+            return;
+        };
+        let finish = RunFinish {
+            ended_at_ms: crate::store::now_ms(),
+            reason: ended.reason,
+            exit_code: ended.exit_code,
+            cpu_ms: ended.cpu_ms as i64,
+            peak_memory_bytes: ended.peak_memory_bytes as i64,
+            output_bytes: ended.output_bytes as i64,
+        };
+        match timeout(STORE_WAIT, store.finish_run(&ended.run_id, finish)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(run_id = %ended.run_id, error = %e, "recording run end failed")
+            }
+            Err(_) => tracing::error!(run_id = %ended.run_id, "recording run end timed out"),
+        }
+    }
+
+    /// Admission, rate limit, replacing a live run, then spawning the new one.
+    pub(super) async fn start_run(
+        &mut self,
+        conn_id: &str,
+        req_id: Option<u64>,
+        path: String,
+        mode: RunMode,
+    ) -> Result<(), RunnerError> {
+        let path = match mode {
+            RunMode::Repl => String::new(),
+            _ => launcher::validate_script(&self.workspace_dir, &path)?,
+        };
+        let shared = Arc::clone(&self.shared);
+        let busy = || RunnerError::Busy {
+            retry_after_ms: shared.cfg.busy_retry_after.as_millis() as u64,
+        };
+        // Check capacity before spending a rate-limit token on a run that cannot start.
+        if self.run.is_none() && shared.slots.available_permits() == 0 {
+            return Err(busy());
+        }
+        if let Err(not_until) = shared.rate.check_key(&self.user.id) {
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            return Err(RunnerError::RateLimited {
+                retry_after_ms: (wait.as_millis() as u64).max(1),
+            });
+        }
+        let mut permit = None;
+        let replaced = self.run.is_some();
+        if let Some(run) = self.run.as_mut() {
+            // The new run takes over the old run's slot.
+            permit = run.permit.take();
+            run.stop_request = Some((conn_id.to_string(), None));
+            self.end_run(Some(EndReason::Stopped)).await;
+        }
+        let permit = match permit {
+            Some(p) => p,
+            None => Arc::clone(&shared.slots)
+                .try_acquire_owned()
+                .map_err(|_| busy())?,
+        };
+        self.flush();
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let req = StartRequest {
+            run_id: run_id.clone(),
+            user_id: self.user.id,
+            workspace_dir: self.workspace_dir.clone(),
+            path: path.clone(),
+            mode,
+            cols: self.cols,
+            rows: self.rows,
+            permit,
+        };
+        let sh = Arc::clone(&shared);
+        let started =
+            tokio::task::spawn_blocking(move || run::start(Arc::clone(&sh.sandbox), &sh.cfg, req))
+                .await
+                .map_err(|e| RunnerError::Internal(format!("spawn task: {e}")))?;
+        Self::record_start(&shared, self.user.id, &run_id, &path, mode).await;
+        let start_seq = self.log.next_seq();
+        let started_msg = |is_req: bool| ServerMsg::RunStarted {
+            id: if is_req { req_id } else { None },
+            run_id: run_id.clone(),
+            path: path.clone(),
+            mode,
+            start_seq,
+            replaced_previous: replaced,
+        };
+        match started {
+            Ok((mut live, io)) => {
+                let msg_for_req = started_msg(true);
+                let msg_for_others = started_msg(false);
+                if let Some(since) = self.detached_since {
+                    live.detached_snapshot = Some((since.max(live.started), 0, 0));
+                }
+                tracing::info!(user = %self.user.username, run_id = %run_id, mode = mode.as_str(), path = %path, "run started");
+                self.run = Some(live);
+                self.io = io;
+                self.next_sample = Instant::now() + SAMPLE_INTERVAL;
+                self.broadcast(Some(conn_id), |is_req| {
+                    if is_req {
+                        msg_for_req.clone()
+                    } else {
+                        msg_for_others.clone()
+                    }
+                });
+            }
+            Err((err, permit)) => {
+                drop(permit);
+                tracing::error!(user = %self.user.username, run_id = %run_id, error = %err, "run failed to start");
+                let msg_for_req = started_msg(true);
+                let msg_for_others = started_msg(false);
+                self.broadcast(Some(conn_id), |is_req| {
+                    if is_req {
+                        msg_for_req.clone()
+                    } else {
+                        msg_for_others.clone()
+                    }
+                });
+                let facts = EndFacts {
+                    cpu_limit_ms: shared.cfg.cpu_limit_ms(),
+                    memory_limit_bytes: shared.cfg.limits.memory_bytes,
+                    ..EndFacts::default()
+                };
+                let ended = RunEnded {
+                    run_id: run_id.clone(),
+                    reason: EndReason::StartFailed,
+                    exit_code: None,
+                    signal: None,
+                    cpu_ms: 0,
+                    cpu_limit_ms: facts.cpu_limit_ms,
+                    peak_memory_bytes: 0,
+                    memory_limit_bytes: facts.memory_limit_bytes,
+                    duration_ms: 0,
+                    output_bytes: 0,
+                    message: ending::message(EndReason::StartFailed, &facts),
+                };
+                Self::record_finish(&self.shared, &ended).await;
+                self.announce_end(ended, Some((conn_id.to_string(), req_id)));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn record_start(
+        shared: &Shared,
+        user_id: i64,
+        run_id: &str,
+        path: &str,
+        mode: RunMode,
+    ) {
+        let Some(store) = &shared.store else {
+            return;
+        };
+        let new = NewRun {
+            id: run_id.to_string(),
+            user_id,
+            path: path.to_string(),
+            mode,
+            started_at_ms: crate::store::now_ms(),
+        };
+        match timeout(STORE_WAIT, store.insert_run(new)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(run_id, error = %e, "recording run start failed"),
+            Err(_) => tracing::error!(run_id, "recording run start timed out"),
+        }
+    }
+
+    /// The earliest moment something time-based may need doing.
+    pub(super) fn next_wake(&self, now: Instant) -> Instant {
+        let cfg = &self.shared.cfg;
+        let Some(run) = &self.run else {
+            let mut at = now + HOUSEKEEPING_IDLE;
+            if self.conns.is_empty() {
+                at = at.min(
+                    self.idle_since.max(self.detached_since.unwrap_or(now)) + cfg.detached_grace,
+                );
+            }
+            return at;
+        };
+        let mut at = (now + HOUSEKEEPING_RUNNING).min(self.next_sample);
+        if run.exit.is_none() {
+            let limit = run.max_age(cfg);
+            let kill_at = run.phase_started + limit;
+            at = at.min(kill_at);
+            if !run.warned_max_age {
+                at = at.min(kill_at - run::warn_lead(limit));
+            }
+            if let Some((since, _, _)) = run.detached_snapshot {
+                at = at.min(since + cfg.detached_grace);
+            } else if let Some(since) = self.detached_since {
+                at = at.min(since + cfg.detached_grace);
+            }
+        } else if self.io.reader.is_some() && !self.paused {
+            at = at.min(run.last_data + EOF_GRACE);
+        }
+        at
+    }
+
+    /// Timers: closed connections, usage sampling, CPU limit, max ages,
+    /// abandonment, the EOF backstop, idle removal. Returns true to end the actor.
+    pub(super) async fn on_wake(&mut self) -> bool {
+        let now = Instant::now();
+        let closed: Vec<String> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.tx.is_closed())
+            .map(|(id, _)| id.clone())
+            .collect();
+        self.drop_conns(closed);
+        let cfg = self.shared.cfg.clone();
+        let detached_since = self.detached_since;
+        let Some(run) = self.run.as_mut() else {
+            let idle_from = self.idle_since.max(detached_since.unwrap_or(now));
+            return self.conns.is_empty() && now >= idle_from + cfg.detached_grace;
+        };
+        if run.exit.is_some() {
+            if self.io.reader.is_some() && !self.paused && now >= run.last_data + EOF_GRACE {
+                self.end_run(None).await;
+            }
+            return false;
+        }
+        if now >= self.next_sample {
+            run.sample();
+            self.next_sample = now + SAMPLE_INTERVAL;
+            if run.cpu_ms >= cfg.cpu_limit_ms() {
+                self.end_run(Some(EndReason::CpuLimit)).await;
+                return false;
+            }
+        }
+        let limit = run.max_age(&cfg);
+        let age = now.saturating_duration_since(run.phase_started);
+        if age >= limit {
+            self.end_run(Some(EndReason::Timeout)).await;
+            return false;
+        }
+        if !run.warned_max_age && age + run::warn_lead(limit) >= limit {
+            run.warned_max_age = true;
+            let stop_in = limit - age;
+            let run_id = run.run_id.clone();
+            let message = format!(
+                "This run will be stopped in {}: it reached the time limit ({}).",
+                ending::fmt_duration(stop_in),
+                ending::fmt_duration(limit)
+            );
+            self.broadcast(None, |_| ServerMsg::Warning {
+                run_id: run_id.clone(),
+                reason: "max_age".into(),
+                message: message.clone(),
+                stop_in_ms: stop_in.as_millis() as u64,
+            });
+            return false;
+        }
+        if let Some(since) = detached_since {
+            let (t0, cpu0, out0) =
+                *run.detached_snapshot
+                    .get_or_insert((since, run.cpu_ms, run.output_bytes));
+            if now >= t0 + cfg.detached_grace {
+                // A script that is still computing or printing is not abandoned;
+                // a REPL, or a script blocked (e.g. in input()), is.
+                let working =
+                    run.phase == Phase::Script && (run.cpu_ms > cpu0 || run.output_bytes > out0);
+                if working {
+                    run.detached_snapshot = Some((now, run.cpu_ms, run.output_bytes));
+                } else {
+                    self.end_run(Some(EndReason::Abandoned)).await;
+                }
+            }
+        }
+        false
+    }
+}

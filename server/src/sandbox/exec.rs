@@ -1,0 +1,571 @@
+//! `campus sandbox-exec`: the small re-exec helper between the PTY and the
+//! student's program. It runs without a tokio runtime (it forks).
+//!
+//! Process tree of one isolated run:
+//!
+//! ```text
+//! A  sandbox-exec (PTY child, in the run's cgroup)   waits for B, forwards signals,
+//! │                                                  ends like the program did
+//! └─ B  PID 1 of a new pid/mount/net/ipc/uts ns      builds the root, reaps zombies,
+//!    │                                               forwards signals, reports C's status
+//!    └─ C  the program (setsid, ctty, rlimits,       exec argv with exactly the given env
+//!          no_new_privs, per-student uid)
+//! ```
+//!
+//! Exit status seen by the runner: A ends exactly like the program — the same
+//! exit code, or killed by the same signal (A re-raises it on itself, with
+//! RLIMIT_CORE 0). Set-up failures exit with [`EXIT_SETUP_FAILED`] (message on
+//! stderr, i.e. in the terminal); an argv that cannot be executed exits with
+//! [`EXIT_EXEC_FAILED`]. A signal that does not kill A is reported as
+//! 128 + signal number.
+
+use std::ffi::{CString, OsString};
+use std::io::Write;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::prctl;
+use nix::sys::resource::{setrlimit, Resource};
+use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::unistd::{fork, ForkResult, Gid, Uid};
+
+use super::mounts::{self, RootPlan};
+
+/// Exit code: the sandbox could not be set up (the program never started).
+pub const EXIT_SETUP_FAILED: i32 = 125;
+/// Exit code: the program could not be executed (not found / not executable).
+pub const EXIT_EXEC_FAILED: i32 = 127;
+/// Hostname inside the sandbox.
+pub const HOSTNAME: &str = "campus";
+
+/// Arguments of `campus sandbox-exec` (built by [`super::Sandbox::prepare`], not by people).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExecArgs {
+    /// Host path of the workspace to mount at /home/student.
+    #[arg(long)]
+    pub workspace: PathBuf,
+    /// cgroup.procs files to write our pid into before anything else (one per v1 hierarchy).
+    #[arg(long = "cgroup-procs")]
+    pub cgroup_procs: Vec<PathBuf>,
+    /// The student's uid.
+    #[arg(long, default_value_t = 65534)]
+    pub uid: u32,
+    /// The student's gid.
+    #[arg(long, default_value_t = 65534)]
+    pub gid: u32,
+    /// Read-only material, HOST:NAME (mounted at /courses/NAME).
+    #[arg(long = "ro")]
+    pub read_only: Vec<String>,
+    /// RLIMIT_CPU soft limit, seconds (hard = soft + 1).
+    #[arg(long, default_value_t = 30)]
+    pub cpu_secs: u64,
+    /// RLIMIT_FSIZE, bytes.
+    #[arg(long, default_value_t = 10 << 20)]
+    pub file_size: u64,
+    /// RLIMIT_NOFILE.
+    #[arg(long, default_value_t = 256)]
+    pub open_files: u64,
+    /// Size of /tmp (and /dev/shm), bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    pub tmp_bytes: u64,
+    /// Remove SHELL from the environment (portable-pty adds the server's).
+    #[arg(long)]
+    pub drop_shell: bool,
+    /// Dev fallback: rlimits, cleared env and cwd only; no namespaces.
+    #[arg(long)]
+    pub no_isolation: bool,
+    /// Probe which isolation features work, print `name<TAB>ok|missing<TAB>detail` lines.
+    #[arg(long)]
+    pub probe: bool,
+    /// The program and its arguments, after `--`.
+    #[arg(last = true, required_unless_present = "probe")]
+    pub argv: Vec<String>,
+}
+
+/// Set up the sandbox and exec the program; returns only on failure (the exit code).
+pub fn main(args: ExecArgs) -> i32 {
+    let result = if args.probe {
+        probe(&args)
+    } else if args.no_isolation {
+        fallback(&args)
+    } else {
+        isolated(&args, true)
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("campus sandbox-exec: {e}");
+            EXIT_SETUP_FAILED
+        }
+    }
+}
+
+/// The program to exec, prepared before forking.
+struct Program {
+    argv: Vec<CString>,
+    env: Vec<CString>,
+    path: Vec<u8>,
+}
+
+impl Program {
+    fn new(args: &ExecArgs) -> Result<Program, String> {
+        let cstr = |b: Vec<u8>| CString::new(b).map_err(|_| "NUL byte in argv/env".to_string());
+        let argv = args
+            .argv
+            .iter()
+            .map(|a| cstr(a.clone().into_bytes()))
+            .collect::<Result<Vec<_>, _>>()?;
+        if argv.is_empty() {
+            return Err("empty argv".into());
+        }
+        let mut path = b"/usr/local/bin:/usr/bin:/bin".to_vec();
+        let mut env = Vec::new();
+        for (k, v) in std::env::vars_os() {
+            if args.drop_shell && k == "SHELL" {
+                continue;
+            }
+            if k == "PATH" {
+                path = v.as_bytes().to_vec();
+            }
+            let mut kv: OsString = k;
+            kv.push("=");
+            kv.push(v);
+            env.push(cstr(kv.into_vec())?);
+        }
+        Ok(Program { argv, env, path })
+    }
+
+    /// execve argv[0] (searched in the program's PATH when it has no '/').
+    /// Returns only on failure.
+    fn exec(&self) -> String {
+        let name = self.argv[0].as_bytes();
+        let candidates: Vec<Vec<u8>> = if name.contains(&b'/') {
+            vec![name.to_vec()]
+        } else {
+            self.path
+                .split(|&b| b == b':')
+                .filter(|d| !d.is_empty())
+                .map(|d| [d, b"/", name].concat())
+                .collect()
+        };
+        let mut last = nix::errno::Errno::ENOENT;
+        for c in candidates {
+            let Ok(c) = CString::new(c) else { continue };
+            let Err(e) = nix::unistd::execve(&c, &self.argv, &self.env);
+            last = e;
+        }
+        format!("cannot execute {:?}: {last}", self.argv[0])
+    }
+}
+
+fn rlimit(res: Resource, soft: u64, hard: u64) -> Result<(), String> {
+    setrlimit(res, soft, hard).map_err(|e| format!("setrlimit {res:?}: {e}"))
+}
+
+/// RLIMIT_CPU/FSIZE/NOFILE/CORE for the program (inherited by its children).
+fn apply_rlimits(args: &ExecArgs) -> Result<(), String> {
+    rlimit(Resource::RLIMIT_CPU, args.cpu_secs, args.cpu_secs + 1)?;
+    rlimit(Resource::RLIMIT_FSIZE, args.file_size, args.file_size)?;
+    rlimit(Resource::RLIMIT_NOFILE, args.open_files, args.open_files)?;
+    rlimit(Resource::RLIMIT_CORE, 0, 0)
+}
+
+/// Join the run's cgroup(s) *before* forking anything: every descendant is born inside.
+fn join_cgroups(files: &[PathBuf]) -> Result<(), String> {
+    let pid = std::process::id().to_string();
+    for f in files {
+        std::fs::write(f, &pid).map_err(|e| format!("join cgroup {}: {e}", f.display()))?;
+    }
+    Ok(())
+}
+
+/// setgroups([]), gid, uid — in that order (uid last, or we lose the right to change gid).
+fn drop_privileges(uid: u32, gid: u32) -> Result<(), String> {
+    nix::unistd::setgroups(&[]).map_err(|e| format!("setgroups: {e}"))?;
+    let g = Gid::from_raw(gid);
+    nix::unistd::setresgid(g, g, g).map_err(|e| format!("setgid {gid}: {e}"))?;
+    let u = Uid::from_raw(uid);
+    nix::unistd::setresuid(u, u, u).map_err(|e| format!("setuid {uid}: {e}"))
+}
+
+/// Dev fallback: no namespaces, no cgroup — rlimits, no_new_privs, cwd = workspace,
+/// and (when we happen to be root) still the student's uid.
+fn fallback(args: &ExecArgs) -> Result<i32, String> {
+    let prog = Program::new(args)?;
+    join_cgroups(&args.cgroup_procs)?;
+    apply_rlimits(args)?;
+    prctl::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
+    if Uid::effective().is_root() {
+        drop_privileges(args.uid, args.gid)?;
+    }
+    std::env::set_current_dir(&args.workspace)
+        .map_err(|e| format!("chdir {}: {e}", args.workspace.display()))?;
+    eprintln!("campus sandbox-exec: {}", prog.exec());
+    Ok(EXIT_EXEC_FAILED)
+}
+
+/// The pid signal handlers forward to (0 = none yet).
+static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn forward(sig: libc::c_int) {
+    let pid = FORWARD_TO.load(Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill(2) is async-signal-safe.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+/// Signals A and B pass on to their child (Ctrl-C reaches C directly via the tty).
+const FORWARDED: [Signal; 6] = [
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGTERM,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+fn install_forwarding(to: libc::pid_t) {
+    FORWARD_TO.store(to, Ordering::Relaxed);
+    let action = signal::SigAction::new(
+        SigHandler::Handler(forward),
+        signal::SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in FORWARDED {
+        // SAFETY: the handler only calls kill(2) and reads an atomic.
+        let _ = unsafe { signal::sigaction(sig, &action) };
+    }
+}
+
+/// Back to default dispositions and an empty mask (ignored signals survive exec).
+fn reset_signals() {
+    for sig in Signal::iterator() {
+        if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
+            // SAFETY: installing SIG_DFL is always sound.
+            let _ = unsafe { signal::signal(sig, SigHandler::SigDfl) };
+        }
+    }
+    let _ = signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
+
+/// waitpid, retrying on EINTR; returns the raw wait status.
+fn wait_raw(pid: libc::pid_t) -> Option<(libc::pid_t, libc::c_int)> {
+    loop {
+        let mut status = 0;
+        // SAFETY: status is a valid out-pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r >= 0 {
+            return Some((r, status));
+        }
+        if nix::errno::Errno::last() != nix::errno::Errno::EINTR {
+            return None;
+        }
+    }
+}
+
+fn pipe() -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd), String> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))
+}
+
+/// Full isolation. With `run_program == false` (probe) C reports instead of exec'ing.
+fn isolated(args: &ExecArgs, run_program: bool) -> Result<i32, String> {
+    let prog = if run_program {
+        Some(Program::new(args)?)
+    } else {
+        None
+    };
+    let read_only = parse_read_only(&args.read_only)?;
+    // 1. cgroup first, so the namespaces' processes are all accounted and killable.
+    join_cgroups(&args.cgroup_procs)?;
+    // A re-raises the program's fatal signal on itself: never dump core doing so.
+    rlimit(Resource::RLIMIT_CORE, 0, 0)?;
+    // B → A: C's raw wait status. A → B/C: "A is alive" (EOF = A died).
+    let (status_r, status_w) = pipe()?;
+    let (alive_r, alive_w) = pipe()?;
+    // 2. A new pid namespace for our next child (B = its PID 1); A itself stays
+    //    in the host's namespaces.
+    unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("unshare pid namespace: {e}"))?;
+    // SAFETY: sandbox-exec is single-threaded (no runtime), so fork is sound.
+    match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
+        ForkResult::Parent { child } => {
+            drop((status_w, alive_r));
+            install_forwarding(child.as_raw());
+            let b = wait_raw(child.as_raw());
+            let mut buf = [0u8; 4];
+            let mut f = std::fs::File::from(status_r);
+            let status = match std::io::Read::read_exact(&mut f, &mut buf) {
+                Ok(()) => libc::c_int::from_ne_bytes(buf),
+                // B died without reporting (killed): end like B did.
+                Err(_) => b.map(|(_, s)| s).unwrap_or(EXIT_SETUP_FAILED << 8),
+            };
+            drop(alive_w);
+            Ok(end_like(status))
+        }
+        ForkResult::Child => {
+            drop((status_r, alive_w));
+            let code = match reaper(args, prog.as_ref(), &read_only, status_w, &alive_r) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("campus sandbox-exec: {e}");
+                    EXIT_SETUP_FAILED
+                }
+            };
+            flush_and_exit(code)
+        }
+    }
+}
+
+fn flush_and_exit(code: i32) -> ! {
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: _exit never returns; we skip atexit handlers inherited from the parent.
+    unsafe { libc::_exit(code) }
+}
+
+/// A: turn C's wait status into our own ending.
+fn end_like(status: libc::c_int) -> i32 {
+    if libc::WIFEXITED(status) {
+        return libc::WEXITSTATUS(status);
+    }
+    if libc::WIFSIGNALED(status) {
+        let sig = libc::WTERMSIG(status);
+        if let Ok(s) = Signal::try_from(sig) {
+            // SAFETY: SIG_DFL is always sound; raise then kills us with the same signal.
+            let _ = unsafe { signal::signal(s, SigHandler::SigDfl) };
+            let mut set = SigSet::empty();
+            set.add(s);
+            let _ = signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
+            let _ = signal::raise(s);
+        }
+        return 128 + sig;
+    }
+    EXIT_SETUP_FAILED
+}
+
+/// EOF on the alive pipe means A has died.
+fn parent_gone(alive_r: &std::os::fd::OwnedFd) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut pfd = libc::pollfd {
+        fd: alive_r.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    let r = unsafe { libc::poll(&mut pfd, 1, 0) };
+    r != 0
+}
+
+/// B: PID 1 of the new pid namespace.
+fn reaper(
+    args: &ExecArgs,
+    prog: Option<&Program>,
+    read_only: &[(PathBuf, String)],
+    status_w: std::os::fd::OwnedFd,
+    alive_r: &std::os::fd::OwnedFd,
+) -> Result<i32, String> {
+    // If A dies, B dies, and with PID 1 the whole namespace dies.
+    prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("pdeathsig: {e}"))?;
+    if parent_gone(alive_r) {
+        return Ok(EXIT_SETUP_FAILED);
+    }
+    // 3. B's own mount, network, ipc and uts namespaces (the program inherits them).
+    unshare(
+        CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWNET
+            | CloneFlags::CLONE_NEWIPC
+            | CloneFlags::CLONE_NEWUTS,
+    )
+    .map_err(|e| format!("unshare namespaces: {e}"))?;
+    mounts::enter_new_root(&RootPlan {
+        workspace: &args.workspace,
+        read_only,
+        tmp_bytes: args.tmp_bytes,
+        uid: args.uid,
+        gid: args.gid,
+    })?;
+    nix::unistd::sethostname(HOSTNAME).map_err(|e| format!("sethostname: {e}"))?;
+    // SAFETY: still single-threaded.
+    match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
+        ForkResult::Parent { child } => {
+            install_forwarding(child.as_raw());
+            // Reap everything (orphans are re-parented to us) until the program ends;
+            // when we exit, the kernel kills whatever is left in the namespace.
+            loop {
+                match wait_raw(-1) {
+                    Some((pid, status)) if pid == child.as_raw() => {
+                        let mut f = std::fs::File::from(status_w);
+                        let _ = f.write_all(&status.to_ne_bytes());
+                        return Ok(0);
+                    }
+                    Some(_) => continue,
+                    None => return Ok(EXIT_SETUP_FAILED),
+                }
+            }
+        }
+        ForkResult::Child => {
+            drop(status_w);
+            let code = match program(args, prog) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("campus sandbox-exec: {e}");
+                    EXIT_SETUP_FAILED
+                }
+            };
+            flush_and_exit(code)
+        }
+    }
+}
+
+/// C: the program's process. Returns only on failure (or after probing).
+fn program(args: &ExecArgs, prog: Option<&Program>) -> Result<i32, String> {
+    reset_signals();
+    // Own session with the PTY as controlling terminal, so Ctrl-C (SIGINT to the
+    // foreground process group) reaches the program. TIOCSCTTY with arg 1 takes
+    // the terminal over from A's session (we still have CAP_SYS_ADMIN here).
+    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+    // SAFETY: isatty/ioctl on fd 0 with an integer argument.
+    unsafe {
+        if libc::isatty(0) == 1 {
+            libc::ioctl(0, libc::TIOCSCTTY as _, 1);
+        }
+    }
+    apply_rlimits(args)?;
+    prctl::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
+    drop_privileges(args.uid, args.gid)?;
+    // setuid cleared the death signal: re-arm, then check B (PID 1) is still our parent.
+    prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("pdeathsig: {e}"))?;
+    if nix::unistd::getppid().as_raw() != 1 {
+        return Ok(EXIT_SETUP_FAILED);
+    }
+    std::env::set_current_dir("/home/student").map_err(|e| format!("chdir: {e}"))?;
+    match prog {
+        Some(p) => {
+            let e = p.exec();
+            eprintln!("campus sandbox-exec: {e}");
+            Ok(EXIT_EXEC_FAILED)
+        }
+        None => Ok(probe_inside(args)),
+    }
+}
+
+/// Parse `--ro HOST:NAME` (NAME is the part after the last ':').
+fn parse_read_only(items: &[String]) -> Result<Vec<(PathBuf, String)>, String> {
+    items
+        .iter()
+        .map(|s| match s.rsplit_once(':') {
+            Some((host, name)) if !host.is_empty() && !name.is_empty() => {
+                Ok((PathBuf::from(host), name.to_string()))
+            }
+            _ => Err(format!("bad --ro {s:?} (want HOST:NAME)")),
+        })
+        .collect()
+}
+
+/// Print one probe line.
+fn report(name: &str, ok: bool, detail: &str) {
+    println!("{name}\t{}\t{detail}", if ok { "ok" } else { "missing" });
+}
+
+/// `--probe`: each namespace alone (in a throw-away child), then the whole chain.
+fn probe(args: &ExecArgs) -> Result<i32, String> {
+    let kinds = [
+        ("namespace: mount", CloneFlags::CLONE_NEWNS),
+        ("namespace: pid", CloneFlags::CLONE_NEWPID),
+        ("namespace: network", CloneFlags::CLONE_NEWNET),
+        ("namespace: ipc", CloneFlags::CLONE_NEWIPC),
+        ("namespace: uts", CloneFlags::CLONE_NEWUTS),
+    ];
+    for (name, flag) in kinds {
+        // SAFETY: single-threaded; the child only calls unshare and _exit.
+        let ok = match unsafe { fork() } {
+            Ok(ForkResult::Child) => {
+                let code = if unshare(flag).is_ok() { 0 } else { 1 };
+                // SAFETY: _exit in a forked child.
+                unsafe { libc::_exit(code) }
+            }
+            Ok(ForkResult::Parent { child }) => {
+                matches!(wait_raw(child.as_raw()), Some((_, s)) if libc::WIFEXITED(s) && libc::WEXITSTATUS(s) == 0)
+            }
+            Err(_) => false,
+        };
+        report(
+            name,
+            ok,
+            if ok {
+                "unshare works"
+            } else {
+                "unshare failed"
+            },
+        );
+    }
+    let _ = std::io::stdout().flush();
+    let status = isolated(args, false);
+    let ok = matches!(status, Ok(0));
+    report(
+        "sandbox chain",
+        ok,
+        &match status {
+            Ok(c) => format!("helper exit {c}"),
+            Err(e) => e,
+        },
+    );
+    Ok(0)
+}
+
+/// Probe checks run as C, inside the finished sandbox, as the student.
+fn probe_inside(args: &ExecArgs) -> i32 {
+    let root_ok = Path::new("/home/student").is_dir() && !Path::new("/root").exists();
+    report(
+        "pivot_root",
+        root_ok,
+        "new root with /home/student and no host /root",
+    );
+    let uid_ok = Uid::current().as_raw() == args.uid && Uid::effective().as_raw() == args.uid;
+    let regain = nix::unistd::setuid(Uid::from_raw(0)).is_ok();
+    report(
+        "per-student uid",
+        uid_ok && !regain,
+        &format!(
+            "uid {} (setuid(0) {})",
+            args.uid,
+            if regain { "possible!" } else { "refused" }
+        ),
+    );
+    let nnp = prctl::get_no_new_privs().unwrap_or(false);
+    report("no_new_privs", nnp, "PR_SET_NO_NEW_PRIVS");
+    let pid1 = std::fs::read_link("/proc/self")
+        .map(|p| p != Path::new("1"))
+        .unwrap_or(false);
+    report("fresh /proc", pid1, "procfs of the new pid namespace");
+    let net = std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([1, 1, 1, 1], 53)),
+        std::time::Duration::from_millis(200),
+    )
+    .is_err();
+    report("no network", net, "connect to 1.1.1.1:53 fails");
+    let _ = std::io::stdout().flush();
+    0
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_only_mounts_parse() {
+        let v = parse_read_only(&["/a:b/c:name".to_string()]).unwrap();
+        assert_eq!(v, vec![(PathBuf::from("/a:b/c"), "name".to_string())]);
+        assert!(parse_read_only(&["nocolon".to_string()]).is_err());
+        assert!(parse_read_only(&[":x".to_string()]).is_err());
+    }
+
+    #[test]
+    fn exit_status_decodes_codes() {
+        // 3 << 8 is "exited with 3".
+        assert_eq!(end_like(3 << 8), 3);
+    }
+}

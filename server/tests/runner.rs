@@ -1,0 +1,895 @@
+//! Runner integration tests: real PTYs, real python3, the configured sandbox.
+
+#![allow(clippy::unwrap_used)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use campus_protocol::{EndReason, Phase, Role, RunEnded, RunMode, ServerMsg, UserInfo};
+use campus_server::runner::{Attachment, Runner, RunnerConfig, RunnerError, SessionEvent};
+use campus_server::sandbox::{Sandbox, SandboxConfig};
+use tempfile::TempDir;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Env {
+    runner: Arc<Runner>,
+    dir: TempDir,
+    _token: CancellationToken,
+}
+
+fn test_config() -> RunnerConfig {
+    RunnerConfig {
+        max_concurrent_runs: 64,
+        runs_per_min: 1000,
+        ..RunnerConfig::default()
+    }
+}
+
+fn setup(cfg: RunnerConfig) -> Env {
+    let sandbox = Sandbox::new(SandboxConfig {
+        helper_exe: PathBuf::from(env!("CARGO_BIN_EXE_campus")),
+        production: false,
+        uid_base: 200_000,
+        cgroup_group: format!("campus-runner-test-{}", std::process::id()),
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let token = CancellationToken::new();
+    let runner = Runner::new(cfg, Arc::new(sandbox), None, token.clone());
+    Env {
+        runner,
+        dir: tempfile::tempdir().unwrap(),
+        _token: token,
+    }
+}
+
+fn user(id: i64) -> UserInfo {
+    UserInfo {
+        id,
+        username: format!("student{id}"),
+        role: Role::Student,
+    }
+}
+
+impl Env {
+    /// The user's workspace (world-writable so a per-student sandbox uid can use it).
+    fn workspace(&self, id: i64) -> PathBuf {
+        let ws = self.dir.path().join(format!("ws{id}"));
+        std::fs::create_dir_all(&ws).unwrap();
+        std::fs::set_permissions(&ws, std::fs::Permissions::from_mode(0o777)).unwrap();
+        ws
+    }
+
+    fn write(&self, id: i64, name: &str, code: &str) {
+        let p = self.workspace(id).join(name);
+        std::fs::write(&p, code).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
+    }
+
+    async fn attach(&self, id: i64, conn: &str, since: u64) -> Client {
+        let att = self
+            .runner
+            .attach(&user(id), self.workspace(id), conn, since)
+            .await
+            .unwrap();
+        Client::new(att)
+    }
+}
+
+/// A test connection: checks that output is contiguous and acknowledges it.
+struct Client {
+    att: Attachment,
+    base: u64,
+    out: Vec<u8>,
+    msgs: Vec<ServerMsg>,
+    ack: bool,
+    closed: bool,
+}
+
+impl Client {
+    fn new(att: Attachment) -> Client {
+        let ServerMsg::Attached { replay_from, .. } = &att.attached else {
+            panic!("expected attached, got {:?}", att.attached)
+        };
+        Client {
+            base: *replay_from,
+            att,
+            out: Vec::new(),
+            msgs: Vec::new(),
+            ack: true,
+            closed: false,
+        }
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.base + self.out.len() as u64
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.out).into_owned()
+    }
+
+    async fn run(&self, path: &str, mode: RunMode) -> Result<(), RunnerError> {
+        self.att
+            .handle
+            .run(&self.att.conn_id, Some(7), path.to_string(), mode, 80, 24)
+            .await
+    }
+
+    async fn input(&self, s: &str) {
+        self.att
+            .handle
+            .input(Bytes::copy_from_slice(s.as_bytes()))
+            .await
+            .unwrap();
+    }
+
+    /// Handle one event; false on deadline or closed channel.
+    async fn pump(&mut self, deadline: Instant) -> bool {
+        match tokio::time::timeout_at(deadline, self.att.events.recv()).await {
+            Err(_) => false,
+            Ok(None) => {
+                self.closed = true;
+                false
+            }
+            Ok(Some(SessionEvent::Output { seq, bytes })) => {
+                assert_eq!(seq, self.next_seq(), "output must be contiguous");
+                self.out.extend_from_slice(&bytes);
+                if self.ack {
+                    let seq = self.next_seq();
+                    let _ = self.att.handle.ack(&self.att.conn_id, seq).await;
+                }
+                true
+            }
+            Ok(Some(SessionEvent::Msg(m))) => {
+                self.msgs.push(m);
+                true
+            }
+        }
+    }
+
+    async fn until(&mut self, what: &str, pred: impl Fn(&Client) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        while !pred(self) {
+            if !self.pump(deadline).await && !pred(self) {
+                let text = self.text();
+                let tail = &text[text.len().saturating_sub(2000)..];
+                panic!(
+                    "waiting for {what}: closed={} msgs={:?} output tail={tail:?}",
+                    self.closed, self.msgs
+                );
+            }
+        }
+    }
+
+    /// Wait until `needle` appears in the output after byte `from`.
+    async fn text_after(&mut self, from: usize, needle: &str) {
+        self.until(needle, |c| {
+            c.out.len() > from && String::from_utf8_lossy(&c.out[from..]).contains(needle)
+        })
+        .await;
+    }
+
+    async fn ended(&mut self) -> RunEnded {
+        self.until("run_ended", |c| {
+            c.msgs
+                .iter()
+                .any(|m| matches!(m, ServerMsg::RunEnded { .. }))
+        })
+        .await;
+        let pos = self
+            .msgs
+            .iter()
+            .position(|m| matches!(m, ServerMsg::RunEnded { .. }))
+            .unwrap();
+        match self.msgs.remove(pos) {
+            ServerMsg::RunEnded { ended, .. } => ended,
+            _ => unreachable!(),
+        }
+    }
+
+    fn has_phase_repl(&self) -> bool {
+        self.msgs.iter().any(|m| {
+            matches!(
+                m,
+                ServerMsg::Phase {
+                    phase: Phase::Repl,
+                    ..
+                }
+            )
+        })
+    }
+}
+
+/// Poll a predicate with a deadline (no sleeps as synchronisation).
+async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + WAIT;
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn print_and_exit_code() {
+    let env = setup(test_config());
+    env.write(
+        1,
+        "main.py",
+        "print('hello', 6*7)\nimport sys\nsys.exit(3)\n",
+    );
+    let mut c = env.attach(1, "c1", 0).await;
+    c.run("main.py", RunMode::Script).await.unwrap();
+    let ended = c.ended().await;
+    assert!(c.text().contains("hello 42\r\n"), "{:?}", c.text());
+    assert_eq!(ended.reason, EndReason::Exited);
+    assert_eq!(ended.exit_code, Some(3));
+    assert!(
+        ended.message.starts_with("Finished with exit code 3 in "),
+        "{}",
+        ended.message
+    );
+    assert_eq!(ended.output_bytes, c.out.len() as u64);
+    assert_eq!(ended.memory_limit_bytes, 128 << 20);
+    assert_eq!(ended.cpu_limit_ms, 30_000);
+    match &c.msgs[0] {
+        ServerMsg::RunStarted {
+            id,
+            mode,
+            start_seq,
+            replaced_previous,
+            ..
+        } => {
+            assert_eq!(*id, Some(7));
+            assert_eq!(*mode, RunMode::Script);
+            assert_eq!(*start_seq, 0);
+            assert!(!replaced_previous);
+        }
+        other => panic!("expected run_started first, got {other:?}"),
+    }
+    // Bad paths are refused before anything starts.
+    assert!(matches!(
+        c.run("nope.py", RunMode::Script).await,
+        Err(RunnerError::NotFound(_))
+    ));
+    assert!(matches!(
+        c.run("../ws2/x.py", RunMode::Script).await,
+        Err(RunnerError::InvalidPath(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_is_answered() {
+    let env = setup(test_config());
+    env.write(
+        1,
+        "ask.py",
+        "name = input('name? ')\nprint('hi', name.upper())\n",
+    );
+    let mut c = env.attach(1, "c1", 0).await;
+    c.run("ask.py", RunMode::Script).await.unwrap();
+    c.text_after(0, "name? ").await;
+    c.input("bob\r").await;
+    let ended = c.ended().await;
+    assert!(c.text().contains("hi BOB"), "{:?}", c.text());
+    assert_eq!(
+        (ended.reason, ended.exit_code),
+        (EndReason::Exited, Some(0))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hybrid_repl_sees_script_globals_and_input_works_in_both_phases() {
+    let env = setup(test_config());
+    env.write(
+        1,
+        "main.py",
+        "def f(x):\n    return x * 2\nname = input('name? ')\nprint('hello', name)\n",
+    );
+    let mut c = env.attach(1, "c1", 0).await;
+    c.run("main.py", RunMode::Hybrid).await.unwrap();
+    c.text_after(0, "name? ").await;
+    assert!(!c.has_phase_repl());
+    c.input("ann\r").await;
+    c.until("phase repl", Client::has_phase_repl).await;
+    c.text_after(0, ">>> ").await;
+    assert!(c.text().contains("hello ann"));
+    let mark = c.out.len();
+    c.input("f(2)\r").await;
+    c.text_after(mark, "4\r\n>>> ").await;
+    let mark = c.out.len();
+    c.input("answer = input('again? ')\r").await;
+    c.text_after(mark, "again? ").await;
+    c.input("yes\r").await;
+    c.input("print(answer * 2)\r").await;
+    c.text_after(mark, "yesyes").await;
+    assert!(
+        !c.text().contains("7771"),
+        "the phase marker must be stripped"
+    );
+    c.input("exit()\r").await;
+    let ended = c.ended().await;
+    assert_eq!(
+        (ended.reason, ended.exit_code),
+        (EndReason::Exited, Some(0))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hybrid_exception_still_reaches_the_repl() {
+    let env = setup(test_config());
+    env.write(1, "bad.py", "x = 41\nraise ValueError('boom')\n");
+    let mut c = env.attach(1, "c1", 0).await;
+    c.run("bad.py", RunMode::Hybrid).await.unwrap();
+    c.until("phase repl", Client::has_phase_repl).await;
+    c.text_after(0, ">>> ").await;
+    let text = c.text();
+    assert!(
+        text.contains("Traceback (most recent call last)"),
+        "{text:?}"
+    );
+    assert!(text.contains("File \"bad.py\", line 2"), "{text:?}");
+    assert!(text.contains("ValueError: boom"), "{text:?}");
+    assert!(
+        !text.contains("_campus_hybrid"),
+        "launcher frames are hidden: {text:?}"
+    );
+    let mark = c.out.len();
+    c.input("x + 1\r").await;
+    c.text_after(mark, "42").await;
+    assert!(c.att.handle.stop(&c.att.conn_id, Some(9)).await.unwrap());
+    let ended = c.ended().await;
+    assert_eq!(ended.reason, EndReason::Stopped);
+    assert!(
+        ended.message.starts_with("Stopped by you"),
+        "{}",
+        ended.message
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_interrupts_a_loop_and_the_repl_survives() {
+    let env = setup(test_config());
+    let mut c = env.attach(1, "c1", 0).await;
+    c.run("", RunMode::Repl).await.unwrap();
+    c.text_after(0, ">>> ").await;
+    let mark = c.out.len();
+    c.input("exec(\"print('SP'+'IN')\\nwhile True: pass\")\r")
+        .await;
+    c.text_after(mark, "SPIN\r\n").await;
+    c.att.handle.interrupt().await.unwrap();
+    c.text_after(mark, "KeyboardInterrupt").await;
+    c.text_after(mark, ">>> ").await;
+    let mark = c.out.len();
+    c.input("print(6*7)\r").await;
+    c.text_after(mark, "42\r\n").await;
+    let info = env.runner.session_info(1).await.unwrap();
+    assert!(info.running);
+    assert_eq!(info.phase, Some(Phase::Repl));
+    c.att.handle.stop(&c.att.conn_id, None).await.unwrap();
+    assert_eq!(c.ended().await.reason, EndReason::Stopped);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_age_warns_then_times_out_per_phase() {
+    let env = setup(RunnerConfig {
+        script_max_age: Duration::from_secs(2),
+        repl_max_age: Duration::from_secs(3),
+        ..test_config()
+    });
+    env.write(
+        1,
+        "sleep.py",
+        "import time\nprint('sleeping')\ntime.sleep(60)\n",
+    );
+    let mut c = env.attach(1, "c1", 0).await;
+    c.run("sleep.py", RunMode::Script).await.unwrap();
+    let ended = c.ended().await;
+    assert_eq!(ended.reason, EndReason::Timeout);
+    assert!(
+        ended.message.contains("time limit (2.0 s)"),
+        "{}",
+        ended.message
+    );
+    let warning = c
+        .msgs
+        .iter()
+        .find_map(|m| match m {
+            ServerMsg::Warning {
+                reason, stop_in_ms, ..
+            } => Some((reason.clone(), *stop_in_ms)),
+            _ => None,
+        })
+        .expect("a warning before the timeout");
+    assert_eq!(warning.0, "max_age");
+    assert!(warning.1 > 0 && warning.1 <= 2000);
+
+    // The REPL clock starts at the phase change and has its own limit.
+    env.write(1, "quick.py", "print('done')\n");
+    c.msgs.clear();
+    c.run("quick.py", RunMode::Hybrid).await.unwrap();
+    c.until("phase repl", Client::has_phase_repl).await;
+    let ended = c.ended().await;
+    assert_eq!(ended.reason, EndReason::Timeout);
+    assert!(ended.message.contains("prompt"), "{}", ended.message);
+    assert!(ended.message.contains("3.0 s"), "{}", ended.message);
+    let phase_at = c
+        .msgs
+        .iter()
+        .position(|m| matches!(m, ServerMsg::Phase { .. }));
+    let warn_at = c
+        .msgs
+        .iter()
+        .position(|m| matches!(m, ServerMsg::Warning { .. }));
+    assert!(phase_at.unwrap() < warn_at.expect("warning in the REPL phase"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_spin_ends_with_cpu_limit() {
+    let mut cfg = test_config();
+    cfg.limits.cpu_secs = 1;
+    let env = setup(cfg);
+    env.write(1, "spin.py", "while True:\n    pass\n");
+    let mut c = env.attach(1, "c1", 0).await;
+    c.run("spin.py", RunMode::Script).await.unwrap();
+    let ended = c.ended().await;
+    assert_eq!(ended.reason, EndReason::CpuLimit, "{ended:?}");
+    assert!(ended.cpu_ms >= 900, "{ended:?}");
+    assert!(ended.message.contains("CPU time"), "{}", ended.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flood_of_a_million_lines_arrives_in_order_with_bounded_buffers() {
+    let cfg = test_config();
+    let (high, frame, tail) = (
+        cfg.high_water_bytes,
+        cfg.max_frame_bytes,
+        cfg.log_tail_bytes,
+    );
+    let env = setup(cfg);
+    env.write(1, "flood.py", "for i in range(1000000):\n    print(i)\n");
+    let mut c = env.attach(1, "c1", 0).await;
+    c.run("flood.py", RunMode::Script).await.unwrap();
+    // A client that stops reading (and acking): the session must pause the
+    // PTY near the high-water mark instead of buffering the flood.
+    let runner = env.runner.clone();
+    eventually("flow control to pause the PTY", || {
+        let runner = runner.clone();
+        async move {
+            runner
+                .session_info(1)
+                .await
+                .is_some_and(|i| i.buffers.paused)
+        }
+    })
+    .await;
+    let paused = env.runner.session_info(1).await.unwrap();
+    assert!(paused.running);
+    assert!(paused.buffers.unacked_bytes >= high, "{:?}", paused.buffers);
+    assert!(paused.next_seq < 2 * high + 2 * frame as u64, "{paused:?}");
+    // Now read and ack everything; sample the buffers as it goes.
+    let mut samples = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut events = 0u64;
+    while !c
+        .msgs
+        .iter()
+        .any(|m| matches!(m, ServerMsg::RunEnded { .. }))
+    {
+        assert!(c.pump(deadline).await, "flood stalled");
+        events += 1;
+        if events.is_multiple_of(50) {
+            if let Some(info) = env.runner.session_info(1).await {
+                samples.push(info.buffers);
+            }
+        }
+    }
+    let ended = c.ended().await;
+    assert_eq!(
+        (ended.reason, ended.exit_code),
+        (EndReason::Exited, Some(0))
+    );
+    let text = c.text();
+    let mut expected = 0u64;
+    for line in text.split("\r\n").filter(|l| !l.is_empty()) {
+        assert_eq!(line, expected.to_string(), "line {expected}");
+        expected += 1;
+    }
+    assert_eq!(expected, 1_000_000);
+    assert_eq!(ended.output_bytes, c.out.len() as u64);
+    let info = env.runner.session_info(1).await.unwrap();
+    let read_buf = 16 << 10;
+    let b = &info.buffers;
+    assert!(b.max_tail_bytes <= tail, "{b:?}");
+    assert!(b.max_pending_bytes <= frame + read_buf, "{b:?}");
+    assert!(
+        b.max_unacked_bytes <= high + (frame + read_buf) as u64,
+        "unacked output must stay near the high-water mark: {b:?}"
+    );
+    for s in samples {
+        assert!(
+            s.tail_bytes <= tail && s.pending_bytes <= frame + read_buf,
+            "{s:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_cap_ends_with_output_limit() {
+    let env = setup(RunnerConfig {
+        output_limit_bytes: 100_000,
+        ..test_config()
+    });
+    env.write(1, "loud.py", "while True:\n    print('x' * 100)\n");
+    let mut c = env.attach(1, "c1", 0).await;
+    c.run("loud.py", RunMode::Script).await.unwrap();
+    let ended = c.ended().await;
+    assert_eq!(ended.reason, EndReason::OutputLimit);
+    assert!(ended.output_bytes > 100_000, "{ended:?}");
+    assert!(ended.message.contains("output"), "{}", ended.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reattach_replays_exactly_the_missed_bytes_and_the_program_keeps_running() {
+    let env = setup(test_config());
+    env.write(
+        1,
+        "count.py",
+        "import time\nfor i in range(60):\n    print('line', i)\n    time.sleep(0.01)\nx = input('more? ')\nprint('got', x)\n",
+    );
+    let mut a = env.attach(1, "tab-a", 0).await;
+    let mut watcher = env.attach(1, "tab-b", 0).await;
+    a.run("count.py", RunMode::Script).await.unwrap();
+    a.text_after(0, "line 5\r\n").await;
+    let have = a.next_seq();
+    let got_a = a.out.clone();
+    drop(a); // connection lost mid-run
+    watcher.text_after(0, "more? ").await;
+    let info = env.runner.session_info(1).await.unwrap();
+    assert!(info.running, "the program survives the disconnect");
+    assert_eq!(info.attached, 1);
+
+    let b = env
+        .runner
+        .attach(&user(1), env.workspace(1), "tab-a", have)
+        .await
+        .unwrap();
+    let ServerMsg::Attached {
+        running,
+        replay_from,
+        dropped_bytes,
+        next_seq,
+        ..
+    } = b.attached.clone()
+    else {
+        panic!()
+    };
+    assert!(running);
+    assert_eq!((replay_from, dropped_bytes), (have, 0));
+    let mut b = Client::new(b);
+    b.until("replay", |c| c.next_seq() >= next_seq).await;
+    let mut all = got_a;
+    all.extend_from_slice(&b.out);
+    assert_eq!(
+        all, watcher.out,
+        "missed output replayed exactly once, in order"
+    );
+    let text = String::from_utf8_lossy(&all).into_owned();
+    for i in 0..60 {
+        assert_eq!(
+            text.matches(&format!("line {i}\r\n")).count(),
+            1,
+            "line {i}"
+        );
+    }
+    b.input("yes\r").await;
+    let ended = b.ended().await;
+    assert!(b.text().contains("got yes"));
+    assert_eq!(ended.reason, EndReason::Exited);
+    assert_eq!(watcher.ended().await.run_id, ended.run_id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_older_than_the_tail_reports_dropped_bytes() {
+    let cfg = test_config();
+    let tail = cfg.log_tail_bytes as u64;
+    let env = setup(cfg);
+    env.write(
+        1,
+        "big.py",
+        "for i in range(100000):\n    print('%07d' % i)\n",
+    );
+    let c = env.attach(1, "c1", 0).await;
+    c.run("big.py", RunMode::Script).await.unwrap();
+    drop(c); // nobody attached: the session keeps reading into its bounded tail
+    let runner = env.runner.clone();
+    eventually("the run to end", || {
+        let runner = runner.clone();
+        async move {
+            runner
+                .session_info(1)
+                .await
+                .is_some_and(|i| i.last_ended.is_some() && !i.running)
+        }
+    })
+    .await;
+    let info = env.runner.session_info(1).await.unwrap();
+    assert_eq!(info.last_ended.as_ref().unwrap().reason, EndReason::Exited);
+    assert!(info.buffers.max_tail_bytes as u64 <= tail);
+    let total = info.next_seq;
+    assert_eq!(total, 100_000 * 9);
+    let mut c = env.attach(1, "c2", 0).await;
+    let ServerMsg::Attached {
+        replay_from,
+        dropped_bytes,
+        running,
+        last_ended,
+        ..
+    } = c.att.attached.clone()
+    else {
+        panic!()
+    };
+    assert!(!running);
+    assert_eq!(last_ended.unwrap().reason, EndReason::Exited);
+    assert_eq!(dropped_bytes, total - tail);
+    assert_eq!(replay_from, total - tail);
+    c.until("replay", |c| c.next_seq() == total).await;
+    assert_eq!(c.out.len() as u64, tail);
+    assert!(c.text().ends_with("0099999\r\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_replaces_the_first() {
+    let env = setup(test_config());
+    env.write(1, "wait.py", "input('waiting ')\n");
+    let mut c = env.attach(1, "c1", 0).await;
+    c.run("wait.py", RunMode::Script).await.unwrap();
+    c.text_after(0, "waiting ").await;
+    let first = match &c.msgs[0] {
+        ServerMsg::RunStarted { run_id, .. } => run_id.clone(),
+        other => panic!("{other:?}"),
+    };
+    c.run("wait.py", RunMode::Script).await.unwrap();
+    let ended = c.ended().await;
+    assert_eq!(ended.run_id, first);
+    assert_eq!(ended.reason, EndReason::Stopped);
+    c.until("second run_started", |c| {
+        c.msgs.iter().any(|m| {
+            matches!(m, ServerMsg::RunStarted { replaced_previous: true, run_id, .. } if *run_id != first)
+        })
+    })
+    .await;
+    assert_eq!(env.runner.active_runs(), 1);
+    c.att.handle.stop(&c.att.conn_id, None).await.unwrap();
+    c.ended().await;
+    assert_eq!(env.runner.active_runs(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_are_rate_limited_per_user() {
+    let env = setup(RunnerConfig {
+        runs_per_min: 2,
+        ..test_config()
+    });
+    env.write(1, "a.py", "pass\n");
+    env.write(2, "a.py", "pass\n");
+    let c = env.attach(1, "c1", 0).await;
+    c.run("a.py", RunMode::Script).await.unwrap();
+    c.run("a.py", RunMode::Script).await.unwrap();
+    match c.run("a.py", RunMode::Script).await {
+        Err(e @ RunnerError::RateLimited { retry_after_ms }) => {
+            assert!(retry_after_ms > 0 && retry_after_ms <= 60_000);
+            assert_eq!(e.code(), campus_protocol::ErrorCode::RateLimited);
+        }
+        other => panic!("expected rate_limited, got {other:?}"),
+    }
+    // Another user is not affected.
+    let d = env.attach(2, "d1", 0).await;
+    d.run("a.py", RunMode::Script).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_is_bounded_and_says_busy() {
+    let env = setup(RunnerConfig {
+        max_concurrent_runs: 1,
+        ..test_config()
+    });
+    env.write(1, "wait.py", "input('waiting ')\n");
+    env.write(2, "hi.py", "print('hi')\n");
+    let mut a = env.attach(1, "a", 0).await;
+    a.run("wait.py", RunMode::Script).await.unwrap();
+    a.text_after(0, "waiting ").await;
+    let mut b = env.attach(2, "b", 0).await;
+    match b.run("hi.py", RunMode::Script).await {
+        Err(e @ RunnerError::Busy { retry_after_ms }) => {
+            assert!(retry_after_ms > 0);
+            assert_eq!(e.code(), campus_protocol::ErrorCode::Busy);
+        }
+        other => panic!("expected busy, got {other:?}"),
+    }
+    // Replacing one's own run reuses the slot.
+    a.run("wait.py", RunMode::Script).await.unwrap();
+    assert_eq!(env.runner.active_runs(), 1);
+    a.att.handle.stop(&a.att.conn_id, None).await.unwrap();
+    assert_eq!(env.runner.active_runs(), 0);
+    b.run("hi.py", RunMode::Script).await.unwrap();
+    assert_eq!(b.ended().await.reason, EndReason::Exited);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_students_run_at_once() {
+    let env = setup(test_config());
+    for id in 1..=20 {
+        env.write(
+            id,
+            "main.py",
+            &format!("import time\ntime.sleep(0.2)\nprint('student', {id} * 1000)\n"),
+        );
+    }
+    let env = Arc::new(env);
+    let mut tasks = Vec::new();
+    for id in 1..=20i64 {
+        let env = env.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = env.attach(id, "c", 0).await;
+            c.run("main.py", RunMode::Script).await.unwrap();
+            let ended = c.ended().await;
+            assert_eq!(
+                (ended.reason, ended.exit_code),
+                (EndReason::Exited, Some(0))
+            );
+            assert!(
+                c.text().contains(&format!("student {}\r\n", id * 1000)),
+                "{}",
+                c.text()
+            );
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(env.runner.active_runs(), 0);
+    assert_eq!(env.runner.session_count(), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detached_idle_runs_are_abandoned_but_busy_scripts_are_not() {
+    let env = setup(RunnerConfig {
+        detached_grace: Duration::from_secs(1),
+        ..test_config()
+    });
+    env.write(1, "wait.py", "input('waiting ')\n");
+    env.write(
+        2,
+        "work.py",
+        "import time\nfor i in range(30):\n    print(i)\n    time.sleep(0.1)\n",
+    );
+    let mut a = env.attach(1, "a", 0).await;
+    a.run("wait.py", RunMode::Script).await.unwrap();
+    a.text_after(0, "waiting ").await;
+    let b = env.attach(2, "b", 0).await;
+    b.run("work.py", RunMode::Script).await.unwrap();
+    drop(a);
+    drop(b);
+    for (id, want) in [(1, EndReason::Abandoned), (2, EndReason::Exited)] {
+        let runner = env.runner.clone();
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        eventually("the run to end", || {
+            let (runner, seen) = (runner.clone(), seen.clone());
+            async move {
+                let ended = runner.session_info(id).await.and_then(|i| i.last_ended);
+                let done = ended.is_some();
+                *seen.lock().unwrap() = ended;
+                done
+            }
+        })
+        .await;
+        let ended = seen.lock().unwrap().clone().unwrap();
+        assert_eq!(ended.reason, want, "{ended:?}");
+        if want == EndReason::Abandoned {
+            assert!(
+                ended.message.contains("nobody was connected"),
+                "{}",
+                ended.message
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_runs_with_server_shutdown() {
+    let env = setup(test_config());
+    env.write(1, "sleep.py", "import time\nprint('up')\ntime.sleep(60)\n");
+    let mut c = env.attach(1, "c1", 0).await;
+    c.run("sleep.py", RunMode::Script).await.unwrap();
+    c.text_after(0, "up").await;
+    env.runner.shutdown().await;
+    let ended = c.ended().await;
+    assert_eq!(ended.reason, EndReason::ServerShutdown);
+    assert_eq!(env.runner.active_runs(), 0);
+    c.until("channel closed", |c| c.closed).await;
+    assert!(matches!(
+        env.runner
+            .attach(&user(1), env.workspace(1), "late", 0)
+            .await,
+        Err(RunnerError::Busy { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_interpreter_is_a_clear_start_failure() {
+    let env = setup(RunnerConfig {
+        python: PathBuf::from("/nonexistent/python3"),
+        ..test_config()
+    });
+    env.write(1, "main.py", "print('never')\n");
+    let mut c = env.attach(1, "c1", 0).await;
+    c.run("main.py", RunMode::Script).await.unwrap();
+    let ended = c.ended().await;
+    // The stub sandbox fails to spawn; a re-exec helper fails to exec (127).
+    match (ended.reason, ended.exit_code) {
+        (EndReason::StartFailed, None) => assert!(ended.message.contains("could not be started")),
+        (EndReason::Exited, Some(127)) => {}
+        other => panic!("unexpected ending {other:?}: {ended:?}"),
+    }
+    assert_eq!(env.runner.active_runs(), 0);
+}
+
+/// True while any process on the host has exactly this command line.
+fn process_with_cmdline_exists(cmdline: &[u8]) -> bool {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == cmdline))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_child_process_outlives_its_run() {
+    let env = setup(test_config());
+    let tag = format!(
+        "{}.{}",
+        3000 + std::process::id() % 1000,
+        std::process::id()
+    );
+    let cmdline = format!("sleep\0{tag}\0").into_bytes();
+    env.write(
+        1,
+        "bg.py",
+        &format!("import subprocess, sys\nsubprocess.Popen(['sleep', '{tag}'])\nprint('spawned')\nif sys.argv[-1:] != ['exit']:\n    input('wait ')\n"),
+    );
+    env.write(
+        1,
+        "bg_exit.py",
+        &format!("import subprocess\nsubprocess.Popen(['sleep', '{tag}'])\nprint('spawned')\n"),
+    );
+    let mut c = env.attach(1, "c1", 0).await;
+    // Stopped while a background child runs.
+    c.run("bg.py", RunMode::Script).await.unwrap();
+    c.text_after(0, "wait ").await;
+    assert!(process_with_cmdline_exists(&cmdline));
+    c.att.handle.stop(&c.att.conn_id, None).await.unwrap();
+    assert_eq!(c.ended().await.reason, EndReason::Stopped);
+    eventually("the stopped run's child to be gone", || async {
+        !process_with_cmdline_exists(&cmdline)
+    })
+    .await;
+    // Exits by itself, leaving a background child behind.
+    let mark = c.out.len();
+    c.run("bg_exit.py", RunMode::Script).await.unwrap();
+    c.text_after(mark, "spawned").await;
+    assert_eq!(c.ended().await.reason, EndReason::Exited);
+    eventually("the exited run's child to be gone", || async {
+        !process_with_cmdline_exists(&cmdline)
+    })
+    .await;
+}

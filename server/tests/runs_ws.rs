@@ -1,0 +1,292 @@
+//! Runs over the real WebSocket with the real sandbox: output, input(),
+//! hybrid REPL, stop, limits in plain words, reattach with exact replay, run
+//! history in the database, and the sandbox's view of the network and disk.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use campus_protocol::{
+    ClientMsg, Encoding, EndReason, ErrorCode, Phase, RunEnded, RunMode, ServerMsg,
+};
+use support::db::test_databases;
+use support::server::{TestServer, WsClient};
+
+async fn put(c: &mut WsClient, path: &str, code: &str) {
+    let (p, content) = (path.to_string(), code.to_string());
+    let m = c
+        .request(move |id| ClientMsg::Write {
+            id,
+            path: p,
+            content,
+            encoding: Encoding::Utf8,
+            base_version: None,
+        })
+        .await;
+    assert!(matches!(m, ServerMsg::Written { .. }), "{m:?}");
+}
+
+fn run(path: &str, mode: RunMode) -> ClientMsg {
+    ClientMsg::Run {
+        id: Some(77),
+        path: path.into(),
+        mode,
+        cols: Some(80),
+        rows: Some(24),
+    }
+}
+
+async fn ended(c: &mut WsClient) -> RunEnded {
+    match c
+        .wait_for("run_ended", |m| matches!(m, ServerMsg::RunEnded { .. }))
+        .await
+    {
+        ServerMsg::RunEnded { ended, .. } => ended,
+        _ => unreachable!(),
+    }
+}
+
+/// Wait until the received output contains `needle`.
+async fn output_contains(c: &mut WsClient, needle: &str) {
+    let deadline = tokio::time::Instant::now() + support::server::wait_limit();
+    while !String::from_utf8_lossy(&c.output_bytes()).contains(needle) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {needle:?}; got {:?}",
+            String::from_utf8_lossy(&c.output_bytes())
+        );
+        // Any message (or output frame) moves us forward.
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            c.wait_for("anything", |_| true),
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_input_hybrid_and_history() {
+    for db in test_databases().await {
+        let server = TestServer::start(&db.url, |_| {}).await;
+        let (uid, token) = server.student("ana").await;
+        let mut c = server.connect(&token).await;
+        put(
+            &mut c,
+            "main.py",
+            "import sys\nprint('hello from campus')\nsys.exit(3)\n",
+        )
+        .await;
+        c.send(&run("main.py", RunMode::Script)).await;
+        match c
+            .wait_for("run_started", |m| matches!(m, ServerMsg::RunStarted { .. }))
+            .await
+        {
+            ServerMsg::RunStarted { id, mode, .. } => {
+                assert_eq!(id, Some(77));
+                assert_eq!(mode, RunMode::Script);
+            }
+            _ => unreachable!(),
+        }
+        let e = ended(&mut c).await;
+        assert_eq!(e.reason, EndReason::Exited, "{e:?}");
+        assert_eq!(e.exit_code, Some(3));
+        assert!(String::from_utf8_lossy(&c.output_bytes()).contains("hello from campus"));
+        assert!(e.message.contains("exit code 3"), "{}", e.message);
+
+        // input() answered over the WebSocket.
+        put(
+            &mut c,
+            "ask.py",
+            "name = input('name? ')\nprint('hi', name.upper())\n",
+        )
+        .await;
+        c.send(&run("ask.py", RunMode::Script)).await;
+        output_contains(&mut c, "name? ").await;
+        c.send(&ClientMsg::Input {
+            id: None,
+            data: "zoe\r".into(),
+        })
+        .await;
+        let e = ended(&mut c).await;
+        assert_eq!(e.exit_code, Some(0));
+        assert!(String::from_utf8_lossy(&c.output_bytes()).contains("hi ZOE"));
+
+        // Hybrid: the REPL has the script's globals, even after an exception.
+        put(
+            &mut c,
+            "lib.py",
+            "def f(x):\n    return x * 2\nraise ValueError('boom')\n",
+        )
+        .await;
+        c.send(&run("lib.py", RunMode::Hybrid)).await;
+        c.wait_for("phase", |m| {
+            matches!(
+                m,
+                ServerMsg::Phase {
+                    phase: Phase::Repl,
+                    ..
+                }
+            )
+        })
+        .await;
+        output_contains(&mut c, "ValueError: boom").await;
+        c.send(&ClientMsg::Input {
+            id: None,
+            data: "print(f(21) + 0)\r".into(),
+        })
+        .await;
+        output_contains(&mut c, "42").await;
+        c.send(&ClientMsg::Stop { id: Some(5) }).await;
+        let e = ended(&mut c).await;
+        assert_eq!(e.reason, EndReason::Stopped);
+
+        // Every run is in the database.
+        let runs = server.store.recent_runs(uid, 10).await.unwrap();
+        assert_eq!(runs.len(), 3, "{runs:?}");
+        assert_eq!(runs[2].reason.as_deref(), Some("exited"));
+        assert_eq!(runs[2].exit_code, Some(3));
+        assert_eq!(runs[0].mode, "hybrid");
+        server.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reattach_replays_missed_output_exactly_once() {
+    let db = test_databases().await.remove(0);
+    let server = TestServer::start(&db.url, |_| {}).await;
+    let (_, token) = server.student("ben").await;
+    let mut c = server.connect(&token).await;
+    put(&mut c, "count.py", "import time\nfor i in range(60):\n    print(f'line {i:03}', flush=True)\n    time.sleep(0.05)\ntime.sleep(30)\n").await;
+    c.send(&run("count.py", RunMode::Script)).await;
+    output_contains(&mut c, "line 005").await;
+    let have: u64 = c
+        .output
+        .iter()
+        .map(|(s, b)| s + b.len() as u64)
+        .max()
+        .unwrap();
+    let start = c.output.first().unwrap().0;
+    let before = c.output_bytes();
+    drop(c); // the socket closes mid-run; the program keeps going
+
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let mut d = server.connect(&token).await;
+    match d
+        .request(|id| ClientMsg::Attach {
+            id,
+            since_seq: have,
+        })
+        .await
+    {
+        ServerMsg::Attached {
+            running,
+            replay_from,
+            dropped_bytes,
+            ..
+        } => {
+            assert!(running, "the program is still running");
+            assert_eq!(replay_from, have);
+            assert_eq!(dropped_bytes, 0);
+        }
+        other => panic!("{other:?}"),
+    }
+    output_contains(&mut d, "line 059").await;
+    // Stitch: before + replay must be exactly lines 0..60, each once, in order.
+    assert_eq!(
+        d.output.first().unwrap().0,
+        have,
+        "replay starts where we left off"
+    );
+    let mut all = before;
+    all.extend(d.output_bytes());
+    let text = String::from_utf8_lossy(&all);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("line "))
+        .collect();
+    let expect: Vec<String> = (0..60).map(|i| format!("line {i:03}")).collect();
+    assert_eq!(
+        lines, expect,
+        "no loss, no duplicates (stream started at {start})"
+    );
+    d.send(&ClientMsg::Stop { id: None }).await;
+    assert_eq!(ended(&mut d).await.reason, EndReason::Stopped);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_end_runs_in_plain_words() {
+    let db = test_databases().await.remove(0);
+    let server = TestServer::start(&db.url, |a| {
+        a.run.cpu_time_limit_secs = 2;
+        a.run.runs_per_min = 6;
+    })
+    .await;
+    let (_, token) = server.student("cal").await;
+    let mut c = server.connect(&token).await;
+
+    put(
+        &mut c,
+        "mem.py",
+        "x = []\nwhile True:\n    x.append(bytearray(10 * 1024 * 1024))\n",
+    )
+    .await;
+    c.send(&run("mem.py", RunMode::Script)).await;
+    let e = ended(&mut c).await;
+    assert_eq!(e.reason, EndReason::MemoryLimit, "{e:?}");
+    assert!(e.message.contains("memory"), "{}", e.message);
+    assert_eq!(e.memory_limit_bytes, 128 * 1024 * 1024);
+
+    put(&mut c, "spin.py", "while True:\n    pass\n").await;
+    c.send(&run("spin.py", RunMode::Script)).await;
+    let e = ended(&mut c).await;
+    assert_eq!(e.reason, EndReason::CpuLimit, "{e:?}");
+
+    // Stop an infinite loop.
+    c.send(&run("spin.py", RunMode::Script)).await;
+    c.wait_for("run_started", |m| matches!(m, ServerMsg::RunStarted { .. }))
+        .await;
+    c.send(&ClientMsg::Stop { id: None }).await;
+    assert_eq!(ended(&mut c).await.reason, EndReason::Stopped);
+
+    // No network: not even the server's own port.
+    let port = server.addr.port();
+    put(&mut c, "net.py", &format!("import socket\ntry:\n    socket.create_connection(('127.0.0.1', {port}), timeout=2)\n    print('CONNECTED')\nexcept OSError as e:\n    print('refused', type(e).__name__)\n")).await;
+    c.send(&run("net.py", RunMode::Script)).await;
+    ended(&mut c).await;
+    let out = String::from_utf8_lossy(&c.output_bytes()).to_string();
+    assert!(
+        out.contains("refused") && !out.contains("CONNECTED"),
+        "{out}"
+    );
+
+    // Run rate limit: the 7th run within a minute is refused with a wait hint.
+    put(&mut c, "quick.py", "pass\n").await;
+    c.pending.clear();
+    let mut refused = None;
+    for _ in 0..4 {
+        c.send(&run("quick.py", RunMode::Script)).await;
+        match c
+            .wait_for("run reply", |m| {
+                matches!(m, ServerMsg::Error { .. } | ServerMsg::RunStarted { .. })
+            })
+            .await
+        {
+            ServerMsg::Error {
+                code: ErrorCode::RateLimited,
+                retry_after_ms,
+                ..
+            } => {
+                refused = retry_after_ms;
+                break;
+            }
+            ServerMsg::RunStarted { .. } => {
+                ended(&mut c).await;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(refused.unwrap() > 0);
+    server.stop().await;
+}

@@ -1,0 +1,586 @@
+//! The real sandbox, as root: namespaces, cgroups (v1 here, v2 in production),
+//! per-student uids, rlimits, killing. Every run goes through `Sandbox::prepare`
+//! and the real `campus sandbox-exec` helper, mostly inside a real PTY.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use campus_server::sandbox::{
+    PreparedRun, RunCgroup, RunSpec, Sandbox, SandboxConfig, SandboxError, SandboxLimits,
+};
+use portable_pty::{native_pty_system, Child, MasterPty, PtySize};
+
+const UID_BASE: u32 = 300_000;
+const PYTHON: &str = "/usr/bin/python3";
+/// Upper bound for any single run in these tests.
+const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn config(group: &str) -> SandboxConfig {
+    SandboxConfig {
+        helper_exe: PathBuf::from(env!("CARGO_BIN_EXE_campus")),
+        production: false,
+        uid_base: UID_BASE,
+        cgroup_group: group.to_string(),
+        force_fallback: false,
+    }
+}
+
+/// A production sandbox (fails the test if the host's isolation is incomplete).
+fn sandbox() -> Sandbox {
+    let sb = Sandbox::new(SandboxConfig {
+        production: true,
+        ..config("campus-test")
+    })
+    .expect("full sandbox on this host");
+    assert!(sb.isolated());
+    sb
+}
+
+fn unique(name: &str) -> String {
+    format!("{name}-{}", std::process::id())
+}
+
+fn spec(name: &str, user_id: i64, workspace: &Path, code: &str) -> RunSpec {
+    RunSpec {
+        run_id: unique(name),
+        user_id,
+        workspace_dir: workspace.to_path_buf(),
+        read_only_mounts: vec![],
+        argv: vec![PYTHON.into(), "-c".into(), code.into()],
+        env: vec![
+            ("PYTHONUNBUFFERED".into(), "1".into()),
+            ("HOME".into(), "/home/student".into()),
+            ("LANG".into(), "C.UTF-8".into()),
+        ],
+        limits: SandboxLimits::default(),
+    }
+}
+
+/// A run in a real PTY: output is collected by a reader thread.
+struct PtyRun {
+    child: Box<dyn Child + Send + Sync>,
+    master: Box<dyn MasterPty + Send>,
+    writer: Box<dyn Write + Send>,
+    output: mpsc::Receiver<Vec<u8>>,
+    text: String,
+    cgroup: Option<RunCgroup>,
+}
+
+fn start(sb: &Sandbox, spec: &RunSpec) -> PtyRun {
+    let PreparedRun { command, cgroup } = sb.prepare(spec).expect("prepare");
+    let pair = native_pty_system()
+        .openpty(PtySize {
+            rows: 24,
+            cols: 80,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .unwrap();
+    let child = pair.slave.spawn_command(command).unwrap();
+    // Our copy of the slave must go, or the master never sees EOF.
+    drop(pair.slave);
+    let mut reader = pair.master.try_clone_reader().unwrap();
+    let writer = pair.master.take_writer().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        // EIO once the last slave fd is closed: that is the end.
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    PtyRun {
+        child,
+        master: pair.master,
+        writer,
+        output: rx,
+        text: String::new(),
+        cgroup,
+    }
+}
+
+impl PtyRun {
+    /// Wait until the output contains `needle` (bounded).
+    fn wait_for(&mut self, needle: &str) {
+        let deadline = Instant::now() + RUN_TIMEOUT;
+        while !self.text.contains(needle) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "timeout waiting for {needle:?}; output so far:\n{}",
+                self.text
+            );
+            if let Ok(chunk) = self
+                .output
+                .recv_timeout(left.min(Duration::from_millis(100)))
+            {
+                self.text.push_str(&String::from_utf8_lossy(&chunk));
+            }
+        }
+    }
+
+    /// Wait for the program to end (bounded) and drain its output.
+    fn finish(&mut self) -> portable_pty::ExitStatus {
+        let deadline = Instant::now() + RUN_TIMEOUT;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() >= deadline {
+                if let Some(cg) = &self.cgroup {
+                    cg.kill_all();
+                }
+                panic!("run did not end; output:\n{}", self.text);
+            }
+            while let Ok(chunk) = self.output.recv_timeout(Duration::from_millis(20)) {
+                self.text.push_str(&String::from_utf8_lossy(&chunk));
+            }
+        };
+        while let Ok(chunk) = self.output.recv_timeout(Duration::from_millis(200)) {
+            self.text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        let _ = &self.master;
+        status
+    }
+}
+
+/// Run to completion; returns (exit status, output, cgroup).
+fn run(sb: &Sandbox, spec: &RunSpec) -> (portable_pty::ExitStatus, String, Option<RunCgroup>) {
+    let mut r = start(sb, spec);
+    let status = r.finish();
+    (status, r.text, r.cgroup.take())
+}
+
+fn host_pids_with(marker: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            if String::from_utf8_lossy(&cmd).contains(marker) {
+                found.push(pid);
+            }
+        }
+    }
+    found
+}
+
+/// Poll `pred` until true or the deadline passes.
+fn eventually(what: &str, mut pred: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pred() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn probe_reports_complete_sandbox_here() {
+    let sb = sandbox();
+    let report = sb.report();
+    assert!(report.complete, "{report:?}");
+    for needed in [
+        "cgroup memory",
+        "cgroup pids",
+        "namespace: pid",
+        "pivot_root",
+        "per-student uid",
+    ] {
+        assert!(
+            report.features.iter().any(|(n, ok, _)| n == needed && *ok),
+            "{needed} missing from {report:?}"
+        );
+    }
+    let table = campus_server::sandbox::format_report(report);
+    assert!(table.contains("complete"));
+}
+
+#[test]
+fn prints_and_exit_code_and_stdin_through_pty() {
+    let sb = sandbox();
+    let ws = tempfile::tempdir().unwrap();
+    let code = "import sys\nprint('hello from sandbox')\nname = input('name? ')\nprint('got', name)\nsys.exit(3)";
+    let mut r = start(&sb, &spec("print", 1, ws.path(), code));
+    r.wait_for("name? ");
+    r.writer.write_all(b"ada\r").unwrap();
+    let status = r.finish();
+    assert!(r.text.contains("hello from sandbox"), "{}", r.text);
+    assert!(r.text.contains("got ada"), "{}", r.text);
+    assert_eq!(status.exit_code(), 3, "{}", r.text);
+    assert!(status.signal().is_none());
+    let stats = r.cgroup.as_ref().unwrap().stats();
+    assert!(stats.peak_memory_bytes > 0, "{stats:?}");
+}
+
+#[test]
+fn ctrl_c_interrupts_the_program() {
+    let sb = sandbox();
+    let ws = tempfile::tempdir().unwrap();
+    let code = "print('spinning', flush=True)\nwhile True: pass";
+    let mut r = start(&sb, &spec("ctrlc", 2, ws.path(), code));
+    r.wait_for("spinning");
+    // ^C through the line discipline: SIGINT to the terminal's foreground group.
+    r.writer.write_all(b"\x03").unwrap();
+    let status = r.finish();
+    assert!(r.text.contains("KeyboardInterrupt"), "{}", r.text);
+    // Python re-raises SIGINT after an uncaught KeyboardInterrupt; the helper ends the same way.
+    assert_eq!(status.signal(), Some("Interrupt"), "{status:?}");
+}
+
+#[test]
+fn no_network_not_even_the_servers_port() {
+    let sb = sandbox();
+    let ws = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let code = format!(
+        "import socket\n\
+         for host, port in [('127.0.0.1', {port}), ('1.1.1.1', 53)]:\n\
+         \x20   try:\n\
+         \x20       socket.create_connection((host, port), timeout=2)\n\
+         \x20       print('CONNECTED', host)\n\
+         \x20   except OSError as e:\n\
+         \x20       print('FAILED', host, e.errno)\n"
+    );
+    let (status, out, _cg) = run(&sb, &spec("net", 3, ws.path(), &code));
+    assert_eq!(status.exit_code(), 0, "{out}");
+    assert!(out.contains("FAILED 127.0.0.1"), "{out}");
+    assert!(out.contains("FAILED 1.1.1.1"), "{out}");
+    assert!(!out.contains("CONNECTED"), "{out}");
+    listener.set_nonblocking(true).unwrap();
+    assert!(
+        listener.accept().is_err(),
+        "the sandbox reached the test's port"
+    );
+}
+
+#[test]
+fn sees_only_its_own_files() {
+    let sb = sandbox();
+    let ws = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("secret.txt"), "other student's").unwrap();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("campus.secret"), "jwt secret").unwrap();
+    let course = tempfile::tempdir().unwrap();
+    std::fs::write(course.path().join("notes.txt"), "course notes").unwrap();
+    std::fs::write(ws.path().join("mine.txt"), "my file").unwrap();
+    let targets = [
+        other.path().join("secret.txt"),
+        data.path().join("campus.secret"),
+        PathBuf::from("/root"),
+        PathBuf::from("/etc/shadow"),
+        PathBuf::from("/work"),
+    ];
+    let list: Vec<String> = targets
+        .iter()
+        .map(|p| format!("{:?}", p.display().to_string()))
+        .collect();
+    let code = format!(
+        "import os\n\
+         for p in [{}]:\n\
+         \x20   try:\n\
+         \x20       print('READ', p, os.listdir(p) if os.path.isdir(p) else open(p).read()[:20])\n\
+         \x20   except OSError as e:\n\
+         \x20       print('DENIED', p, type(e).__name__)\n\
+         print('MINE', open('/home/student/mine.txt').read())\n\
+         open('/home/student/new.txt', 'w').write('written')\n\
+         print('COURSE', open('/courses/c101/notes.txt').read())\n\
+         try:\n\
+         \x20   open('/courses/c101/x', 'w')\n\
+         \x20   print('COURSE-WRITABLE')\n\
+         except OSError as e:\n\
+         \x20   print('COURSE-RO', e.errno)\n\
+         try:\n\
+         \x20   open('/usr/evil', 'w')\n\
+         \x20   print('USR-WRITABLE')\n\
+         except OSError as e:\n\
+         \x20   print('USR-RO', e.errno)\n",
+        list.join(", ")
+    );
+    let mut s = spec("files", 4, ws.path(), &code);
+    s.read_only_mounts = vec![(course.path().to_path_buf(), "c101".into())];
+    let (status, out, _cg) = run(&sb, &s);
+    assert_eq!(status.exit_code(), 0, "{out}");
+    assert!(!out.contains("READ "), "{out}");
+    assert_eq!(out.matches("DENIED").count(), targets.len(), "{out}");
+    assert!(out.contains("MINE my file"), "{out}");
+    assert!(out.contains("COURSE course notes"), "{out}");
+    assert!(out.contains("COURSE-RO 30"), "{out}"); // EROFS
+    assert!(out.contains("USR-RO 30"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("new.txt")).unwrap(),
+        "written"
+    );
+}
+
+#[test]
+fn own_proc_uid_hostname_and_only_the_given_env() {
+    let sb = sandbox();
+    let ws = tempfile::tempdir().unwrap();
+    // A secret in the server's environment must not reach the program.
+    std::env::set_var("CAMPUS_TEST_SECRET", "hunter2");
+    let code = "import os, socket\n\
+                pids = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())\n\
+                print('PIDS', pids)\n\
+                print('UID', os.getuid(), os.getgid(), os.getgroups())\n\
+                print('HOST', socket.gethostname())\n\
+                print('ENV', sorted(os.environ.items()))\n";
+    let (status, out, _cg) = run(&sb, &spec("proc", 5, ws.path(), code));
+    assert_eq!(status.exit_code(), 0, "{out}");
+    // The reaper (PID 1, root) is hidden by hidepid; only the program itself shows.
+    let pids_line = out.lines().find(|l| l.starts_with("PIDS")).expect(&out);
+    let pids: Vec<u32> = pids_line
+        .trim_start_matches("PIDS [")
+        .trim_end_matches(']')
+        .split(", ")
+        .filter_map(|p| p.trim().parse().ok())
+        .collect();
+    assert!(
+        !pids.is_empty() && pids.len() <= 2 && pids.iter().all(|p| *p <= 3),
+        "{out}"
+    );
+    let uid = UID_BASE + 5;
+    assert!(out.contains(&format!("UID {uid} {uid} []")), "{out}");
+    assert!(out.contains("HOST campus"), "{out}");
+    assert!(
+        !out.contains("hunter2") && !out.contains("CAMPUS_TEST_SECRET"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "ENV [('HOME', '/home/student'), ('LANG', 'C.UTF-8'), ('PYTHONUNBUFFERED', '1')]"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn big_file_write_fails_with_efbig() {
+    let sb = sandbox();
+    let ws = tempfile::tempdir().unwrap();
+    let code = "try:\n\
+                \x20   with open('big.bin', 'wb') as f:\n\
+                \x20       for _ in range(20):\n\
+                \x20           f.write(b'x' * (1 << 20))\n\
+                \x20   print('WROTE-ALL')\n\
+                except OSError as e:\n\
+                \x20   print('WRITE-FAILED', e.errno)\n";
+    let (status, out, _cg) = run(&sb, &spec("fsize", 6, ws.path(), code));
+    assert_eq!(status.exit_code(), 0, "{out}");
+    assert!(out.contains("WRITE-FAILED 27"), "{out}"); // EFBIG
+    let len = std::fs::metadata(ws.path().join("big.bin")).unwrap().len();
+    assert!(len <= 10 << 20, "{len}");
+}
+
+#[test]
+fn memory_bomb_is_oom_killed_and_counted() {
+    let sb = sandbox();
+    let ws = tempfile::tempdir().unwrap();
+    let code = "print('start', flush=True)\nx = []\nwhile True: x.append(bytearray(1 << 20))";
+    let mut s = spec("oom", 7, ws.path(), code);
+    s.limits.memory_bytes = 64 << 20;
+    let (status, out, cg) = run(&sb, &s);
+    let cg = cg.unwrap();
+    let stats = cg.stats();
+    assert!(stats.oom_kills >= 1, "{stats:?} {status:?} {out}");
+    assert_eq!(status.signal(), Some("Killed"), "{out}");
+    assert!(stats.peak_memory_bytes <= cg.memory_limit(), "{stats:?}");
+    assert!(stats.peak_memory_bytes > 32 << 20, "{stats:?}");
+    cg.remove();
+}
+
+#[test]
+fn fork_bomb_is_contained_by_pids_max() {
+    let sb = sandbox();
+    let ws = tempfile::tempdir().unwrap();
+    let code = "import os, time\n\
+                n = 0\n\
+                try:\n\
+                \x20   while n < 1000:\n\
+                \x20       if os.fork() == 0:\n\
+                \x20           time.sleep(60); os._exit(0)\n\
+                \x20       n += 1\n\
+                except OSError as e:\n\
+                \x20   print('FORK-FAILED', n, e.errno, flush=True)\n\
+                time.sleep(60)\n";
+    let mut s = spec("forkbomb", 8, ws.path(), code);
+    s.limits.pids = 20;
+    let mut r = start(&sb, &s);
+    r.wait_for("FORK-FAILED");
+    let cg = r.cgroup.take().unwrap();
+    let stats = cg.stats();
+    assert!(stats.pids <= 20 && stats.pids >= 10, "{stats:?}");
+    // The host still forks fine.
+    assert!(std::process::Command::new("/bin/true")
+        .status()
+        .unwrap()
+        .success());
+    cg.kill_all();
+    let status = r.finish();
+    assert!(status.signal().is_some(), "{status:?}");
+    // pids.current drops as the killed tasks are reaped (the helper by us, above).
+    eventually("the cgroup's pids are released", || cg.stats().pids == 0);
+    cg.remove();
+}
+
+#[test]
+fn cpu_spin_hits_rlimit_cpu() {
+    let sb = sandbox();
+    let ws = tempfile::tempdir().unwrap();
+    let mut s = spec("cpu", 9, ws.path(), "while True: pass");
+    s.limits.cpu_secs = 1;
+    let (status, out, cg) = run(&sb, &s);
+    assert_eq!(
+        status.signal(),
+        Some("CPU time limit exceeded"),
+        "{status:?} {out}"
+    );
+    assert!(cg.unwrap().stats().cpu_ms >= 900);
+}
+
+#[test]
+fn kill_all_takes_setsid_double_forked_children_and_remove_cleans_up() {
+    let sb = sandbox();
+    let ws = tempfile::tempdir().unwrap();
+    let marker = unique("campus-daemon-marker");
+    let code = format!(
+        "import os, time\n\
+         if os.fork() == 0:\n\
+         \x20   os.setsid()\n\
+         \x20   if os.fork() == 0:\n\
+         \x20       os.execv('/usr/bin/python3', ['python3', '-c', 'import time; time.sleep(300)', '{marker}'])\n\
+         \x20   os._exit(0)\n\
+         print('PARENT-READY', flush=True)\n\
+         time.sleep(300)\n"
+    );
+    let mut r = start(&sb, &spec("daemon", 10, ws.path(), &code));
+    r.wait_for("PARENT-READY");
+    eventually("the daemon is running", || {
+        !host_pids_with(&marker).is_empty()
+    });
+    let cg = r.cgroup.take().unwrap();
+    let dirs = cg.paths();
+    assert!(dirs.iter().all(|d| d.is_dir()));
+    cg.kill_all();
+    // kill_all returns once the cgroup is empty: nothing with the marker may remain.
+    assert!(
+        host_pids_with(&marker).is_empty(),
+        "daemon survived kill_all"
+    );
+    let status = r.finish();
+    assert_eq!(status.signal(), Some("Killed"), "{status:?}");
+    cg.remove();
+    assert!(dirs.iter().all(|d| !d.exists()), "{dirs:?}");
+}
+
+#[test]
+fn cleanup_stale_removes_leftover_cgroups_and_processes() {
+    let group = unique("campus-stale");
+    let sb = Sandbox::new(config(&group)).unwrap();
+    assert!(sb.isolated());
+    let ws = tempfile::tempdir().unwrap();
+    let marker = unique("campus-stale-marker");
+    let code = format!("import time\nprint('UP', flush=True)\ntime.sleep(300) # {marker}");
+    let mut s = spec("stale", 11, ws.path(), &code);
+    s.argv.push(marker.clone());
+    let mut r = start(&sb, &s);
+    r.wait_for("UP");
+    let cg = r.cgroup.take().unwrap();
+    let dirs = cg.paths();
+    // Simulate a crash: the handle is lost without cleanup.
+    std::mem::forget(cg);
+    assert!(!host_pids_with(&marker).is_empty());
+    let restarted = Sandbox::new(config(&group)).unwrap();
+    assert_eq!(restarted.cleanup_stale(), 1);
+    assert!(dirs.iter().all(|d| !d.exists()), "{dirs:?}");
+    assert!(host_pids_with(&marker).is_empty());
+    r.finish();
+    for d in dirs {
+        let _ = std::fs::remove_dir(d.parent().unwrap());
+    }
+}
+
+#[test]
+fn dev_fallback_runs_with_rlimits_but_without_namespaces() {
+    let sb = Sandbox::new(SandboxConfig {
+        force_fallback: true,
+        ..config("campus-test")
+    })
+    .unwrap();
+    assert!(!sb.isolated());
+    assert!(!sb.report().complete);
+    let ws = tempfile::tempdir().unwrap();
+    let code = "import os, resource, socket\n\
+                print('FSIZE', resource.getrlimit(resource.RLIMIT_FSIZE)[0])\n\
+                print('CPU', resource.getrlimit(resource.RLIMIT_CPU))\n\
+                print('NETNS', os.readlink('/proc/self/ns/net'))\n\
+                print('PIDNS', os.readlink('/proc/self/ns/pid'))\n\
+                print('CWD', os.getcwd())\n\
+                print('ENVKEYS', sorted(os.environ))\n";
+    let s = spec("fallback", 12, ws.path(), code);
+    let prepared = sb.prepare(&s).unwrap();
+    assert!(prepared.cgroup.is_none());
+    // Without a PTY, through std::process (the helper works the same way).
+    let argv = prepared.command.get_argv();
+    let out = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .env_clear()
+        .envs(s.env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains(&format!("FSIZE {}", 10 << 20)), "{text}");
+    assert!(text.contains("CPU (30, 31)"), "{text}");
+    let host_net = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let host_pid = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    assert!(
+        text.contains(&format!("NETNS {}", host_net.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("PIDNS {}", host_pid.display())),
+        "{text}"
+    );
+    let cwd = ws.path().canonicalize().unwrap();
+    assert!(text.contains(&format!("CWD {}", cwd.display())), "{text}");
+    assert!(
+        text.contains("ENVKEYS ['HOME', 'LANG', 'PYTHONUNBUFFERED']"),
+        "{text}"
+    );
+}
+
+#[test]
+fn production_refuses_the_fallback() {
+    let err = Sandbox::new(SandboxConfig {
+        force_fallback: true,
+        production: true,
+        ..config("campus-test")
+    })
+    .unwrap_err();
+    assert!(matches!(err, SandboxError::Incomplete(_)), "{err}");
+}
+
+#[test]
+fn bad_run_ids_and_user_ids_are_refused() {
+    let sb = sandbox();
+    let ws = tempfile::tempdir().unwrap();
+    let mut s = spec("x", 13, ws.path(), "pass");
+    s.run_id = "../../escape".into();
+    assert!(sb.prepare(&s).is_err());
+    let mut s = spec("y", -1, ws.path(), "pass");
+    s.user_id = -(UID_BASE as i64);
+    assert!(sb.prepare(&s).is_err());
+}
