@@ -65,6 +65,8 @@ export async function setup(project: TestProject): Promise<void> {
     CAMPUS_FILE_OPS_PER_MIN: "100000",
     CAMPUS_WS_MESSAGES_PER_MIN: "100000",
     CAMPUS_LOGIN_ATTEMPTS: "1000",
+    // Servers sharing a host need their own cgroup.
+    CAMPUS_CGROUP_GROUP: `campus-e2e-${process.pid}`,
   };
   const add = spawnSync(bin, ["user", "add", "--username", username, "--role", "student", "--password-stdin"], { env, input: password + "\n", encoding: "utf8" });
   if (add.status !== 0) throw new Error(`campus user add failed: ${add.stderr}`);

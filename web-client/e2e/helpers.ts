@@ -44,6 +44,12 @@ export const baseUrl = () => inject("baseUrl");
 /** Log in through the form and wait until the IDE is connected. */
 export async function login(page: Page): Promise<void> {
   await page.goto(baseUrl());
+  await page.locator("#login-username, .ide").first().waitFor();
+  if ((await page.locator(".ide").count()) > 0) {
+    // Already logged in (the session cookie is shared by the pages of a browser).
+    await waitConnected(page);
+    return;
+  }
   await page.locator("#login-username").fill(inject("username"));
   await page.locator("#login-password").fill(inject("password"));
   await page.locator("#login-password").press("Enter");

@@ -13,6 +13,12 @@ export function keySent(): void {
   if (pendingKeyAt === null) pendingKeyAt = performance.now();
 }
 
+/** Output arrived from the server (before xterm parses and paints it). */
+export function outputArrived(): void {
+  if (pendingKeyAt === null) return;
+  performance.measure("campus-key-to-output", { start: pendingKeyAt, end: performance.now() });
+}
+
 /**
  * Output was written to the terminal; after the next frame is painted the
  * keystroke→screen latency is recorded as a `campus-key-to-screen` measure.

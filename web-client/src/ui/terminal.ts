@@ -4,7 +4,7 @@ import { FitAddon } from "@xterm/addon-fit";
 import { Terminal, type ITheme } from "@xterm/xterm";
 import "@xterm/xterm/css/xterm.css";
 import type { Connection } from "../connection";
-import { keySent, outputRendered } from "../perf";
+import { keySent, outputArrived, outputRendered } from "../perf";
 import { currentTheme, onThemeChange, type Theme } from "../theme";
 import { h } from "./dom";
 
@@ -109,6 +109,7 @@ export class TerminalPane {
 
   /** Write program output ending at offset `endSeq`; acked once xterm has processed it. */
   output(bytes: Uint8Array, endSeq: number): void {
+    outputArrived();
     this.term.write(bytes, () => {
       this.conn.consumed(endSeq);
       outputRendered();

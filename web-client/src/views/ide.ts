@@ -20,6 +20,8 @@ import { me } from "../api";
 export interface CampusHooks {
   conn: Connection;
   terminalText(): string;
+  /** Scroll the terminal by `lines` (negative = up); returns the new top line. */
+  terminalScroll(lines: number): { viewportY: number; baseY: number };
   editorText(): string | null;
   activeVersion(): string | null;
   openFile(path: string): Promise<void>;
@@ -182,6 +184,11 @@ export const ideView: View = {
     window.campus = {
       conn,
       terminalText: () => terminal.text(),
+      terminalScroll: (lines) => {
+        terminal.term.scrollLines(lines);
+        const b = terminal.term.buffer.active;
+        return { viewportY: b.viewportY, baseY: b.baseY };
+      },
       editorText: () => editor.activeText(),
       activeVersion: () => editor.activeVersion(),
       openFile: (p) => editor.open(p),
