@@ -66,4 +66,19 @@ describe("conflicts between two pages", () => {
     expect(await b.evaluate(() => window.campus!.editorText())).toContain("from A, 2");
     await b.locator('.tree-item[data-path="shared (my copy).py"]').waitFor();
   });
+
+  it("keeps edits made offline across a page reload and saves them once connected", async () => {
+    await createFile(a, "draft.py", "print('saved')\n");
+    await a.evaluate(() => window.campus!.conn.dropForTest(60_000));
+    await a.locator(".conn-banner:not([hidden])").waitFor();
+    await a.locator(".cm-content").click();
+    await a.keyboard.press("Control+End");
+    await a.keyboard.insertText("print('typed while offline')\n");
+    await expect.poll(() => a.evaluate(() => localStorage.getItem(Object.keys(localStorage).find((k) => k.endsWith(".draft.py"))!))).toContain("typed while offline");
+    await a.reload();
+    await waitConnected(a);
+    await a.locator('.tab[data-path="draft.py"]').waitFor();
+    await expect.poll(() => read(a, "draft.py")).toBe("print('saved')\nprint('typed while offline')\n");
+    await expect.poll(() => a.evaluate(() => Object.keys(localStorage).some((k) => k.endsWith(".draft.py")))).toBe(false);
+  });
 });

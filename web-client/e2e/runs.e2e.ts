@@ -166,7 +166,17 @@ describe("runs", () => {
     const elapsed = Date.now() - started;
     const text = await terminalText(page);
     expect(text).toMatch(/^199999$/m);
-    const long = await page.evaluate(() => (window as unknown as { __long: number[] }).__long);
+    const long = await page.evaluate(() => [...(window as unknown as { __long: number[] }).__long]);
+    // The instrument works: a deliberate 150 ms block is seen as a long task.
+    await page.evaluate(() => {
+      setTimeout(() => {
+        const t = performance.now();
+        while (performance.now() - t < 150) {
+          /* block the main thread in a task of its own */
+        }
+      }, 0);
+    });
+    await expect.poll(() => page.evaluate(() => (window as unknown as { __long: number[] }).__long.length)).toBeGreaterThan(long.length);
     // The terminal is still scrollable after the flood (up 500 lines, then back down).
     await page.evaluate(() => window.campus!.terminalScroll(1_000_000));
     const up = await page.evaluate(() => window.campus!.terminalScroll(-500));
