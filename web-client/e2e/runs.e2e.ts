@@ -134,13 +134,18 @@ describe("runs", () => {
   it("a 200,000-line flood streams while the page stays responsive", async () => {
     await createFile(page, "flood.py", "for i in range(200_000):\n    print(i)\n");
     await page.evaluate(() => {
-      const w = window as unknown as { __long: number[] };
+      const w = window as unknown as { __long: number[]; __longAt: number[] };
       w.__long = [];
+      w.__longAt = [];
       new PerformanceObserver((list) => {
-        for (const e of list.getEntries()) w.__long.push(e.duration);
+        for (const e of list.getEntries()) {
+          w.__long.push(e.duration);
+          w.__longAt.push(e.startTime);
+        }
       }).observe({ type: "longtask" });
     });
     const started = Date.now();
+    const clickedAt = await page.evaluate(() => Math.round(performance.now()));
     await runAction(page, "run");
     await waitRunning(page).catch(() => undefined);
     // While it streams: the page answers and the terminal scrolls.
@@ -167,6 +172,7 @@ describe("runs", () => {
     const text = await terminalText(page);
     expect(text).toMatch(/^199999$/m);
     const long = await page.evaluate(() => [...(window as unknown as { __long: number[] }).__long]);
+    const longAt = await page.evaluate(() => [...(window as unknown as { __longAt: number[] }).__longAt]);
     // The instrument works: a deliberate 150 ms block is seen as a long task.
     await page.evaluate(() => {
       setTimeout(() => {
@@ -188,6 +194,7 @@ describe("runs", () => {
       long_tasks: long.length,
       longest_task_ms: Math.round(Math.max(0, ...long)),
       tasks_over_100ms: long.filter((d) => d > 100).length,
+      long_task_ms_after_click: longAt.map((t, i) => `${Math.round(t - clickedAt)}ms: ${Math.round(long[i])}ms`),
       page_probe_roundtrip_max_ms: Math.max(0, ...probes),
       page_probe_roundtrip_p50_ms: probes.sort((x, y) => x - y)[Math.floor(probes.length / 2)] ?? 0,
     });
