@@ -3,5 +3,6 @@
 //! CLI, log in, open WebSockets, and summarise latencies.
 
 pub mod client;
+pub mod runs;
 pub mod server;
 pub mod stats;

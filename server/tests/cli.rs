@@ -227,3 +227,57 @@ fn unknown_database_scheme_is_a_named_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported database URL scheme"));
 }
+
+#[test]
+fn run_as_user_prints_the_ending_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = user_add(dir.path(), "runner", "student", "runner-password");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created = String::from_utf8_lossy(&out.stdout).to_string();
+    let id: i64 = created
+        .rsplit("id ")
+        .next()
+        .and_then(|s| s.trim().trim_end_matches(')').parse().ok())
+        .unwrap_or_else(|| panic!("{created}"));
+    let ws = dir.path().join("workspaces").join(id.to_string());
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(
+        ws.join("main.py"),
+        "print('six times seven is', 6 * 7)\nraise SystemExit(4)\n",
+    )
+    .unwrap();
+    let json = dir.path().join("ended.json");
+    let out = campus(dir.path())
+        .args(["run", "--as", "runner", "--mode", "script", "--json"])
+        .arg(&json)
+        .arg("main.py")
+        .env("CAMPUS_SANDBOX_HELPER", BIN)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("six times seven is 42"),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    let last = stderr.lines().last().unwrap();
+    let v: serde_json::Value = serde_json::from_str(last).unwrap();
+    assert_eq!(v["reason"], "exited");
+    assert_eq!(v["exit_code"], 4);
+    assert!(v["memory_limit_bytes"].as_u64().unwrap() > 0);
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(file, v);
+    let unknown = campus(dir.path())
+        .args(["run", "--as", "ghost", "main.py"])
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no user named"));
+}

@@ -36,6 +36,25 @@ enum Cmd {
         #[arg(long, default_value_t = 500)]
         back_to_back: usize,
     },
+    /// Runs: run → first output, sandbox overhead vs bare python, REPL expression,
+    /// keystroke echo (1 and `--sessions` active sessions), a 200k-line flood, idle REPL memory.
+    Runs {
+        /// Sequential runs for run → first output.
+        #[arg(long, default_value_t = 40)]
+        runs: usize,
+        /// Keystrokes measured per echo scenario.
+        #[arg(long, default_value_t = 400)]
+        keys: usize,
+        /// Concurrently typing REPL sessions for the loaded echo scenario.
+        #[arg(long, default_value_t = 50)]
+        sessions: usize,
+        /// Lines printed by the flood.
+        #[arg(long, default_value_t = 200_000)]
+        flood_lines: usize,
+        /// Idle REPL sessions for the memory figure.
+        #[arg(long, default_value_t = 20)]
+        idle_repls: usize,
+    },
 }
 
 const PASSWORD: &str = "bench-password-1";
@@ -50,6 +69,23 @@ async fn main() -> anyhow::Result<()> {
             duration_secs,
             back_to_back,
         } => files(users, interval_ms, duration_secs, back_to_back, cli.json).await,
+        Cmd::Runs {
+            runs: n,
+            keys,
+            sessions,
+            flood_lines,
+            idle_repls,
+        } => {
+            campus_bench::runs::bench(campus_bench::runs::Params {
+                runs: n,
+                keys,
+                sessions,
+                flood_lines,
+                idle_repls,
+                json: cli.json,
+            })
+            .await
+        }
     }
 }
 

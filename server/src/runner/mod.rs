@@ -23,8 +23,9 @@
 //! session while keystroke echo is not delayed.
 //!
 //! # Flow control
-//! Each connection acknowledges (`ack {seq}`: the offset it has consumed up
-//! to). When the slowest attached connection has `high_water_bytes` (100 KB)
+//! Each connection must acknowledge (`ack {seq}`: the offset it has consumed
+//! up to; a connection that never acks holds its own user's program at the
+//! high-water mark, nobody else's). When the slowest attached connection has `high_water_bytes` (100 KB)
 //! unacknowledged, the session stops reading the PTY (the program blocks on
 //! write) until that drops to `low_water_bytes` (32 KB). A connection whose
 //! event channel is full is dropped from the session (its channel closes; it

@@ -281,8 +281,8 @@ impl Conn {
                         id,
                         path,
                         mode,
-                        cols.unwrap_or(80),
-                        rows.unwrap_or(24),
+                        cols.unwrap_or(0),
+                        rows.unwrap_or(0),
                     )
                     .await?;
                 // `run_started` (carrying `id`) arrives through the session events.

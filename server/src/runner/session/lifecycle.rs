@@ -31,7 +31,9 @@ impl Session {
         // No process of a run outlives it; the zombie still holds the group id.
         run.kill_tree();
         run.reap = None;
-        run.writer = None;
+        // The writer stays until the run is finished: dropping portable-pty's
+        // writer types a newline + EOF into the PTY, whose echo would show up
+        // as stray output while we still read.
         if self.io.reader.is_none() {
             self.finish_run().await;
         }
@@ -58,7 +60,6 @@ impl Session {
         }
         run.kill_tree();
         run.reap = None;
-        run.writer = None;
         // Every process is dead, so what is left is bounded by the PTY buffer:
         // read it regardless of flow control.
         while let Some(rx) = self.io.reader.as_mut() {

@@ -140,8 +140,9 @@ impl Session {
             let flush_at = (!self.pending.is_empty())
                 .then(|| self.last_flush + self.shared.cfg.frame_interval);
             let wake_at = self.next_wake(now);
+            // Not biased: a program flooding output must not starve `stop`,
+            // and a client flooding commands must not starve output.
             tokio::select! {
-                biased;
                 _ = token.cancelled() => {
                     if self.run.is_some() {
                         self.end_run(Some(EndReason::ServerShutdown)).await;
