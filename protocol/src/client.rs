@@ -8,6 +8,8 @@ use crate::types::{Encoding, RunMode};
 
 /// A message from client to server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(optional_fields))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMsg {
     /// Application-level ping; answered with `pong`.

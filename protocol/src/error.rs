@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// Machine-readable reason for a refusal. Documented in `docs/protocol.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The message could not be parsed or has invalid fields.

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// A user's role; decides what the authorization layer allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Edits and runs code in their own workspace.
@@ -47,6 +48,7 @@ impl std::fmt::Display for Role {
 
 /// The public view of a user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct UserInfo {
     /// Database id.
     pub id: i64,
@@ -58,6 +60,7 @@ pub struct UserInfo {
 
 /// Limits in force for this connection, announced in `hello`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Limits {
     /// WebSocket messages a connection may send per minute.
     pub ws_messages_per_min: u32,
@@ -85,6 +88,7 @@ pub struct Limits {
 
 /// What kind of filesystem entry this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum EntryKind {
     /// A regular file.
@@ -97,6 +101,8 @@ pub enum EntryKind {
 
 /// One entry of a listing or a `stat` reply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(optional_fields))]
 pub struct FileEntry {
     /// Path relative to the workspace root, `/`-separated, no leading slash.
     pub path: String,
@@ -116,6 +122,7 @@ pub struct FileEntry {
 
 /// How `content` of a file message is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Encoding {
     /// The content is the file's bytes as a UTF-8 string.
@@ -127,6 +134,7 @@ pub enum Encoding {
 
 /// One kept earlier version of a file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct VersionInfo {
     /// Id to pass to `restore_version` / `read_version`.
     pub version: String,
@@ -138,6 +146,7 @@ pub struct VersionInfo {
 
 /// One deleted entry in the trash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct TrashItem {
     /// Id to pass to `trash_restore`.
     pub trash_id: String,
@@ -155,6 +164,7 @@ pub struct TrashItem {
 
 /// What happened to a path, in a `file_changed` event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeKind {
     /// Content written (created or updated).
@@ -173,6 +183,7 @@ pub enum ChangeKind {
 
 /// How a run is executed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum RunMode {
     /// Run the script; the run ends when it ends.
@@ -196,6 +207,7 @@ impl RunMode {
 
 /// Which phase a hybrid run is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// The script is running.
@@ -206,6 +218,7 @@ pub enum Phase {
 
 /// Why a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum EndReason {
     /// The program exited by itself with `exit_code`.
@@ -253,6 +266,8 @@ impl EndReason {
 
 /// The full record of how a run ended (also what `campus run` prints).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(optional_fields))]
 pub struct RunEnded {
     /// Run id.
     pub run_id: String,

@@ -1,0 +1,42 @@
+// Entry point: find out who is logged in, then route to their view.
+import { me } from "./api";
+import { Router, type View } from "./router";
+import "./styles.css";
+import { loginView } from "./views/login";
+
+/** A view loaded on first use, so the login page does not download the IDE. */
+function lazy(roles: View["roles"], load: () => Promise<View>): View {
+  return {
+    roles,
+    mount(ctx) {
+      let cleanup: (() => void) | null = null;
+      let left = false;
+      load().then(
+        (v) => {
+          if (!left) cleanup = v.mount(ctx);
+        },
+        (e) => {
+          ctx.root.textContent = `Could not load the page (${String(e)}). Reload to try again.`;
+        },
+      );
+      return () => {
+        left = true;
+        cleanup?.();
+      };
+    },
+  };
+}
+
+const root = document.getElementById("app")!;
+// Professor and admin screens register here as further views; until they
+// exist every role gets the workspace IDE.
+const router = new Router(root, () => "ide")
+  .register("login", loginView)
+  .register("ide", lazy(["student", "professor", "admin"], () => import("./views/ide").then((m) => m.ideView)));
+
+me()
+  .catch(() => null)
+  .then((user) => {
+    router.user = user;
+    router.resolve();
+  });

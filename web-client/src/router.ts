@@ -1,0 +1,74 @@
+// A small view router: each role's screens are views mounted into #app.
+// Professor and admin screens slot in by registering more views.
+import type { UserInfo } from "./protocol";
+
+/** What a view gets when mounted. */
+export interface ViewContext {
+  root: HTMLElement;
+  user: UserInfo | null;
+  navigate(view: string): void;
+  /** Called by views after login/logout so the router re-resolves the user. */
+  refreshUser(user: UserInfo | null): void;
+}
+
+/** A screen. `mount` returns the cleanup to run when leaving it. */
+export interface View {
+  /** Roles allowed to see it; empty = anyone (the login view). */
+  roles: UserInfo["role"][];
+  mount(ctx: ViewContext): () => void;
+}
+
+/** Routes views by `#/name`, with the user's default view when the hash is empty. */
+export class Router {
+  private views = new Map<string, View>();
+  private unmount: (() => void) | null = null;
+  private current: string | null = null;
+  user: UserInfo | null = null;
+
+  constructor(
+    private readonly root: HTMLElement,
+    private readonly defaultView: (u: UserInfo) => string,
+  ) {
+    window.addEventListener("hashchange", () => this.resolve());
+  }
+
+  /** Register a view under a name. */
+  register(name: string, view: View): this {
+    this.views.set(name, view);
+    return this;
+  }
+
+  /** Go to a view (updates the hash). */
+  navigate(name: string): void {
+    if (location.hash !== `#/${name}`) location.hash = `#/${name}`;
+    else this.resolve();
+  }
+
+  /** Show the view the hash and the user's role allow. */
+  resolve(): void {
+    let name = location.hash.replace(/^#\/?/, "") || "";
+    if (!this.user) name = "login";
+    else if (!name || name === "login") name = this.defaultView(this.user);
+    const view = this.views.get(name);
+    if (!view || (view.roles.length > 0 && (!this.user || !view.roles.includes(this.user.role)))) {
+      name = this.user ? this.defaultView(this.user) : "login";
+    }
+    if (name === this.current) return;
+    this.unmount?.();
+    this.unmount = null;
+    this.current = name;
+    this.root.replaceChildren();
+    const v = this.views.get(name);
+    if (!v) return;
+    this.unmount = v.mount({
+      root: this.root,
+      user: this.user,
+      navigate: (n) => this.navigate(n),
+      refreshUser: (u) => {
+        this.user = u;
+        this.current = null;
+        this.navigate(u ? this.defaultView(u) : "login");
+      },
+    });
+  }
+}

@@ -1,0 +1,59 @@
+// The login screen.
+import { login } from "../api";
+import { describeRefusal, retryText } from "../describe";
+import { CampusError } from "../protocol";
+import type { View } from "../router";
+import { h } from "../ui/dom";
+
+/** Username/password form; on success the router shows the user's view. */
+export const loginView: View = {
+  roles: [],
+  mount(ctx) {
+    const user = h("input#login-username", { name: "username", autocomplete: "username", required: true, autofocus: true });
+    const pass = h("input#login-password", { name: "password", type: "password", autocomplete: "current-password", required: true });
+    const submit = h("button.primary", { type: "submit" }, "Log in");
+    const error = h("p.login-error", { role: "alert" });
+    let timer: ReturnType<typeof setInterval> | null = null;
+    const form = h(
+      "form.login-card",
+      { "aria-labelledby": "login-title" },
+      h("h1#login-title", null, "Campus"),
+      h("p.muted", null, "Log in to your workspace."),
+      h("label", { for: "login-username" }, "Username"),
+      user,
+      h("label", { for: "login-password" }, "Password"),
+      pass,
+      submit,
+      error,
+    );
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      submit.disabled = true;
+      error.textContent = "";
+      if (timer) clearInterval(timer);
+      try {
+        const u = await login(user.value.trim(), pass.value);
+        ctx.refreshUser(u);
+      } catch (err) {
+        const ce = err instanceof CampusError ? err : new CampusError("internal", String(err));
+        const base = ce.code === "unauthorized" ? "Wrong username or password." : describeRefusal(ce.code, ce.message);
+        if (ce.retryAfterMs) {
+          const until = Date.now() + ce.retryAfterMs;
+          const tick = () => {
+            error.textContent = `${base} ${retryText(until - Date.now())}`;
+          };
+          tick();
+          timer = setInterval(tick, 500);
+        } else error.textContent = base;
+        pass.select();
+      } finally {
+        submit.disabled = false;
+      }
+    });
+    ctx.root.append(h("main.login-page", null, form));
+    user.focus();
+    return () => {
+      if (timer) clearInterval(timer);
+    };
+  },
+};

@@ -1,0 +1,74 @@
+// Typed file operations over the connection (one request, one reply each).
+import type { Connection } from "./connection";
+import { expectMsg, type FileEntry, type ServerMsgOf, type TrashItem, type VersionInfo } from "./protocol";
+
+/** The student's workspace, as seen through the WebSocket. */
+export class WorkspaceApi {
+  constructor(private readonly conn: Connection) {}
+
+  /** Every entry, recursively. */
+  async listAll(): Promise<FileEntry[]> {
+    return expectMsg(await this.conn.request({ type: "list", path: "", recursive: true }), "listing").entries;
+  }
+
+  /** Read a file. */
+  async read(path: string): Promise<ServerMsgOf<"file">> {
+    return expectMsg(await this.conn.request({ type: "read", path }), "file");
+  }
+
+  /** Write text; `baseVersion` null = create only. */
+  async write(path: string, content: string, baseVersion: string | null): Promise<{ version: string }> {
+    const req = { type: "write" as const, path, content, encoding: "utf8" as const };
+    const msg = await this.conn.request(baseVersion === null ? req : { ...req, base_version: baseVersion });
+    return expectMsg(msg, "written");
+  }
+
+  /** Create a folder. */
+  async mkdir(path: string): Promise<FileEntry> {
+    return expectMsg(await this.conn.request({ type: "mkdir", path }), "entry").entry;
+  }
+
+  /** Rename or move. */
+  async rename(from: string, to: string): Promise<FileEntry> {
+    return expectMsg(await this.conn.request({ type: "rename", from, to, overwrite: false }), "entry").entry;
+  }
+
+  /** Move to the trash. */
+  async delete(path: string): Promise<string> {
+    return expectMsg(await this.conn.request({ type: "delete", path }), "deleted").trash_id;
+  }
+
+  /** Kept versions, newest first. */
+  async versions(path: string): Promise<VersionInfo[]> {
+    return expectMsg(await this.conn.request({ type: "list_versions", path }), "versions").versions;
+  }
+
+  /** One earlier version's content. */
+  async readVersion(path: string, version: string): Promise<ServerMsgOf<"file">> {
+    return expectMsg(await this.conn.request({ type: "read_version", path, version }), "file");
+  }
+
+  /** Make an earlier version current. */
+  async restoreVersion(path: string, version: string): Promise<ServerMsgOf<"written">> {
+    return expectMsg(await this.conn.request({ type: "restore_version", path, version }), "written");
+  }
+
+  /** The trash. */
+  async trash(): Promise<TrashItem[]> {
+    return expectMsg(await this.conn.request({ type: "trash_list" }), "trash").items;
+  }
+
+  /** Restore a trash item. */
+  async restoreTrash(trashId: string): Promise<FileEntry> {
+    return expectMsg(await this.conn.request({ type: "trash_restore", trash_id: trashId }), "entry").entry;
+  }
+}
+
+/** Decode the content of a `file` reply to text (base64 content is decoded as UTF-8 with replacement). */
+export function fileText(f: ServerMsgOf<"file">): string {
+  if (f.encoding === "utf8") return f.content;
+  const bin = atob(f.content);
+  const bytes = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+  return new TextDecoder().decode(bytes);
+}
