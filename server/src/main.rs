@@ -44,7 +44,19 @@ enum SandboxCommand {
     Check(RunLimitArgs),
 }
 
+/// Large allocations (argon2 uses 19 MiB per hash) go straight to mmap and back
+/// to the OS when freed. Without this, glibc's adaptive threshold moves them
+/// into per-thread arenas that keep the memory after a login storm.
+#[allow(unsafe_code)]
+fn tune_allocator() {
+    // SAFETY: mallopt only adjusts allocator parameters; called once before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
 fn main() {
+    tune_allocator();
     let cli = Cli::parse();
     let code = match cli.command {
         // The helper must not start a tokio runtime: it forks and execs.

@@ -232,6 +232,9 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
     let shutdown = CancellationToken::new();
     let state: SharedState = Arc::new(AppState {
         limits: limits(&args),
+        hash_slots: tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+        ),
         login_limiter: LoginLimiter::new(
             args.login_attempts,
             Duration::from_secs(args.login_window_secs),
@@ -302,21 +305,54 @@ async fn drain(state: &SharedState) {
     tracing::info!("shutdown complete");
 }
 
-/// Periodic upkeep: forget idle rate-limiter keys.
+/// Periodic upkeep: forget idle rate-limiter keys; purge trash past its
+/// retention (7 days) in every workspace, once an hour.
 fn spawn_housekeeping(state: &SharedState) {
     let st = state.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
+        let mut minutes = 0u64;
         loop {
             tokio::select! {
                 _ = st.shutdown.cancelled() => break,
                 _ = tick.tick() => {
                     st.login_limiter.shrink();
                     st.file_ops.shrink();
+                    if minutes % 60 == 0 {
+                        let dir = st.cfg.storage.workspaces_dir();
+                        let files = Arc::clone(&st.files);
+                        let purged = tokio::task::spawn_blocking(move || purge_trash(&dir, &files)).await;
+                        if let Ok(n) = purged {
+                            if n > 0 {
+                                tracing::info!(purged = n, "purged expired trash");
+                            }
+                        }
+                    }
+                    minutes += 1;
                 }
             }
         }
     });
+}
+
+/// Purge expired trash of every workspace under `dir`; returns items removed.
+fn purge_trash(dir: &Path, files: &FileService) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let now = std::time::SystemTime::now();
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i64>().ok()))
+        .filter_map(|owner| files.workspace(owner).ok())
+        .map(|ws| match ws.purge_expired(now) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "trash purge failed");
+                0
+            }
+        })
+        .sum()
 }
 
 /// Run until `signal` resolves, then shut down gracefully.

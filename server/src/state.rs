@@ -30,6 +30,9 @@ pub struct AppState {
     pub keys: TokenKeys,
     /// Login brute-force limiter.
     pub login_limiter: LoginLimiter,
+    /// Concurrent password hashes (each costs 19 MiB and a core for ~20 ms):
+    /// a login storm queues here instead of exhausting memory.
+    pub hash_slots: tokio::sync::Semaphore,
     /// File operations per user (WebSocket and HTTP share it).
     pub file_ops: KeyedLimiter,
     /// Live connections per user.

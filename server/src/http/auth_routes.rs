@@ -67,6 +67,11 @@ pub async fn login(
         .map(|u| u.password_hash.clone())
         .unwrap_or_else(|| password::dummy_hash().to_string());
     let pw = req.password.clone();
+    let _slot = state
+        .hash_slots
+        .acquire()
+        .await
+        .map_err(AppError::internal)?;
     let ok = tokio::task::spawn_blocking(move || password::verify(&pw, &hash))
         .await
         .map_err(AppError::internal)?;
