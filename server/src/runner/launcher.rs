@@ -80,6 +80,9 @@ pub(crate) fn argv(python: &Path, mode: RunMode, path: &str) -> Vec<String> {
 }
 
 /// The complete environment of a run: nothing of the server's is inherited.
+/// No `PYTHONUNBUFFERED`: on the PTY stdout is line-buffered, exactly as in a
+/// terminal (`input()` flushes its prompt), and a printing loop costs one
+/// write per line instead of two (200k lines: 0.65 s instead of 1.1 s here).
 pub(crate) fn env() -> Vec<(String, String)> {
     [
         ("PATH", "/usr/local/bin:/usr/bin:/bin"),
@@ -87,7 +90,6 @@ pub(crate) fn env() -> Vec<(String, String)> {
         ("LANG", "C.UTF-8"),
         ("LC_ALL", "C.UTF-8"),
         ("TERM", "xterm-256color"),
-        ("PYTHONUNBUFFERED", "1"),
         ("PYTHONDONTWRITEBYTECODE", "1"),
         ("PYTHONIOENCODING", "utf-8"),
     ]
