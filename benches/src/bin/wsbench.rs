@@ -115,31 +115,15 @@ async fn files(
     let mut version = None;
     let (mut b2b_save, mut b2b_read) = (Vec::new(), Vec::new());
     for i in 0..back_to_back {
-        let id = c.id();
-        let msg = ClientMsg::Write {
-            id: Some(id),
-            path: "b2b.py".into(),
-            content: format!("{i:08}{}", &content[8..]),
-            encoding: Encoding::Utf8,
-            base_version: version.clone(),
-        };
-        let t = Instant::now();
-        match c.request(id, &msg).await? {
-            ServerMsg::Written { version: v, .. } => version = Some(v),
-            other => anyhow::bail!("save failed: {other:?}"),
-        }
-        b2b_save.push(t.elapsed());
-        let id = c.id();
-        let t = Instant::now();
-        c.request(
-            id,
-            &ClientMsg::Read {
-                id: Some(id),
-                path: "b2b.py".into(),
-            },
+        let (save, read) = save_and_read(
+            &mut c,
+            "b2b.py",
+            format!("{i:08}{}", &content[8..]),
+            &mut version,
         )
         .await?;
-        b2b_read.push(t.elapsed());
+        b2b_save.push(save);
+        b2b_read.push(read);
     }
     c.close().await;
 
@@ -160,31 +144,10 @@ async fn files(
             while next < end {
                 tokio::time::sleep_until(next.into()).await;
                 next += Duration::from_millis(interval_ms);
-                let id = c.id();
-                let msg = ClientMsg::Write {
-                    id: Some(id),
-                    path: "main.py".into(),
-                    content: content.clone(),
-                    encoding: Encoding::Utf8,
-                    base_version: version.clone(),
-                };
-                let t = Instant::now();
-                match c.request(id, &msg).await? {
-                    ServerMsg::Written { version: v, .. } => version = Some(v),
-                    other => anyhow::bail!("save failed: {other:?}"),
-                }
-                saves.push(t.elapsed());
-                let id = c.id();
-                let t = Instant::now();
-                c.request(
-                    id,
-                    &ClientMsg::Read {
-                        id: Some(id),
-                        path: "main.py".into(),
-                    },
-                )
-                .await?;
-                reads.push(t.elapsed());
+                let (save, read) =
+                    save_and_read(&mut c, "main.py", content.clone(), &mut version).await?;
+                saves.push(save);
+                reads.push(read);
             }
             c.close().await;
             anyhow::Ok((saves, reads))
@@ -224,4 +187,38 @@ async fn files(
         std::fs::write(path, serde_json::to_string_pretty(&v)?)?;
     }
     Ok(())
+}
+
+/// Save `content` (carrying the last version) and read it back; returns both latencies.
+async fn save_and_read(
+    c: &mut Client,
+    path: &str,
+    content: String,
+    version: &mut Option<String>,
+) -> anyhow::Result<(Duration, Duration)> {
+    let id = c.id();
+    let msg = ClientMsg::Write {
+        id: Some(id),
+        path: path.into(),
+        content,
+        encoding: Encoding::Utf8,
+        base_version: version.clone(),
+    };
+    let t = Instant::now();
+    match c.request(id, &msg).await? {
+        ServerMsg::Written { version: v, .. } => *version = Some(v),
+        other => anyhow::bail!("save failed: {other:?}"),
+    }
+    let save = t.elapsed();
+    let id = c.id();
+    let t = Instant::now();
+    c.request(
+        id,
+        &ClientMsg::Read {
+            id: Some(id),
+            path: path.into(),
+        },
+    )
+    .await?;
+    Ok((save, t.elapsed()))
 }
