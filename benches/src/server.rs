@@ -89,7 +89,7 @@ impl ServerProcess {
 
     /// Create users through the CLI (same data dir), all with `password`.
     pub fn add_users(&self, names: &[String], password: &str) -> anyhow::Result<()> {
-        add_users(&self.bin, self.data_dir.path(), names, password)
+        add_users_parallel(&self.bin, self.data_dir.path(), names, password, 4)
     }
 }
 
@@ -163,4 +163,44 @@ pub fn proc_sample(pid: u32) -> Option<(u64, usize, u64)> {
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
     Some((rss_kb * 1024, fds, ticks))
+}
+
+/// Create users through `campus user add`, `parallel` processes at a time
+/// (each one pays an argon2 hash, so one at a time is slow for hundreds).
+pub fn add_users_parallel(
+    bin: &Path,
+    data_dir: &Path,
+    names: &[String],
+    password: &str,
+    parallel: usize,
+) -> anyhow::Result<()> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let first_error: std::sync::Mutex<Option<anyhow::Error>> = std::sync::Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..parallel.clamp(1, 64) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(name) = names.get(i) else { break };
+                if let Err(e) = add_users(bin, data_dir, std::slice::from_ref(name), password) {
+                    if let Ok(mut g) = first_error.lock() {
+                        g.get_or_insert(e);
+                    }
+                    break;
+                }
+            });
+        }
+    });
+    match first_error.into_inner() {
+        Ok(Some(e)) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Raise this process's soft open-files limit to its hard limit and return the
+/// new soft limit. Children (the `campus serve` we start) inherit it.
+pub fn raise_nofile_limit() -> anyhow::Result<u64> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (_soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    Ok(hard)
 }
