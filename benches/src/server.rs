@@ -16,6 +16,8 @@ pub struct ServerProcess {
     pub data_dir: tempfile::TempDir,
     /// The binary.
     pub bin: PathBuf,
+    /// The cgroup parent group name the server's runs live under.
+    cgroup_group: Option<String>,
 }
 
 /// The release `campus` binary next to this benchmark's own executable, or `CAMPUS_BIN`.
@@ -45,12 +47,16 @@ impl ServerProcess {
         let bin = campus_bin()?;
         let data_dir = tempfile::tempdir()?;
         let port = free_port()?;
+        let group = env
+            .iter()
+            .find(|(k, _)| *k == "CAMPUS_CGROUP_GROUP")
+            .map_or_else(|| format!("campus-bench-{port}"), |(_, v)| v.clone());
         let mut cmd = Command::new(&bin);
         cmd.arg("serve")
             .env("CAMPUS_LISTEN", format!("127.0.0.1:{port}"))
             .env("CAMPUS_DATA_DIR", data_dir.path())
             .env("CAMPUS_LOG", "warn")
-            .env("CAMPUS_CGROUP_GROUP", format!("campus-bench-{port}"))
+            .env("CAMPUS_CGROUP_GROUP", &group)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         for (k, v) in env {
@@ -65,6 +71,7 @@ impl ServerProcess {
             url,
             data_dir,
             bin,
+            cgroup_group: Some(group),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         let http = reqwest::Client::new();
@@ -136,14 +143,29 @@ impl Drop for ServerProcess {
             .arg(self.child.id().to_string())
             .status();
         let deadline = Instant::now() + Duration::from_secs(10);
+        let mut exited = false;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+                exited = true;
+                break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if !exited {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        // The server leaves its (now empty) cgroup parent behind; remove ours.
+        if let Some(group) = &self.cgroup_group {
+            for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+                if let Ok(ctrls) = std::fs::read_dir(root) {
+                    for c in ctrls.flatten() {
+                        let _ = std::fs::remove_dir(c.path().join(group));
+                    }
+                }
+                let _ = std::fs::remove_dir(Path::new(root).join(group));
+            }
+        }
     }
 }
 

@@ -20,7 +20,7 @@ use campus_bench::load::report::{self, Report};
 use campus_bench::load::setup::{Target, TargetOptions};
 use campus_bench::load::student::{self, Spec};
 use campus_bench::load::{parse_duration, sampler, Op, Recorder};
-use campus_bench::server::raise_nofile_limit;
+use campus_bench::server::{proc_sample, raise_nofile_limit};
 use clap::Parser;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -174,6 +174,8 @@ async fn class(cli: &Cli, target: &mut Target, n: usize) -> anyhow::Result<Repor
     let stop = CancellationToken::new();
     let samples = sampler::spawn(target.pid, stop.clone());
     let loadavg_start = sampler::loadavg();
+    let my_cpu = || proc_sample(std::process::id()).map_or(0, |s| s.2);
+    let (my_cpu_start, wall_start) = (my_cpu(), std::time::Instant::now());
     let stagger = cli
         .stagger
         .unwrap_or_else(|| (cli.duration / 4).min(Duration::from_secs(10)));
@@ -223,6 +225,8 @@ async fn class(cli: &Cli, target: &mut Target, n: usize) -> anyhow::Result<Repor
         server: report::server(&samples),
         unexpected_errors: rec.unexpected.load(Ordering::Relaxed),
         intended: rec.intended.load(Ordering::Relaxed),
+        // /proc CPU times are in USER_HZ = 100 ticks per second.
+        loadgen_cpu_pct: (my_cpu() - my_cpu_start) as f64 / wall_start.elapsed().as_secs_f64(),
         loadavg_start,
         loadavg_end: sampler::loadavg(),
         timeline: report::timeline(&samples),

@@ -66,6 +66,8 @@ pub struct Report {
     pub unexpected_errors: u64,
     /// Intended outcomes (limits hit on purpose), also listed in `errors` with ` (intended)`.
     pub intended: u64,
+    /// CPU used by the load generator itself, percent of one core (it shares the machine).
+    pub loadgen_cpu_pct: f64,
     /// Load averages (1, 5, 15 min) before and after.
     pub loadavg_start: [f64; 3],
     /// Load averages after.
@@ -177,8 +179,8 @@ pub fn table(r: &Report) -> String {
         s.rss_mb_start, s.rss_mb_end, s.rss_mb_max, s.rss_mb_slope_per_min, s.fds_start, s.fds_end, s.fds_max, s.cpu_pct_mean, s.machine_busy_pct_mean
     ));
     out.push_str(&format!(
-        "load average start {:?}, end {:?}\nunexpected errors: {}, intended: {}\n",
-        r.loadavg_start, r.loadavg_end, r.unexpected_errors, r.intended
+        "load generator CPU {:.0}% of a core; load average start {:?}, end {:?}\nunexpected errors: {}, intended: {}\n",
+        r.loadgen_cpu_pct, r.loadavg_start, r.loadavg_end, r.unexpected_errors, r.intended
     ));
     out
 }

@@ -13,14 +13,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use campus_protocol::{
-    ClientMsg, Encoding, EndReason, ErrorCode, Phase, RunEnded, RunMode, ServerMsg,
-};
+use campus_protocol::{ClientMsg, Encoding, ErrorCode, Phase, ServerMsg};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+mod runs;
+
+use self::runs::{Run, RunKind, SETUP_FILES};
 use super::{connect_error_code, Op, Recorder};
 use crate::client::{Client, Event};
 
@@ -74,32 +75,6 @@ pub struct Spec {
     pub seed: u64,
 }
 
-const ASK_PY: &str = "name = input(\"What is your name? \")\nprint(f\"Hello, {name}!\")\nscores = [3, 1, 4, 1, 5, 9, 2, 6]\n";
-const TICKER_PY: &str = "import time\nfor i in range(60):\n    print(f\"tick {i:02d} \" + \".\" * 60, flush=True)\n    time.sleep(0.05)\n";
-const CPU_PY: &str = "print(\"burning CPU\", flush=True)\nwhile True:\n    pass\n";
-const MEM_PY: &str = "print(\"allocating\", flush=True)\nchunks = []\nwhile True:\n    chunks.append(b\"x\" * (8 << 20))\n";
-/// Files written when the student connects the first time.
-const SETUP_FILES: [(&str, &str); 4] = [
-    ("ask.py", ASK_PY),
-    ("ticker.py", TICKER_PY),
-    ("hog_cpu.py", CPU_PY),
-    ("hog_mem.py", MEM_PY),
-];
-/// What the student types into the REPL, one cycle's burst each.
-const BURSTS: [[&str; 2]; 3] = [
-    ["x = 6 * 7", "print(x, name)"],
-    ["total = sum(scores)", "total / len(scores)"],
-    ["name.upper()", "sorted(scores)[-3:]"],
-];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RunKind {
-    Cycle,
-    Ticker,
-    Cpu,
-    Mem,
-}
-
 /// A request waiting for its reply.
 enum Pending {
     Setup { path: &'static str },
@@ -108,33 +83,6 @@ enum Pending {
     SaveReread { t0: Instant },
     Run,
     Attach,
-}
-
-struct Typing {
-    lines: [&'static str; 2],
-    line: usize,
-    col: usize,
-    /// The keystroke whose echo we wait for, and when it was sent.
-    echo: Option<(char, Instant)>,
-    next_key: Instant,
-    /// `\r` sent; waiting for the next prompt.
-    wait_prompt: bool,
-    done: bool,
-}
-
-struct Run {
-    kind: RunKind,
-    t0: Instant,
-    first_output: bool,
-    /// Recent output as text (bounded), for prompts.
-    text: String,
-    answered: bool,
-    repl: bool,
-    typing: Option<Typing>,
-    deadline: Instant,
-    stopping: bool,
-    /// Ticker: when to drop the connection.
-    drop_at: Option<Instant>,
 }
 
 struct Student {
@@ -164,12 +112,12 @@ struct Student {
 pub async fn run(spec: Spec, rec: Arc<Recorder>, cancel: CancellationToken) {
     let mut rng = StdRng::seed_from_u64(spec.seed);
     let s = spec.start;
-    let mut jit = |period: Duration| s + period.mul_f64(rng.gen_range(0.05..1.0));
+    // First occurrences: spread over one period, but within the first half of a
+    // short test (the CI smoke run lasts 10 s and must still exercise every kind).
+    let half = spec.end.saturating_duration_since(s) / 2;
+    let mut jit = |period: Duration| s + period.min(half).mul_f64(rng.gen_range(0.05..1.0));
     let (next_save, next_cycle) = (jit(SAVE_EVERY), jit(CYCLE_EVERY));
-    let (next_heavy, next_reattach) = (
-        jit(HEAVY_EVERY / 2) + Duration::from_secs(5),
-        jit(REATTACH_EVERY / 2) + Duration::from_secs(5),
-    );
+    let (next_heavy, next_reattach) = (jit(HEAVY_EVERY / 2), jit(REATTACH_EVERY / 2));
     let mut st = Student {
         rng: StdRng::seed_from_u64(spec.seed ^ 0x5eed),
         reconnect_at: Some(spec.start),
@@ -550,156 +498,7 @@ impl Student {
         }
     }
 
-    fn run_ended(&mut self, e: &RunEnded) {
-        let Some(run) = self.run.as_ref() else { return };
-        let (kind, stopping, first) = (run.kind, run.stopping, run.first_output);
-        self.end_run_locally();
-        let expected = match kind {
-            RunKind::Cpu => EndReason::CpuLimit,
-            RunKind::Mem => EndReason::MemoryLimit,
-            RunKind::Cycle | RunKind::Ticker => EndReason::Exited,
-        };
-        if stopping {
-            return; // already counted as run_stuck, or the test ended
-        }
-        if e.reason == expected && e.exit_code.unwrap_or(0) == 0 {
-            if matches!(kind, RunKind::Cpu | RunKind::Mem) {
-                self.rec.intended(Op::RunFirstOutput, e.reason.as_str());
-            }
-        } else if e.reason == EndReason::Exited {
-            self.rec.error(
-                Op::RunFirstOutput,
-                &format!("exit_{}", e.exit_code.unwrap_or(-1)),
-            );
-        } else {
-            self.rec
-                .error(Op::RunFirstOutput, &format!("ended_{}", e.reason.as_str()));
-        }
-        if !first {
-            self.rec.error(Op::RunFirstOutput, "no_output");
-        }
-    }
-
-    async fn start_run(&mut self, kind: RunKind, now: Instant) {
-        let (path, mode, limit) = match kind {
-            RunKind::Cycle => ("ask.py", RunMode::Hybrid, 60),
-            RunKind::Ticker => ("ticker.py", RunMode::Script, 30),
-            RunKind::Cpu => ("hog_cpu.py", RunMode::Script, 180),
-            RunKind::Mem => ("hog_mem.py", RunMode::Script, 60),
-        };
-        self.run = Some(Run {
-            kind,
-            t0: now,
-            first_output: false,
-            text: String::new(),
-            answered: false,
-            repl: false,
-            typing: None,
-            deadline: now + Duration::from_secs(limit),
-            stopping: false,
-            drop_at: None,
-        });
-        self.rec.runs_live.fetch_add(1, Ordering::Relaxed);
-        self.request(Pending::Run, |id| ClientMsg::Run {
-            id: Some(id),
-            path: path.into(),
-            mode,
-            cols: Some(100),
-            rows: Some(30),
-        })
-        .await;
-    }
-
-    /// Answer prompts and type, as the output so far allows.
-    async fn advance_run(&mut self, now: Instant) {
-        let Some(run) = self.run.as_mut() else { return };
-        if run.kind != RunKind::Cycle || run.stopping {
-            return;
-        }
-        if !run.answered {
-            if run.text.contains("name? ") {
-                run.answered = true;
-                run.text.clear();
-                let data = format!("Student{}\r", self.spec.index);
-                self.send(ClientMsg::Input { id: None, data }).await;
-            }
-            return;
-        }
-        if run.typing.is_none() {
-            if run.repl && run.text.contains(">>> ") {
-                run.text.clear();
-                let lines = BURSTS[self.cycles % BURSTS.len()];
-                self.cycles += 1;
-                let think = self.rng.gen_range(300..800);
-                if let Some(run) = self.run.as_mut() {
-                    run.typing = Some(Typing {
-                        lines,
-                        line: 0,
-                        col: 0,
-                        echo: None,
-                        next_key: now + Duration::from_millis(think),
-                        wait_prompt: false,
-                        done: false,
-                    });
-                }
-            }
-            return;
-        }
-        let key_gap = self.jitter(KEY_EVERY);
-        let Some(run) = self.run.as_mut() else { return };
-        let Some(ty) = run.typing.as_mut() else {
-            return;
-        };
-        if ty.done {
-            return;
-        }
-        if ty.wait_prompt {
-            if !run.text.contains(">>> ") {
-                return;
-            }
-            ty.wait_prompt = false;
-            ty.line += 1;
-            ty.col = 0;
-            ty.next_key = now + key_gap * 2;
-            if ty.line == ty.lines.len() {
-                ty.done = true;
-                // Ctrl-D: leave the REPL; the run ends with exit code 0.
-                self.send(ClientMsg::Input {
-                    id: None,
-                    data: "\u{4}".into(),
-                })
-                .await;
-            }
-            return;
-        }
-        if ty.echo.is_some() || now < ty.next_key {
-            return;
-        }
-        let line = ty.lines[ty.line];
-        match line[ty.col..].chars().next() {
-            Some(ch) => {
-                ty.col += ch.len_utf8();
-                ty.echo = Some((ch, now));
-                ty.next_key = now + key_gap;
-                self.send(ClientMsg::Input {
-                    id: None,
-                    data: ch.to_string(),
-                })
-                .await;
-            }
-            None => {
-                ty.wait_prompt = true;
-                run.text.clear();
-                self.send(ClientMsg::Input {
-                    id: None,
-                    data: "\r".into(),
-                })
-                .await;
-            }
-        }
-    }
-
-    /// Timers: reconnect, autosave, runs, deadlines, acks.
+    /// Timers: reconnect, autosave, starting runs, run timers, acks.
     async fn on_tick(&mut self) {
         let now = Instant::now();
         if now >= self.spec.end {
@@ -725,7 +524,7 @@ impl Student {
                 let (kind, need) = if role == Role::CpuHog {
                     (RunKind::Cpu, 60)
                 } else {
-                    (RunKind::Mem, 10)
+                    (RunKind::Mem, 5)
                 };
                 if left > Duration::from_secs(need) {
                     self.next_heavy = now + self.jitter(HEAVY_EVERY);
@@ -734,12 +533,12 @@ impl Student {
             }
             if role == Role::Reattacher
                 && now >= self.next_reattach
-                && left > Duration::from_secs(10)
+                && left > Duration::from_secs(5)
             {
                 self.next_reattach = now + self.jitter(REATTACH_EVERY);
                 return self.start_run(RunKind::Ticker, now).await;
             }
-            if now >= self.next_cycle && left > Duration::from_secs(12) {
+            if now >= self.next_cycle && left > Duration::from_secs(5) {
                 self.next_cycle = now + self.jitter(CYCLE_EVERY);
                 return self.start_run(RunKind::Cycle, now).await;
             }
@@ -748,37 +547,6 @@ impl Student {
             self.run_timers(now).await;
         }
         self.ack().await;
-    }
-
-    async fn run_timers(&mut self, now: Instant) {
-        let Some(run) = self.run.as_mut() else { return };
-        if run.drop_at.is_some_and(|t| now >= t) {
-            // Lid closed: drop the connection while the program prints.
-            run.drop_at = None;
-            if let Some(c) = self.client.take() {
-                c.close().await;
-            }
-            self.pending.clear();
-            self.save_in_flight = false;
-            self.reconnect_at = Some(now + Duration::from_millis(self.rng.gen_range(800..1600)));
-            return;
-        }
-        if let Some(ty) = run.typing.as_mut() {
-            if ty.echo.is_some_and(|(_, t)| now - t > ECHO_TIMEOUT) {
-                ty.echo = None;
-                self.rec.error(Op::Echo, "timeout");
-            }
-        }
-        if now >= run.deadline {
-            if run.stopping {
-                self.end_run_locally();
-            } else {
-                run.stopping = true;
-                run.deadline = now + Duration::from_secs(10);
-                self.rec.error(Op::RunFirstOutput, "run_stuck");
-                self.send(ClientMsg::Stop { id: None }).await;
-            }
-        }
     }
 
     /// Requests and replays that never got an answer.
