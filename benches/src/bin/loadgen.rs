@@ -218,11 +218,19 @@ async fn class(cli: &Cli, target: &mut Target, n: usize) -> anyhow::Result<Repor
     let _ = progress.await;
     let samples = samples.lock().map(|s| s.clone()).unwrap_or_default();
     let collected = rec.snapshot();
+    let mut server = report::server(&samples);
+    // Leak check: what is left once the connections are gone.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    if let Some((rss, fds, _)) = target.pid.and_then(proc_sample) {
+        server.fds_after_close = fds;
+        server.rss_mb_after_close = rss as f64 / (1024.0 * 1024.0);
+    }
     Ok(Report {
         students: n,
         duration_s: cli.duration.as_secs_f64(),
         ops: report::ops(&collected),
-        server: report::server(&samples),
+        server,
+        diagnostics: report::diagnostics(&collected),
         unexpected_errors: rec.unexpected.load(Ordering::Relaxed),
         intended: rec.intended.load(Ordering::Relaxed),
         // /proc CPU times are in USER_HZ = 100 ticks per second.
@@ -271,6 +279,7 @@ struct Step {
     students: usize,
     ops: std::collections::BTreeMap<String, report::OpReport>,
     server: report::ServerReport,
+    diagnostics: std::collections::BTreeMap<String, campus_bench::stats::Summary>,
     unexpected_errors: u64,
     intended: u64,
     loadavg_end: [f64; 3],
@@ -331,6 +340,7 @@ async fn sweep(cli: &Cli, target: &mut Target, sizes: &[usize]) -> anyhow::Resul
             students: n,
             ops: r.ops,
             server: r.server,
+            diagnostics: r.diagnostics,
             unexpected_errors: r.unexpected_errors,
             intended: r.intended,
             loadavg_end: r.loadavg_end,

@@ -141,10 +141,18 @@ pub async fn run(target: &mut Target, o: IdleOptions) -> anyhow::Result<IdleRepo
     for h in holders.into_iter().flatten() {
         let _ = h.await;
     }
-    let Collected { samples, errors } = rec.snapshot();
+    let Collected {
+        samples,
+        errors,
+        extra,
+    } = rec.snapshot();
     let connect_errors: BTreeMap<String, u64> = errors[0].clone();
     let unexpected = report::unexpected_in(&connect_errors) + closed_during_hold;
-    let ops = report::ops(&Collected { samples, errors });
+    let ops = report::ops(&Collected {
+        samples,
+        errors,
+        extra,
+    });
     let connect = ops
         .get(Op::Connect.name())
         .cloned()

@@ -68,6 +68,7 @@ pub const INTENDED_SUFFIX: &str = " (intended)";
 struct Inner {
     samples: [Vec<Duration>; 5],
     errors: [BTreeMap<String, u64>; 5],
+    extra: BTreeMap<&'static str, Vec<Duration>>,
 }
 
 /// Thread-safe collector of latency samples and error counts, shared by all students.
@@ -90,6 +91,8 @@ pub struct Collected {
     pub samples: Vec<Vec<Duration>>,
     /// Error code → count per [`Op`].
     pub errors: Vec<BTreeMap<String, u64>>,
+    /// Diagnostic samples by name.
+    pub extra: BTreeMap<&'static str, Vec<Duration>>,
 }
 
 impl Recorder {
@@ -99,6 +102,13 @@ impl Recorder {
             g.samples[op.index()].push(latency);
         }
         self.ops_done.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Record a diagnostic sample (reported under `diagnostics`, not `ops`).
+    pub fn extra(&self, name: &'static str, latency: Duration) {
+        if let Ok(mut g) = self.inner.lock() {
+            g.extra.entry(name).or_default().push(latency);
+        }
     }
 
     /// Record an unexpected error `code` for `op` (a load-generator or server problem).
@@ -125,10 +135,12 @@ impl Recorder {
             Ok(g) => Collected {
                 samples: g.samples.to_vec(),
                 errors: g.errors.to_vec(),
+                extra: g.extra.clone(),
             },
             Err(_) => Collected {
                 samples: vec![Vec::new(); 5],
                 errors: vec![BTreeMap::new(); 5],
+                extra: BTreeMap::new(),
             },
         }
     }

@@ -49,6 +49,11 @@ pub struct ServerReport {
     pub machine_busy_pct_mean: f64,
     /// Number of samples (one per second).
     pub samples: usize,
+    /// Open fds 3 s after every student disconnected (connections gone; idle
+    /// sessions are kept for the 5-minute reconnect grace).
+    pub fds_after_close: usize,
+    /// RSS 3 s after every student disconnected, MiB.
+    pub rss_mb_after_close: f64,
 }
 
 /// The whole report (`--json`).
@@ -72,6 +77,8 @@ pub struct Report {
     pub loadavg_start: [f64; 3],
     /// Load averages after.
     pub loadavg_end: [f64; 3],
+    /// Diagnostic latency summaries (e.g. echo with / without a save in flight on the same connection).
+    pub diagnostics: BTreeMap<String, Summary>,
     /// The per-second server samples `[t_s, rss_mb, fds, cpu_pct, machine_busy_pct]`.
     pub timeline: Vec<[f64; 5]>,
 }
@@ -102,6 +109,14 @@ pub fn ops(c: &Collected) -> BTreeMap<String, OpReport> {
         .collect()
 }
 
+/// Summaries of the diagnostic samples.
+pub fn diagnostics(c: &Collected) -> BTreeMap<String, Summary> {
+    c.extra
+        .iter()
+        .map(|(k, v)| (k.to_string(), summarize(v)))
+        .collect()
+}
+
 /// Resource figures from the per-second samples.
 pub fn server(samples: &[Sample]) -> ServerReport {
     let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
@@ -122,6 +137,8 @@ pub fn server(samples: &[Sample]) -> ServerReport {
         cpu_pct_mean: samples.iter().map(|s| s.cpu_pct).sum::<f64>() / n,
         machine_busy_pct_mean: samples.iter().map(|s| s.machine_busy_pct).sum::<f64>() / n,
         samples: samples.len(),
+        fds_after_close: 0,
+        rss_mb_after_close: 0.0,
     }
 }
 
@@ -173,10 +190,16 @@ pub fn table(r: &Report) -> String {
             errs
         ));
     }
+    for (name, d) in &r.diagnostics {
+        out.push_str(&format!(
+            "| ({name}) | {} | {:.2} | {:.2} | {:.2} | {:.2} | |\n",
+            d.count, d.p50_ms, d.p95_ms, d.p99_ms, d.max_ms
+        ));
+    }
     let s = &r.server;
     out.push_str(&format!(
-        "\nserver: RSS start {:.1} MiB, end {:.1} MiB, max {:.1} MiB, trend {:+.2} MiB/min (2nd half); fds start {}, end {}, max {}; CPU mean {:.0}% of a core; machine busy {:.0}%\n",
-        s.rss_mb_start, s.rss_mb_end, s.rss_mb_max, s.rss_mb_slope_per_min, s.fds_start, s.fds_end, s.fds_max, s.cpu_pct_mean, s.machine_busy_pct_mean
+        "\nserver: RSS start {:.1} MiB, end {:.1} MiB, max {:.1} MiB, trend {:+.2} MiB/min (2nd half); fds start {}, end {}, max {}, 3 s after close {}; CPU mean {:.0}% of a core; machine busy {:.0}%\n",
+        s.rss_mb_start, s.rss_mb_end, s.rss_mb_max, s.rss_mb_slope_per_min, s.fds_start, s.fds_end, s.fds_max, s.fds_after_close, s.cpu_pct_mean, s.machine_busy_pct_mean
     ));
     out.push_str(&format!(
         "load generator CPU {:.0}% of a core; load average start {:?}, end {:?}\nunexpected errors: {}, intended: {}\n",

@@ -268,7 +268,18 @@ impl Student {
                 self.write(Pending::Setup { path }, path, content, None)
                     .await;
             }
+            // main.py too: it may exist from an earlier run (a sweep reuses users);
+            // autosave waits until we know its version.
             self.versions.insert("main.py", None);
+            self.save_in_flight = true;
+            let content = self.main_py();
+            self.write(
+                Pending::Setup { path: "main.py" },
+                "main.py",
+                &content,
+                None,
+            )
+            .await;
         } else {
             // Back after a disconnect: catch up on the output we missed.
             self.replay = Some((Instant::now(), None));
@@ -315,6 +326,14 @@ impl Student {
     async fn save(&mut self, t0: Instant, retried: bool) {
         self.saves += 1;
         self.save_in_flight = true;
+        if let Some(Some((_, _, during_save))) = self
+            .run
+            .as_mut()
+            .and_then(|r| r.typing.as_mut())
+            .map(|t| t.echo.as_mut())
+        {
+            *during_save = true;
+        }
         let base = self.versions.get("main.py").cloned().flatten();
         let content = self.main_py();
         self.write(Pending::Save { t0, retried }, "main.py", &content, base)
@@ -360,9 +379,15 @@ impl Student {
             }
             let text = String::from_utf8_lossy(fresh);
             if let Some(ty) = run.typing.as_mut() {
-                if let Some((ch, t)) = ty.echo {
+                if let Some((ch, t, during_save)) = ty.echo {
                     if text.contains(ch) {
                         self.rec.ok(Op::Echo, now - t);
+                        let bucket = if during_save {
+                            "echo_with_save_in_flight"
+                        } else {
+                            "echo_without_save_in_flight"
+                        };
+                        self.rec.extra(bucket, now - t);
                         ty.echo = None;
                     }
                 }
@@ -397,9 +422,13 @@ impl Student {
                 if let Some(k) = self.versions.keys().find(|k| **k == path).copied() {
                     self.versions.insert(k, Some(version));
                 }
-                if let Pending::Save { t0, .. } | Pending::SaveReread { t0 } = p {
-                    self.rec.ok(Op::Save, t0.elapsed());
-                    self.save_in_flight = false;
+                match p {
+                    Pending::Save { t0, .. } | Pending::SaveReread { t0 } => {
+                        self.rec.ok(Op::Save, t0.elapsed());
+                        self.save_in_flight = false;
+                    }
+                    Pending::Setup { path: "main.py" } => self.save_in_flight = false,
+                    _ => {}
                 }
             }
             (ServerMsg::File { version, .. }, Some((Pending::SaveReread { t0 }, _))) => {
@@ -408,8 +437,11 @@ impl Student {
                 self.save(t0, true).await;
             }
             (ServerMsg::File { version, .. }, Some((Pending::SetupReread { path }, _))) => {
-                let content = SETUP_FILES.iter().find(|f| f.0 == path).map_or("", |f| f.1);
-                self.write(Pending::Setup { path }, path, content, Some(version))
+                let content = SETUP_FILES
+                    .iter()
+                    .find(|f| f.0 == path)
+                    .map_or_else(|| self.main_py(), |f| f.1.to_string());
+                self.write(Pending::Setup { path }, path, &content, Some(version))
                     .await;
             }
             (ServerMsg::Error { code, .. }, Some((p, _))) => self.on_refusal(p, code).await,
@@ -483,9 +515,12 @@ impl Student {
                 // Left over from an earlier run against the same server: take its version.
                 self.read(Pending::SetupReread { path }, path).await;
             }
-            Pending::Setup { .. } | Pending::SetupReread { .. } => {
+            Pending::Setup { path } | Pending::SetupReread { path } => {
                 self.rec
                     .error(Op::Save, &format!("setup_{}", code.as_str()));
+                if path == "main.py" {
+                    self.save_in_flight = false;
+                }
             }
             Pending::Run => {
                 self.rec.error(Op::RunFirstOutput, code.as_str());

@@ -49,7 +49,9 @@ pub(super) struct Typing {
     pub(super) line: usize,
     pub(super) col: usize,
     /// The keystroke whose echo we wait for, and when it was sent.
-    pub(super) echo: Option<(char, Instant)>,
+    /// The keystroke whose echo we wait for, when it was sent, and whether a
+    /// save was in flight meanwhile (diagnostic: head-of-line blocking).
+    pub(super) echo: Option<(char, Instant, bool)>,
     pub(super) next_key: Instant,
     /// `\r` sent; waiting for the next prompt.
     pub(super) wait_prompt: bool,
@@ -204,7 +206,7 @@ impl Student {
         match line[ty.col..].chars().next() {
             Some(ch) => {
                 ty.col += ch.len_utf8();
-                ty.echo = Some((ch, now));
+                ty.echo = Some((ch, now, self.save_in_flight));
                 ty.next_key = now + key_gap;
                 self.send(ClientMsg::Input {
                     id: None,
@@ -241,7 +243,7 @@ impl Student {
             return;
         }
         if let Some(ty) = run.typing.as_mut() {
-            if ty.echo.is_some_and(|(_, t)| now - t > ECHO_TIMEOUT) {
+            if ty.echo.is_some_and(|(_, t, _)| now - t > ECHO_TIMEOUT) {
                 ty.echo = None;
                 self.rec.error(Op::Echo, "timeout");
             }
