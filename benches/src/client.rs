@@ -98,7 +98,9 @@ impl Client {
                     let (seq, bytes) = frames::decode_output(&b).context("bad frame")?;
                     return Ok(Event::Output(seq, bytes.to_vec()));
                 }
-                Message::Close(f) => bail!("closed: {f:?}"),
+                Message::Close(f) => {
+                    bail!("closed with code {}", f.map_or(1005, |f| u16::from(f.code)))
+                }
                 _ => {}
             }
         }

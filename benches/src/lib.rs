@@ -1,8 +1,10 @@
 //! Shared pieces of the Campus benchmarks and load generator: start a real
 //! `campus serve` (release build) on a fresh data dir, create users through the
-//! CLI, log in, open WebSockets, and summarise latencies.
+//! CLI, log in, open WebSockets, summarise latencies, and the class load
+//! generator itself ([`load`]).
 
 pub mod client;
+pub mod load;
 pub mod runs;
 pub mod server;
 pub mod stats;

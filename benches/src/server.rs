@@ -16,6 +16,8 @@ pub struct ServerProcess {
     pub data_dir: tempfile::TempDir,
     /// The binary.
     pub bin: PathBuf,
+    /// The cgroup parent group name the server's runs live under.
+    cgroup_group: Option<String>,
 }
 
 /// The release `campus` binary next to this benchmark's own executable, or `CAMPUS_BIN`.
@@ -45,12 +47,16 @@ impl ServerProcess {
         let bin = campus_bin()?;
         let data_dir = tempfile::tempdir()?;
         let port = free_port()?;
+        let group = env
+            .iter()
+            .find(|(k, _)| *k == "CAMPUS_CGROUP_GROUP")
+            .map_or_else(|| format!("campus-bench-{port}"), |(_, v)| v.clone());
         let mut cmd = Command::new(&bin);
         cmd.arg("serve")
             .env("CAMPUS_LISTEN", format!("127.0.0.1:{port}"))
             .env("CAMPUS_DATA_DIR", data_dir.path())
             .env("CAMPUS_LOG", "warn")
-            .env("CAMPUS_CGROUP_GROUP", format!("campus-bench-{port}"))
+            .env("CAMPUS_CGROUP_GROUP", &group)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         for (k, v) in env {
@@ -65,6 +71,7 @@ impl ServerProcess {
             url,
             data_dir,
             bin,
+            cgroup_group: Some(group),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         let http = reqwest::Client::new();
@@ -89,7 +96,7 @@ impl ServerProcess {
 
     /// Create users through the CLI (same data dir), all with `password`.
     pub fn add_users(&self, names: &[String], password: &str) -> anyhow::Result<()> {
-        add_users(&self.bin, self.data_dir.path(), names, password)
+        add_users_parallel(&self.bin, self.data_dir.path(), names, password, 4)
     }
 }
 
@@ -136,14 +143,29 @@ impl Drop for ServerProcess {
             .arg(self.child.id().to_string())
             .status();
         let deadline = Instant::now() + Duration::from_secs(10);
+        let mut exited = false;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+                exited = true;
+                break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if !exited {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        // The server leaves its (now empty) cgroup parent behind; remove ours.
+        if let Some(group) = &self.cgroup_group {
+            for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+                if let Ok(ctrls) = std::fs::read_dir(root) {
+                    for c in ctrls.flatten() {
+                        let _ = std::fs::remove_dir(c.path().join(group));
+                    }
+                }
+                let _ = std::fs::remove_dir(Path::new(root).join(group));
+            }
+        }
     }
 }
 
@@ -163,4 +185,44 @@ pub fn proc_sample(pid: u32) -> Option<(u64, usize, u64)> {
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
     Some((rss_kb * 1024, fds, ticks))
+}
+
+/// Create users through `campus user add`, `parallel` processes at a time
+/// (each one pays an argon2 hash, so one at a time is slow for hundreds).
+pub fn add_users_parallel(
+    bin: &Path,
+    data_dir: &Path,
+    names: &[String],
+    password: &str,
+    parallel: usize,
+) -> anyhow::Result<()> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let first_error: std::sync::Mutex<Option<anyhow::Error>> = std::sync::Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..parallel.clamp(1, 64) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(name) = names.get(i) else { break };
+                if let Err(e) = add_users(bin, data_dir, std::slice::from_ref(name), password) {
+                    if let Ok(mut g) = first_error.lock() {
+                        g.get_or_insert(e);
+                    }
+                    break;
+                }
+            });
+        }
+    });
+    match first_error.into_inner() {
+        Ok(Some(e)) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Raise this process's soft open-files limit to its hard limit and return the
+/// new soft limit. Children (the `campus serve` we start) inherit it.
+pub fn raise_nofile_limit() -> anyhow::Result<u64> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (_soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    Ok(hard)
 }
