@@ -318,7 +318,7 @@ fn spawn_housekeeping(state: &SharedState) {
                 _ = tick.tick() => {
                     st.login_limiter.shrink();
                     st.file_ops.shrink();
-                    if minutes % 60 == 0 {
+                    if minutes.is_multiple_of(60) {
                         let dir = st.cfg.storage.workspaces_dir();
                         let files = Arc::clone(&st.files);
                         let purged = tokio::task::spawn_blocking(move || purge_trash(&dir, &files)).await;
