@@ -47,7 +47,10 @@ pub fn router(state: SharedState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/ws", get(crate::ws::upgrade))
         .merge(api)
-        .merge(files);
+        .merge(files)
+        // Unknown API paths are JSON 404s, never the web client's index.html.
+        .route("/api", axum::routing::any(api_not_found))
+        .route("/api/{*rest}", axum::routing::any(api_not_found));
     app = web::mount(app, state.cfg.web_dir.clone());
 
     app.layer(cors(&state.allowed_origins))
@@ -64,6 +67,11 @@ pub fn router(state: SharedState) -> Router {
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
+}
+
+/// 404 for an unknown API route.
+async fn api_not_found() -> crate::error::AppError {
+    crate::error::AppError::new(campus_protocol::ErrorCode::NotFound, "no such API endpoint")
 }
 
 /// CORS: nothing cross-origin unless origins are configured.
