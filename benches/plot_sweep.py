@@ -113,10 +113,12 @@ def main(argv):
             px = sx(s["students"])
             out.append(f'<text x="{px:.1f}" y="{TOP + 14}" text-anchor="middle" fill="#c00">errors</text>')
     knee = sweep.get("knee")
-    note = f"knee: {knee} students" if knee else "no knee within the sweep"
+    notes = [f"knee: {knee} students" if knee else "no knee within the sweep"]
     if sweep.get("last_ok"):
-        note += f"; last passing step: {sweep['last_ok']}"
-    out.append(f'<text x="{LEFT + pw + 15}" y="{TOP + 10 + len(SERIES) * 20 + 10}">{html.escape(note)}</text>')
+        notes.append(f"last passing: {sweep['last_ok']}")
+    for j, note in enumerate(notes):
+        y = TOP + 10 + (len(SERIES) + j) * 20 + 10
+        out.append(f'<text x="{LEFT + pw + 15}" y="{y}">{html.escape(note)}</text>')
     out.append("</svg>")
     with open(argv[2], "w") as f:
         f.write("\n".join(out) + "\n")

@@ -49,6 +49,9 @@ struct Cli {
     /// RNG seed for the jitter.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// After the students disconnect, wait this long before the leak check (fds, RSS).
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    close_wait: Duration,
     /// Progress line period.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     progress_every: Duration,
@@ -220,7 +223,7 @@ async fn class(cli: &Cli, target: &mut Target, n: usize) -> anyhow::Result<Repor
     let collected = rec.snapshot();
     let mut server = report::server(&samples);
     // Leak check: what is left once the connections are gone.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(cli.close_wait).await;
     if let Some((rss, fds, _)) = target.pid.and_then(proc_sample) {
         server.fds_after_close = fds;
         server.rss_mb_after_close = rss as f64 / (1024.0 * 1024.0);

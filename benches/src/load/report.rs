@@ -49,10 +49,10 @@ pub struct ServerReport {
     pub machine_busy_pct_mean: f64,
     /// Number of samples (one per second).
     pub samples: usize,
-    /// Open fds 3 s after every student disconnected (connections gone; idle
-    /// sessions are kept for the 5-minute reconnect grace).
+    /// Open fds `--close-wait` (3 s) after every student disconnected
+    /// (connections gone; idle sessions are kept for the reconnect grace).
     pub fds_after_close: usize,
-    /// RSS 3 s after every student disconnected, MiB.
+    /// RSS `--close-wait` after every student disconnected, MiB.
     pub rss_mb_after_close: f64,
 }
 
@@ -198,7 +198,7 @@ pub fn table(r: &Report) -> String {
     }
     let s = &r.server;
     out.push_str(&format!(
-        "\nserver: RSS start {:.1} MiB, end {:.1} MiB, max {:.1} MiB, trend {:+.2} MiB/min (2nd half); fds start {}, end {}, max {}, 3 s after close {}; CPU mean {:.0}% of a core; machine busy {:.0}%\n",
+        "\nserver: RSS start {:.1} MiB, end {:.1} MiB, max {:.1} MiB, trend {:+.2} MiB/min (2nd half); fds start {}, end {}, max {}, after close {}; CPU mean {:.0}% of a core; machine busy {:.0}%\n",
         s.rss_mb_start, s.rss_mb_end, s.rss_mb_max, s.rss_mb_slope_per_min, s.fds_start, s.fds_end, s.fds_max, s.fds_after_close, s.cpu_pct_mean, s.machine_busy_pct_mean
     ));
     out.push_str(&format!(
