@@ -55,8 +55,20 @@ fn tune_allocator() {
     }
 }
 
+/// Raise the open-files soft limit to the hard limit: every connection, run
+/// and cached workspace holds descriptors, and 1,024 is not a class.
+fn raise_open_files() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
+}
+
 fn main() {
     tune_allocator();
+    raise_open_files();
     let cli = Cli::parse();
     let code = match cli.command {
         // The helper must not start a tokio runtime: it forks and execs.

@@ -104,7 +104,11 @@ impl Session {
             detached_grace: cfg.detached_grace,
         };
         if let Some(cg) = run.cgroup.take() {
-            cg.remove();
+            // Killing and rmdir retry with short sleeps: keep them off the
+            // async workers (they serve every other connection meanwhile).
+            if let Err(e) = tokio::task::spawn_blocking(move || cg.remove()).await {
+                tracing::warn!(error = %e, "cgroup removal task failed");
+            }
         }
         let reason = ending::classify(&facts);
         let ended = RunEnded {
