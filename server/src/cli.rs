@@ -21,6 +21,14 @@ pub enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Set a user's password (read from standard input).
+    Passwd {
+        /// Login name.
+        username: String,
+        /// Read the password from standard input (required).
+        #[arg(long)]
+        password_stdin: bool,
+    },
     /// List users.
     List,
     /// Disable a user (they can no longer log in; open connections are refused).
@@ -161,6 +169,28 @@ async fn user_inner(storage: StorageArgs, cmd: UserCommand) -> anyhow::Result<()
                     Err(StoreError::Conflict) => anyhow::bail!("user {username:?} already exists"),
                     Err(e) => Err(e.into()),
                 }
+            }
+            UserCommand::Passwd {
+                username,
+                password_stdin,
+            } => {
+                if !password_stdin {
+                    anyhow::bail!("pass --password-stdin and write the password to standard input");
+                }
+                let pw = read_password_stdin()?;
+                let hash = tokio::task::spawn_blocking(move || password::hash(&pw))
+                    .await?
+                    .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?;
+                match store.set_password_hash(&username, &hash).await {
+                    Ok(()) => {}
+                    Err(StoreError::NotFound) => anyhow::bail!("no user named {username:?}"),
+                    Err(e) => return Err(e.into()),
+                }
+                store
+                    .append_audit(audit("user.password_changed", &username))
+                    .await?;
+                println!("password of {username} changed");
+                Ok(())
             }
             UserCommand::List => {
                 println!(

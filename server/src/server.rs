@@ -119,7 +119,7 @@ pub async fn bootstrap_admin(store: &DynStore) -> anyhow::Result<()> {
                 })
                 .await?;
             // Printed, not logged: logs never carry passwords.
-            println!("First start: created the administrator account.\n  username: admin\n  password: {pw}\n(shown only once; change it with `campus user passwd admin`)");
+            println!("First start: created the administrator account.\n  username: admin\n  password: {pw}\n(shown only once; change it with `campus user passwd admin --password-stdin`)");
         }
         // Another replica or a concurrent start created it first.
         Err(store::StoreError::Conflict) => {}

@@ -143,6 +143,29 @@ fn first_start_admin_and_user_commands_while_serving() {
         .unwrap();
     assert!(!missing.status.success());
 
+    // Password change through the CLI, while serving.
+    let mut child = campus(dir.path())
+        .args(["user", "passwd", "stud1", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"new-stud1-password\n")
+        .unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    let en = campus(dir.path())
+        .args(["user", "enable", "stud1"])
+        .output()
+        .unwrap();
+    assert!(en.status.success());
+    assert_eq!(login(port, "stud1", "stud1-password"), 401);
+    assert_eq!(login(port, "stud1", "new-stud1-password"), 200);
+
     let mig = campus(dir.path()).arg("migrate").output().unwrap();
     assert!(mig.status.success());
     drop(server);
