@@ -387,21 +387,15 @@ async fn echo_samples(c: &mut Client, n: usize) -> anyhow::Result<Vec<Duration>>
         until_output(c, &mut buf, |b| b.contains(&(ch as u8))).await?;
         out.push(t.elapsed());
         if i % 20 == 19 {
-            // Clear the line so the REPL never evaluates the typed letters.
-            c.send(&ClientMsg::Input {
-                id: None,
-                data: "\u{15}".into(),
-            })
-            .await?;
-            let mut buf = Vec::new();
-            let _ = tokio::time::timeout(
-                Duration::from_millis(200),
-                until_output(c, &mut buf, |b| !b.is_empty()),
-            )
-            .await;
+            clear_line(c).await?;
         }
     }
-    // Clear whatever is left on the line.
+    clear_line(c).await?;
+    Ok(out)
+}
+
+/// Ctrl-U: erase the typed letters so the REPL never evaluates them.
+async fn clear_line(c: &mut Client) -> anyhow::Result<()> {
     c.send(&ClientMsg::Input {
         id: None,
         data: "\u{15}".into(),
@@ -413,7 +407,7 @@ async fn echo_samples(c: &mut Client, n: usize) -> anyhow::Result<Vec<Duration>>
         until_output(c, &mut buf, |b| !b.is_empty()),
     )
     .await;
-    Ok(out)
+    Ok(())
 }
 
 /// A cheap pseudo-random number of ms below `max` (spreads sessions apart).

@@ -46,17 +46,10 @@ fn wait_ready(port: u16) {
     panic!("server did not start listening");
 }
 
-fn user_add(data_dir: &std::path::Path, name: &str, role: &str, pw: &str) -> std::process::Output {
+/// Run `campus ARGS` with `input` on standard input.
+fn with_stdin(data_dir: &std::path::Path, args: &[&str], input: &str) -> std::process::Output {
     let mut child = campus(data_dir)
-        .args([
-            "user",
-            "add",
-            "--username",
-            name,
-            "--role",
-            role,
-            "--password-stdin",
-        ])
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -66,9 +59,22 @@ fn user_add(data_dir: &std::path::Path, name: &str, role: &str, pw: &str) -> std
         .stdin
         .take()
         .unwrap()
-        .write_all(format!("{pw}\n").as_bytes())
+        .write_all(input.as_bytes())
         .unwrap();
     child.wait_with_output().unwrap()
+}
+
+fn user_add(data_dir: &std::path::Path, name: &str, role: &str, pw: &str) -> std::process::Output {
+    let args = [
+        "user",
+        "add",
+        "--username",
+        name,
+        "--role",
+        role,
+        "--password-stdin",
+    ];
+    with_stdin(data_dir, &args, &format!("{pw}\n"))
 }
 
 fn login(port: u16, user: &str, pw: &str) -> u16 {
@@ -144,20 +150,16 @@ fn first_start_admin_and_user_commands_while_serving() {
     assert!(!missing.status.success());
 
     // Password change through the CLI, while serving.
-    let mut child = campus(dir.path())
-        .args(["user", "passwd", "stud1", "--password-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"new-stud1-password\n")
-        .unwrap();
-    assert!(child.wait_with_output().unwrap().status.success());
+    let pw = with_stdin(
+        dir.path(),
+        &["user", "passwd", "stud1", "--password-stdin"],
+        "new-stud1-password\n",
+    );
+    assert!(
+        pw.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pw.stderr)
+    );
     let en = campus(dir.path())
         .args(["user", "enable", "stud1"])
         .output()
