@@ -197,7 +197,15 @@ impl Workspace {
         let dir = match sys::open_dir(self.tree.as_fd(), parent) {
             Ok(dir) => {
                 let cur = sys::lstat(dir.as_fd(), *name).map_err(|e| map_errno(e, path))?;
-                check_target(path, cur.as_ref(), &pre)?;
+                if let Err(e) = check_target(path, cur.as_ref(), &pre) {
+                    // This early check runs without the lock, and a concurrent rename can
+                    // be seen before the kernel stamps its ctime: report the version
+                    // another writer's commit settled on, read again under the lock.
+                    let _settled = self.lock();
+                    let now = sys::lstat(dir.as_fd(), *name).map_err(|e| map_errno(e, path))?;
+                    check_target(path, now.as_ref(), &pre)?;
+                    return Err(e);
+                }
                 let old = cur.as_ref().map(size_of).unwrap_or(0);
                 let usage = *self.lock();
                 let base = Usage {
