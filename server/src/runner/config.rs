@@ -124,10 +124,7 @@ impl RunnerConfig {
 
 /// `MemTotal` from /proc/meminfo.
 fn total_memory_bytes() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    super::proc::kib_field("/proc/meminfo", "MemTotal:")
 }
 
 #[cfg(test)]

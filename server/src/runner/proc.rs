@@ -157,16 +157,18 @@ pub(crate) fn proc_cpu_ms(pid: u32) -> Option<u64> {
 
 /// Peak resident memory of a process (`VmHWM`), bytes.
 pub(crate) fn proc_peak_memory(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    kib_field(&format!("/proc/{pid}/status"), "VmHWM:")
 }
 
 /// This process's resident memory (`VmRSS`), bytes; for tests and metrics.
 pub fn self_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    kib_field("/proc/self/status", "VmRSS:")
+}
+
+/// A `Key:   123 kB` field of a /proc file (status, meminfo), in bytes.
+pub(crate) fn kib_field(path: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
