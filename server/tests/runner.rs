@@ -326,6 +326,43 @@ async fn hybrid_repl_sees_script_globals_and_input_works_in_both_phases() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_repl_has_a_banner_tab_completion_and_history_in_both_modes() {
+    let env = setup(test_config());
+    env.write(1, "a.py", "scores = [1, 2]\n");
+    let mut c = env.attach(1, "c1", 0).await;
+    c.run("", RunMode::Repl).await.unwrap();
+    c.text_after(0, ">>> ").await;
+    assert!(c.text().contains("Type \"help\""), "{:?}", c.text());
+    let mark = c.out.len();
+    // rlcompleter is imported lazily, at this first Tab.
+    c.input("pri\t").await;
+    c.text_after(mark, "print(").await;
+    c.input("'repl-' + 'history')\r").await;
+    c.text_after(mark, "repl-history").await;
+    c.input("exit()\r").await;
+    assert_eq!(c.ended().await.exit_code, Some(0));
+    let history = env.workspace(1).join(".python_history");
+    eventually("history written", || {
+        let h = history.clone();
+        async move { std::fs::read_to_string(h).is_ok_and(|t| t.contains("repl-")) }
+    })
+    .await;
+
+    let mark = c.out.len();
+    c.run("a.py", RunMode::Hybrid).await.unwrap();
+    c.until("phase repl", Client::has_phase_repl).await;
+    c.text_after(mark, ">>> ").await;
+    let mark = c.out.len();
+    // The script's names complete; the launcher's own names do not exist.
+    c.input("sco\t").await;
+    c.text_after(mark, "scores").await;
+    c.input("\r_campus_readline\r").await;
+    c.text_after(mark, "NameError").await;
+    c.input("exit()\r").await;
+    assert_eq!(c.ended().await.exit_code, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hybrid_exception_still_reaches_the_repl() {
     let env = setup(test_config());
     env.write(1, "bad.py", "x = 41\nraise ValueError('boom')\n");

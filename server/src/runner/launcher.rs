@@ -11,19 +11,57 @@ use super::RunnerError;
 /// runs in the workspace directory itself, so HOME is only a hint there).
 pub const SANDBOX_HOME: &str = "/home/student";
 
+/// Replaces `site`'s interactive hook (same Tab completion, same
+/// `~/.python_history`) but imports `rlcompleter` at the first Tab: it pulls in
+/// `inspect`, which was 11 of the 22 ms of CPU a REPL start cost (measured at
+/// 38 → 24 ms of CPU per hybrid run, start to exit).
+macro_rules! readline_hook {
+    () => {
+        r#"def _campus_readline():
+    import atexit, os, sys
+    try:
+        import readline
+    except ImportError:
+        return
+    def complete(text, state):
+        import rlcompleter
+        c = rlcompleter.Completer()
+        readline.set_completer(c.complete)
+        return c.complete(text, state)
+    readline.set_completer(complete)
+    readline.parse_and_bind("tab: complete")
+    if readline.get_current_history_length() == 0:
+        history = os.path.join(os.path.expanduser("~"), ".python_history")
+        try:
+            readline.read_history_file(history)
+        except OSError:
+            pass
+        def write_history():
+            try:
+                readline.write_history_file(history)
+            except OSError:
+                pass
+        atexit.register(write_history)
+"#
+    };
+}
+
 /// The hybrid launcher, passed with `python3 -c`. It runs the script in the
 /// real `__main__` namespace (exactly what `python -i script.py` does), prints
 /// a traceback for any exception (SystemExit and KeyboardInterrupt included,
 /// like `-i`) without its own frame, then prints the private phase marker and
 /// sets PYTHONINSPECT so the interpreter's own interactive loop starts with the
 /// script's globals when the `-c` program returns. Everything it needs is local
-/// to `_campus_hybrid`, which removes itself, so the REPL sees only the
-/// script's names.
-pub(crate) const HYBRID_LAUNCHER: &str = r#"
+/// to `_campus_hybrid`, which removes itself and the readline hook from the
+/// globals, so the script and the REPL see only the script's names.
+pub(crate) const HYBRID_LAUNCHER: &str = concat!(
+    readline_hook!(),
+    r#"
 def _campus_hybrid():
     import os, sys, traceback, __main__
     g = __main__.__dict__
     g.pop("_campus_hybrid", None)
+    hook = g.pop("_campus_readline", None)
     path = sys.argv[1]
     sys.argv[:] = [path]
     sys.path[0] = os.path.dirname(os.path.abspath(path))
@@ -49,11 +87,8 @@ def _campus_hybrid():
             exec(code, g)
         except BaseException:
             report(True)
-    try:
-        import readline, rlcompleter
-        readline.parse_and_bind("tab: complete")
-    except Exception:
-        pass
+    if hook is not None:
+        sys.__interactivehook__ = hook
     os.environ["PYTHONINSPECT"] = "1"
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -67,7 +102,26 @@ def _campus_hybrid():
     except Exception:
         os.write(1, b"\x1b]7771;campus;phase=repl\x07")
 _campus_hybrid()
-"#;
+"#
+);
+
+/// The REPL launcher, passed with `python3 -i -c`: the banner the plain
+/// interpreter prints (it prints none with `-c`), `sys.argv == [""]` as in a
+/// plain REPL, and the cheaper readline hook.
+pub(crate) const REPL_LAUNCHER: &str = concat!(
+    readline_hook!(),
+    r#"
+def _campus_repl():
+    import sys
+    g = sys.modules["__main__"].__dict__
+    sys.__interactivehook__ = g.pop("_campus_readline")
+    g.pop("_campus_repl", None)
+    sys.argv[:] = [""]
+    print(f"Python {sys.version} on {sys.platform}", file=sys.stderr)
+    print('Type "help", "copyright", "credits" or "license" for more information.', file=sys.stderr)
+_campus_repl()
+"#
+);
 
 /// The program and arguments for a run (paths relative to the workspace, which is the cwd).
 pub(crate) fn argv(python: &Path, mode: RunMode, path: &str) -> Vec<String> {
@@ -75,7 +129,7 @@ pub(crate) fn argv(python: &Path, mode: RunMode, path: &str) -> Vec<String> {
     match mode {
         RunMode::Script => vec![py, "--".into(), path.into()],
         RunMode::Hybrid => vec![py, "-c".into(), HYBRID_LAUNCHER.into(), path.into()],
-        RunMode::Repl => vec![py],
+        RunMode::Repl => vec![py, "-i".into(), "-c".into(), REPL_LAUNCHER.into()],
     }
 }
 
