@@ -19,6 +19,8 @@ const WAIT: Duration = Duration::from_secs(60);
 
 struct Env {
     runner: Arc<Runner>,
+    /// Full isolation (cgroups) rather than the dev fallback.
+    isolated: bool,
     dir: TempDir,
     _token: CancellationToken,
 }
@@ -41,9 +43,11 @@ fn setup(cfg: RunnerConfig) -> Env {
     })
     .unwrap();
     let token = CancellationToken::new();
+    let isolated = sandbox.isolated();
     let runner = Runner::new(cfg, Arc::new(sandbox), None, token.clone());
     Env {
         runner,
+        isolated,
         dir: tempfile::tempdir().unwrap(),
         _token: token,
     }
@@ -559,6 +563,80 @@ async fn flood_of_a_million_lines_arrives_in_order_with_bounded_buffers() {
             "{s:?}"
         );
     }
+}
+
+/// The run's CPU priority file (v1 `cpu.shares` or v2 `cpu.weight`) and its value.
+fn cpu_priority_knob(run_id: &str) -> Option<(PathBuf, u64)> {
+    fn walk(dir: &std::path::Path, name: &str, depth: u32) -> Option<PathBuf> {
+        for e in std::fs::read_dir(dir).ok()?.flatten() {
+            let p = e.path();
+            if !e.file_type().ok()?.is_dir() {
+                continue;
+            }
+            if e.file_name() == name {
+                for f in ["cpu.shares", "cpu.weight"] {
+                    if p.join(f).exists() {
+                        return Some(p.join(f));
+                    }
+                }
+            } else if depth > 0 {
+                if let Some(found) = walk(&p, name, depth - 1) {
+                    return Some(found);
+                }
+            }
+        }
+        None
+    }
+    let file = walk(
+        std::path::Path::new("/sys/fs/cgroup"),
+        &format!("run-{run_id}"),
+        5,
+    )?;
+    let value = std::fs::read_to_string(&file).ok()?.trim().parse().ok()?;
+    Some((file, value))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_run_yields_the_cpu_and_gets_it_back_when_it_waits() {
+    let env = setup(test_config());
+    env.write(
+        1,
+        "spin.py",
+        "import time\nt = time.process_time()\nwhile time.process_time() - t < 3: pass\ninput('quiet? ')\n",
+    );
+    let mut c = env.attach(1, "c1", 0).await;
+    c.run("spin.py", RunMode::Script).await.unwrap();
+    let runner = env.runner.clone();
+    let info = |r: Arc<Runner>| async move { r.session_info(1).await.unwrap() };
+    eventually("demoted while spinning", || {
+        let r = runner.clone();
+        async move { info(r).await.background }
+    })
+    .await;
+    let run_id = info(runner.clone()).await.run_id.unwrap();
+    let isolated = env.isolated;
+    if isolated {
+        let (file, value) = cpu_priority_knob(&run_id).expect("the run's cgroup has a cpu knob");
+        let low = if file.ends_with("cpu.shares") { 64 } else { 6 };
+        assert_eq!(value, low, "{}", file.display());
+    }
+    c.text_after(0, "quiet? ").await;
+    eventually("interactive again while waiting", || {
+        let r = runner.clone();
+        async move { !info(r).await.background }
+    })
+    .await;
+    if isolated {
+        let (file, value) = cpu_priority_knob(&run_id).unwrap();
+        let normal = if file.ends_with("cpu.shares") {
+            1024
+        } else {
+            100
+        };
+        assert_eq!(value, normal, "{}", file.display());
+    }
+    c.input("\r").await;
+    assert_eq!(c.ended().await.exit_code, Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -73,6 +73,14 @@
 //! process group (the main process is not reaped until the kill is done, so
 //! its group id cannot be reused meanwhile).
 //!
+//! # CPU priority
+//! Interactive first ([`priority`]): a run that keeps a CPU busy (over 1 s of
+//! CPU in total and still ≥ 10 % of each 1 s window) gets a low CPU priority
+//! (v1 `cpu.shares` 64 instead of 1024, v2 `cpu.weight` 6 instead of 100), so
+//! on a contended machine starting programs and keystroke echoes go first; it
+//! gets the default back when it goes quiet. Limits are unchanged: it still
+//! ends at its CPU limit, only later in wall-clock time when others are busy.
+//!
 //! # Admission
 //! A semaphore of `max_concurrent_runs` slots (a run replacing another takes
 //! over its slot): when full, `busy` with `retry_after_ms`, never a queue.
@@ -83,6 +91,7 @@ mod ending;
 mod handle;
 mod launcher;
 mod output;
+mod priority;
 mod proc;
 mod registry;
 mod run;
@@ -159,6 +168,8 @@ pub struct SessionInfo {
     pub cpu_ms: u64,
     /// Peak memory of the live run so far, bytes (sampled).
     pub peak_memory_bytes: u64,
+    /// True while the live run has the low ("background") CPU priority.
+    pub background: bool,
     /// Age of the live run, ms.
     pub run_age_ms: u64,
     /// How long nobody has been attached, ms (0 when someone is).

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 
 use portable_pty::CommandBuilder;
 
-pub use cgroup::RunCgroup;
+pub use cgroup::{CpuPriority, RunCgroup};
 
 /// Resource limits of one run.
 #[derive(Debug, Clone)]

@@ -10,6 +10,7 @@ use tokio::time::{timeout, Instant};
 
 use super::super::ending::{self, EndFacts};
 use super::super::launcher;
+use super::super::priority::PriorityPolicy;
 use super::super::proc::ExitInfo;
 use super::super::registry::Shared;
 use super::super::run::{self, RunIo, StartRequest};
@@ -248,6 +249,7 @@ impl Session {
                 self.run = Some(live);
                 self.io = io;
                 self.next_sample = Instant::now() + SAMPLE_INTERVAL;
+                self.priority = PriorityPolicy::new(Instant::now().into_std());
                 self.broadcast(Some(conn_id), |is_req| {
                     if is_req {
                         msg_for_req.clone()
@@ -377,6 +379,13 @@ impl Session {
             if run.cpu_ms >= cfg.cpu_limit_ms() {
                 self.end_run(Some(EndReason::CpuLimit)).await;
                 return false;
+            }
+            if let Some(priority) = self.priority.observe(now.into_std(), run.cpu_ms) {
+                if let Some(cg) = &run.cgroup {
+                    if let Err(e) = cg.set_priority(priority) {
+                        tracing::warn!(error = %e, "cannot change a run's CPU priority");
+                    }
+                }
             }
         }
         let limit = run.max_age(&cfg);

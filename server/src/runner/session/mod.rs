@@ -16,10 +16,12 @@ use tokio::time::{sleep_until, Instant};
 
 use super::handle::Command;
 use super::output::OutputLog;
+use super::priority::PriorityPolicy;
 use super::proc::ExitInfo;
 use super::registry::Shared;
 use super::run::{LiveRun, RunIo};
 use super::{BufferStats, SessionEvent, SessionInfo};
+use crate::sandbox::CpuPriority;
 
 /// How often usage is sampled while a run is live (CPU limit, peak memory).
 const SAMPLE_INTERVAL: Duration = Duration::from_millis(500);
@@ -77,6 +79,8 @@ pub(crate) struct Session {
     /// Since when nobody is attached.
     detached_since: Option<Instant>,
     next_sample: Instant,
+    /// CPU priority of the live run (interactive first).
+    priority: PriorityPolicy,
     max_tail: usize,
     max_pending: usize,
     max_unacked: u64,
@@ -136,6 +140,7 @@ impl Session {
             idle_since: now,
             detached_since: Some(now),
             next_sample: now,
+            priority: PriorityPolicy::new(now.into_std()),
             max_tail: 0,
             max_pending: 0,
             max_unacked: 0,
@@ -526,6 +531,7 @@ impl Session {
             next_seq: self.log.next_seq(),
             cpu_ms: run.map_or(0, |r| r.cpu_ms),
             peak_memory_bytes: run.map_or(0, |r| r.peak_memory_bytes),
+            background: run.is_some() && self.priority.current() == CpuPriority::Background,
             run_age_ms: run.map_or(0, |r| r.started.elapsed().as_millis() as u64),
             detached_ms: self
                 .detached_since

@@ -120,6 +120,30 @@ enum Kind {
     V2(PathBuf),
 }
 
+/// A run's share of the CPU when runs compete for it (no effect on an idle machine).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuPriority {
+    /// The default: starting programs and programs answering keystrokes.
+    Interactive,
+    /// A program that keeps a CPU busy: it yields to interactive ones.
+    Background,
+}
+
+impl CpuPriority {
+    /// v1 `cpu.shares` (default 1024).
+    fn shares(self) -> u64 {
+        match self {
+            CpuPriority::Interactive => 1024,
+            CpuPriority::Background => 64,
+        }
+    }
+
+    /// v2 `cpu.weight` (default 100): the same ratio as the v1 shares.
+    fn weight(self) -> u64 {
+        (self.shares() * 100 / 1024).max(1)
+    }
+}
+
 /// One run's cgroup (None when running without cgroups).
 ///
 /// Dropping it without calling [`RunCgroup::remove`] still kills and removes
@@ -175,6 +199,21 @@ impl RunCgroup {
                 s
             }
         }
+    }
+
+    /// Set the run's CPU priority (a no-op where the cpu controller is missing).
+    pub fn set_priority(&self, priority: CpuPriority) -> Result<(), SandboxError> {
+        let (file, value) = match &self.kind {
+            Kind::V1(d) => match d.cpu_dir() {
+                Some(dir) => (dir.join("cpu.shares"), priority.shares()),
+                None => return Ok(()),
+            },
+            Kind::V2(dir) => (dir.join("cpu.weight"), priority.weight()),
+        };
+        if !file.exists() {
+            return Ok(());
+        }
+        write(&file, &value.to_string()).map_err(SandboxError::Io)
     }
 
     /// Freeze (true) or thaw (false) every process of the run.

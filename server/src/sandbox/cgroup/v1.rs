@@ -147,6 +147,11 @@ impl Parents {
 }
 
 impl RunDirs {
+    /// The cpu controller's directory, if mounted.
+    pub(crate) fn cpu_dir(&self) -> Option<&PathBuf> {
+        self.cpu.as_ref()
+    }
+
     /// Distinct directories.
     pub(crate) fn dirs(&self) -> Vec<PathBuf> {
         dedup(
