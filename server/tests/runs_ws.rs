@@ -290,3 +290,58 @@ async fn limits_end_runs_in_plain_words() {
     assert!(refused.unwrap() > 0);
     server.stop().await;
 }
+
+/// File operations run in their own task per connection; a `run` still waits
+/// for the saves sent before it, and file operations keep their order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_sees_the_saves_sent_just_before_it() {
+    let db = support::db::sqlite();
+    let server = TestServer::start(&db.url, |_| {}).await;
+    let (_, token) = server.student("ivo").await;
+    let mut c = server.connect(&token).await;
+    for round in 0..5 {
+        // A new file (with a 500 KiB comment, so its save takes a while) and
+        // its run, sent back to back without waiting for the save's reply.
+        let path = format!("r{round}.py");
+        let code = format!("# {}\nprint('round', {round})\n", "x".repeat(500 * 1024));
+        c.send(&ClientMsg::Write {
+            id: Some(1000 + round),
+            path: path.clone(),
+            content: code,
+            encoding: Encoding::Utf8,
+            base_version: None,
+        })
+        .await;
+        c.send(&ClientMsg::Read {
+            id: Some(2000 + round),
+            path: path.clone(),
+        })
+        .await;
+        c.send(&run(&path, RunMode::Script)).await;
+        let written = c
+            .wait_for("written", |m| {
+                support::server::reply_id(m) == Some(1000 + round)
+            })
+            .await;
+        assert!(matches!(written, ServerMsg::Written { .. }), "{written:?}");
+        let read = c
+            .wait_for("file", |m| {
+                support::server::reply_id(m) == Some(2000 + round)
+            })
+            .await;
+        let ServerMsg::File { content, .. } = read else {
+            panic!("{read:?}")
+        };
+        assert!(content.ends_with(&format!("print('round', {round})\n")));
+        let started = c
+            .wait_for("run reply", |m| support::server::reply_id(m) == Some(77))
+            .await;
+        assert!(
+            matches!(started, ServerMsg::RunStarted { .. }),
+            "the run must wait for the save: {started:?}"
+        );
+        let e = ended(&mut c).await;
+        assert_eq!(e.exit_code, Some(0), "{e:?}");
+        output_contains(&mut c, &format!("round {round}\r\n")).await;
+    }
+}

@@ -1,8 +1,16 @@
 //! One actor task per WebSocket connection. It owns the socket and waits on:
-//! shutdown, queued events for this connection (other tabs' file changes), the
-//! heartbeat tick, and the next client message. Every exit path drops the hub
-//! guard, so the connection is unregistered however it ends.
+//! shutdown, queued events for this connection (other tabs' file changes),
+//! replies of its file task, the session's output, the heartbeat tick, and the
+//! next client message. Every exit path drops the hub guard, so the connection
+//! is unregistered however it ends.
+//!
+//! File operations go to the connection's file task ([`FileQueue`]) so a save
+//! never delays a keystroke or its echo. Order is kept where it matters: file
+//! operations run in arrival order, and a `run` (with every session message
+//! after it) waits until the file operations sent before it are done, so a run
+//! always sees the save the client sent first.
 
+use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
@@ -15,6 +23,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::dispatch::{Conn, Forward};
+use super::file_worker::FileQueue;
 use crate::auth::Claims;
 use crate::error::AppError;
 use crate::hub::Outbound;
@@ -26,6 +35,8 @@ const OUTBOUND_QUEUE: usize = 256;
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Refused messages in a row before a flooding client is disconnected.
 const FLOOD_STRIKES: u32 = 30;
+/// Session messages that may wait behind a `run` waiting for file operations.
+const DEFERRED_MAX: usize = 32;
 
 /// Why the loop ended.
 enum Exit {
@@ -63,6 +74,9 @@ async fn serve(
     let (tx, mut rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
     let _guard = state.hub.register(user.id, &conn_id, tx);
     let mut conn = Conn::new(state.clone(), user.clone(), conn_id.clone());
+    let mut files = FileQueue::spawn(state.clone(), user.clone(), conn_id.clone());
+    // Session messages waiting for the file operations queued before them: (ticket, msg).
+    let mut deferred: VecDeque<(u64, ClientMsg)> = VecDeque::new();
 
     let hello = ServerMsg::Hello {
         protocol: PROTOCOL_VERSION,
@@ -83,7 +97,7 @@ async fn serve(
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     let mut last_seen = Instant::now();
 
-    let exit = loop {
+    let exit = 'conn: loop {
         tokio::select! {
             biased;
             _ = state.shutdown.cancelled() => {
@@ -97,6 +111,16 @@ async fn serve(
             Some(out) = rx.recv() => {
                 let Outbound::Msg(msg) = out;
                 if send_json(&mut sink, &msg).await.is_err() { break Exit::Gone; }
+            }
+            Some(done) = files.replies.recv() => {
+                files.complete(done.ticket);
+                if send_json(&mut sink, &done.msg).await.is_err() { break Exit::Gone; }
+                while deferred.front().is_some_and(|(ticket, _)| files.done_up_to(*ticket)) {
+                    let Some((_, msg)) = deferred.pop_front() else { break };
+                    if let Some(reply) = conn.handle(msg).await {
+                        if send_json(&mut sink, &reply).await.is_err() { break 'conn Exit::Gone; }
+                    }
+                }
             }
             ev = conn.next_session_event() => {
                 match conn.forward_session_event(ev, &mut sink).await {
@@ -147,7 +171,27 @@ async fn serve(
                     strikes = 0;
                 }
                 let reply = match parsed {
-                    Ok(msg) => conn.handle(msg).await,
+                    Ok(msg) if msg.is_file_op() => {
+                        let id = msg.id();
+                        files.submit(msg).err().map(|e| e.to_msg(id))
+                    }
+                    Ok(msg) => {
+                        let waits = matches!(msg, ClientMsg::Run { .. })
+                            && !files.done_up_to(files.dispatched());
+                        if !waits && deferred.is_empty() {
+                            conn.handle(msg).await
+                        } else if deferred.len() < DEFERRED_MAX {
+                            deferred.push_back((files.dispatched(), msg));
+                            None
+                        } else {
+                            let mut e = AppError::new(
+                                ErrorCode::Busy,
+                                "too many messages are waiting for this connection's file operations; try again shortly",
+                            );
+                            e.retry_after = Some(Duration::from_millis(500));
+                            Some(e.to_msg(msg.id()))
+                        }
+                    }
                     Err(e) => {
                         let id = campus_protocol::client::salvage_id(text.as_str());
                         Some(ServerMsg::error(id, ErrorCode::BadRequest, format!("invalid message: {e}")))

@@ -3,6 +3,7 @@
 
 mod connection;
 mod dispatch;
+mod file_worker;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;

@@ -192,8 +192,10 @@ impl WsClient {
     }
 
     async fn recv_socket(&mut self) -> ServerMsg {
+        // One deadline for the whole wait: heartbeat pings must not extend it.
+        let deadline = tokio::time::Instant::now() + wait_limit();
         loop {
-            let next = tokio::time::timeout(wait_limit(), self.ws.next())
+            let next = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
                 .expect("timed out waiting for a server message");
             match next {

@@ -1,0 +1,364 @@
+//! File operations of one connection, in their own task: a durable save
+//! (two device flushes) must not hold up the connection's loop, which forwards
+//! keystrokes and the program's echo. Operations run one at a time in arrival
+//! order, so a client's `write` then `read` of a path behave as sent; the
+//! connection makes a `run` wait until the file operations sent before it are
+//! done (see [`super::connection`]).
+
+use base64::Engine;
+use campus_protocol::{ChangeKind, ClientMsg, Encoding, ErrorCode, ServerMsg, UserInfo};
+use tokio::sync::mpsc;
+use workspace_fs::Precondition;
+
+use crate::authz::Action;
+use crate::error::AppError;
+use crate::files::{self, blocking};
+use crate::state::SharedState;
+
+/// File operations one connection may have queued (beyond that: `busy`).
+pub const FILE_QUEUE: usize = 16;
+
+/// A finished file operation: its reply and its place in the arrival order.
+pub struct FileReply {
+    /// 1 for the connection's first file operation, 2 for the next, …
+    pub ticket: u64,
+    /// What goes back to the client.
+    pub msg: ServerMsg,
+}
+
+/// One queued operation.
+struct Job {
+    ticket: u64,
+    msg: ClientMsg,
+}
+
+/// The connection's side of its file task.
+pub struct FileQueue {
+    tx: mpsc::Sender<Job>,
+    /// Replies, read by the connection loop.
+    pub replies: mpsc::Receiver<FileReply>,
+    dispatched: u64,
+    completed: u64,
+}
+
+impl FileQueue {
+    /// Start the task; it ends when this queue is dropped and its jobs are done.
+    pub fn spawn(state: SharedState, user: UserInfo, conn_id: String) -> FileQueue {
+        let (tx, rx) = mpsc::channel(FILE_QUEUE);
+        let (reply_tx, replies) = mpsc::channel(FILE_QUEUE);
+        let worker = FileWorker {
+            state: state.clone(),
+            user,
+            conn_id,
+        };
+        // Tracked: a graceful shutdown waits for saves already accepted.
+        tokio::spawn(state.tracker.track_future(worker.serve(rx, reply_tx)));
+        FileQueue {
+            tx,
+            replies,
+            dispatched: 0,
+            completed: 0,
+        }
+    }
+
+    /// Queue a file operation, or refuse it with `busy` when too many are waiting.
+    pub fn submit(&mut self, msg: ClientMsg) -> Result<(), AppError> {
+        let job = Job {
+            ticket: self.dispatched + 1,
+            msg,
+        };
+        match self.tx.try_send(job) {
+            Ok(()) => {
+                self.dispatched += 1;
+                Ok(())
+            }
+            Err(_) => {
+                let mut e = AppError::new(
+                    ErrorCode::Busy,
+                    format!("{FILE_QUEUE} file operations of this connection are still waiting; try again shortly"),
+                );
+                e.retry_after = Some(std::time::Duration::from_millis(500));
+                Err(e)
+            }
+        }
+    }
+
+    /// Record a finished operation.
+    pub fn complete(&mut self, ticket: u64) {
+        self.completed = self.completed.max(ticket);
+    }
+
+    /// The ticket of the last operation queued (0 = none yet).
+    pub fn dispatched(&self) -> u64 {
+        self.dispatched
+    }
+
+    /// True once every operation up to `ticket` has finished.
+    pub fn done_up_to(&self, ticket: u64) -> bool {
+        self.completed >= ticket
+    }
+}
+
+/// The task that owns the file operations of one connection.
+struct FileWorker {
+    state: SharedState,
+    user: UserInfo,
+    conn_id: String,
+}
+
+impl FileWorker {
+    async fn serve(self, mut rx: mpsc::Receiver<Job>, replies: mpsc::Sender<FileReply>) {
+        while let Some(Job { ticket, msg }) = rx.recv().await {
+            let id = msg.id();
+            let msg = match self.op(msg).await {
+                Ok(reply) => reply,
+                Err(e) => e.to_msg(id),
+            };
+            // A closed connection still gets its accepted operations done.
+            let _ = replies.send(FileReply { ticket, msg }).await;
+        }
+    }
+
+    async fn op(&self, msg: ClientMsg) -> Result<ServerMsg, AppError> {
+        let state = &self.state;
+        let owner = self.user.id;
+        let action = match msg {
+            ClientMsg::List { .. }
+            | ClientMsg::Stat { .. }
+            | ClientMsg::Read { .. }
+            | ClientMsg::ListVersions { .. }
+            | ClientMsg::ReadVersion { .. }
+            | ClientMsg::TrashList { .. } => Action::Read,
+            _ => Action::Write,
+        };
+        files::admit(state, &self.user, owner, action, "websocket", None).await?;
+        let files = state.files.as_ref();
+        let ws = files.workspace(owner)?;
+        let conn = self.conn_id.as_str();
+        let reply = match msg {
+            ClientMsg::List {
+                id,
+                path,
+                recursive,
+            } => {
+                let p = path.clone();
+                let entries = blocking(ws, move |w| w.list(&p, recursive)).await?;
+                ServerMsg::Listing {
+                    id,
+                    path,
+                    entries: entries.into_iter().map(files::entry).collect(),
+                }
+            }
+            ClientMsg::Stat { id, path } => {
+                let e = blocking(ws, move |w| w.stat(&path)).await?;
+                ServerMsg::Entry {
+                    id,
+                    entry: files::entry(e),
+                }
+            }
+            ClientMsg::Read { id, path } => {
+                let p = path.clone();
+                let (bytes, e) = blocking(ws, move |w| w.read(&p)).await?;
+                file_reply(id, path, e.version.unwrap_or_default(), e.mime, bytes)
+            }
+            ClientMsg::Write {
+                id,
+                path,
+                content,
+                encoding,
+                base_version,
+            } => {
+                let bytes = decode_content(content, encoding)?;
+                let pre = match base_version {
+                    Some(v) => Precondition::Match(v),
+                    None => Precondition::CreateOnly,
+                };
+                let p = path.clone();
+                let out = blocking(ws, move |w| w.write(&p, &bytes, pre)).await?;
+                let version = out.entry.version.clone().unwrap_or_default();
+                files::notify(
+                    state,
+                    owner,
+                    conn,
+                    &path,
+                    ChangeKind::Written,
+                    Some(version.clone()),
+                    None,
+                );
+                ServerMsg::Written {
+                    id,
+                    path,
+                    version,
+                    size: out.entry.size,
+                    created: out.created,
+                }
+            }
+            ClientMsg::Mkdir { id, path } => {
+                let p = path.clone();
+                let e = blocking(ws, move |w| w.mkdir(&p)).await?;
+                files::notify(state, owner, conn, &path, ChangeKind::Created, None, None);
+                ServerMsg::Entry {
+                    id,
+                    entry: files::entry(e),
+                }
+            }
+            ClientMsg::Rename {
+                id,
+                from,
+                to,
+                overwrite,
+            } => {
+                let (f, t) = (from.clone(), to.clone());
+                let e = blocking(ws, move |w| w.rename(&f, &t, overwrite)).await?;
+                files::notify(
+                    state,
+                    owner,
+                    conn,
+                    &to,
+                    ChangeKind::Renamed,
+                    e.version.clone(),
+                    Some(from),
+                );
+                ServerMsg::Entry {
+                    id,
+                    entry: files::entry(e),
+                }
+            }
+            ClientMsg::Copy { id, from, to } => {
+                let (f, t) = (from.clone(), to.clone());
+                let e = blocking(ws, move |w| w.copy(&f, &t)).await?;
+                files::notify(
+                    state,
+                    owner,
+                    conn,
+                    &to,
+                    ChangeKind::Copied,
+                    e.version.clone(),
+                    Some(from),
+                );
+                ServerMsg::Entry {
+                    id,
+                    entry: files::entry(e),
+                }
+            }
+            ClientMsg::Delete { id, path } => {
+                let p = path.clone();
+                let item = blocking(ws, move |w| w.delete(&p)).await?;
+                files::notify(state, owner, conn, &path, ChangeKind::Deleted, None, None);
+                ServerMsg::Deleted {
+                    id,
+                    path,
+                    trash_id: item.trash_id,
+                }
+            }
+            ClientMsg::ListVersions { id, path } => {
+                let p = path.clone();
+                let versions = blocking(ws, move |w| w.list_versions(&p)).await?;
+                ServerMsg::Versions {
+                    id,
+                    path,
+                    versions: versions.into_iter().map(files::version).collect(),
+                }
+            }
+            ClientMsg::ReadVersion { id, path, version } => {
+                let (p, v) = (path.clone(), version.clone());
+                let bytes = blocking(ws, move |w| w.read_version(&p, &v)).await?;
+                let mime = mime_guess::from_path(&path).first().map(|m| m.to_string());
+                file_reply(id, path, version, mime, bytes)
+            }
+            ClientMsg::RestoreVersion { id, path, version } => {
+                let p = path.clone();
+                let out = blocking(ws, move |w| w.restore_version(&p, &version)).await?;
+                let v = out.entry.version.clone().unwrap_or_default();
+                files::notify(
+                    state,
+                    owner,
+                    conn,
+                    &path,
+                    ChangeKind::Restored,
+                    Some(v.clone()),
+                    None,
+                );
+                ServerMsg::Written {
+                    id,
+                    path,
+                    version: v,
+                    size: out.entry.size,
+                    created: out.created,
+                }
+            }
+            ClientMsg::TrashList { id } => {
+                let items = blocking(ws, |w| w.trash_list()).await?;
+                ServerMsg::Trash {
+                    id,
+                    items: items.into_iter().map(files::trash_item).collect(),
+                }
+            }
+            ClientMsg::TrashRestore { id, trash_id, to } => {
+                let e = blocking(ws, move |w| w.trash_restore(&trash_id, to.as_deref())).await?;
+                files::notify(
+                    state,
+                    owner,
+                    conn,
+                    &e.path,
+                    ChangeKind::Restored,
+                    e.version.clone(),
+                    None,
+                );
+                ServerMsg::Entry {
+                    id,
+                    entry: files::entry(e),
+                }
+            }
+            other => {
+                return Err(AppError::internal(format!(
+                    "not a file operation: {other:?}"
+                )));
+            }
+        };
+        Ok(reply)
+    }
+}
+
+/// Decode `content` per its declared encoding.
+fn decode_content(content: String, encoding: Encoding) -> Result<Vec<u8>, AppError> {
+    match encoding {
+        Encoding::Utf8 => Ok(content.into_bytes()),
+        Encoding::Base64 => base64::engine::general_purpose::STANDARD
+            .decode(content.as_bytes())
+            .map_err(|e| {
+                AppError::new(
+                    ErrorCode::BadRequest,
+                    format!("content is not valid base64: {e}"),
+                )
+            }),
+    }
+}
+
+/// A `file` reply: UTF-8 text as is, anything else as base64.
+fn file_reply(
+    id: Option<u64>,
+    path: String,
+    version: String,
+    mime: Option<String>,
+    bytes: Vec<u8>,
+) -> ServerMsg {
+    let size = bytes.len() as u64;
+    let mime = mime.unwrap_or_else(|| "application/octet-stream".into());
+    let (encoding, content) = match String::from_utf8(bytes) {
+        Ok(s) => (Encoding::Utf8, s),
+        Err(e) => (
+            Encoding::Base64,
+            base64::engine::general_purpose::STANDARD.encode(e.into_bytes()),
+        ),
+    };
+    ServerMsg::File {
+        id,
+        path,
+        version,
+        size,
+        mime,
+        encoding,
+        content,
+    }
+}
