@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use campus_protocol::{
     ChangeKind, EntryKind, ErrorCode, FileEntry, ServerMsg, TrashItem, UserInfo, VersionInfo,
@@ -42,6 +43,22 @@ impl FileService {
         self.workspaces
             .open(&owner.to_string(), uid.map(|u| (u, u)))
             .map_err(map_fs_error)
+    }
+
+    /// Close the workspaces nobody has used for `idle` and nobody holds (blocking: closes
+    /// descriptors); returns how many. The next operation reopens them from disk.
+    pub fn evict_idle(&self, idle: Duration) -> usize {
+        self.workspaces.evict_idle(idle)
+    }
+
+    /// The workspaces currently open (used recently or in use), for periodic passes.
+    pub fn open_workspaces(&self) -> Vec<Arc<Workspace>> {
+        self.workspaces.cached()
+    }
+
+    /// How many workspaces are currently open.
+    pub fn open_count(&self) -> usize {
+        self.workspaces.cached_len()
     }
 
     /// Host path of `owner`'s visible tree (what the sandbox mounts).

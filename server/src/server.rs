@@ -25,6 +25,12 @@ use crate::store::{self, DynStore, NewAudit, NewUser};
 
 const MIB: u64 = 1024 * 1024;
 
+/// A workspace unused this long (and with no operation in flight) is closed, releasing its
+/// three directory descriptors; otherwise every student since start keeps them open. Ten
+/// minutes keeps the workspaces of a class that is saving and running open (no re-scan per
+/// save), while a class that left gives them back within a few housekeeping ticks.
+const WORKSPACE_IDLE: Duration = Duration::from_secs(10 * 60);
+
 /// Check the configuration and make the data dir usable (fails fast in production).
 pub fn validate(args: &ServeArgs) -> anyhow::Result<()> {
     if args.is_production() {
@@ -305,8 +311,9 @@ async fn drain(state: &SharedState) {
     tracing::info!("shutdown complete");
 }
 
-/// Periodic upkeep: forget idle rate-limiter keys; purge trash past its
-/// retention (7 days) in every workspace, once an hour.
+/// Periodic upkeep, once a minute: forget idle rate-limiter keys and close idle workspaces;
+/// once an hour, purge trash past its retention (7 days) in the open workspaces (the others
+/// are purged when they are next opened).
 fn spawn_housekeeping(state: &SharedState) {
     let st = state.clone();
     tokio::spawn(async move {
@@ -319,13 +326,22 @@ fn spawn_housekeeping(state: &SharedState) {
                     st.login_limiter.shrink();
                     st.file_ops.shrink();
                     if minutes.is_multiple_of(60) {
-                        let dir = st.cfg.storage.workspaces_dir();
                         let files = Arc::clone(&st.files);
-                        let purged = tokio::task::spawn_blocking(move || purge_trash(&dir, &files)).await;
+                        let purged = tokio::task::spawn_blocking(move || purge_trash(&files)).await;
                         if let Ok(n) = purged {
                             if n > 0 {
                                 tracing::info!(purged = n, "purged expired trash");
                             }
+                        }
+                    }
+                    let files = Arc::clone(&st.files);
+                    let closed = tokio::task::spawn_blocking(move || {
+                        (files.evict_idle(WORKSPACE_IDLE), files.open_count())
+                    })
+                    .await;
+                    if let Ok((closed, open)) = closed {
+                        if closed > 0 {
+                            tracing::debug!(closed, open, "closed idle workspaces");
                         }
                     }
                     minutes += 1;
@@ -335,16 +351,13 @@ fn spawn_housekeeping(state: &SharedState) {
     });
 }
 
-/// Purge expired trash of every workspace under `dir`; returns items removed.
-fn purge_trash(dir: &Path, files: &FileService) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
+/// Purge expired trash of every open workspace; returns items removed. Workspaces not open
+/// are left closed: `open` purges their trash when they are next used.
+fn purge_trash(files: &FileService) -> u64 {
     let now = std::time::SystemTime::now();
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i64>().ok()))
-        .filter_map(|owner| files.workspace(owner).ok())
+    files
+        .open_workspaces()
+        .iter()
         .map(|ws| match ws.purge_expired(now) {
             Ok(n) => n,
             Err(e) => {
@@ -390,5 +403,52 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use workspace_fs::{Precondition, Workspaces};
+
+    fn service(dir: &Path, retention: Duration) -> FileService {
+        let limits = workspace_fs::Limits {
+            trash_retention: retention,
+            ..workspace_fs::Limits::default()
+        };
+        let reg = Workspaces::new(dir.join("workspaces"), dir.join("meta"), limits).unwrap();
+        FileService::new(reg, None)
+    }
+
+    #[test]
+    fn trash_purge_touches_only_open_workspaces() {
+        let dir = tempfile::tempdir().unwrap();
+        // Workspaces of earlier students, on disk from a previous server run.
+        {
+            let old = service(dir.path(), Duration::ZERO);
+            for owner in 1..=20 {
+                let ws = old.workspace(owner).unwrap();
+                ws.write("gone.txt", b"x", Precondition::CreateOnly)
+                    .unwrap();
+                ws.delete("gone.txt").unwrap();
+            }
+        }
+        let files = service(dir.path(), Duration::ZERO);
+        assert_eq!(purge_trash(&files), 0);
+        assert_eq!(files.open_count(), 0, "the pass opened closed workspaces");
+
+        // An open workspace with expired trash is purged by the pass.
+        let ws = files.workspace(7).unwrap();
+        // (Opening it already purged its old item.)
+        assert!(ws.trash_list().unwrap().is_empty());
+        ws.write("later.txt", b"y", Precondition::CreateOnly)
+            .unwrap();
+        ws.delete("later.txt").unwrap();
+        drop(ws);
+        assert_eq!(purge_trash(&files), 1);
+        assert_eq!(files.open_count(), 1);
+        assert_eq!(files.evict_idle(Duration::ZERO), 1);
+        assert_eq!(files.open_count(), 0);
     }
 }

@@ -3,7 +3,8 @@
 //! A synchronous library (callers in async code use `spawn_blocking`) that knows nothing about
 //! users, HTTP or WebSockets. [`Workspaces`] is the registry: it holds one [`Workspace`] per key
 //! (e.g. a user id) so quota counters and the write lock are shared by every connection of a
-//! user.
+//! user. Each cached workspace keeps three directory descriptors open; the caller drops idle,
+//! unreferenced ones with [`Workspaces::evict_idle`].
 //!
 //! # Safety model
 //! Ambient authority is used only to open the two roots (`tree_root`, `meta_root`). Everything
@@ -17,13 +18,13 @@
 //!
 //! # Writes
 //! Atomic: a temporary file `.campus-tmp-*` in the target directory (that prefix is reserved,
-//! hidden from listings and usage, and swept when a workspace is first opened), `fdatasync`, a
-//! strictly increasing mtime, then — under the per-workspace write lock — the precondition
-//! check, the history save of the old content, the rename, and the usage update; finally an
-//! `fsync` of the directory. Reads take no lock. Limits (`max_file_bytes`, quota bytes and
-//! entries) are checked before anything is written when the length is known, and always again
-//! under the lock at commit. Missing parent directories are created by writes, renames, copies
-//! and restores (they count as entries).
+//! hidden from listings and usage, and swept when a workspace is opened into the cache),
+//! `fdatasync`, a strictly increasing mtime, then — under the per-workspace write lock — the
+//! precondition check, the history save of the old content, the rename, and the usage update;
+//! finally an `fsync` of the directory. Reads take no lock. Limits (`max_file_bytes`, quota
+//! bytes and entries) are checked before anything is written when the length is known, and
+//! always again under the lock at commit. Missing parent directories are created by writes,
+//! renames, copies and restores (they count as entries).
 //!
 //! # Durability
 //! A successful write has done two device flushes: `fdatasync` of the new content before the
@@ -42,8 +43,9 @@
 //! under `meta_root/<key>/history`). A file rename carries its history to the new path (a
 //! directory rename leaves the history of the files inside under their old paths). `delete`
 //! moves files, links and whole (also non-empty) directories into `meta_root/<key>/trash`,
-//! restorable as a unit until `trash_retention` passes and `purge_expired` runs. History and
-//! trash do not count against the quota.
+//! restorable as a unit until `trash_retention` passes and `purge_expired` runs (on every
+//! open into the cache, and whenever the caller runs it). History and trash do not count
+//! against the quota.
 //!
 //! # Usage
 //! Tracked incrementally per operation after one scan on open; [`Workspace::rescan`]
@@ -66,8 +68,8 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
 
 use rustix::fs::{self as rfs, Mode, OFlags};
 use rustix::io::Errno;
@@ -193,14 +195,22 @@ pub struct Usage {
     pub entries: u64,
 }
 
-/// Registry of workspaces under two roots; caches one `Arc<Workspace>` per key.
+/// Registry of workspaces under two roots; caches one `Arc<Workspace>` per key until
+/// [`Workspaces::evict_idle`] drops it.
 #[derive(Debug)]
 pub struct Workspaces {
     tree_root: PathBuf,
     tree_fd: OwnedFd,
     meta_fd: OwnedFd,
     limits: Limits,
-    cache: Mutex<HashMap<String, Arc<Workspace>>>,
+    cache: Mutex<HashMap<String, Cached>>,
+}
+
+/// A cached workspace and when `open` last handed it out.
+#[derive(Debug)]
+struct Cached {
+    ws: Arc<Workspace>,
+    last_used: Instant,
 }
 
 /// True for keys usable as a directory name: 1–64 of `[A-Za-z0-9_.-]`, not starting with `.`.
@@ -253,14 +263,38 @@ impl Workspaces {
     }
 
     /// The workspace for `key`, created on first use: tree dir (mode 0700, chowned to `owner`)
-    /// and meta dir (mode 0700). The first open sweeps leftover temporaries and scans usage;
-    /// later opens return the cached instance (its `owner` is the one given first).
+    /// and meta dir (mode 0700). The first open (also the first after an eviction) sweeps
+    /// leftover temporaries, scans usage and purges expired trash; later opens return the
+    /// cached instance (its `owner` is the one given first).
     pub fn open(&self, key: &str, owner: Option<(u32, u32)>) -> Result<Arc<Workspace>, FsError> {
         check_key(key)?;
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(ws) = cache.get(key) {
-            return Ok(ws.clone());
-        }
+        let ws = {
+            let mut cache = self.lock_cache();
+            if let Some(c) = cache.get_mut(key) {
+                c.last_used = Instant::now();
+                return Ok(c.ws.clone());
+            }
+            // Built under the cache lock: the temp sweep in `count_dir` is only safe while no
+            // other instance of this workspace (with a write in flight) can exist.
+            let ws = Arc::new(self.build(key, owner)?);
+            cache.insert(
+                key.to_owned(),
+                Cached {
+                    ws: ws.clone(),
+                    last_used: Instant::now(),
+                },
+            );
+            ws
+        };
+        // Outside the cache lock (it takes only this workspace's lock). Best effort: the trash
+        // is private and a failed purge is retried by the next open or periodic pass, so it
+        // must not fail the open; the library has no logger to report it to.
+        let _ = ws.purge_expired(SystemTime::now());
+        Ok(ws)
+    }
+
+    /// Opens (creating if needed) the directories of `key` and scans its usage.
+    fn build(&self, key: &str, owner: Option<(u32, u32)>) -> Result<Workspace, FsError> {
         let tree = open_or_create_dir(&self.tree_fd, key, 0o700)?;
         sys::chown_fd(&tree, owner).map_err(|e| map_errno(e, key))?;
         let meta = open_or_create_dir(&self.meta_fd, key, 0o700)?;
@@ -268,16 +302,57 @@ impl Workspaces {
         let history = open_or_create_dir(&meta, "history", 0o700)?;
         let trash = open_or_create_dir(&meta, "trash", 0o700)?;
         let usage = sys::count_dir(tree.as_fd(), 0, true).map_err(|e| map_errno(e, key))?;
-        let ws = Arc::new(Workspace::new(
+        Ok(Workspace::new(
             tree,
             history,
             trash,
             owner,
             self.limits.clone(),
             usage,
-        ));
-        cache.insert(key.to_owned(), ws.clone());
-        Ok(ws)
+        ))
+    }
+
+    /// Drops cached workspaces not handed out by `open` for at least `idle` and not held by
+    /// anyone else; returns how many (each closes its three directory descriptors).
+    ///
+    /// The "held by nobody" check and the removal happen under the cache lock, and new
+    /// references are only made under that lock (or by cloning a held one), so an evicted
+    /// instance is unreachable: two live `Workspace`s for one key (with separate write locks
+    /// and usage counters) never exist. A later `open` builds a fresh one from disk.
+    pub fn evict_idle(&self, idle: Duration) -> usize {
+        let now = Instant::now();
+        let evicted: Vec<Cached> = {
+            let mut cache = self.lock_cache();
+            let keys: Vec<String> = cache
+                .iter()
+                .filter(|(_, c)| {
+                    now.saturating_duration_since(c.last_used) >= idle
+                        && Arc::strong_count(&c.ws) == 1
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.iter().filter_map(|k| cache.remove(k)).collect()
+        };
+        let n = evicted.len();
+        // The descriptors close here, after the lock is released.
+        drop(evicted);
+        n
+    }
+
+    /// Number of workspaces currently cached (open).
+    pub fn cached_len(&self) -> usize {
+        self.lock_cache().len()
+    }
+
+    /// The workspaces currently cached, for periodic work such as trash purges. Does not
+    /// count as use; holding the returned `Arc`s only delays their eviction.
+    pub fn cached(&self) -> Vec<Arc<Workspace>> {
+        self.lock_cache().values().map(|c| c.ws.clone()).collect()
+    }
+
+    /// The cache, still usable if a holder panicked (entries are only inserted whole).
+    fn lock_cache(&self) -> MutexGuard<'_, HashMap<String, Cached>> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Host path of the student-visible tree of `key` (for the sandbox to mount).

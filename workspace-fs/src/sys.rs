@@ -194,7 +194,8 @@ fn remove_temps(dir: BorrowedFd<'_>) -> Result<(), Errno> {
 }
 
 /// Counts entries and file bytes in the directory `dir` (recursively, not following links).
-/// With `clean_temps`, stale temporaries are deleted on the way (only safe at start-up).
+/// With `clean_temps`, stale temporaries are deleted on the way (only safe while no instance of
+/// the workspace exists that could have a write in flight: when the registry opens it).
 pub(crate) fn count_dir(
     dir: BorrowedFd<'_>,
     depth: usize,
