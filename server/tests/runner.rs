@@ -992,3 +992,29 @@ async fn a_run_inherits_no_server_descriptors() {
     assert_eq!(other.ended().await.reason, EndReason::Exited);
     drop((leak_r, leak_w));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_program_sees_the_terminal_size_and_resizes() {
+    let env = setup(test_config());
+    env.write(
+        1,
+        "size.py",
+        "import os, signal\n\
+         signal.signal(signal.SIGWINCH, lambda *a: print('WINCH', *os.get_terminal_size(), flush=True))\n\
+         print('SIZE', *os.get_terminal_size(), flush=True)\n\
+         input('ready ')\n",
+    );
+    let mut c = env.attach(1, "c1", 0).await;
+    c.run("size.py", RunMode::Script).await.unwrap();
+    c.text_after(0, "ready ").await;
+    assert!(c.text().contains("SIZE 80 24"), "{:?}", c.text());
+    let mark = c.out.len();
+    c.att.handle.resize(120, 40).await.unwrap();
+    c.text_after(mark, "WINCH 120 40").await;
+    c.input("\r").await;
+    let ended = c.ended().await;
+    assert_eq!(
+        (ended.reason, ended.exit_code),
+        (EndReason::Exited, Some(0))
+    );
+}
