@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ const WAIT: Duration = Duration::from_secs(60);
 
 struct Env {
     runner: Arc<Runner>,
-    /// Full isolation (cgroups) rather than the dev fallback.
+    /// Full isolation (cgroups, namespaces; helper processes stay around the program).
     isolated: bool,
     dir: TempDir,
     _token: CancellationToken,
@@ -42,8 +43,8 @@ fn setup(cfg: RunnerConfig) -> Env {
         ..SandboxConfig::default()
     })
     .unwrap();
-    let token = CancellationToken::new();
     let isolated = sandbox.isolated();
+    let token = CancellationToken::new();
     let runner = Runner::new(cfg, Arc::new(sandbox), None, token.clone());
     Env {
         runner,
@@ -1007,4 +1008,124 @@ async fn no_child_process_outlives_its_run() {
         !process_with_cmdline_exists(&cmdline)
     })
     .await;
+}
+
+/// The `/proc/<pid>/fd` link targets of every host process whose command line
+/// contains `needle` (the run's helper processes: their argv names the workspace).
+fn fd_targets_of_processes_with(needle: &str) -> Vec<(u32, Vec<(i32, String)>)> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        if !String::from_utf8_lossy(&cmd).contains(needle) {
+            continue;
+        }
+        let Ok(dir) = std::fs::read_dir(e.path().join("fd")) else {
+            continue;
+        };
+        let fds = dir
+            .flatten()
+            .filter_map(|f| {
+                let fd = f.file_name().to_string_lossy().parse::<i32>().ok()?;
+                let target = std::fs::read_link(f.path()).ok()?;
+                Some((fd, target.to_string_lossy().into_owned()))
+            })
+            .collect();
+        found.push((pid, fds));
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_inherits_no_server_descriptors() {
+    let env = setup(test_config());
+    // A descriptor the server forgot to mark close-on-exec, plus another run's
+    // live PTY master: neither may reach the helper or the program.
+    let (leak_r, leak_w) = nix::unistd::pipe().unwrap();
+    let leaked = std::fs::read_link(format!("/proc/self/fd/{}", leak_r.as_raw_fd()))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(leaked.starts_with("pipe:["), "{leaked}");
+    env.write(1, "hold.py", "input('holding ')\n");
+    let mut other = env.attach(1, "c1", 0).await;
+    other.run("hold.py", RunMode::Script).await.unwrap();
+    other.text_after(0, "holding ").await;
+    env.write(
+        2,
+        "fds.py",
+        "import os\n\
+         for fd in sorted(int(f) for f in os.listdir('/proc/self/fd')):\n\
+         \x20   try:\n\
+         \x20       print('FD', fd, os.readlink('/proc/self/fd/%d' % fd))\n\
+         \x20   except OSError:\n\
+         \x20       print('FD', fd, 'closed')\n\
+         input('done? ')\n",
+    );
+    let mut c = env.attach(2, "c2", 0).await;
+    c.run("fds.py", RunMode::Script).await.unwrap();
+    c.text_after(0, "done? ").await;
+    let text = c.text();
+    let fds: Vec<(i32, &str)> = text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.trim_end().strip_prefix("FD ")?;
+            let (fd, target) = rest.split_once(' ')?;
+            Some((fd.parse().ok()?, target))
+        })
+        .collect();
+    let numbers: Vec<i32> = fds.iter().map(|(fd, _)| *fd).collect();
+    assert_eq!(&numbers[..3], &[0, 1, 2], "{text}");
+    // Anything above 2 can only be listdir's own (already closed) directory handle.
+    assert!(
+        fds.iter().all(|(fd, t)| *fd <= 2 || *t == "closed"),
+        "the program inherited descriptors: {text}"
+    );
+    // The helper processes (still alive around the program when isolated) hold
+    // only the terminal and their own pipes.
+    let ws = env.workspace(2).to_string_lossy().into_owned();
+    let helpers = fd_targets_of_processes_with(&ws);
+    assert!(!helpers.is_empty() || !env.isolated, "no helper found");
+    for (pid, fds) in helpers {
+        for (fd, target) in fds {
+            let ok = (target.starts_with("/dev/pts/") && target != "/dev/pts/ptmx")
+                || (fd > 2 && target.starts_with("pipe:[") && target != leaked);
+            assert!(ok, "process {pid} holds fd {fd} -> {target}");
+        }
+    }
+    c.input("\r").await;
+    assert_eq!(c.ended().await.reason, EndReason::Exited);
+    other.input("\r").await;
+    assert_eq!(other.ended().await.reason, EndReason::Exited);
+    drop((leak_r, leak_w));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_program_sees_the_terminal_size_and_resizes() {
+    let env = setup(test_config());
+    env.write(
+        1,
+        "size.py",
+        "import os, signal\n\
+         signal.signal(signal.SIGWINCH, lambda *a: print('WINCH', *os.get_terminal_size(), flush=True))\n\
+         print('SIZE', *os.get_terminal_size(), flush=True)\n\
+         input('ready ')\n",
+    );
+    let mut c = env.attach(1, "c1", 0).await;
+    c.run("size.py", RunMode::Script).await.unwrap();
+    c.text_after(0, "ready ").await;
+    assert!(c.text().contains("SIZE 80 24"), "{:?}", c.text());
+    let mark = c.out.len();
+    c.att.handle.resize(120, 40).await.unwrap();
+    c.text_after(mark, "WINCH 120 40").await;
+    c.input("\r").await;
+    let ended = c.ended().await;
+    assert_eq!(
+        (ended.reason, ended.exit_code),
+        (EndReason::Exited, Some(0))
+    );
 }

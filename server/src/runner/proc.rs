@@ -1,14 +1,21 @@
-//! The blocking edges of a run: the PTY reader and writer threads, the
-//! waiter thread, signals, and /proc-based usage when there is no cgroup.
+//! The blocking edges of a run: the PTY pair, the PTY reader and writer
+//! threads, the waiter thread, signals, and /proc-based usage when there is
+//! no cgroup.
 
+use std::fs::File;
 use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::sync::mpsc as std_mpsc;
 
 use bytes::Bytes;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use portable_pty::Child;
+use portable_pty::PtySize;
+use rustix::pty::OpenptFlags;
+use rustix::termios::Winsize;
 use tokio::sync::{mpsc, oneshot};
 
 /// Bytes per PTY read (also the largest chunk the reader hands over).
@@ -30,10 +37,74 @@ pub(crate) struct ExitInfo {
     pub cpu_ms: u64,
 }
 
+/// The server's side of a run's terminal.
+#[derive(Debug)]
+pub(crate) struct PtyMaster {
+    fd: File,
+}
+
+/// Open a PTY pair of the given size. Both ends are opened close-on-exec
+/// atomically (no window in which a concurrent spawn of another run could
+/// inherit them); the slave becomes the helper's stdio through dup2, which
+/// clears the flag on the copies only.
+pub(crate) fn open_pty(size: PtySize) -> std::io::Result<(PtyMaster, OwnedFd)> {
+    let master =
+        rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
+    rustix::pty::grantpt(&master)?;
+    rustix::pty::unlockpt(&master)?;
+    let name = rustix::pty::ptsname(&master, Vec::new())?;
+    let name = std::path::Path::new(std::ffi::OsStr::from_bytes(name.as_bytes()));
+    // std opens with O_CLOEXEC; O_NOCTTY keeps the server from acquiring it.
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(name)?;
+    let master = PtyMaster {
+        fd: File::from(master),
+    };
+    master.resize(size)?;
+    Ok((master, OwnedFd::from(slave)))
+}
+
+impl PtyMaster {
+    /// Set the terminal size (the foreground process group gets SIGWINCH).
+    pub fn resize(&self, size: PtySize) -> std::io::Result<()> {
+        rustix::termios::tcsetwinsize(
+            &self.fd,
+            Winsize {
+                ws_row: size.rows,
+                ws_col: size.cols,
+                ws_xpixel: size.pixel_width,
+                ws_ypixel: size.pixel_height,
+            },
+        )?;
+        Ok(())
+    }
+
+    /// The terminal's foreground process group, if it has one.
+    pub fn process_group_leader(&self) -> Option<i32> {
+        rustix::termios::tcgetpgrp(&self.fd)
+            .ok()
+            .map(|p| p.as_raw_pid())
+    }
+
+    /// A second handle for the reader thread (close-on-exec, like the first).
+    pub fn try_clone_reader(&self) -> std::io::Result<File> {
+        self.fd.try_clone()
+    }
+
+    /// A second handle for the writer thread. Unlike portable-pty's writer,
+    /// dropping it types nothing into the terminal.
+    pub fn take_writer(&self) -> std::io::Result<File> {
+        self.fd.try_clone()
+    }
+}
+
 /// Start the reader thread: PTY master → bounded channel. Ends at EOF/EIO
 /// (every slave fd closed) or when the session drops the receiver.
 pub(crate) fn spawn_reader(
-    mut reader: Box<dyn Read + Send>,
+    mut reader: impl Read + Send + 'static,
 ) -> std::io::Result<mpsc::Receiver<Bytes>> {
     let (tx, rx) = mpsc::channel(READER_CHANNEL);
     std::thread::Builder::new()
@@ -61,7 +132,7 @@ pub(crate) fn spawn_reader(
 /// Start the writer thread: the single owner of the PTY writer, fed through a
 /// bounded channel so a program that does not read its input never blocks the session.
 pub(crate) fn spawn_writer(
-    mut writer: Box<dyn Write + Send>,
+    mut writer: impl Write + Send + 'static,
     capacity: usize,
 ) -> std::io::Result<mpsc::Sender<Bytes>> {
     let (tx, mut rx) = mpsc::channel::<Bytes>(capacity);
@@ -87,9 +158,9 @@ pub(crate) fn spawn_writer(
 /// safely), reports the status and CPU time, and reaps only when `reap` is
 /// dropped by the session.
 pub(crate) fn spawn_waiter(
-    mut child: Box<dyn Child + Send + Sync>,
-    pid: Option<u32>,
+    mut child: std::process::Child,
 ) -> std::io::Result<(oneshot::Receiver<ExitInfo>, std_mpsc::SyncSender<()>)> {
+    let pid = child.id();
     let (tx, rx) = oneshot::channel();
     let (reap_tx, reap_rx) = std_mpsc::sync_channel::<()>(1);
     std::thread::Builder::new()
@@ -97,19 +168,17 @@ pub(crate) fn spawn_waiter(
         .stack_size(THREAD_STACK)
         .spawn(move || {
             let mut info = ExitInfo::default();
-            if let Some(pid) = pid {
-                let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
-                loop {
-                    match waitid(Id::Pid(Pid::from_raw(pid as i32)), flags) {
-                        Ok(WaitStatus::Exited(_, code)) => info.code = Some(code),
-                        Ok(WaitStatus::Signaled(_, sig, _)) => info.signal = Some(sig as i32),
-                        Err(nix::errno::Errno::EINTR) => continue,
-                        _ => {}
-                    }
-                    break;
+            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
+            loop {
+                match waitid(Id::Pid(Pid::from_raw(pid as i32)), flags) {
+                    Ok(WaitStatus::Exited(_, code)) => info.code = Some(code),
+                    Ok(WaitStatus::Signaled(_, sig, _)) => info.signal = Some(sig as i32),
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    _ => {}
                 }
-                info.cpu_ms = proc_cpu_ms(pid).unwrap_or(0);
+                break;
             }
+            info.cpu_ms = proc_cpu_ms(pid).unwrap_or(0);
             let _ = tx.send(info);
             // Wait until the session has killed leftovers of the process group.
             let _ = reap_rx.recv();

@@ -7,15 +7,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use campus_protocol::{EndReason, Phase, RunMode};
-use portable_pty::{MasterPty, PtySize};
+use portable_pty::PtySize;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
 use super::config::RunnerConfig;
 use super::launcher;
 use super::output::MarkerStripper;
-use super::proc::{self, ExitInfo};
-use crate::sandbox::{RunCgroup, RunSpec, Sandbox};
+use super::proc::{self, ExitInfo, PtyMaster};
+use crate::sandbox::{self, RunCgroup, RunSpec, Sandbox};
 
 /// Input chunks buffered for the PTY writer thread.
 const WRITER_CHANNEL: usize = 64;
@@ -30,7 +30,7 @@ pub(crate) struct LiveRun {
     /// When the current phase began (the max-age clock of that phase).
     pub phase_started: Instant,
     pub pid: Option<u32>,
-    pub master: Box<dyn MasterPty + Send>,
+    pub master: PtyMaster,
     pub writer: Option<mpsc::Sender<Bytes>>,
     pub cgroup: Option<RunCgroup>,
     /// Strips the hybrid launcher's marker (hybrid only, until found).
@@ -107,7 +107,7 @@ pub(crate) fn start(
         Ok(p) => p,
         Err(e) => return Err((format!("sandbox prepare: {e}"), permit)),
     };
-    let cgroup = prepared.cgroup;
+    let crate::sandbox::PreparedRun { command, cgroup } = prepared;
     let fail = |msg: String, cgroup: Option<RunCgroup>, permit| {
         if let Some(cg) = cgroup {
             cg.kill_all();
@@ -121,18 +121,17 @@ pub(crate) fn start(
         pixel_width: 0,
         pixel_height: 0,
     };
-    let pair = match portable_pty::native_pty_system().openpty(size) {
+    let (master, slave) = match proc::open_pty(size) {
         Ok(p) => p,
         Err(e) => return fail(format!("openpty: {e}"), cgroup, permit),
     };
-    let child = match pair.slave.spawn_command(prepared.command) {
+    // posix_spawn, not fork (see `sandbox::spawn_on_terminal`); our copies of
+    // the slave are closed on return, or EOF would never arrive.
+    let child = match sandbox::spawn_on_terminal(command, slave) {
         Ok(c) => c,
         Err(e) => return fail(format!("spawn: {e}"), cgroup, permit),
     };
-    // The server must not keep the slave open, or EOF never arrives.
-    drop(pair.slave);
-    let master = pair.master;
-    let pid = child.process_id();
+    let pid = Some(child.id());
     let kill_now = |cgroup: &Option<RunCgroup>| {
         if let Some(cg) = cgroup {
             cg.kill_all();
@@ -141,7 +140,7 @@ pub(crate) fn start(
             proc::kill_group(pid as i32);
         }
     };
-    let (exit_rx, reap) = match proc::spawn_waiter(child, pid) {
+    let (exit_rx, reap) = match proc::spawn_waiter(child) {
         Ok(w) => w,
         Err(e) => {
             kill_now(&cgroup);

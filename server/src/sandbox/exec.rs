@@ -70,9 +70,6 @@ pub struct ExecArgs {
     /// Size of /tmp (and /dev/shm), bytes.
     #[arg(long, default_value_t = 16 << 20)]
     pub tmp_bytes: u64,
-    /// Remove SHELL from the environment (portable-pty adds the server's).
-    #[arg(long)]
-    pub drop_shell: bool,
     /// Dev fallback: rlimits, cleared env and cwd only; no namespaces.
     #[arg(long)]
     pub no_isolation: bool,
@@ -86,6 +83,12 @@ pub struct ExecArgs {
 
 /// Set up the sandbox and exec the program; returns only on failure (the exit code).
 pub fn main(args: ExecArgs) -> i32 {
+    // The server spawns us with posix_spawn (no pre_exec, no fork of the
+    // server), so what used to run between its fork and exec happens here.
+    if let Err(e) = start_session() {
+        eprintln!("campus sandbox-exec: {e}");
+        return EXIT_SETUP_FAILED;
+    }
     let result = if args.probe {
         probe(&args)
     } else if args.no_isolation {
@@ -99,6 +102,68 @@ pub fn main(args: ExecArgs) -> i32 {
             eprintln!("campus sandbox-exec: {e}");
             EXIT_SETUP_FAILED
         }
+    }
+}
+
+/// First thing in the helper: drop inherited descriptors, reset signals, and
+/// become a session leader whose controlling terminal is our stdin (the PTY).
+///
+/// * Every descriptor above 2 is closed: the server's are close-on-exec, but
+///   this also covers anything a library opened without the flag, so no
+///   socket, database file or other run's PTY can reach the student.
+/// * SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGALRM back to default and an
+///   empty signal mask (posix_spawn in std inherits the spawning thread's
+///   mask; ignored dispositions survive exec).
+/// * `setsid` + `TIOCSCTTY`, so the terminal's foreground group is ours and
+///   Ctrl-C / SIGWINCH / hang-up reach the run (not the server).
+fn start_session() -> Result<(), String> {
+    close_inherited_fds();
+    for sig in [
+        Signal::SIGCHLD,
+        Signal::SIGHUP,
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+        Signal::SIGTERM,
+        Signal::SIGALRM,
+    ] {
+        // SAFETY: installing SIG_DFL is always sound.
+        let _ = unsafe { signal::signal(sig, SigHandler::SigDfl) };
+    }
+    let _ = signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    // setsid fails only for a process-group leader, which the server's spawn
+    // never makes; by hand (a shell job) we keep the shell's terminal and C
+    // still takes it over, so that is not an error.
+    if nix::unistd::setsid().is_ok() {
+        // SAFETY: isatty/ioctl on fd 0 with an integer argument.
+        let failed =
+            unsafe { libc::isatty(0) == 1 && libc::ioctl(0, libc::TIOCSCTTY as _, 0) == -1 };
+        if failed {
+            return Err(format!(
+                "controlling terminal: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// close_range(3, ~0): one syscall; falls back to closing what /proc/self/fd lists.
+fn close_inherited_fds() {
+    // SAFETY: plain syscall; no Rust object owns a descriptor above 2 yet.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    if r == 0 {
+        return;
+    }
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .filter(|fd| *fd > 2)
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in fds {
+        // SAFETY: as above; the directory handle itself is already closed (EBADF is harmless).
+        unsafe { libc::close(fd) };
     }
 }
 
@@ -123,9 +188,6 @@ impl Program {
         let mut path = b"/usr/local/bin:/usr/bin:/bin".to_vec();
         let mut env = Vec::new();
         for (k, v) in std::env::vars_os() {
-            if args.drop_shell && k == "SHELL" {
-                continue;
-            }
             if k == "PATH" {
                 path = v.as_bytes().to_vec();
             }
@@ -202,6 +264,8 @@ fn fallback(args: &ExecArgs) -> Result<i32, String> {
     }
     std::env::set_current_dir(&args.workspace)
         .map_err(|e| format!("chdir {}: {e}", args.workspace.display()))?;
+    // The Rust runtime ignores SIGPIPE in the helper: the program gets defaults.
+    reset_signals();
     eprintln!("campus sandbox-exec: {}", prog.exec());
     Ok(EXIT_EXEC_FAILED)
 }

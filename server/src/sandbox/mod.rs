@@ -22,9 +22,9 @@ mod mounts;
 #[allow(unsafe_code)]
 mod probe;
 
-use std::path::PathBuf;
-
-use portable_pty::CommandBuilder;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 
 pub use cgroup::{CpuPriority, RunCgroup};
 
@@ -141,13 +141,53 @@ pub struct SandboxReport {
     pub features: Vec<(String, bool, String)>,
 }
 
-/// A prepared run: the command for the PTY and its cgroup.
+/// A prepared run: the helper command for the PTY and its cgroup.
 #[derive(Debug)]
 pub struct PreparedRun {
-    /// Command to spawn in the PTY.
-    pub command: CommandBuilder,
+    /// `campus sandbox-exec …` with an absolute program path, a cleared
+    /// environment (exactly the run's env) and cwd `/`; spawn it with
+    /// [`spawn_on_terminal`].
+    pub command: Command,
     /// The run's cgroup, if cgroups are in use.
     pub cgroup: Option<RunCgroup>,
+}
+
+/// Spawn a prepared helper command with the terminal `tty` (a PTY slave) as
+/// its stdin, stdout and stderr.
+///
+/// The command has no `pre_exec`, uid, gid, groups or process group and an
+/// absolute program path, so std spawns it with `posix_spawn` (glibc:
+/// `clone(CLONE_VM|CLONE_VFORK)`) instead of `fork()`ing the whole server;
+/// the helper makes itself a session leader with `tty` as its controlling
+/// terminal and closes every inherited descriptor above 2 before anything else.
+/// The command is consumed: it holds copies of `tty` that must not outlive
+/// the spawn (the reader would never see EOF).
+pub fn spawn_on_terminal(mut command: Command, tty: OwnedFd) -> std::io::Result<Child> {
+    command
+        .stdin(Stdio::from(tty.try_clone()?))
+        .stdout(Stdio::from(tty.try_clone()?))
+        .stderr(Stdio::from(tty))
+        .spawn()
+}
+
+/// The helper as a path std does not look up in PATH (a PATH lookup would make
+/// std fall back from posix_spawn to fork): a bare name is resolved in the
+/// server's PATH, a relative path against the current directory.
+fn helper_program(exe: &Path) -> PathBuf {
+    if exe.is_absolute() {
+        return exe.to_path_buf();
+    }
+    if exe.components().count() == 1 {
+        let found = std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(exe))
+                .find(|p| p.is_absolute() && p.is_file())
+        });
+        if let Some(p) = found {
+            return p;
+        }
+    }
+    std::path::absolute(exe).unwrap_or_else(|_| exe.to_path_buf())
 }
 
 /// How runs are isolated on this host.
@@ -250,7 +290,7 @@ impl Sandbox {
             // The program runs as `uid` and must be able to write its workspace.
             fsown::chown_tree(&spec.workspace_dir, uid, uid)?;
         }
-        let mut cmd = CommandBuilder::new(&self.config.helper_exe);
+        let mut cmd = Command::new(helper_program(&self.config.helper_exe));
         cmd.arg("sandbox-exec");
         let cgroup = match &self.mode {
             Mode::Isolated(layout) => {
@@ -284,10 +324,6 @@ impl Sandbox {
             cmd.arg("--ro");
             cmd.arg(format!("{}:{name}", host.display()));
         }
-        // portable-pty adds the server's SHELL to the environment: drop it.
-        if !spec.env.iter().any(|(k, _)| k == "SHELL") {
-            cmd.arg("--drop-shell");
-        }
         cmd.arg("--");
         cmd.args(&spec.argv);
         // Nothing of the server's environment (secrets!) may reach the program.
@@ -295,7 +331,7 @@ impl Sandbox {
         for (k, v) in &spec.env {
             cmd.env(k, v);
         }
-        cmd.cwd("/");
+        cmd.current_dir("/");
         Ok(PreparedRun {
             command: cmd,
             cgroup,

@@ -120,7 +120,8 @@ fn probe_helper(config: &SandboxConfig, features: &mut Vec<(String, bool, String
         return;
     }
     let out = run_bounded(
-        Command::new(&config.helper_exe)
+        // An absolute path keeps std on posix_spawn (no fork of the server).
+        Command::new(super::helper_program(&config.helper_exe))
             .arg("sandbox-exec")
             .arg("--probe")
             .args(["--uid", &config.uid_base.to_string()])
