@@ -27,6 +27,8 @@ pub struct Workspace {
     /// The write lock; it also guards the incremental usage counters.
     pub(crate) state: Mutex<Usage>,
     pub(crate) clock: MonoClock,
+    /// The tag of the last [`Workspace::rescan_once`].
+    pub(crate) last_rescan: Mutex<Option<String>>,
 }
 
 /// Builds the public entry for `path` from a no-follow stat (`None` for FIFOs etc.).
@@ -98,6 +100,7 @@ impl Workspace {
             limits,
             state: Mutex::new(usage),
             clock: MonoClock::default(),
+            last_rescan: Mutex::new(None),
         }
     }
 
@@ -577,6 +580,19 @@ impl Workspace {
         let fresh = sys::count_dir(self.tree.as_fd(), 0, false).map_err(|e| map_errno(e, ""))?;
         *usage = fresh;
         Ok(fresh)
+    }
+
+    /// Like [`Workspace::rescan`], but only once per `tag` (e.g. a run id seen
+    /// by several connections): returns `None` when `tag` was the last one done.
+    pub fn rescan_once(&self, tag: &str) -> Result<Option<Usage>, FsError> {
+        {
+            let mut last = self.last_rescan.lock().unwrap_or_else(|p| p.into_inner());
+            if last.as_deref() == Some(tag) {
+                return Ok(None);
+            }
+            *last = Some(tag.to_string());
+        }
+        self.rescan().map(Some)
     }
 
     /// The limits of this workspace.

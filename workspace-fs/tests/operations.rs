@@ -676,3 +676,24 @@ fn entries_are_owned_by_the_workspace_owner() {
 fn rustix_uid() -> u32 {
     std::fs::metadata("/proc/self").unwrap().uid()
 }
+
+#[test]
+fn rescan_once_walks_once_per_tag() {
+    let f = fixture();
+    std::fs::write(f.tree().join("out.txt"), vec![0u8; 10]).unwrap();
+    assert_eq!(
+        f.ws.rescan_once("run-1").unwrap().map(|u| u.bytes),
+        Some(10)
+    );
+    std::fs::write(f.tree().join("more.txt"), vec![0u8; 5]).unwrap();
+    assert_eq!(
+        f.ws.rescan_once("run-1").unwrap(),
+        None,
+        "same run: no walk"
+    );
+    assert_eq!(f.ws.usage().bytes, 10);
+    assert_eq!(
+        f.ws.rescan_once("run-2").unwrap().map(|u| u.bytes),
+        Some(15)
+    );
+}

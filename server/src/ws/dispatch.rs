@@ -169,8 +169,8 @@ impl Conn {
                     .map_err(|_| Forward::Gone)
             }
             Some(SessionEvent::Msg(msg)) => {
-                if matches!(msg, ServerMsg::RunEnded { .. }) {
-                    self.rescan_workspace();
+                if let ServerMsg::RunEnded { ended, .. } = &msg {
+                    self.rescan_workspace(&ended.run_id);
                 }
                 send_json(sink, &msg).await.map_err(|_| Forward::Gone)
             }
@@ -183,11 +183,13 @@ impl Conn {
         }
     }
 
-    /// A run may have changed files behind the file service's back: recount usage.
-    fn rescan_workspace(&self) {
+    /// A run may have changed files behind the file service's back: recount
+    /// usage, once per run however many tabs see it end.
+    fn rescan_workspace(&self, run_id: &str) {
         if let Ok(ws) = self.state.files.workspace(self.user.id) {
+            let run_id = run_id.to_string();
             tokio::task::spawn_blocking(move || {
-                if let Err(e) = ws.rescan() {
+                if let Err(e) = ws.rescan_once(&run_id) {
                     tracing::warn!(error = %e, "workspace rescan failed");
                 }
             });
