@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::account_status::AccountStatus;
 use crate::auth::login_limit::LoginLimiter;
 use crate::auth::{password, TokenKeys};
 use crate::config::{self, ServeArgs};
@@ -246,6 +247,7 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
             Duration::from_secs(args.login_window_secs),
         ),
         file_ops: KeyedLimiter::per_minute(args.file_ops_per_min, "file operations"),
+        accounts: AccountStatus::new(Duration::from_millis(args.heartbeat_secs.max(1) * 500)),
         allowed_origins: args
             .allowed_origins
             .iter()
@@ -325,6 +327,7 @@ fn spawn_housekeeping(state: &SharedState) {
                 _ = tick.tick() => {
                     st.login_limiter.shrink();
                     st.file_ops.shrink();
+                    st.accounts.shrink();
                     if minutes.is_multiple_of(60) {
                         let files = Arc::clone(&st.files);
                         let purged = tokio::task::spawn_blocking(move || purge_trash(&files)).await;

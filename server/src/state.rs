@@ -11,6 +11,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::account_status::AccountStatus;
 use crate::auth::login_limit::LoginLimiter;
 use crate::auth::TokenKeys;
 use crate::config::ServeArgs;
@@ -30,6 +31,8 @@ pub struct AppState {
     pub keys: TokenKeys,
     /// Login brute-force limiter.
     pub login_limiter: LoginLimiter,
+    /// Cached "account still enabled" answers for the heartbeat re-check.
+    pub accounts: AccountStatus,
     /// Concurrent password hashes (each costs 19 MiB and a core for ~20 ms):
     /// a login storm queues here instead of exhausting memory.
     pub hash_slots: tokio::sync::Semaphore,

@@ -309,9 +309,20 @@ async fn disabled_user_is_disconnected() {
     let db = test_databases().await.remove(0);
     let server = TestServer::start(&db.url, |a| a.heartbeat_secs = 1).await;
     let (_, token) = server.student("hal").await;
-    let mut c = server.connect(&token).await;
+    // Three tabs share one cached account answer (half a heartbeat); all of
+    // them are closed once it expires.
+    let mut tabs = Vec::new();
+    for _ in 0..3 {
+        tabs.push(server.connect(&token).await);
+    }
+    let mut c = tabs.remove(0);
+    let ping = c.request(|id| ClientMsg::Ping { id }).await;
+    assert!(matches!(ping, ServerMsg::Pong { .. }));
     server.store.set_user_disabled("hal", true).await.unwrap();
     assert_eq!(c.closed().await, Some(close_codes::UNAUTHORIZED));
+    for mut t in tabs {
+        assert_eq!(t.closed().await, Some(close_codes::UNAUTHORIZED));
+    }
     server.stop().await;
 }
 

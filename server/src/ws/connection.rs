@@ -226,12 +226,7 @@ async fn still_authorized(state: &SharedState, claims: &Claims) -> bool {
     let Some(id) = claims.user_id() else {
         return false;
     };
-    match state.store.user_by_id(id).await {
-        Ok(Some(u)) => !u.disabled,
-        Ok(None) => false,
-        // A database hiccup is not the user's fault; keep the connection.
-        Err(_) => true,
-    }
+    state.accounts.enabled(&state.store, id).await
 }
 
 /// The sending half of the socket.
