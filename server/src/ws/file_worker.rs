@@ -76,7 +76,10 @@ impl FileQueue {
                 self.dispatched += 1;
                 Ok(())
             }
-            Err(_) => {
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                Err(AppError::internal("the connection's file task has ended"))
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
                 let mut e = AppError::new(
                     ErrorCode::Busy,
                     format!("{FILE_QUEUE} file operations of this connection are still waiting; try again shortly"),
