@@ -992,7 +992,10 @@ async fn no_child_process_outlives_its_run() {
     // Stopped while a background child runs.
     c.run("bg.py", RunMode::Script).await.unwrap();
     c.text_after(0, "wait ").await;
-    assert!(process_with_cmdline_exists(&cmdline));
+    eventually("the background child to be visible in /proc", || async {
+        process_with_cmdline_exists(&cmdline)
+    })
+    .await;
     c.att.handle.stop(&c.att.conn_id, None).await.unwrap();
     assert_eq!(c.ended().await.reason, EndReason::Stopped);
     eventually("the stopped run's child to be gone", || async {
