@@ -523,6 +523,27 @@ fn cleanup_stale_removes_leftover_cgroups_and_processes() {
 }
 
 #[test]
+fn a_cgroup_that_stays_busy_is_retried_by_the_orphan_sweep() {
+    let sb = sandbox();
+    let ws = tempfile::tempdir().unwrap();
+    let PreparedRun { cgroup, .. } = sb.prepare(&spec("orphan", 14, ws.path(), "pass")).unwrap();
+    let cg = cgroup.unwrap();
+    let dirs = cg.paths();
+    // A child cgroup keeps rmdir failing with EBUSY, as a run whose last task
+    // will not leave before the removal deadline would.
+    let pin = dirs[0].join("pin");
+    std::fs::create_dir(&pin).unwrap();
+    cg.remove();
+    assert!(dirs[0].is_dir());
+    assert_eq!(sb.orphan_count(), 1);
+    std::fs::remove_dir(&pin).unwrap();
+    let sweep = sb.sweep_orphans();
+    assert_eq!((sweep.removed, sweep.remaining), (1, 0));
+    assert_eq!(sb.orphan_count(), 0);
+    assert!(dirs.iter().all(|d| !d.exists()), "{dirs:?}");
+}
+
+#[test]
 fn dev_fallback_runs_with_rlimits_but_without_namespaces() {
     let sb = Sandbox::new(SandboxConfig {
         force_fallback: true,

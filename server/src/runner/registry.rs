@@ -248,8 +248,9 @@ impl Runner {
     }
 }
 
-/// Periodic sweep: drop registry entries of ended sessions and forget idle
-/// rate-limit keys. Time-based culling (max ages, abandonment, idle sessions)
+/// Periodic sweep: drop registry entries of ended sessions, forget idle
+/// rate-limit keys and retry removing run cgroups that stayed busy when their
+/// run ended. Time-based culling (max ages, abandonment, idle sessions)
 /// is done precisely by each session's own timers; this is the backstop.
 async fn reaper(shared: Weak<Shared>, token: CancellationToken, every: Duration) {
     let mut tick = tokio::time::interval(every);
@@ -276,5 +277,18 @@ async fn reaper(shared: Weak<Shared>, token: CancellationToken, every: Duration)
                 .saturating_sub(shared.slots.available_permits()),
             "reaper pass"
         );
+        if shared.sandbox.orphan_count() > 0 {
+            let sandbox = shared.sandbox.clone();
+            drop(shared);
+            // Blocking (kill and rmdir retries with deadlines): off the async workers.
+            let sweep = tokio::task::spawn_blocking(move || sandbox.sweep_orphans());
+            tokio::select! {
+                _ = token.cancelled() => break,
+                done = sweep => match done {
+                    Ok(s) => tracing::info!(removed = s.removed, remaining = s.remaining, "orphaned run cgroups swept"),
+                    Err(e) => tracing::error!(error = %e, "orphan sweep task failed"),
+                },
+            }
+        }
     }
 }

@@ -25,8 +25,9 @@ mod probe;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 
-pub use cgroup::{CpuPriority, RunCgroup};
+pub use cgroup::{CpuPriority, OrphanSweep, RunCgroup};
 
 /// Resource limits of one run.
 #[derive(Debug, Clone)]
@@ -205,6 +206,8 @@ pub struct Sandbox {
     config: SandboxConfig,
     report: SandboxReport,
     mode: Mode,
+    /// Run cgroups whose removal failed, retried by [`Sandbox::sweep_orphans`].
+    orphans: Arc<cgroup::Orphans>,
 }
 
 impl Sandbox {
@@ -229,6 +232,7 @@ impl Sandbox {
                 config,
                 report,
                 mode: Mode::Fallback,
+                orphans: Arc::default(),
             });
         }
         let probe::Probe { report, layout } = probe::probe(&config);
@@ -252,6 +256,7 @@ impl Sandbox {
             config,
             report,
             mode,
+            orphans: Arc::default(),
         })
     }
 
@@ -294,7 +299,9 @@ impl Sandbox {
         cmd.arg("sandbox-exec");
         let cgroup = match &self.mode {
             Mode::Isolated(layout) => {
-                let cg = layout.create_run(&spec.run_id, &spec.limits)?;
+                let cg = layout
+                    .create_run(&spec.run_id, &spec.limits)?
+                    .with_orphans(self.orphans.clone());
                 for f in cg.procs_files() {
                     cmd.arg("--cgroup-procs");
                     cmd.arg(f);
@@ -344,6 +351,16 @@ impl Sandbox {
             Mode::Isolated(layout) => layout.cleanup_stale(),
             Mode::Fallback => 0,
         }
+    }
+
+    /// How many run cgroups could not be removed when their run ended and wait for a retry.
+    pub fn orphan_count(&self) -> usize {
+        self.orphans.len()
+    }
+
+    /// Retry removing orphaned run cgroups (blocking: call it off the async workers).
+    pub fn sweep_orphans(&self) -> OrphanSweep {
+        self.orphans.sweep()
     }
 }
 

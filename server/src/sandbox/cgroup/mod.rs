@@ -15,6 +15,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{CgroupStats, SandboxError, SandboxLimits};
@@ -25,6 +26,11 @@ const KILL_DEADLINE: Duration = Duration::from_secs(5);
 const RMDIR_DEADLINE: Duration = Duration::from_secs(3);
 /// Pause between polls of cgroup.procs / freezer state.
 const POLL: Duration = Duration::from_millis(5);
+/// Most cgroups the orphan list keeps for a later retry (beyond that they are
+/// only logged, and removed at the next start-up).
+const MAX_ORPHANS: usize = 1024;
+/// Most orphans one sweep retries (each retry may block for the deadlines above).
+const SWEEP_BATCH: usize = 8;
 
 /// The cgroup hierarchy the runs live in, resolved once at startup.
 #[derive(Debug, Clone)]
@@ -74,7 +80,7 @@ impl Layout {
             Layout::V1(p) => Kind::V1(p.create_run(&name, limits)?),
             Layout::V2(dir) => Kind::V2(v2::create_run(dir, &name, limits)?),
         };
-        Ok(RunCgroup::new(kind, limits.memory_bytes))
+        Ok(RunCgroup::new(kind, limits.memory_bytes, None))
     }
 
     /// Kill and remove every leftover `run-*` cgroup; returns how many runs were removed.
@@ -97,7 +103,7 @@ impl Layout {
                 Layout::V1(p) => Kind::V1(p.load_run(&name)),
                 Layout::V2(dir) => Kind::V2(dir.join(&name)),
             };
-            let cg = RunCgroup::new(kind, 0);
+            let cg = RunCgroup::new(kind, 0, None);
             if cg.remove_inner() {
                 removed += 1;
             }
@@ -114,7 +120,7 @@ impl Layout {
 }
 
 /// Where one run's cgroup lives.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Kind {
     V1(v1::RunDirs),
     V2(PathBuf),
@@ -155,16 +161,25 @@ pub struct RunCgroup {
     /// Sampled max of memory.current (v2 kernels without memory.peak).
     sampled_peak: AtomicU64,
     removed: AtomicBool,
+    /// Where a cgroup that could not be removed goes for a later retry.
+    orphans: Option<Arc<Orphans>>,
 }
 
 impl RunCgroup {
-    fn new(kind: Kind, memory_limit: u64) -> Self {
+    fn new(kind: Kind, memory_limit: u64, orphans: Option<Arc<Orphans>>) -> Self {
         RunCgroup {
             kind,
             memory_limit,
             sampled_peak: AtomicU64::new(0),
             removed: AtomicBool::new(false),
+            orphans,
         }
+    }
+
+    /// Hand the cgroup to `orphans` if its removal ever fails.
+    pub(crate) fn with_orphans(mut self, orphans: Arc<Orphans>) -> Self {
+        self.orphans = Some(orphans);
+        self
     }
 
     /// Forget the directories without removing them (ownership moves elsewhere).
@@ -272,7 +287,63 @@ impl RunCgroup {
                 }
             }
         }
+        if !ok {
+            if let Some(orphans) = &self.orphans {
+                orphans.push(self.kind.clone());
+            }
+        }
         ok
+    }
+}
+
+/// Run cgroups whose removal failed (a directory stayed busy past the
+/// deadline); the runner's reaper retries them, so none lingers until the
+/// next start-up.
+#[derive(Debug, Default)]
+pub(crate) struct Orphans {
+    list: Mutex<Vec<Kind>>,
+}
+
+/// What one [`Orphans::sweep`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OrphanSweep {
+    /// Cgroups removed by this sweep.
+    pub removed: usize,
+    /// Cgroups still waiting for a retry.
+    pub remaining: usize,
+}
+
+impl Orphans {
+    fn push(&self, kind: Kind) {
+        let mut list = self.list.lock().unwrap_or_else(|p| p.into_inner());
+        if list.len() < MAX_ORPHANS {
+            list.push(kind);
+        } else {
+            tracing::warn!(cgroup = ?kind, "orphan list full; left for the next start-up");
+        }
+    }
+
+    /// How many cgroups wait for a retry.
+    pub(crate) fn len(&self) -> usize {
+        self.list.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Retry (blocking, bounded) the removal of up to [`SWEEP_BATCH`] orphans;
+    /// those that still fail go back on the list.
+    pub(crate) fn sweep(self: &Arc<Self>) -> OrphanSweep {
+        let batch: Vec<Kind> = {
+            let mut list = self.list.lock().unwrap_or_else(|p| p.into_inner());
+            let n = list.len().min(SWEEP_BATCH);
+            list.drain(..n).collect()
+        };
+        let removed = batch
+            .into_iter()
+            .filter(|kind| RunCgroup::new(kind.clone(), 0, Some(self.clone())).remove_inner())
+            .count();
+        OrphanSweep {
+            removed,
+            remaining: self.len(),
+        }
     }
 }
 
