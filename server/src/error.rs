@@ -65,7 +65,9 @@ impl AppError {
 
     /// Milliseconds to wait, rounded up.
     pub fn retry_after_ms(&self) -> Option<u64> {
-        self.retry_after.map(|d| d.as_millis().max(1) as u64)
+        // A client that waits exactly this long must be let in.
+        self.retry_after
+            .map(|d| d.as_micros().div_ceil(1000).max(1) as u64)
     }
 
     /// As a WebSocket `error` message answering request `id`.
@@ -155,5 +157,20 @@ impl IntoResponse for AppError {
             }
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_hints_round_up_so_waiting_that_long_is_enough() {
+        let e = AppError::rate_limited("runs", Duration::from_micros(1_500));
+        assert_eq!(e.retry_after_ms(), Some(2));
+        let e = AppError::rate_limited("runs", Duration::from_millis(3));
+        assert_eq!(e.retry_after_ms(), Some(3));
+        let e = AppError::rate_limited("runs", Duration::ZERO);
+        assert_eq!(e.retry_after_ms(), Some(1));
     }
 }
