@@ -9,6 +9,9 @@ export default defineConfig({
     globalSetup: ["e2e/global-setup.ts"],
     fileParallelism: false,
     testTimeout: 90_000,
+    // A login hashes with argon2 in a debug build: on a loaded 2-core machine
+    // the default 1 s of `expect.poll` is not enough.
+    expect: { poll: { timeout: 15_000 } },
     hookTimeout: 120_000,
     reporters: ["verbose"],
   },

@@ -41,17 +41,25 @@ export async function launch(): Promise<{ context: BrowserContext; close: () => 
 
 export const baseUrl = () => inject("baseUrl");
 
+/** Who logs in where (default: the suite's shared server and student). */
+export interface Account {
+  baseUrl: string;
+  username: string;
+  password: string;
+}
+
 /** Log in through the form and wait until the IDE is connected. */
-export async function login(page: Page): Promise<void> {
-  await page.goto(baseUrl());
+export async function login(page: Page, account?: Account): Promise<void> {
+  const who = account ?? { baseUrl: baseUrl(), username: inject("username"), password: inject("password") };
+  await page.goto(who.baseUrl);
   await page.locator("#login-username, .ide").first().waitFor();
   if ((await page.locator(".ide").count()) > 0) {
     // Already logged in (the session cookie is shared by the pages of a browser).
     await waitConnected(page);
     return;
   }
-  await page.locator("#login-username").fill(inject("username"));
-  await page.locator("#login-password").fill(inject("password"));
+  await page.locator("#login-username").fill(who.username);
+  await page.locator("#login-password").fill(who.password);
   await page.locator("#login-password").press("Enter");
   await waitConnected(page);
 }
