@@ -2,6 +2,7 @@
 import type { BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { baseUrl, createFile, launch, login, recordPerf, runAction, saveAndWait, screenshot, waitConnected, waitEnding, waitTerminal } from "./helpers";
+import { makePdf } from "./pdf";
 import { makePng } from "./png";
 
 let context: BrowserContext;
@@ -65,6 +66,30 @@ describe("student IDE: files", () => {
     await img.waitFor();
     await expect.poll(() => img.evaluate((el: HTMLImageElement) => el.complete && el.naturalWidth)).toBe(96);
     await screenshot(page, "image-viewer");
+  });
+
+  it("uploads a PDF and shows it in Chromium's PDF viewer", async () => {
+    const pdf = makePdf("Week 1 slides");
+    await page.locator('.sidebar input[type="file"]').setInputFiles({ name: "slides.pdf", mimeType: "application/pdf", buffer: pdf });
+    const item = page.locator('.tree-item[data-path="slides.pdf"]');
+    await item.waitFor();
+    await item.click();
+    const frame = page.locator('.viewer[data-kind="pdf"] iframe.viewer-pdf');
+    await frame.waitFor();
+    // The frame gets exactly the uploaded bytes, as a PDF, under the files CSP.
+    const served = await page.evaluate(async (src) => {
+      const r = await fetch(src);
+      return { type: r.headers.get("content-type"), csp: r.headers.get("content-security-policy"), size: (await r.arrayBuffer()).byteLength };
+    }, (await frame.getAttribute("src"))!);
+    expect(served.type).toBe("application/pdf");
+    expect(served.csp).toContain("sandbox");
+    expect(served.size).toBe(pdf.length);
+    // Chromium hands a PDF it can show to its viewer (an extension frame inside
+    // ours); a blocked or broken document never gets one.
+    await expect.poll(() => page.frames().some((f) => f.url().startsWith("chrome-extension://") && f.parentFrame()?.url().includes("slides.pdf"))).toBe(true);
+    expect(await page.locator('.viewer[data-kind="pdf"] a', { hasText: "Open in new tab" }).getAttribute("href")).toContain("slides.pdf");
+    await page.waitForTimeout(500);
+    await screenshot(page, "pdf-viewer");
   });
 
   it("uploads a CSV by drag-and-drop and shows it as a table", async () => {
