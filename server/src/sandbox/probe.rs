@@ -38,6 +38,9 @@ pub(super) fn probe(config: &SandboxConfig) -> Probe {
         "needed for namespaces, cgroups and per-student uids".into(),
     ));
     let layout = probe_cgroups(config, &mut features);
+    features.push(favordynmods(
+        &std::fs::read_to_string("/proc/mounts").unwrap_or_default(),
+    ));
     probe_helper(config, &mut features);
     features.push(landlock());
     features.push(seccomp());
@@ -212,6 +215,30 @@ fn landlock() -> (String, bool, String) {
     }
 }
 
+/// Whether a cgroup hierarchy is mounted with `favordynmods`. Without it the
+/// first move of a task into a cgroup waits for an RCU grace period (the
+/// global threadgroup lock), which is most of a run's start-up cost
+/// (docs/performance.md, "The cgroup move").
+fn favordynmods(mounts: &str) -> (String, bool, String) {
+    let on = mounts.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        matches!(f.get(2), Some(&"cgroup") | Some(&"cgroup2"))
+            && f.get(3)
+                .is_some_and(|o| o.split(',').any(|o| o == "favordynmods"))
+    });
+    let detail = if on {
+        "on: moving a run into its cgroup does not wait for an RCU grace period"
+    } else {
+        "not in the cgroup mount options: a run's move into its cgroup may wait for an RCU \
+         grace period (~7 ms measured); see deploy/README.md"
+    };
+    (
+        "cgroup favordynmods (optional: faster run start)".into(),
+        on,
+        detail.into(),
+    )
+}
+
 /// Whether seccomp filters are available (informational: not used yet).
 fn seccomp() -> (String, bool, String) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -226,4 +253,22 @@ fn seccomp() -> (String, bool, String) {
         }
         .into(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn favordynmods_is_read_from_cgroup_mounts_only() {
+        let off = "cgroup /sys/fs/cgroup/memory cgroup rw,relatime,memory 0 0\n\
+                   cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0\n\
+                   tmpfs /favordynmods tmpfs rw,favordynmods 0 0\n";
+        assert!(!favordynmods(off).1);
+        let v2 = "cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nsdelegate,favordynmods 0 0\n";
+        assert!(favordynmods(v2).1);
+        let v1 = "cgroup /sys/fs/cgroup/pids cgroup rw,relatime,favordynmods,pids 0 0\n";
+        assert!(favordynmods(v1).1);
+        assert!(!favordynmods("").1);
+    }
 }
