@@ -65,9 +65,7 @@ impl AppError {
 
     /// Milliseconds to wait, rounded up.
     pub fn retry_after_ms(&self) -> Option<u64> {
-        // A client that waits exactly this long must be let in.
-        self.retry_after
-            .map(|d| d.as_micros().div_ceil(1000).max(1) as u64)
+        self.retry_after.map(retry_ms)
     }
 
     /// As a WebSocket `error` message answering request `id`.
@@ -158,6 +156,12 @@ impl IntoResponse for AppError {
         }
         resp
     }
+}
+
+/// A wait as `retry_after_ms`: rounded up (a client that waits exactly this
+/// long must be let in) and at least 1.
+pub fn retry_ms(wait: Duration) -> u64 {
+    (wait.as_micros().div_ceil(1000) as u64).max(1)
 }
 
 #[cfg(test)]

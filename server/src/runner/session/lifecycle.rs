@@ -194,8 +194,7 @@ impl Session {
         if let Err(not_until) = shared.rate.check_key(&self.user.id) {
             let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
             return Err(RunnerError::RateLimited {
-                // Rounded up: a client that waits exactly this long must be let in.
-                retry_after_ms: (wait.as_micros().div_ceil(1000) as u64).max(1),
+                retry_after_ms: crate::error::retry_ms(wait),
             });
         }
         let mut permit = None;

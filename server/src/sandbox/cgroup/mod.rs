@@ -80,7 +80,7 @@ impl Layout {
             Layout::V1(p) => Kind::V1(p.create_run(&name, limits)?),
             Layout::V2(dir) => Kind::V2(v2::create_run(dir, &name, limits)?),
         };
-        Ok(RunCgroup::new(kind, limits.memory_bytes, None))
+        Ok(RunCgroup::new(kind, limits.memory_bytes))
     }
 
     /// Kill and remove every leftover `run-*` cgroup; returns how many runs were removed.
@@ -103,7 +103,7 @@ impl Layout {
                 Layout::V1(p) => Kind::V1(p.load_run(&name)),
                 Layout::V2(dir) => Kind::V2(dir.join(&name)),
             };
-            let cg = RunCgroup::new(kind, 0, None);
+            let cg = RunCgroup::new(kind, 0);
             if cg.remove_inner() {
                 removed += 1;
             }
@@ -166,13 +166,13 @@ pub struct RunCgroup {
 }
 
 impl RunCgroup {
-    fn new(kind: Kind, memory_limit: u64, orphans: Option<Arc<Orphans>>) -> Self {
+    fn new(kind: Kind, memory_limit: u64) -> Self {
         RunCgroup {
             kind,
             memory_limit,
             sampled_peak: AtomicU64::new(0),
             removed: AtomicBool::new(false),
-            orphans,
+            orphans: None,
         }
     }
 
@@ -338,7 +338,11 @@ impl Orphans {
         };
         let removed = batch
             .into_iter()
-            .filter(|kind| RunCgroup::new(kind.clone(), 0, Some(self.clone())).remove_inner())
+            .filter(|kind| {
+                RunCgroup::new(kind.clone(), 0)
+                    .with_orphans(self.clone())
+                    .remove_inner()
+            })
             .count();
         OrphanSweep {
             removed,

@@ -120,7 +120,7 @@ impl Parents {
             }
         }
         // From here on, dropping `guard` removes what we created if a limit fails.
-        let guard = super::RunCgroup::new(super::Kind::V1(run.clone()), limits.memory_bytes, None);
+        let guard = super::RunCgroup::new(super::Kind::V1(run.clone()), limits.memory_bytes);
         if let Some(mem) = &run.memory {
             let limit = limits.memory_bytes.to_string();
             write(&mem.join("memory.limit_in_bytes"), &limit)?;

@@ -104,7 +104,7 @@ pub(crate) fn create_run(
     let dir = parent.join(name);
     mkdir(&dir)?;
     // Dropping the guard on an error below removes the half-made cgroup.
-    let guard = super::RunCgroup::new(Kind::V2(dir.clone()), limits.memory_bytes, None);
+    let guard = super::RunCgroup::new(Kind::V2(dir.clone()), limits.memory_bytes);
     write(&dir.join("memory.max"), &limits.memory_bytes.to_string())?;
     let swap = dir.join("memory.swap.max");
     if swap.exists() {
