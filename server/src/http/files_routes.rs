@@ -192,7 +192,14 @@ pub async fn put_file(
     });
     let mut stream = body.into_data_stream();
     let mut read_error = None;
-    while let Some(chunk) = stream.next().await {
+    loop {
+        let chunk = tokio::select! {
+            // The writer refused (too large, conflict, ...): answer now, without
+            // waiting for the rest of the body.
+            _ = tx.closed() => break,
+            chunk = stream.next() => chunk,
+        };
+        let Some(chunk) = chunk else { break };
         match chunk {
             Ok(bytes) => {
                 if tx.send(bytes).await.is_err() {
