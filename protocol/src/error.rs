@@ -29,13 +29,17 @@ pub enum ErrorCode {
     ReadOnly,
     /// The path is malformed or would leave the workspace.
     InvalidPath,
+    /// The server's disk is full: nothing was written; reads still work.
+    InsufficientStorage,
+    /// A service the request needs (the database) is unreachable; retry after `retry_after_ms`.
+    Unavailable,
     /// An unexpected server fault; carries a `request_id`, never details.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -47,6 +51,8 @@ impl ErrorCode {
         ErrorCode::Busy,
         ErrorCode::ReadOnly,
         ErrorCode::InvalidPath,
+        ErrorCode::InsufficientStorage,
+        ErrorCode::Unavailable,
         ErrorCode::Internal,
     ];
 
@@ -64,6 +70,8 @@ impl ErrorCode {
             ErrorCode::Busy => "busy",
             ErrorCode::ReadOnly => "read_only",
             ErrorCode::InvalidPath => "invalid_path",
+            ErrorCode::InsufficientStorage => "insufficient_storage",
+            ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }
     }
@@ -77,9 +85,9 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::Conflict => 409,
             ErrorCode::TooLarge => 413,
-            ErrorCode::QuotaExceeded => 507,
+            ErrorCode::QuotaExceeded | ErrorCode::InsufficientStorage => 507,
             ErrorCode::RateLimited => 429,
-            ErrorCode::Busy => 503,
+            ErrorCode::Busy | ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
         }
     }

@@ -516,7 +516,7 @@ message: string,
  */
 reconnect_after_ms: number, };
 
-export type ErrorCode = "bad_request" | "unauthorized" | "forbidden" | "not_found" | "conflict" | "too_large" | "quota_exceeded" | "rate_limited" | "busy" | "read_only" | "invalid_path" | "internal";
+export type ErrorCode = "bad_request" | "unauthorized" | "forbidden" | "not_found" | "conflict" | "too_large" | "quota_exceeded" | "rate_limited" | "busy" | "read_only" | "invalid_path" | "insufficient_storage" | "unavailable" | "internal";
 
 export type Role = "student" | "professor" | "admin";
 
@@ -705,4 +705,4 @@ output_bytes: number,
 message: string, };
 
 /** Every error code, in documentation order. */
-export const ERROR_CODES: ErrorCode[] = ["bad_request", "unauthorized", "forbidden", "not_found", "conflict", "too_large", "quota_exceeded", "rate_limited", "busy", "read_only", "invalid_path", "internal"];
+export const ERROR_CODES: ErrorCode[] = ["bad_request", "unauthorized", "forbidden", "not_found", "conflict", "too_large", "quota_exceeded", "rate_limited", "busy", "read_only", "invalid_path", "insufficient_storage", "unavailable", "internal"];
