@@ -140,6 +140,9 @@ export const ideView: View = {
       if (editor.hasUnsaved()) e.preventDefault();
     };
     window.addEventListener("beforeunload", onUnload);
+    // Back online: reconnect now rather than when the backoff timer says.
+    const onOnline = () => conn.retryNow();
+    window.addEventListener("online", onOnline);
 
     let first = true;
     conn.on("hello", (hello) => {
@@ -197,6 +200,7 @@ export const ideView: View = {
     return () => {
       window.removeEventListener("keydown", onKey);
       window.removeEventListener("beforeunload", onUnload);
+      window.removeEventListener("online", onOnline);
       conn.close("logged_out");
       terminal.dispose();
       delete window.campus;
