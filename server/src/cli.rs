@@ -345,6 +345,8 @@ async fn run_inner(args: RunArgs) -> anyhow::Result<i32> {
     }
     Ok(match (ended.reason, ended.exit_code) {
         (EndReason::Exited, Some(code)) => code,
+        // What a shell reports for a program ended by Ctrl-C.
+        (EndReason::Interrupted, _) => 130,
         _ => 1,
     })
 }
