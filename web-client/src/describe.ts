@@ -138,6 +138,8 @@ export function describeRefusal(code: ErrorCode | string, message: string, limit
       return `Not allowed: ${message}`;
     case "unauthorized":
       return "Your session has ended. Please log in again.";
+    case "insufficient_storage":
+      return "The server's disk is full, so this was not saved (nothing was changed). Your edits are kept in this browser; please tell your teacher.";
     case "disconnected":
       return "Not connected to the server — your edits are kept and saved when it is back.";
     case "internal":

@@ -68,5 +68,6 @@ describe("refusals", () => {
     expect(describeRefusal("busy", "x")).toContain("busy");
     expect(retryText(1200)).toBe("Try again in 2 s.");
     expect(retryText(0)).toBe("You can try again now.");
+    expect(describeRefusal("insufficient_storage", "x")).toMatch(/^The server's disk is full, so this was not saved/);
   });
 });
