@@ -92,7 +92,7 @@ describe("what a student reads", () => {
     await page.keyboard.type("len(scores)");
     await page.keyboard.press("Enter");
     await waitTerminal(page, /^2$/m);
-    await screenshot(page, "hybrid-raised", { dir: "review" });
+    await screenshot(page, "hybrid-raised");
     // A reloaded page (a fresh attach) says the same.
     await page.reload();
     await waitConnected(page);
