@@ -166,6 +166,10 @@ pub enum ServerMsg {
         run_id: String,
         /// The new phase.
         phase: Phase,
+        /// Set when the script ended by raising: the exception's class name
+        /// (`ZeroDivisionError`, `KeyboardInterrupt`, `SystemExit`, …).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        script_error: Option<String>,
     },
     /// The run will be stopped soon unless something changes.
     Warning {
@@ -197,18 +201,28 @@ pub enum ServerMsg {
         run_id: Option<String>,
         /// True while a program is running.
         running: bool,
+        /// Mode of the live run.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mode: Option<RunMode>,
+        /// Script path of the live run (empty for `repl`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
         /// Current phase of the live run.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         phase: Option<Phase>,
+        /// The live hybrid run's script raised this exception (as in `phase`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        script_error: Option<String>,
         /// First offset that will be replayed.
         replay_from: u64,
         /// Offset after the last byte produced so far (replay ends there).
         next_seq: u64,
         /// Bytes the client asked for that are no longer kept.
         dropped_bytes: u64,
-        /// How the last run ended, when nothing is running.
+        /// How the last run ended, when nothing is running (boxed: it is the
+        /// largest field, and every `ServerMsg` is as large as its largest variant).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        last_ended: Option<RunEnded>,
+        last_ended: Option<Box<RunEnded>>,
     },
     /// The server is shutting down; reconnect after `reconnect_after_ms`.
     Shutdown {

@@ -225,6 +225,8 @@ pub enum EndReason {
     Exited,
     /// The program was killed by a signal it did not expect (`signal`).
     Signaled,
+    /// The user pressed Ctrl-C and the program ended of that SIGINT (`signal` 2).
+    Interrupted,
     /// The user pressed Stop (or started another run).
     Stopped,
     /// The script or REPL phase passed its maximum age.
@@ -251,6 +253,7 @@ impl EndReason {
         match self {
             EndReason::Exited => "exited",
             EndReason::Signaled => "signaled",
+            EndReason::Interrupted => "interrupted",
             EndReason::Stopped => "stopped",
             EndReason::Timeout => "timeout",
             EndReason::CpuLimit => "cpu_limit",

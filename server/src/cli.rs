@@ -81,7 +81,7 @@ pub fn block_on(f: impl Future<Output = i32>) -> i32 {
 
 /// `campus serve`.
 pub async fn serve(args: ServeArgs) -> i32 {
-    crate::logging::init(args.log_json);
+    crate::logging::init(args.log_json, crate::logging::Target::Stdout);
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -273,7 +273,7 @@ fn read_password_stdin() -> anyhow::Result<String> {
 /// `campus run`: the same session and sandbox code as the WebSocket path,
 /// attached to this terminal; prints the `run_ended` record as JSON on stderr.
 pub async fn run(args: RunArgs) -> i32 {
-    crate::logging::init(false);
+    crate::logging::init(false, crate::logging::Target::Stderr);
     match run_inner(args).await {
         Ok(code) => code,
         Err(e) => {
@@ -345,6 +345,8 @@ async fn run_inner(args: RunArgs) -> anyhow::Result<i32> {
     }
     Ok(match (ended.reason, ended.exit_code) {
         (EndReason::Exited, Some(code)) => code,
+        // What a shell reports for a program ended by Ctrl-C.
+        (EndReason::Interrupted, _) => 130,
         _ => 1,
     })
 }

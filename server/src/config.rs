@@ -180,6 +180,13 @@ pub struct ServeArgs {
     /// Folder with the built web client (index.html + assets).
     #[arg(long, env = "CAMPUS_WEB_DIR")]
     pub web_dir: Option<PathBuf>,
+    /// Free space on the data dir's filesystem below which `/readyz` reports
+    /// the disk as degraded and logins warn that saving may fail, MiB.
+    #[arg(long, env = "CAMPUS_DISK_MIN_FREE_MB", default_value_t = 256)]
+    pub disk_min_free_mb: u64,
+    /// Free inodes on the data dir's filesystem below which the disk is degraded.
+    #[arg(long, env = "CAMPUS_DISK_MIN_FREE_INODES", default_value_t = 5000)]
+    pub disk_min_free_inodes: u64,
     /// Run limits.
     #[command(flatten)]
     pub run: RunLimitArgs,

@@ -51,6 +51,19 @@ impl AppError {
         e
     }
 
+    /// `insufficient_storage`: the disk is full, `what` (e.g. "nothing was
+    /// saved (the file is unchanged)") says what that meant for this request.
+    pub fn insufficient_storage(what: &str) -> Self {
+        tracing::warn!(what, "refused: the data dir's disk is full");
+        AppError::new(
+            ErrorCode::InsufficientStorage,
+            format!(
+                "the server's disk is full, so {what}. Your files can still be opened and \
+                 downloaded; please tell your teacher or the server's administrator"
+            ),
+        )
+    }
+
     /// An unexpected failure: logged here with a new request id; the client sees only the id.
     pub fn internal(err: impl std::fmt::Display) -> Self {
         let id = uuid::Uuid::new_v4().simple().to_string();
@@ -95,6 +108,9 @@ impl From<crate::store::StoreError> for AppError {
         match e {
             StoreError::NotFound => AppError::new(ErrorCode::NotFound, "not found"),
             StoreError::Conflict => AppError::new(ErrorCode::Conflict, "already exists"),
+            other if other.is_storage_full() => AppError::insufficient_storage(
+                "this change could not be recorded (nothing changed)",
+            ),
             other => AppError::internal(other),
         }
     }

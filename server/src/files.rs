@@ -96,8 +96,16 @@ pub fn map_fs_error(e: FsError) -> AppError {
         FsError::IsADirectory(p) => {
             AppError::new(ErrorCode::BadRequest, format!("{p} is a folder"))
         }
+        FsError::Io(e) if out_of_space(&e) => {
+            AppError::insufficient_storage("nothing was saved (the file is unchanged)")
+        }
         other => AppError::internal(other),
     }
+}
+
+/// ENOSPC (the filesystem is full) or EDQUOT (the server's disk quota is spent).
+pub fn out_of_space(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
 /// Authorize `actor` to do `action` in `owner`'s workspace and count one file

@@ -306,3 +306,54 @@ fn run_as_user_prints_the_ending_as_json() {
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no user named"));
 }
+
+#[test]
+fn run_writes_only_the_programs_output_to_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = user_add(dir.path(), "quiet", "student", "quiet-password");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created = String::from_utf8_lossy(&out.stdout).to_string();
+    let id: i64 = created
+        .rsplit("id ")
+        .next()
+        .and_then(|s| s.trim().trim_end_matches(')').parse().ok())
+        .unwrap_or_else(|| panic!("{created}"));
+    let ws = dir.path().join("workspaces").join(id.to_string());
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(
+        ws.join("main.py"),
+        "print('first line')\nprint('second line')\n",
+    )
+    .unwrap();
+    // `campus run … > out.txt`, with the log at its most talkative level.
+    let stdout_file = dir.path().join("out.txt");
+    let out = campus(dir.path())
+        .args(["run", "--as", "quiet", "main.py"])
+        .env("CAMPUS_LOG", "debug")
+        .env("CAMPUS_SANDBOX_HELPER", BIN)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout_file).unwrap())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // The PTY turns \n into \r\n, exactly as a terminal shows it.
+    assert_eq!(
+        std::fs::read_to_string(&stdout_file).unwrap(),
+        "first line\r\nsecond line\r\n",
+        "stderr: {stderr}"
+    );
+    // The log lines are there, on stderr, and the ending record is the last line.
+    assert!(stderr.contains("run ended"), "{stderr}");
+    assert!(
+        !stderr.contains('\x1b'),
+        "no colour codes when stderr is a file: {stderr}"
+    );
+    let v: serde_json::Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
+    assert_eq!(v["reason"], "exited");
+}

@@ -260,12 +260,12 @@ async fn message_rate_limit_then_disconnect() {
         let (_, token) = server.student("flo").await;
         let mut c = server.connect(&token).await;
         for _ in 0..5 {
-            match c.request(|id| ClientMsg::Ping { id }).await {
-                ServerMsg::Pong { .. } => {}
-                other => panic!("expected pong, got {other:?}"),
+            match c.request(|id| ClientMsg::TrashList { id }).await {
+                ServerMsg::Trash { .. } => {}
+                other => panic!("expected trash, got {other:?}"),
             }
         }
-        match c.request(|id| ClientMsg::Ping { id }).await {
+        match c.request(|id| ClientMsg::TrashList { id }).await {
             ServerMsg::Error {
                 code,
                 retry_after_ms,
@@ -276,11 +276,32 @@ async fn message_rate_limit_then_disconnect() {
             }
             other => panic!("expected rate_limited, got {other:?}"),
         }
+        // Liveness pings have a budget of their own: the spent message limit
+        // does not refuse them, so the client does not think the link is dead.
+        for _ in 0..3 {
+            assert!(matches!(
+                c.request(|id| ClientMsg::Ping { id }).await,
+                ServerMsg::Pong { .. }
+            ));
+        }
         // Keep flooding: the server closes the connection with a reason.
         for _ in 0..40 {
-            c.send_raw(r#"{"type":"ping"}"#).await;
+            c.send_raw(r#"{"type":"trash_list"}"#).await;
         }
         assert_eq!(c.closed().await, Some(close_codes::FLOODING));
+
+        // The ping budget is bounded too.
+        let mut p = server.connect(&token).await;
+        for _ in 0..campus_server::ws::PINGS_PER_MIN {
+            assert!(matches!(
+                p.request(|id| ClientMsg::Ping { id }).await,
+                ServerMsg::Pong { .. }
+            ));
+        }
+        match p.request(|id| ClientMsg::Ping { id }).await {
+            ServerMsg::Error { code, .. } => assert_eq!(code, ErrorCode::RateLimited),
+            other => panic!("expected rate_limited, got {other:?}"),
+        }
         server.stop().await;
     }
 }

@@ -199,6 +199,18 @@ impl Client {
         }
     }
 
+    /// `script_error` of the `phase {repl}` message (None if it has none or came not yet).
+    fn phase_script_error(&self) -> Option<String> {
+        self.msgs.iter().find_map(|m| match m {
+            ServerMsg::Phase {
+                phase: Phase::Repl,
+                script_error,
+                ..
+            } => script_error.clone(),
+            _ => None,
+        })
+    }
+
     fn has_phase_repl(&self) -> bool {
         self.msgs.iter().any(|m| {
             matches!(
@@ -240,7 +252,9 @@ async fn print_and_exit_code() {
     assert_eq!(ended.reason, EndReason::Exited);
     assert_eq!(ended.exit_code, Some(3));
     assert!(
-        ended.message.starts_with("Finished with exit code 3 in "),
+        ended
+            .message
+            .starts_with("Ended with an error (exit code 3) after "),
         "{}",
         ended.message
     );
@@ -322,6 +336,7 @@ async fn hybrid_repl_sees_script_globals_and_input_works_in_both_phases() {
         !c.text().contains("7771"),
         "the phase marker must be stripped"
     );
+    assert_eq!(c.phase_script_error(), None, "the script did not raise");
     c.input("exit()\r").await;
     let ended = c.ended().await;
     assert_eq!(
@@ -386,6 +401,25 @@ async fn hybrid_exception_still_reaches_the_repl() {
         !text.contains("_campus_hybrid"),
         "launcher frames are hidden: {text:?}"
     );
+    assert!(!text.contains("7771"), "the marker is stripped: {text:?}");
+    assert_eq!(c.phase_script_error().as_deref(), Some("ValueError"));
+    // A connection attaching now learns it too.
+    let late = env.attach(1, "c2", u64::MAX).await;
+    let ServerMsg::Attached {
+        script_error,
+        mode,
+        path,
+        ..
+    } = &late.att.attached
+    else {
+        unreachable!()
+    };
+    assert_eq!(script_error.as_deref(), Some("ValueError"));
+    assert_eq!(
+        (*mode, path.as_deref()),
+        (Some(RunMode::Hybrid), Some("bad.py"))
+    );
+    drop(late);
     let mark = c.out.len();
     c.input("x + 1\r").await;
     c.text_after(mark, "42").await;
@@ -397,6 +431,76 @@ async fn hybrid_exception_still_reaches_the_repl() {
         "{}",
         ended.message
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_syntax_error_and_ctrl_c_in_a_hybrid_script_are_named_in_the_phase() {
+    let env = setup(test_config());
+    env.write(1, "syntax.py", "x = (\n");
+    let mut c = env.attach(1, "c1", 0).await;
+    c.run("syntax.py", RunMode::Hybrid).await.unwrap();
+    c.until("phase repl", Client::has_phase_repl).await;
+    assert_eq!(c.phase_script_error().as_deref(), Some("SyntaxError"));
+    c.att.handle.stop(&c.att.conn_id, None).await.unwrap();
+    c.ended().await;
+
+    env.write(
+        1,
+        "spin.py",
+        "print('SP' + 'IN', flush=True)\nwhile True:\n    pass\n",
+    );
+    let mut c = env.attach(1, "c2", u64::MAX).await;
+    c.run("spin.py", RunMode::Hybrid).await.unwrap();
+    c.text_after(0, "SPIN").await;
+    c.att.handle.interrupt().await.unwrap();
+    c.until("phase repl", Client::has_phase_repl).await;
+    assert_eq!(c.phase_script_error().as_deref(), Some("KeyboardInterrupt"));
+    c.att.handle.stop(&c.att.conn_id, None).await.unwrap();
+    assert_eq!(c.ended().await.reason, EndReason::Stopped);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_ends_a_script_as_interrupted_but_a_self_sent_sigint_is_a_signal() {
+    let env = setup(test_config());
+    env.write(
+        1,
+        "spin.py",
+        "print('SP' + 'IN', flush=True)\nwhile True:\n    pass\n",
+    );
+    // The `interrupt` message (the browser's Ctrl-C) ...
+    let mut c = env.attach(1, "c1", 0).await;
+    c.run("spin.py", RunMode::Script).await.unwrap();
+    c.text_after(0, "SPIN").await;
+    c.att.handle.interrupt().await.unwrap();
+    let ended = c.ended().await;
+    assert_eq!(ended.reason, EndReason::Interrupted, "{ended:?}");
+    assert_eq!(ended.signal, Some(2));
+    assert!(
+        ended.message.starts_with("Interrupted (Ctrl-C) after "),
+        "{}",
+        ended.message
+    );
+    assert!(c.text().contains("KeyboardInterrupt"), "{:?}", c.text());
+    // ... and a typed Ctrl-C (what `campus run` forwards from a raw terminal).
+    let mark = c.out.len();
+    c.run("spin.py", RunMode::Script).await.unwrap();
+    c.text_after(mark, "SPIN").await;
+    c.input("\x03").await;
+    assert_eq!(c.ended().await.reason, EndReason::Interrupted);
+    // A program that sends itself SIGINT was not interrupted by its user.
+    env.write(
+        1,
+        "self.py",
+        "import os, signal\nos.kill(os.getpid(), signal.SIGINT)\n",
+    );
+    c.run("self.py", RunMode::Script).await.unwrap();
+    let ended = c.ended().await;
+    assert_eq!(
+        (ended.reason, ended.signal),
+        (EndReason::Signaled, Some(2)),
+        "{ended:?}"
+    );
+    assert!(ended.message.contains("SIGINT"), "{}", ended.message);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

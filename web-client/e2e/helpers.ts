@@ -115,9 +115,13 @@ export async function waitEnding(page: Page, re: RegExp, timeout = 30_000): Prom
   return (await status.textContent()) ?? "";
 }
 
-/** Save a screenshot under docs/screenshots/. */
-export async function screenshot(page: Page, name: string): Promise<void> {
-  const dir = resolve(HERE, "../../docs/screenshots");
+/**
+ * Save a screenshot under docs/screenshots/ (the README's), or with
+ * `{ dir: "review" }` under web-client/e2e-artifacts/screenshots/ (ignored by git: states
+ * worth looking at after a run, without rewriting the docs each time).
+ */
+export async function screenshot(page: Page, name: string, opts: { dir?: "docs" | "review" } = {}): Promise<void> {
+  const dir = opts.dir === "review" ? resolve(HERE, "../e2e-artifacts/screenshots") : resolve(HERE, "../../docs/screenshots");
   mkdirSync(dir, { recursive: true });
   await page.screenshot({ path: join(dir, `${name}.png`) });
 }

@@ -1,9 +1,10 @@
 // A real refusal in the browser: a server of its own with 2 runs per minute,
-// so the third Run is refused `rate_limited` with retry_after_ms; the notice
-// counts down to zero and then Run works again.
+// so the third Run is refused `rate_limited` with retry_after_ms; the status
+// bar says so and counts down to zero (the terminal keeps the last run's
+// output), and then Run works again.
 import type { BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createFile, launch, login, runAction, terminalText, waitEnding, waitTerminal } from "./helpers";
+import { createFile, launch, login, runAction, screenshot, terminalText, waitEnding, waitTerminal } from "./helpers";
 import { startCampus, type Campus } from "./server";
 
 let campus: Campus;
@@ -22,12 +23,14 @@ afterAll(async () => {
   await campus?.stop();
 });
 
-/** The seconds the rate-limit notice's countdown shows, or null once it says "try again now". */
+const REFUSED = '.run-status[data-outcome="refused"][data-code="rate_limited"] .status-text';
+
+/** The seconds the status bar's countdown shows, or null once it says "try again now". */
 async function secondsLeft(p: Page): Promise<number | null> {
-  const text = (await p.locator('.notice.error[data-code="rate_limited"] .countdown').textContent()) ?? "";
-  const m = /Try again in (\d+) s\./.exec(text);
+  const text = (await p.locator(REFUSED).textContent()) ?? "";
+  const m = /Try again in (\d+) s\.$/.exec(text);
   if (m) return Number(m[1]);
-  expect(text).toBe("You can try again now.");
+  expect(text).toMatch(/You can try again now\.$/);
   return null;
 }
 
@@ -45,10 +48,15 @@ describe("refusals", () => {
       await waitEnding(page, /Finished with exit code 0/);
     }
     await runAction(page, "run");
-    const notice = page.locator('.notice.error[data-code="rate_limited"]');
-    await notice.waitFor({ timeout: 10_000 });
-    expect(await notice.textContent()).toMatch(/Could not start the program: Too many requests/);
+    const refused = page.locator(REFUSED);
+    await refused.waitFor({ timeout: 10_000 });
+    expect(await refused.textContent()).toMatch(/^Not started: you started too many programs in a short time \(limit 2 a minute\)\. Try again in \d+ s\.$/);
     expect(await page.locator(".runbar").getAttribute("data-running")).toBe("false");
+    // The refused Run cleared nothing: the last run's output is still there,
+    // and the status bar no longer shows that run's result.
+    expect(await terminalText(page)).toMatch(/run number 2/);
+    expect(await page.locator(".run-status .status-text").textContent()).not.toMatch(/Finished/);
+    await screenshot(page, "refused-run", { dir: "review" });
 
     // Two runs per minute: the next one is allowed within about 30 s.
     const first = await secondsLeft(page);
@@ -61,11 +69,7 @@ describe("refusals", () => {
     expect(later!).toBeLessThan(first!);
 
     // When the countdown ends it says so, and the server agrees.
-    await page.waitForFunction(
-      () => document.querySelector('.notice.error[data-code="rate_limited"] .countdown')?.textContent === "You can try again now.",
-      null,
-      { timeout: 40_000 },
-    );
+    await page.waitForFunction((sel) => /You can try again now\.$/.test(document.querySelector(sel)?.textContent ?? ""), REFUSED, { timeout: 40_000 });
     expect(await terminalText(page)).not.toMatch(/run number 3/);
     await runAction(page, "run");
     await waitTerminal(page, /run number 3/);

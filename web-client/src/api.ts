@@ -26,8 +26,17 @@ async function failure(res: Response): Promise<CampusError> {
   return new CampusError(code, message, retry, res.headers.get("ETag") ?? undefined);
 }
 
+/** Something the user should know right after logging in (e.g. the server's disk is full). */
+export interface LoginWarning {
+  code: ErrorCode;
+  message: string;
+}
+
+/** Where a login warning waits for the IDE to show it (the page changes view in between). */
+export const LOGIN_WARNING_KEY = "campus.loginWarning";
+
 /** Log in; the server also sets the HttpOnly session cookie. */
-export async function login(username: string, password: string): Promise<UserInfo> {
+export async function login(username: string, password: string): Promise<{ user: UserInfo; warning?: LoginWarning }> {
   const res = await fetch("/api/auth/login", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
@@ -35,8 +44,8 @@ export async function login(username: string, password: string): Promise<UserInf
     credentials: "same-origin",
   });
   if (!res.ok) throw await failure(res);
-  const body = (await res.json()) as { user: UserInfo };
-  return body.user;
+  const body = (await res.json()) as { user: UserInfo; warning?: LoginWarning };
+  return { user: body.user, warning: body.warning };
 }
 
 /** Log out (clears the cookie). */

@@ -3,6 +3,9 @@
 // surfaced (never overwritten) and saves retried after a reconnect.
 import { CampusError } from "./protocol";
 
+/** A save refused for a full disk is tried again this often (the draft is kept meanwhile). */
+export const DISK_FULL_RETRY_MS = 30_000;
+
 /** Writes a file; rejects with a `CampusError` (code `conflict` carries `currentVersion`). */
 export type SaveFn = (path: string, content: string, baseVersion: string | null) => Promise<{ version: string }>;
 
@@ -195,6 +198,11 @@ export class Autosave {
         } else if (err.code === "rate_limited" || err.code === "busy") {
           this.setState("error", err);
           this.schedule(Math.max(err.retryAfterMs ?? 1000, 100));
+        } else if (err.code === "insufficient_storage") {
+          // The disk may be freed at any time: the draft stays in local
+          // storage and is offered again every half minute.
+          this.setState("error", err);
+          this.schedule(DISK_FULL_RETRY_MS);
         } else {
           this.setState("error", err);
         }

@@ -1,6 +1,7 @@
 // The WebSocket to `campus serve`: request/response by id, reconnect with
 // exponential backoff and jitter, re-attach with since_seq, binary output
-// frames deduplicated by offset, and batched acks for flow control.
+// frames deduplicated by offset, batched acks for flow control, and an
+// application-level ping that notices a dead network path without a close.
 import {
   CampusError,
   OutputCursor,
@@ -19,6 +20,8 @@ import {
 export interface SocketLike {
   binaryType: string;
   readonly readyState: number;
+  /** Bytes queued by `send` but not yet handed to the network. */
+  readonly bufferedAmount?: number;
   send(data: string): void;
   close(code?: number, reason?: string): void;
   onopen: ((ev: unknown) => void) | null;
@@ -75,7 +78,18 @@ export interface ConnectionOptions {
   ackDelayMs?: number;
   /** Called when the socket closes before `hello`: false means "not logged in". */
   checkAuth?: () => Promise<boolean>;
+  /**
+   * Send a `ping` this often (0 = never). A socket that has not received
+   * anything since the previous ping is dead: browsers do not expose WebSocket
+   * ping frames, and a lost network path (Wi-Fi gone, laptop lid) closes
+   * nothing, so without this the IDE would sit frozen. Silence is noticed
+   * within two intervals (10 s by default).
+   */
+  pingIntervalMs?: number;
 }
+
+/** Default liveness ping interval (12 pings a minute; the server allows 60). */
+export const DEFAULT_PING_INTERVAL_MS = 5_000;
 
 /** Events a connection emits. */
 export interface ConnEvents {
@@ -116,6 +130,13 @@ export class Connection {
   private ackedSeq = 0;
   private ackTimer: unknown = null;
   private holdNextReconnectMs: number | null = null;
+  private heartbeatTimer: unknown = null;
+  /** When the current socket last delivered anything. */
+  private lastHeard = 0;
+  /** When the last ping went out on the current socket (null: none yet). */
+  private lastPingAt: number | null = null;
+  /** `bufferedAmount` at the last heartbeat (an upload in progress is not silence). */
+  private lastBuffered = 0;
   private readonly timers: Timers;
   private readonly random: () => number;
   private readonly backoff: BackoffOptions;
@@ -181,6 +202,7 @@ export class Connection {
     this.stopped = true;
     if (this.retryTimer !== null) this.timers.clearTimeout(this.retryTimer);
     this.retryTimer = null;
+    this.stopHeartbeat();
     const s = this.socket;
     this.socket = null;
     if (s) {
@@ -220,6 +242,7 @@ export class Connection {
     let gotHello = false;
     socket.onmessage = (ev) => {
       if (this.socket !== socket) return;
+      this.lastHeard = this.timers.now();
       if (typeof ev.data === "string") {
         const msg = parseServerMsg(ev.data);
         if (!msg) return;
@@ -241,6 +264,7 @@ export class Connection {
     socket.onclose = (ev) => {
       if (this.socket !== socket) return;
       this.socket = null;
+      this.stopHeartbeat();
       this.failPending();
       if (this.stopped) return;
       if (ev.code === 4001) {
@@ -295,9 +319,63 @@ export class Connection {
     this.connect();
   }
 
+  private startHeartbeat(): void {
+    this.stopHeartbeat();
+    const every = this.opts.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS;
+    if (every <= 0) return;
+    this.lastPingAt = null;
+    this.lastBuffered = 0;
+    const tick = () => {
+      this.heartbeatTimer = null;
+      const socket = this.socket;
+      if (!socket) return;
+      const buffered = socket.bufferedAmount ?? 0;
+      // Still sending a large message: the server reads it before our ping,
+      // so its answer waits; draining is progress, not silence.
+      const draining = buffered > 0 && buffered < this.lastBuffered;
+      this.lastBuffered = buffered;
+      if (this.lastPingAt !== null && this.lastHeard < this.lastPingAt && !draining) {
+        this.dropDead(socket);
+        return;
+      }
+      if (socket.readyState === OPEN) socket.send(encodeClientMsg({ type: "ping" }));
+      this.lastPingAt = this.timers.now();
+      this.heartbeatTimer = this.timers.setTimeout(tick, every);
+    };
+    this.heartbeatTimer = this.timers.setTimeout(tick, every);
+  }
+
+  private stopHeartbeat(): void {
+    if (this.heartbeatTimer !== null) this.timers.clearTimeout(this.heartbeatTimer);
+    this.heartbeatTimer = null;
+  }
+
+  /**
+   * Nothing arrived for a whole ping interval after a ping: the path is dead
+   * even though no close came. Abandon the socket (its close handshake could
+   * not complete anyway) and reconnect as after a close; the re-attach
+   * replays the output missed meanwhile.
+   */
+  private dropDead(socket: SocketLike): void {
+    if (this.socket !== socket) return;
+    this.socket = null;
+    this.stopHeartbeat();
+    socket.onclose = null;
+    socket.onmessage = null;
+    socket.onerror = null;
+    try {
+      socket.close(4000, "no answer from the server");
+    } catch {
+      /* already closing */
+    }
+    this.failPending();
+    if (!this.stopped) this.scheduleReconnect(undefined);
+  }
+
   private onHello(msg: ServerMsgOf<"hello">): void {
     this.hello = msg;
     this.attempt = 0;
+    this.startHeartbeat();
     // Acks are per connection: tell the new one what we already consumed.
     this.ackedSeq = 0;
     this.setState({ kind: "open" });
@@ -331,6 +409,7 @@ export class Connection {
       // The server is going away: reconnect after its hint rather than hammering it.
       const s = this.socket;
       this.socket = null;
+      this.stopHeartbeat();
       this.failPending();
       if (s) {
         s.onclose = null;

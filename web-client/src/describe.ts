@@ -32,8 +32,13 @@ const SIGNALS: Record<number, string> = {
 export function describeEnding(e: RunEnded, limits?: Limits | null): string {
   const took = duration(e.duration_ms);
   switch (e.reason) {
-    case "exited":
-      return `Finished with exit code ${e.exit_code ?? 0} in ${took}`;
+    case "exited": {
+      const code = e.exit_code ?? 0;
+      // Non-zero is a failure by convention (Python exits 1 after a traceback).
+      return code === 0 ? `Finished with exit code 0 in ${took}` : `Ended with an error (exit code ${code}) after ${took}`;
+    }
+    case "interrupted":
+      return `Interrupted (Ctrl-C) after ${took}`;
     case "signaled": {
       const sig = e.signal ?? 0;
       const name = SIGNALS[sig] ? ` (${SIGNALS[sig]})` : "";
@@ -62,6 +67,25 @@ export function describeEnding(e: RunEnded, limits?: Limits | null): string {
   }
 }
 
+/** How an outcome is coloured: success, failure, or neither (the student's own Ctrl-C or Stop). */
+export type Outcome = "ok" | "error" | "neutral";
+
+/** The colour of an ending: only exit code 0 is a success; Ctrl-C and Stop are the student's choice. */
+export function endingOutcome(e: RunEnded): Outcome {
+  switch (e.reason) {
+    case "exited":
+      return (e.exit_code ?? 0) === 0 ? "ok" : "error";
+    case "interrupted":
+    case "stopped":
+    case "killed_by_admin":
+    case "abandoned":
+    case "server_shutdown":
+      return "neutral";
+    default:
+      return "error";
+  }
+}
+
 /** Usage figures shown under the ending ("peak memory 12.3 MiB of 128 MiB · CPU 0.1 s of 30.0 s"). */
 export function describeUsage(e: RunEnded): string {
   const parts: string[] = [];
@@ -70,11 +94,28 @@ export function describeUsage(e: RunEnded): string {
   return parts.join(" · ");
 }
 
-/** The status-line text of a live run. */
-export function describeRunning(mode: RunMode, path: string, phase: Phase | null): string {
+/** The status-line text of a live run; `scriptError` is the exception a hybrid script raised. */
+export function describeRunning(mode: RunMode, path: string, phase: Phase | null, scriptError?: string | null): string {
   if (mode === "repl") return "Python REPL running";
-  if (mode === "hybrid" && phase === "repl") return `${path} finished — REPL with its variables`;
+  if (mode === "hybrid" && phase === "repl") {
+    switch (scriptError ?? null) {
+      case null:
+        return `${path} finished — REPL with its variables`;
+      case "KeyboardInterrupt":
+        return `${path} was interrupted (Ctrl-C) — REPL open with its variables`;
+      case "SystemExit":
+        return `${path} called exit() — REPL open with its variables`;
+      default:
+        return `${path} raised ${scriptError} — REPL open with its variables`;
+    }
+  }
   return `Running ${path}${mode === "hybrid" ? " (then REPL)" : ""}…`;
+}
+
+/** The colour of a live run: a hybrid script that raised an error is shown as one. */
+export function runningOutcome(scriptError?: string | null): Outcome {
+  if (!scriptError || scriptError === "KeyboardInterrupt" || scriptError === "SystemExit") return "neutral";
+  return "error";
 }
 
 /** A refusal, in plain words; `seconds` left to wait is appended by the countdown. */
@@ -97,6 +138,8 @@ export function describeRefusal(code: ErrorCode | string, message: string, limit
       return `Not allowed: ${message}`;
     case "unauthorized":
       return "Your session has ended. Please log in again.";
+    case "insufficient_storage":
+      return "The server's disk is full, so this was not saved (nothing was changed). Your edits are kept in this browser; please tell your teacher.";
     case "disconnected":
       return "Not connected to the server — your edits are kept and saved when it is back.";
     case "internal":

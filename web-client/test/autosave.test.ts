@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { Autosave, readDraft, type SaveState } from "../src/autosave";
+import { Autosave, DISK_FULL_RETRY_MS, readDraft, type SaveState } from "../src/autosave";
 import { CampusError } from "../src/protocol";
 import { ManualClock } from "./fakes";
 
@@ -172,6 +172,23 @@ describe("Autosave", () => {
     await flush();
     expect(file.calls.length).toBe(2);
     expect(file.content).toBe("x");
+  });
+
+  it("a full disk keeps the draft and tries again later", async () => {
+    const { a, clock, file, store } = setup();
+    file.failWith = new CampusError("insufficient_storage", "the server's disk is full");
+    a.edit("precious");
+    await a.saveNow();
+    expect(a.state).toBe("error");
+    expect(readDraft(store, "d.", "main.py")?.text).toBe("precious");
+    clock.advance(DISK_FULL_RETRY_MS - 1);
+    await flush();
+    expect(file.calls.length).toBe(1);
+    clock.advance(1);
+    await flush();
+    expect(file.calls.length).toBe(2);
+    expect(file.content).toBe("precious");
+    expect(a.state).toBe("saved");
   });
 
   it("typing back to the saved text is clean again", () => {

@@ -3,7 +3,7 @@ import { Connection, backoffDelay, type ConnState } from "../src/connection";
 import { CampusError } from "../src/protocol";
 import { FakeSocket, ManualClock } from "./fakes";
 
-function setup(random = () => 0.5) {
+function setup(random = () => 0.5, pingIntervalMs = 0) {
   FakeSocket.all = [];
   const clock = new ManualClock();
   const conn = new Connection({
@@ -14,6 +14,7 @@ function setup(random = () => 0.5) {
     backoff: { baseMs: 500, maxMs: 8000 },
     ackEveryBytes: 10,
     ackDelayMs: 50,
+    pingIntervalMs,
   });
   const states: ConnState[] = [];
   conn.on("state", (s) => states.push(s));
@@ -171,5 +172,67 @@ describe("Connection", () => {
     await expect(conn.request({ type: "ping" })).rejects.toMatchObject({ code: "disconnected" });
     sock().open();
     expect(conn.send({ type: "input", data: "x" })).toBe(true);
+  });
+
+  it("notices a socket that went silent without a close, within two ping intervals, and reconnects", () => {
+    const { conn, sock, clock, states, out } = setup(() => 0, 5000);
+    sock().open();
+    sock().output(0, "tick 1\n");
+    const dead = sock();
+    clock.advance(5000);
+    expect(dead.sentOf("ping")).toEqual([{ type: "ping" }]);
+    // The network path is gone: nothing arrives, nothing closes.
+    clock.advance(4999);
+    expect(conn.state.kind).toBe("open");
+    clock.advance(1);
+    expect(conn.state.kind).toBe("reconnecting");
+    expect(states.some((s) => s.kind === "reconnecting")).toBe(true);
+    expect(dead.closedWith).toBe(4000);
+    // A late frame from the abandoned socket is ignored.
+    dead.output(7, "stale\n");
+    clock.advance(250);
+    expect(FakeSocket.all.length).toBe(2);
+    sock().open("c2");
+    expect(sock().sentOf("attach")[0].since_seq).toBe(7);
+    expect(out.join("")).toBe("tick 1\n");
+  });
+
+  it("stays open while pings are answered, and any frame counts as an answer", () => {
+    const { conn, sock, clock } = setup(() => 0, 5000);
+    sock().open();
+    for (let i = 0; i < 24; i++) {
+      clock.advance(5000);
+      // Alternate a pong and program output: both prove the path is alive.
+      if (i % 2 === 0) sock().json({ type: "pong" });
+      else sock().output(i * 10, "0123456789");
+    }
+    expect(conn.state.kind).toBe("open");
+    expect(sock().sentOf("ping").length).toBe(24);
+    expect(FakeSocket.all.length).toBe(1);
+  });
+
+  it("a large message still draining to the server is not silence", () => {
+    const { conn, sock, clock } = setup(() => 0, 5000);
+    sock().open();
+    const s = sock() as FakeSocket & { bufferedAmount: number };
+    s.bufferedAmount = 900_000;
+    clock.advance(5000); // ping queued behind the upload
+    s.bufferedAmount = 500_000;
+    clock.advance(5000);
+    s.bufferedAmount = 100_000;
+    clock.advance(5000);
+    expect(conn.state.kind).toBe("open");
+    // Stuck: no progress and no answer is dead.
+    clock.advance(5000);
+    expect(conn.state.kind).toBe("reconnecting");
+  });
+
+  it("stops pinging when closed for good", () => {
+    const { conn, sock, clock } = setup(() => 0, 5000);
+    sock().open();
+    conn.close("logged_out");
+    clock.advance(60_000);
+    expect(sock().sentOf("ping")).toEqual([]);
+    expect(clock.pending()).toBe(0);
   });
 });

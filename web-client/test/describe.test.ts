@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { describeEnding, describeRefusal, describeUsage, duration, mib, retryText } from "../src/describe";
+import { describeEnding, describeRefusal, describeRunning, describeUsage, duration, endingOutcome, mib, retryText, runningOutcome } from "../src/describe";
 import type { RunEnded } from "../src/protocol";
 
 const base: RunEnded = {
@@ -18,7 +18,25 @@ const base: RunEnded = {
 describe("endings in plain words", () => {
   it("exit code and duration", () => {
     expect(describeEnding(base)).toBe("Finished with exit code 0 in 0.4 s");
-    expect(describeEnding({ ...base, exit_code: 3, duration_ms: 2500 })).toBe("Finished with exit code 3 in 2.5 s");
+    expect(describeEnding({ ...base, exit_code: 3, duration_ms: 2500 })).toBe("Ended with an error (exit code 3) after 2.5 s");
+  });
+  it("only exit code 0 is a success; Ctrl-C and Stop are neither", () => {
+    expect(endingOutcome(base)).toBe("ok");
+    expect(endingOutcome({ ...base, exit_code: 1 })).toBe("error");
+    expect(endingOutcome({ ...base, reason: "interrupted", exit_code: undefined, signal: 2 })).toBe("neutral");
+    expect(describeEnding({ ...base, reason: "interrupted", exit_code: undefined, signal: 2 })).toBe("Interrupted (Ctrl-C) after 0.4 s");
+    expect(endingOutcome({ ...base, reason: "stopped" })).toBe("neutral");
+    expect(endingOutcome({ ...base, reason: "signaled", signal: 11 })).toBe("error");
+    expect(endingOutcome({ ...base, reason: "memory_limit" })).toBe("error");
+  });
+  it("a hybrid script that raised says so while the REPL is open", () => {
+    expect(describeRunning("hybrid", "main.py", "repl")).toBe("main.py finished — REPL with its variables");
+    expect(describeRunning("hybrid", "main.py", "repl", "ZeroDivisionError")).toBe("main.py raised ZeroDivisionError — REPL open with its variables");
+    expect(runningOutcome("ZeroDivisionError")).toBe("error");
+    expect(describeRunning("hybrid", "main.py", "repl", "KeyboardInterrupt")).toBe("main.py was interrupted (Ctrl-C) — REPL open with its variables");
+    expect(runningOutcome("KeyboardInterrupt")).toBe("neutral");
+    expect(runningOutcome(null)).toBe("neutral");
+    expect(describeRunning("hybrid", "main.py", "script", "ValueError")).toBe("Running main.py (then REPL)…");
   });
   it("memory limit names the limit", () => {
     expect(describeEnding({ ...base, reason: "memory_limit", exit_code: undefined })).toBe(
@@ -50,5 +68,6 @@ describe("refusals", () => {
     expect(describeRefusal("busy", "x")).toContain("busy");
     expect(retryText(1200)).toBe("Try again in 2 s.");
     expect(retryText(0)).toBe("You can try again now.");
+    expect(describeRefusal("insufficient_storage", "x")).toMatch(/^The server's disk is full, so this was not saved/);
   });
 });

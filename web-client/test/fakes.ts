@@ -41,6 +41,7 @@ export class FakeSocket implements SocketLike {
   static all: FakeSocket[] = [];
   binaryType = "blob";
   readyState = 0;
+  bufferedAmount = 0;
   sent: unknown[] = [];
   onopen: ((ev: unknown) => void) | null = null;
   onclose: ((ev: { code: number; reason: string }) => void) | null = null;

@@ -29,9 +29,44 @@ pub struct LoginResponse {
     /// RFC 3339 expiry time.
     expires_at: String,
     user: UserInfo,
+    /// Set when the login worked but the server cannot accept changes right
+    /// now (its disk is full): the client shows it until the user dismisses it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warning: Option<LoginWarning>,
+}
+
+/// A condition the user should know about right after logging in.
+#[derive(Debug, Serialize)]
+pub struct LoginWarning {
+    /// The refusal code saves will get (`insufficient_storage`).
+    code: ErrorCode,
+    /// What it means for the user.
+    message: String,
 }
 
 const BAD_CREDENTIALS: &str = "wrong username or password";
+
+/// What a login on a full disk tells the user.
+const DISK_FULL_WARNING: &str = "The server's disk is full, so it cannot accept changes right \
+     now: saving files may fail until an administrator frees space. You can still open and \
+     read your files, and your edits are kept in this browser meanwhile.";
+
+/// Append a login's audit record. Logins are audited, but a full disk must
+/// not lock everyone out of reading their files: when the database cannot
+/// store the record for lack of space, the record goes to the server log
+/// (at error level, every field) and the login proceeds; returns false then.
+/// Any other failure is an error as before.
+async fn audit_login(state: &SharedState, entry: NewAudit) -> Result<bool, AppError> {
+    match state.store.append_audit(entry.clone()).await {
+        Ok(()) => Ok(true),
+        Err(e) if e.is_storage_full() => {
+            tracing::error!(action = %entry.action, actor = ?entry.actor, actor_id = ?entry.actor_id,
+                ip = ?entry.ip, "audit record not stored: the database's disk is full");
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
 
 /// Check credentials, issue a token and set the session cookie.
 pub async fn login(
@@ -55,10 +90,7 @@ pub async fn login(
         ip: Some(ip.to_string()),
     };
     if let Err(wait) = state.login_limiter.check(&req.username, ip) {
-        state
-            .store
-            .append_audit(audit("login.rate_limited", None))
-            .await?;
+        audit_login(&state, audit("login.rate_limited", None)).await?;
         return Err(AppError::rate_limited("login attempts", wait));
     }
     let user = state.store.user_by_username(&req.username).await?;
@@ -78,17 +110,11 @@ pub async fn login(
     let user = match user {
         Some(u) if ok && !u.disabled => u,
         Some(u) if ok => {
-            state
-                .store
-                .append_audit(audit("login.disabled", Some(u.id)))
-                .await?;
+            audit_login(&state, audit("login.disabled", Some(u.id))).await?;
             return Err(AppError::new(ErrorCode::Unauthorized, BAD_CREDENTIALS));
         }
         other => {
-            state
-                .store
-                .append_audit(audit("login.failed", other.map(|u| u.id)))
-                .await?;
+            audit_login(&state, audit("login.failed", other.map(|u| u.id))).await?;
             return Err(AppError::new(ErrorCode::Unauthorized, BAD_CREDENTIALS));
         }
     };
@@ -96,10 +122,12 @@ pub async fn login(
         .keys
         .issue(user.id, &user.username, user.role)
         .map_err(AppError::internal)?;
-    state
-        .store
-        .append_audit(audit("login.ok", Some(user.id)))
-        .await?;
+    let recorded = audit_login(&state, audit("login.ok", Some(user.id))).await?;
+    let disk_full = !recorded || super::health::disk_status(&state).await.degraded();
+    let warning = disk_full.then(|| LoginWarning {
+        code: ErrorCode::InsufficientStorage,
+        message: DISK_FULL_WARNING.to_string(),
+    });
     let expires_at = chrono::DateTime::from_timestamp(exp as i64, 0)
         .map(|t| t.to_rfc3339())
         .unwrap_or_default();
@@ -116,6 +144,7 @@ pub async fn login(
             username: user.username,
             role: user.role,
         },
+        warning,
     };
     let mut resp = Json(body).into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {

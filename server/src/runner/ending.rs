@@ -7,6 +7,9 @@ use campus_protocol::{EndReason, Phase};
 
 /// SIGXCPU: what RLIMIT_CPU sends when the soft CPU limit is reached.
 const SIGXCPU: i32 = 24;
+/// SIGINT: what Ctrl-C sends (Python re-raises it on itself after an
+/// unhandled KeyboardInterrupt, so the exit status names it).
+const SIGINT: i32 = 2;
 
 /// Everything known when a run is over.
 #[derive(Debug, Clone, Default)]
@@ -17,6 +20,8 @@ pub(crate) struct EndFacts {
     pub exit_code: Option<i32>,
     /// The signal that killed it, if any.
     pub signal: Option<i32>,
+    /// The user sent Ctrl-C during the run.
+    pub interrupted: bool,
     /// CPU used, ms.
     pub cpu_ms: u64,
     /// CPU limit, ms.
@@ -58,6 +63,7 @@ pub(crate) fn classify(f: &EndFacts) -> EndReason {
         return EndReason::CpuLimit;
     }
     match (f.signal, f.exit_code) {
+        (Some(SIGINT), _) if f.interrupted => EndReason::Interrupted,
         (Some(_), _) => EndReason::Signaled,
         (None, Some(_)) => EndReason::Exited,
         // No status at all (the wait failed): report what we know.
@@ -116,10 +122,12 @@ fn signal_name(sig: i32) -> String {
 pub(crate) fn message(reason: EndReason, f: &EndFacts) -> String {
     let took = fmt_duration(f.duration);
     match reason {
-        EndReason::Exited => format!(
-            "Finished with exit code {} in {took}",
-            f.exit_code.unwrap_or_default()
-        ),
+        EndReason::Exited => match f.exit_code.unwrap_or_default() {
+            0 => format!("Finished with exit code 0 in {took}"),
+            // By convention non-zero is a failure (Python: an uncaught exception is 1).
+            code => format!("Ended with an error (exit code {code}) after {took}"),
+        },
+        EndReason::Interrupted => format!("Interrupted (Ctrl-C) after {took}"),
         EndReason::Signaled => match f.signal {
             Some(sig) => format!("Ended by signal {sig} ({}) after {took}", signal_name(sig)),
             None => format!("Ended after {took} (the exit status could not be read)"),
@@ -190,6 +198,12 @@ mod tests {
             message(EndReason::Exited, &f),
             "Finished with exit code 0 in 0.4 s"
         );
+        f.exit_code = Some(1);
+        assert_eq!(
+            message(EndReason::Exited, &f),
+            "Ended with an error (exit code 1) after 0.4 s"
+        );
+        f.exit_code = Some(0);
         f.oom_kills = 1;
         assert_eq!(
             classify(&f),
@@ -206,6 +220,15 @@ mod tests {
         f.oom_kills = 0;
         assert_eq!(classify(&f), EndReason::Signaled);
         assert!(message(EndReason::Signaled, &f).contains("SIGKILL"));
+        f.signal = Some(SIGINT);
+        assert_eq!(classify(&f), EndReason::Signaled, "nobody pressed Ctrl-C");
+        assert!(message(EndReason::Signaled, &f).contains("SIGINT"));
+        f.interrupted = true;
+        assert_eq!(classify(&f), EndReason::Interrupted);
+        assert_eq!(
+            message(EndReason::Interrupted, &f),
+            "Interrupted (Ctrl-C) after 0.4 s"
+        );
         f.signal = Some(SIGXCPU);
         assert_eq!(classify(&f), EndReason::CpuLimit);
         f.kill_reason = Some(EndReason::Stopped);

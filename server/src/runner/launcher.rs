@@ -49,7 +49,8 @@ macro_rules! readline_hook {
 /// The hybrid launcher, passed with `python3 -c`. It runs the script in the
 /// real `__main__` namespace (exactly what `python -i script.py` does), prints
 /// a traceback for any exception (SystemExit and KeyboardInterrupt included,
-/// like `-i`) without its own frame, then prints the private phase marker and
+/// like `-i`) without its own frame, then prints the private phase marker
+/// (naming the exception's class when the script raised: `;raised=NAME`) and
 /// sets PYTHONINSPECT so the interpreter's own interactive loop starts with the
 /// script's globals when the `-c` program returns. Everything it needs is local
 /// to `_campus_hybrid`, which removes itself and the readline hook from the
@@ -77,16 +78,19 @@ def _campus_hybrid():
             sys.excepthook(t, v, tb)
         except BaseException:
             traceback.print_exception(t, v, tb)
+        name = getattr(t, "__name__", None) or "Exception"
+        return "".join(c if c.isascii() and (c.isalnum() or c in "_.") else "_" for c in name)[:100]
+    raised = None
     try:
         with open(path, "rb") as f:
             code = compile(f.read(), path, "exec")
     except BaseException:
-        report(False)
+        raised = report(False)
     else:
         try:
             exec(code, g)
         except BaseException:
-            report(True)
+            raised = report(True)
     if hook is not None:
         sys.__interactivehook__ = hook
     os.environ["PYTHONINSPECT"] = "1"
@@ -95,12 +99,13 @@ def _campus_hybrid():
             stream.flush()
         except Exception:
             pass
+    marker = "\x1b]7771;campus;phase=repl" + ("" if raised is None else ";raised=" + raised) + "\x07"
     out = sys.__stdout__ or sys.stdout
     try:
-        out.write("\x1b]7771;campus;phase=repl\x07")
+        out.write(marker)
         out.flush()
     except Exception:
-        os.write(1, b"\x1b]7771;campus;phase=repl\x07")
+        os.write(1, marker.encode("ascii"))
 _campus_hybrid()
 "#
 );

@@ -42,8 +42,9 @@
 //! # Hybrid mode
 //! `hybrid` runs [`launcher::HYBRID_LAUNCHER`] with `python3 -c`: the script
 //! runs in the real `__main__` namespace, any exception prints its traceback,
-//! then the launcher prints a private OSC marker (stripped from the stream
-//! here, even when split across reads) that becomes `phase {repl}`, and the
+//! then the launcher prints a private OSC marker naming the exception's class
+//! if the script raised (stripped from the stream here, even when split
+//! across reads) that becomes `phase {repl, script_error}`, and the
 //! interpreter's own REPL starts with the script's globals. Only the first
 //! marker is honoured; a script that prints it itself can at worst switch its
 //! own run to the REPL clock early.
@@ -67,7 +68,9 @@
 //! - **idle sessions** — a session with no run and nobody attached for
 //!   `detached_grace` is removed (its tail and last ending with it).
 //! - `stopped` (user, or a new run replacing this one), `killed_by_admin`,
-//!   `server_shutdown`, `start_failed`, and otherwise `exited` / `signaled`.
+//!   `server_shutdown`, `start_failed`, and otherwise `exited` / `signaled`,
+//!   or `interrupted` when it died of SIGINT after the user's own Ctrl-C
+//!   (`interrupt`, or a 0x03 byte in `input`).
 //!
 //! Killing takes the whole tree: the cgroup when there is one, plus the
 //! process group (the main process is not reaped until the kill is done, so

@@ -41,6 +41,10 @@ pub(crate) struct LiveRun {
     pub reap: Option<std_mpsc::SyncSender<()>>,
     /// Why the runner is ending it, if it is.
     pub kill_reason: Option<EndReason>,
+    /// The user sent Ctrl-C during this run (an ending by SIGINT is theirs).
+    pub interrupted: bool,
+    /// Hybrid: the exception the script raised before the REPL opened.
+    pub script_error: Option<String>,
     /// Connection and request id of the `stop` that ended it (echoed in `run_ended`).
     pub stop_request: Option<(String, Option<u64>)>,
     pub output_bytes: u64,
@@ -185,6 +189,8 @@ pub(crate) fn start(
         exit: None,
         reap: Some(reap),
         kill_reason: None,
+        interrupted: false,
+        script_error: None,
         stop_request: None,
         output_bytes: 0,
         cpu_ms: 0,

@@ -49,6 +49,33 @@ pub enum StoreError {
     UnsupportedServer(String),
 }
 
+impl StoreError {
+    /// The write failed because the disk under the database is full: SQLite's
+    /// SQLITE_FULL ("database or disk is full"), PostgreSQL's `disk_full`
+    /// (SQLSTATE 53100), or ENOSPC/EDQUOT from the driver's own I/O.
+    pub fn is_storage_full(&self) -> bool {
+        let StoreError::Db(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Database(d) => {
+                let code = d.code();
+                let code = code.as_deref().unwrap_or_default();
+                // SQLite codes are numeric (extended: the low byte is the primary code).
+                let sqlite_full = code.parse::<i32>().is_ok_and(|c| c & 0xff == SQLITE_FULL);
+                sqlite_full || code == PG_DISK_FULL
+            }
+            sqlx::Error::Io(io) => crate::files::out_of_space(io),
+            _ => false,
+        }
+    }
+}
+
+/// SQLite's primary result code for "database or disk is full".
+const SQLITE_FULL: i32 = 13;
+/// PostgreSQL's SQLSTATE `disk_full`.
+const PG_DISK_FULL: &str = "53100";
+
 /// Convenience alias.
 pub type StoreResult<T> = Result<T, StoreError>;
 

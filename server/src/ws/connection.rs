@@ -37,6 +37,11 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const FLOOD_STRIKES: u32 = 30;
 /// Session messages that may wait behind a `run` waiting for file operations.
 const DEFERRED_MAX: usize = 32;
+/// `ping`s a connection may send per minute, outside the message limit. The
+/// browser pings every 5 s (12 a minute) to notice a dead network path; this
+/// leaves it five times that, so an idle tab is never refused and a busy one
+/// never pays for its liveness checks out of its message budget.
+pub const PINGS_PER_MIN: u32 = 60;
 
 /// Why the loop ended.
 enum Exit {
@@ -90,6 +95,9 @@ async fn serve(
 
     let per_min = NonZeroU32::new(state.cfg.ws_messages_per_min.max(1)).unwrap_or(NonZeroU32::MIN);
     let limiter = RateLimiter::direct(Quota::per_minute(per_min));
+    let ping_limiter = RateLimiter::direct(Quota::per_minute(
+        NonZeroU32::new(PINGS_PER_MIN).unwrap_or(NonZeroU32::MIN),
+    ));
     let clock = DefaultClock::default();
     let mut strikes = 0u32;
     let heartbeat = Duration::from_secs(state.cfg.heartbeat_secs.max(1));
@@ -154,6 +162,22 @@ async fn serve(
                     Message::Close(_) => break Exit::Gone,
                 };
                 let parsed = serde_json::from_str::<ClientMsg>(text.as_str());
+                if let Ok(ClientMsg::Ping { id }) = &parsed {
+                    // Liveness: answered at once, never queued behind file
+                    // operations or a waiting `run`, from a budget of its own.
+                    let reply = match ping_limiter.check() {
+                        Ok(()) => ServerMsg::Pong { id: *id },
+                        Err(nu) => {
+                            strikes += 1;
+                            if strikes >= FLOOD_STRIKES {
+                                break Exit::Close(close_codes::FLOODING, "too many messages");
+                            }
+                            AppError::rate_limited("pings", nu.wait_time_from(clock.now())).to_msg(*id)
+                        }
+                    };
+                    if send_json(&mut sink, &reply).await.is_err() { break Exit::Gone; }
+                    continue;
+                }
                 // Acks are flow-control bookkeeping the client sends on its own; they do
                 // not count against the message limit.
                 let counted = !matches!(parsed, Ok(ClientMsg::Ack { .. }));

@@ -5,6 +5,8 @@ mod connection;
 mod dispatch;
 mod file_worker;
 
+pub use connection::PINGS_PER_MIN;
+
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
 use axum::http::{header, HeaderMap};

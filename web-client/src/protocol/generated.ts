@@ -410,7 +410,12 @@ run_id: string,
 /**
  * The new phase.
  */
-phase: Phase, } | { "type": "warning", 
+phase: Phase, 
+/**
+ * Set when the script ended by raising: the exception's class name
+ * (`ZeroDivisionError`, `KeyboardInterrupt`, `SystemExit`, …).
+ */
+script_error?: string, } | { "type": "warning", 
 /**
  * Run id.
  */
@@ -488,9 +493,21 @@ run_id?: string,
  */
 running: boolean, 
 /**
+ * Mode of the live run.
+ */
+mode?: RunMode, 
+/**
+ * Script path of the live run (empty for `repl`).
+ */
+path?: string, 
+/**
  * Current phase of the live run.
  */
 phase?: Phase, 
+/**
+ * The live hybrid run's script raised this exception (as in `phase`).
+ */
+script_error?: string, 
 /**
  * First offset that will be replayed.
  */
@@ -504,7 +521,8 @@ next_seq: number,
  */
 dropped_bytes: number, 
 /**
- * How the last run ended, when nothing is running.
+ * How the last run ended, when nothing is running (boxed: it is the
+ * largest field, and every `ServerMsg` is as large as its largest variant).
  */
 last_ended?: RunEnded, } | { "type": "shutdown", 
 /**
@@ -656,7 +674,7 @@ export type RunMode = "script" | "hybrid" | "repl";
 
 export type Phase = "script" | "repl";
 
-export type EndReason = "exited" | "signaled" | "stopped" | "timeout" | "cpu_limit" | "memory_limit" | "output_limit" | "killed_by_admin" | "abandoned" | "server_shutdown" | "start_failed";
+export type EndReason = "exited" | "signaled" | "interrupted" | "stopped" | "timeout" | "cpu_limit" | "memory_limit" | "output_limit" | "killed_by_admin" | "abandoned" | "server_shutdown" | "start_failed";
 
 export type RunEnded = { 
 /**

@@ -15,11 +15,15 @@ export class Notices {
     this.show(`${what}: ${describeRefusal(err.code, err.message, this.limits)}`, "error", err.retryAfterMs, err.code);
   }
 
-  /** Show a message; `retryAfterMs` adds a live countdown. */
+  /** Show a message; `retryAfterMs` adds a live countdown. The same message again replaces the old one. */
   show(text: string, kind: "info" | "error" = "info", retryAfterMs?: number, code?: string): HTMLElement {
+    // A save retried every 30 s on a full disk must not stack up a column of notices.
+    for (const old of Array.from(this.el.children)) {
+      if (old instanceof HTMLElement && old.dataset.text === text) old.querySelector<HTMLButtonElement>("button.icon")?.click();
+    }
     const countdown = h("span.countdown");
     const close = h("button.icon", { "aria-label": "Dismiss", title: "Dismiss" }, "×");
-    const el = h(`div.notice.${kind}`, { dataset: { code: code ?? "" } }, h("span", null, text), " ", countdown, close);
+    const el = h(`div.notice.${kind}`, { dataset: { code: code ?? "", text } }, h("span", null, text), " ", countdown, close);
     let timer: ReturnType<typeof setInterval> | null = null;
     const remove = () => {
       if (timer) clearInterval(timer);

@@ -1,7 +1,8 @@
 // Run toolbar (Run, Run + REPL, REPL, Stop) and the status line with the
-// run's phase and its ending in plain words.
+// run's phase and its ending in plain words, coloured by outcome (success,
+// error, or neither), or a refused Run with its countdown.
 import type { Connection } from "../connection";
-import { describeEnding, describeRunning, describeUsage } from "../describe";
+import { describeEnding, describeRefusal, describeRunning, describeUsage, endingOutcome, retryText, runningOutcome } from "../describe";
 import { CampusError, type Phase, type RunEnded, type RunMode, type ServerMsg } from "../protocol";
 import { h } from "./dom";
 import type { Notices } from "./notices";
@@ -16,6 +17,14 @@ export interface RunDeps {
   activePath: () => string | null;
   /** Save every open tab before running. */
   saveAll: () => Promise<void>;
+}
+
+/** A Run the server (or the network) refused: shown until the next run starts. */
+interface Refusal {
+  code: string;
+  text: string;
+  /** When waiting is over (from `retry_after_ms`), if the server said. */
+  until: number | null;
 }
 
 /** The run toolbar and status line. */
@@ -33,7 +42,11 @@ export class RunBar {
   mode: RunMode | null = null;
   path = "";
   phase: Phase | null = null;
+  /** The exception a hybrid script raised before its REPL opened. */
+  scriptError: string | null = null;
   lastEnded: RunEnded | null = null;
+  refusal: Refusal | null = null;
+  private countdown: ReturnType<typeof setInterval> | null = null;
 
   constructor(private readonly deps: RunDeps) {
     this.runBtn.addEventListener("click", () => void this.start("script"));
@@ -55,17 +68,29 @@ export class RunBar {
     this.setBusy(true);
     try {
       await this.deps.saveAll();
-      this.deps.terminal.reset();
+      // The terminal is cleared when `run_started` arrives (see `handle`): a
+      // refused Run leaves the previous output where it is.
       const { cols, rows } = this.deps.terminal.size();
       const reply = await this.deps.conn.request({ type: "run", path: path ?? "", mode, cols, rows });
       if (reply.type === "run_started" && reply.replaced_previous) this.deps.notices.show("The previous run was stopped to start this one.");
       this.deps.terminal.focus();
     } catch (e) {
-      this.deps.notices.error("Could not start the program", e);
-      this.render();
+      this.refused(e);
     } finally {
       this.setBusy(false);
     }
+  }
+
+  /** Show why Run was refused, counting down when the server said how long to wait. */
+  private refused(e: unknown): void {
+    const err = e instanceof CampusError ? e : new CampusError("internal", String(e));
+    const limits = this.deps.conn.hello?.limits;
+    let text: string;
+    if (err.code === "disconnected" || err.code === "timeout") text = "Not started: not connected to the server. Press Run again once it is back.";
+    else if (err.code === "rate_limited") text = `Not started: you started too many programs in a short time${limits ? ` (limit ${limits.runs_per_min} a minute)` : ""}.`;
+    else text = `Not started: ${describeRefusal(err.code, err.message, limits)}`;
+    this.refusal = { code: err.code, text, until: err.retryAfterMs !== undefined ? Date.now() + err.retryAfterMs : null };
+    this.render();
   }
 
   /** Stop the running program. */
@@ -85,14 +110,20 @@ export class RunBar {
   handle(msg: ServerMsg): void {
     switch (msg.type) {
       case "run_started":
+        // Our own run (the reply carries our request id): a clean terminal for it.
+        // Its output follows this message, so nothing of it is cleared.
+        if (msg.id !== undefined) this.deps.terminal.reset();
         this.running = true;
         this.mode = msg.mode;
         this.path = msg.path;
         this.phase = msg.mode === "repl" ? "repl" : "script";
+        this.scriptError = null;
         this.lastEnded = null;
+        this.refusal = null;
         break;
       case "phase":
         this.phase = msg.phase;
+        this.scriptError = msg.script_error ?? null;
         if (msg.phase === "repl") this.deps.terminal.focus();
         break;
       case "warning":
@@ -100,13 +131,17 @@ export class RunBar {
         return;
       case "run_ended": {
         this.running = false;
+        this.refusal = null;
         this.lastEnded = msg;
         this.deps.terminal.note(`[${describeEnding(msg)}]`);
         break;
       }
       case "attached":
         this.running = msg.running;
+        if (msg.mode) this.mode = msg.mode;
+        if (msg.path !== undefined) this.path = msg.path;
         this.phase = msg.phase ?? null;
+        this.scriptError = msg.script_error ?? null;
         if (!msg.running && msg.last_ended) this.lastEnded = msg.last_ended;
         if (msg.dropped_bytes > 0) this.deps.terminal.note(`[${msg.dropped_bytes} bytes of earlier output are no longer kept]`);
         break;
@@ -120,22 +155,47 @@ export class RunBar {
     this.deps.terminal.running = this.running;
     this.stopBtn.disabled = !this.running;
     this.el.dataset.running = String(this.running);
-    if (this.running) {
+    this.stopCountdown();
+    if (this.running && !this.refusal) {
       this.phaseBadge.textContent = this.phase === "repl" ? "REPL" : "Script";
       this.phaseBadge.dataset.phase = this.phase ?? "script";
       this.phaseBadge.hidden = false;
-      this.statusText.textContent = this.mode ? describeRunning(this.mode, this.path, this.phase) : "Program running";
+      this.statusText.textContent = this.mode ? describeRunning(this.mode, this.path, this.phase, this.scriptError) : "Program running";
       this.usage.textContent = "";
       this.status.dataset.ending = "";
+      this.status.dataset.outcome = runningOutcome(this.scriptError);
+    } else if (this.refusal) {
+      const r = this.refusal;
+      // A refused replacement leaves the live run as it is (Stop still works).
+      this.phaseBadge.hidden = !this.running;
+      this.usage.textContent = "";
+      this.usage.title = "";
+      this.status.dataset.ending = "refused";
+      this.status.dataset.outcome = "refused";
+      this.status.dataset.code = r.code;
+      const tick = () => {
+        const left = r.until === null ? null : r.until - Date.now();
+        this.statusText.textContent = left === null ? r.text : `${r.text} ${retryText(left)}`;
+        if (left !== null && left <= 0) this.stopCountdown();
+      };
+      tick();
+      if (r.until !== null && r.until > Date.now()) this.countdown = setInterval(tick, 250);
     } else if (this.lastEnded) {
       this.phaseBadge.hidden = true;
       this.statusText.textContent = describeEnding(this.lastEnded, this.deps.conn.hello?.limits);
       this.usage.textContent = describeUsage(this.lastEnded);
       this.usage.title = this.lastEnded.message;
       this.status.dataset.ending = this.lastEnded.reason;
+      this.status.dataset.outcome = endingOutcome(this.lastEnded);
     } else {
       this.setIdle("Ready. Press Run to run the open file.");
     }
+    if (!this.refusal) delete this.status.dataset.code;
+  }
+
+  private stopCountdown(): void {
+    if (this.countdown !== null) clearInterval(this.countdown);
+    this.countdown = null;
   }
 
   private setIdle(text: string): void {
@@ -143,5 +203,6 @@ export class RunBar {
     this.statusText.textContent = text;
     this.usage.textContent = "";
     this.status.dataset.ending = "";
+    this.status.dataset.outcome = "";
   }
 }

@@ -1,6 +1,6 @@
 // The student IDE: file tree, tabs/editor, history, run toolbar, terminal,
 // connection banner and notices, wired to one connection.
-import { logout } from "../api";
+import { LOGIN_WARNING_KEY, logout, type LoginWarning } from "../api";
 import { Connection } from "../connection";
 import { markInteractive } from "../perf";
 import type { View } from "../router";
@@ -140,6 +140,9 @@ export const ideView: View = {
       if (editor.hasUnsaved()) e.preventDefault();
     };
     window.addEventListener("beforeunload", onUnload);
+    // Back online: reconnect now rather than when the backoff timer says.
+    const onOnline = () => conn.retryNow();
+    window.addEventListener("online", onOnline);
 
     let first = true;
     conn.on("hello", (hello) => {
@@ -180,6 +183,18 @@ export const ideView: View = {
       }
     });
     conn.start();
+    // The login said the server cannot accept changes (its disk is full): say
+    // it here until dismissed, before a save is refused.
+    try {
+      const raw = sessionStorage.getItem(LOGIN_WARNING_KEY);
+      sessionStorage.removeItem(LOGIN_WARNING_KEY);
+      if (raw) {
+        const w = JSON.parse(raw) as LoginWarning;
+        notices.show(w.message, "error", undefined, w.code);
+      }
+    } catch {
+      /* no storage, or not ours: nothing to show */
+    }
 
     window.campus = {
       conn,
@@ -197,6 +212,7 @@ export const ideView: View = {
     return () => {
       window.removeEventListener("keydown", onKey);
       window.removeEventListener("beforeunload", onUnload);
+      window.removeEventListener("online", onOnline);
       conn.close("logged_out");
       terminal.dispose();
       delete window.campus;

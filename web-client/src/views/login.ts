@@ -1,5 +1,5 @@
 // The login screen.
-import { login } from "../api";
+import { LOGIN_WARNING_KEY, login } from "../api";
 import { describeRefusal, retryText } from "../describe";
 import { CampusError } from "../protocol";
 import type { View } from "../router";
@@ -32,7 +32,13 @@ export const loginView: View = {
       error.textContent = "";
       if (timer) clearInterval(timer);
       try {
-        const u = await login(user.value.trim(), pass.value);
+        const { user: u, warning } = await login(user.value.trim(), pass.value);
+        try {
+          if (warning) sessionStorage.setItem(LOGIN_WARNING_KEY, JSON.stringify(warning));
+          else sessionStorage.removeItem(LOGIN_WARNING_KEY);
+        } catch {
+          /* storage unavailable: the save refusals still say it */
+        }
         ctx.refreshUser(u);
       } catch (err) {
         const ce = err instanceof CampusError ? err : new CampusError("internal", String(err));

@@ -92,6 +92,7 @@ impl Session {
             kill_reason: run.kill_reason,
             exit_code: exit.code,
             signal: exit.signal,
+            interrupted: run.interrupted,
             cpu_ms: run.cpu_ms.max(exit.cpu_ms),
             cpu_limit_ms: cfg.cpu_limit_ms(),
             peak_memory_bytes: run.peak_memory_bytes,

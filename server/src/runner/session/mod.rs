@@ -236,6 +236,13 @@ impl Session {
                 // What the program writes in answer to typing (echo, a REPL
                 // result, the next prompt) is interactive: let it out at once.
                 self.frame_credit = (self.frame_credit + INPUT_FRAME_CREDIT).min(FRAME_BURST);
+                if let Some(run) = self.run.as_mut() {
+                    // A typed Ctrl-C (`campus run` forwards raw keys): the
+                    // terminal turns it into SIGINT, as the `interrupt` message does.
+                    if bytes.contains(&0x03) {
+                        run.interrupted = true;
+                    }
+                }
                 if let Some(w) = self.run.as_ref().and_then(|r| r.writer.as_ref()) {
                     if w.try_send(bytes).is_err() {
                         tracing::debug!(user = %self.user.username, "input dropped: program is not reading");
@@ -255,7 +262,8 @@ impl Session {
                 }
             }
             Command::Interrupt => {
-                if let Some(run) = &self.run {
+                if let Some(run) = self.run.as_mut() {
+                    run.interrupted = true;
                     run.interrupt();
                 }
             }
@@ -321,14 +329,17 @@ impl Session {
                 .map(|r| r.run_id.clone())
                 .or_else(|| self.last_run_id.clone()),
             running,
+            mode: self.run.as_ref().map(|r| r.mode),
+            path: self.run.as_ref().map(|r| r.path.clone()),
             phase: self.run.as_ref().map(|r| r.phase),
+            script_error: self.run.as_ref().and_then(|r| r.script_error.clone()),
             replay_from: replay.from,
             next_seq: self.log.next_seq(),
             dropped_bytes: replay.dropped,
             last_ended: if running {
                 None
             } else {
-                self.last_ended.clone()
+                self.last_ended.clone().map(Box::new)
             },
         };
         (msg, rx, serial)
@@ -473,11 +484,13 @@ impl Session {
                 run.phase = Phase::Repl;
                 run.phase_started = Instant::now();
                 run.warned_max_age = false;
+                run.script_error = out.script_error.clone();
                 run_id = run.run_id.clone();
             }
             self.broadcast(None, |_| ServerMsg::Phase {
                 run_id: run_id.clone(),
                 phase: Phase::Repl,
+                script_error: out.script_error.clone(),
             });
             over |= self.push_output(&after);
         }
