@@ -17,12 +17,15 @@
 # reading a CSV uploaded with PUT /api/files; it also saves main.py for step 3.
 #
 # Environment, not commands: a fresh clone has no target/, and a full release
-# build costs several minutes on a 2-core CI machine. The clone's build is
-# pointed at this checkout's target dir (CARGO_TARGET_DIR, plus a `target`
-# symlink so the README's `target/release/campus` resolves); cargo rebuilds only
-# the workspace crates (the clone's files are newer), dependencies come warm.
-# The web client is installed (`npm ci`, from the npm cache) and built by the
-# run command itself, as on a user's machine.
+# build costs over ten minutes on a 2-core CI machine. The clone builds into a
+# temporary copy of this checkout's target/release (CARGO_TARGET_DIR, ~5 s to
+# copy; the clone's `target` is a symlink to it so the README's
+# `target/release/campus` resolves): cargo rebuilds only the workspace crates
+# (the clone's files are newer) and finds the dependencies built. A copy, not
+# the checkout's own target dir, so the clone's build never overwrites this
+# checkout's binaries or fingerprints. The web client is installed (`npm ci`,
+# from the npm cache) and built by the run command itself, as on a user's
+# machine.
 #
 # Loopback only; every wait is bounded; the server (its whole process group) is
 # stopped on every exit path.
@@ -101,9 +104,11 @@ trap 'exit 130' INT TERM
 
 git clone -q --no-hardlinks "$repo" "$clone"
 git -C "$clone" checkout -q --detach "$head"
-ln -s "$repo/target" "$clone/target"
-export CARGO_TARGET_DIR="$repo/target"
-say "fresh clone of $head in $clone"
+mkdir "$tmp/target"
+cp -a "$repo/target/release" "$tmp/target/"
+ln -s "$tmp/target" "$clone/target"
+export CARGO_TARGET_DIR="$tmp/target"
+say "fresh clone of $head in $clone (build dir: a copy of this checkout's target/release)"
 
 # No configuration but the port: drop every Campus variable CI may have set.
 for v in $(compgen -e); do
@@ -127,6 +132,8 @@ while [ -z "$admin_pw" ]; do
     [ -n "$admin_pw" ] || sleep 1
 done
 say "first start printed the admin password ($(($(date +%s) - started))s after the run command, build included)"
+compiled=$(grep -oE '^ *Compiling [^ ]+' "$tmp/server.log" | awk '{print $2}' | tr '\n' ' ' || true)
+say "the run command built: ${compiled:-nothing (all fresh)}"
 ready=$(
     python3 - "$base/readyz" <<'PY'
 import json, sys, time, urllib.error, urllib.request
@@ -146,6 +153,8 @@ while True:
     sys.exit(0 if status == 200 else 1)
 PY
 ) || fail "/readyz: $ready"
+say "start-up log of the sandbox probe run:"
+grep -E 'sandbox probe run' "$tmp/server.log" | sed -E 's/\x1b\[[0-9;]*m//g; s/^/    /' || true
 say "GET /readyz: $ready"
 [ -f "$clone/campus-data/campus.db" ] || fail "the first start did not create ./campus-data/campus.db"
 say "./campus-data was created in the clone: $(cd "$clone/campus-data" && echo *)"
@@ -176,7 +185,7 @@ for c in "${run_example[@]}"; do
     out=$(cd "$clone" && printf '%s\n' "$main_stdin" | timeout 60 bash -c "$c" 2>"$tmp/run.err")
     rc=$?
     set -e
-    printf '%s\n' "$out" | tr -d '\r' | sed 's/^/    /'
+    printf '%s\n' "$out" | tr -d '\r' | sed -E 's/\x1b\[[0-9;]*m//g; s/^/    /'
     [ "$rc" -eq 0 ] || fail "README command failed (exit $rc): $c: $(tail -n 5 "$tmp/run.err")"
     case "$out" in
     *"$main_expect"*) say "  ok: printed \"$main_expect\", exit 0" ;;
