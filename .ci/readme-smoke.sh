@@ -71,7 +71,7 @@ say "commands read from README.md:"
 for c in "$run_cmd" "${add_student[@]}" "${run_example[@]}"; do say "  \$ $c"; done
 
 # ---- a fresh clone -------------------------------------------------------------
-head=$(git rev-parse HEAD)
+head=$(git rev-parse HEAD 2>/dev/null) || fail "the README smoke clones this checkout: run it in a git checkout"
 if [ -n "$(git status --porcelain --untracked-files=no)" ]; then
     say "note: uncommitted changes are not in the clone; testing commit $head"
 fi

@@ -197,7 +197,11 @@ impl SandboxProbe {
             ..setup.runner.clone()
         };
         let token = shutdown.child_token();
-        let runner = Runner::new(cfg, Arc::clone(&setup.sandbox), None, token.clone());
+        // Its start-up line must not read like the class's runner.
+        let runner = {
+            let _span = tracing::info_span!("sandbox_probe").entered();
+            Runner::new(cfg, Arc::clone(&setup.sandbox), None, token.clone())
+        };
         let first = probe_once(&runner, &setup).await;
         Arc::new(SandboxProbe {
             setup,
