@@ -4,7 +4,7 @@ use std::future::Future;
 
 use clap::{Args, Subcommand};
 
-use crate::config::{RunLimitArgs, ServeArgs, StorageArgs};
+use crate::config::{ConfigError, RunLimitArgs, ServeArgs, StorageArgs};
 
 /// `campus user …`.
 #[derive(Debug, Subcommand)]
@@ -63,6 +63,37 @@ pub struct RunArgs {
     /// Limits.
     #[command(flatten)]
     pub limits: RunLimitArgs,
+}
+
+impl RunArgs {
+    /// Make every path absolute against `cwd` (see [`ServeArgs::resolve_paths`]).
+    pub fn resolve_paths(&mut self, cwd: &std::path::Path) -> Result<(), ConfigError> {
+        self.storage.resolve_paths(cwd)?;
+        self.limits.resolve_paths(cwd)?;
+        if let Some(p) = &self.json {
+            self.json = Some(crate::config::absolute_in(cwd, p));
+        }
+        Ok(())
+    }
+}
+
+/// `campus sandbox check`: the same storage and sandbox settings as `serve`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Storage (the probe run's workspace is inside the data dir).
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Limits, helper, uid base and cgroup group.
+    #[command(flatten)]
+    pub limits: RunLimitArgs,
+}
+
+impl CheckArgs {
+    /// Make every path absolute against `cwd`.
+    pub fn resolve_paths(&mut self, cwd: &std::path::Path) -> Result<(), ConfigError> {
+        self.storage.resolve_paths(cwd)?;
+        self.limits.resolve_paths(cwd)
+    }
 }
 
 /// Run a future on a fresh multi-threaded runtime; returns the exit code.
@@ -349,4 +380,68 @@ async fn run_inner(args: RunArgs) -> anyhow::Result<i32> {
         (EndReason::Interrupted, _) => 130,
         _ => 1,
     })
+}
+
+/// `campus sandbox check`: the feature probe, then one real run through the
+/// student path (workspace in the data dir, the configured helper, uid base
+/// and cgroup group), exactly as `serve` does at start. Exit 0 only when the
+/// isolation is complete and the run passed.
+pub async fn sandbox_check(args: CheckArgs) -> i32 {
+    use crate::runner::probe::{ProbeSetup, SandboxProbe};
+    use crate::runner::RunnerConfig;
+    use crate::sandbox::{format_report, Sandbox, SandboxConfig};
+    use std::sync::Arc;
+
+    let helper_exe = match args.limits.helper_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("campus: cannot find the campus binary: {e}");
+            return 1;
+        }
+    };
+    let sandbox = match Sandbox::new(SandboxConfig {
+        helper_exe,
+        production: false,
+        uid_base: args.limits.sandbox_uid_base,
+        cgroup_group: args.limits.cgroup_group.clone(),
+        force_fallback: false,
+    }) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            eprintln!("campus: {e}");
+            return 1;
+        }
+    };
+    println!("isolation features:");
+    print!("{}", format_report(sandbox.report()));
+    let root = args.storage.workspaces_dir();
+    println!();
+    println!(
+        "probe run (a real run through the student path, in {}):",
+        root.display()
+    );
+    // `serve` creates it the same way on its first start.
+    if let Err(e) = std::fs::create_dir_all(&root) {
+        println!("probe run: FAILED (cannot create {}: {e})", root.display());
+        println!("sandbox check: NOT READY");
+        return 1;
+    }
+    let setup = ProbeSetup {
+        sandbox: Arc::clone(&sandbox),
+        runner: RunnerConfig::from_args(&args.limits),
+        workspaces_root: root,
+        server_addr: None,
+    };
+    let probe = SandboxProbe::start(setup, None, &tokio_util::sync::CancellationToken::new()).await;
+    let report = probe.last();
+    probe.shutdown().await;
+    print!("{}", report.format());
+    let complete = sandbox.report().complete;
+    let verdict = match (complete, report.ok) {
+        (true, true) => "sandbox check: ready (isolation complete, the probe run passed)",
+        (false, true) => "sandbox check: INCOMPLETE isolation (runs work without it; production mode will refuse to start)",
+        (_, false) => "sandbox check: NOT READY (the probe run failed: student programs do not run)",
+    };
+    println!("{verdict}");
+    i32::from(!(complete && report.ok))
 }

@@ -2,7 +2,7 @@
 //! fallbacks and defaults, validated once before anything is served.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
@@ -35,14 +35,137 @@ impl RunLimitArgs {
             None => std::env::current_exe(),
         }
     }
+
+    /// Make the helper path absolute (a bare name is looked up in `PATH`, the
+    /// default is this executable) and check that `CAMPUS_PYTHON` is absolute.
+    pub fn resolve_paths(&mut self, cwd: &Path) -> Result<(), ConfigError> {
+        let helper = match self.sandbox_helper.take() {
+            Some(p) if p.as_os_str().is_empty() => {
+                return Err(ConfigError::Invalid(
+                    "CAMPUS_SANDBOX_HELPER is empty".into(),
+                ))
+            }
+            Some(p) if is_bare_name(&p) => find_in_path(&p).ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "CAMPUS_SANDBOX_HELPER {}: not found in PATH",
+                    p.display()
+                ))
+            })?,
+            Some(p) => absolute_in(cwd, &p),
+            None => std::env::current_exe().map_err(|e| {
+                ConfigError::Invalid(format!("cannot find the campus executable: {e}"))
+            })?,
+        };
+        if !helper.is_file() {
+            return Err(ConfigError::Invalid(format!(
+                "CAMPUS_SANDBOX_HELPER {} is not a file",
+                helper.display()
+            )));
+        }
+        self.sandbox_helper = Some(helper);
+        // A path inside the sandbox's root: resolving it against the host's
+        // working directory would name a different file.
+        if !self.python.is_absolute() {
+            return Err(ConfigError::Invalid(format!(
+                "CAMPUS_PYTHON must be an absolute path inside the sandbox (e.g. /usr/bin/python3), not {:?}",
+                self.python
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// `p` as an absolute path: a relative one is taken against `cwd` (the
+/// directory `campus` was started in) and `.` components are dropped. Purely
+/// lexical: symbolic links and `..` are left to the kernel.
+pub fn absolute_in(cwd: &Path, p: &Path) -> PathBuf {
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        cwd.join(p)
+    };
+    joined
+        .components()
+        .filter(|c| !matches!(c, Component::CurDir))
+        .collect()
+}
+
+/// A command name without a directory (`campus`, not `./campus`).
+fn is_bare_name(p: &Path) -> bool {
+    !p.is_absolute() && p.components().count() == 1 && !p.starts_with(".")
+}
+
+/// The first file `name` in the directories of `PATH` (absolute ones only).
+fn find_in_path(name: &Path) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .filter(|d| d.is_absolute())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// `sqlite://PATH` for a file path; `%`, `?` and `#` are percent-encoded
+/// because sqlx decodes the path and splits the query at `?`.
+fn sqlite_url(path: &Path) -> String {
+    let mut url = String::from("sqlite://");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => url.push_str("%25"),
+            '?' => url.push_str("%3F"),
+            '#' => url.push_str("%23"),
+            c => url.push(c),
+        }
+    }
+    url
+}
+
+/// A `sqlite:` URL whose file path is relative, made absolute against `cwd`
+/// (in-memory databases and other schemes are returned unchanged).
+fn absolute_sqlite_url(url: &str, cwd: &Path) -> String {
+    let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    else {
+        return url.to_string();
+    };
+    let (db, params) = match rest.split_once('?') {
+        Some((db, params)) => (db, Some(params)),
+        None => (rest, None),
+    };
+    if db.is_empty() || db == ":memory:" || db.starts_with('/') {
+        return url.to_string();
+    }
+    // `db` is already percent-encoded: only the directory in front needs it.
+    let mut out = sqlite_url(cwd);
+    if !out.ends_with('/') {
+        out.push('/');
+    }
+    out.push_str(db.trim_start_matches("./"));
+    if let Some(p) = params {
+        out.push('?');
+        out.push_str(p);
+    }
+    out
 }
 
 impl StorageArgs {
+    /// Make the data dir (and a relative SQLite path in `DATABASE_URL`) absolute.
+    pub fn resolve_paths(&mut self, cwd: &Path) -> Result<(), ConfigError> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid("CAMPUS_DATA_DIR is empty".into()));
+        }
+        self.data_dir = absolute_in(cwd, &self.data_dir);
+        if let Some(url) = &self.database_url {
+            self.database_url = Some(absolute_sqlite_url(url.trim(), cwd));
+        }
+        Ok(())
+    }
+
     /// The database URL actually used (SQLite in the data dir by default).
     pub fn effective_database_url(&self) -> String {
         match &self.database_url {
             Some(url) if !url.trim().is_empty() => url.clone(),
-            _ => format!("sqlite://{}", self.data_dir.join("campus.db").display()),
+            _ => sqlite_url(&self.data_dir.join("campus.db")),
         }
     }
 
@@ -177,7 +300,8 @@ pub struct ServeArgs {
     /// Seconds in-flight work gets to finish on shutdown.
     #[arg(long, env = "CAMPUS_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
-    /// Folder with the built web client (index.html + assets).
+    /// Folder with the built web client (index.html + assets); default: the
+    /// first of `web-client/dist`, `../web-client/dist` that holds an index.html.
     #[arg(long, env = "CAMPUS_WEB_DIR")]
     pub web_dir: Option<PathBuf>,
     /// Free space on the data dir's filesystem below which `/readyz` reports
@@ -187,15 +311,60 @@ pub struct ServeArgs {
     /// Free inodes on the data dir's filesystem below which the disk is degraded.
     #[arg(long, env = "CAMPUS_DISK_MIN_FREE_INODES", default_value_t = 5000)]
     pub disk_min_free_inodes: u64,
+    /// How old the sandbox probe run's result may be before `/readyz` starts a
+    /// new one, seconds (0: only the probe at start-up).
+    #[arg(long, env = "CAMPUS_SANDBOX_PROBE_SECS", default_value_t = 60)]
+    pub sandbox_probe_secs: u64,
     /// Run limits.
     #[command(flatten)]
     pub run: RunLimitArgs,
 }
 
+/// Where the built web client is looked for when `CAMPUS_WEB_DIR` is not set
+/// (relative to the directory `campus` was started in).
+pub const DEFAULT_WEB_DIRS: &[&str] = &["web-client/dist", "../web-client/dist"];
+
 impl ServeArgs {
     /// True in production mode.
     pub fn is_production(&self) -> bool {
         self.environment.eq_ignore_ascii_case("production")
+    }
+
+    /// Make every configured path absolute against `cwd`, once, before anything
+    /// uses them: the sandbox helper runs with `/` as its working directory, so
+    /// a relative path handed to it names another file (or none).
+    pub fn resolve_paths(&mut self, cwd: &Path) -> Result<(), ConfigError> {
+        self.storage.resolve_paths(cwd)?;
+        self.run.resolve_paths(cwd)?;
+        self.web_dir = match self.web_dir.take() {
+            Some(d) if d.as_os_str().is_empty() => None,
+            Some(d) => Some(absolute_in(cwd, &d)),
+            None => DEFAULT_WEB_DIRS
+                .iter()
+                .map(|d| absolute_in(cwd, Path::new(d)))
+                .find(|d| d.join("index.html").is_file()),
+        };
+        Ok(())
+    }
+
+    /// Refuse relative paths: [`ServeArgs::resolve_paths`] must have run (the
+    /// `campus` binary does it right after parsing; library callers must too).
+    pub fn check_resolved(&self) -> Result<(), ConfigError> {
+        let paths = [
+            ("data directory", Some(&self.storage.data_dir)),
+            ("web directory", self.web_dir.as_ref()),
+            ("sandbox helper", self.run.sandbox_helper.as_ref()),
+            ("python", Some(&self.run.python)),
+        ];
+        for (what, path) in paths {
+            if let Some(p) = path.filter(|p| !p.is_absolute()) {
+                return Err(ConfigError::Invalid(format!(
+                    "the {what} path {} is relative; resolve the configuration first (ServeArgs::resolve_paths)",
+                    p.display()
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -277,8 +446,147 @@ pub fn ensure_data_dir(dir: &Path, create: bool) -> Result<(), ConfigError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    /// Defaults as `campus serve` parses them (no flags, no environment).
+    fn defaults() -> ServeArgs {
+        Serve::parse_from(["campus"]).serve
+    }
+
+    #[test]
+    fn relative_paths_become_absolute_against_the_cwd() {
+        let cwd = Path::new("/srv/class");
+        let abs = |p: &str| absolute_in(cwd, Path::new(p));
+        assert_eq!(abs("./campus-data"), Path::new("/srv/class/campus-data"));
+        assert_eq!(
+            abs("campus-data/./x"),
+            Path::new("/srv/class/campus-data/x")
+        );
+        assert_eq!(abs("../data"), Path::new("/srv/class/../data"));
+        assert_eq!(abs("/var/lib/campus"), Path::new("/var/lib/campus"));
+    }
+
+    #[test]
+    fn the_default_data_dir_and_database_are_resolved() {
+        let mut s = defaults().storage;
+        s.database_url = None;
+        assert!(s.data_dir.is_relative(), "the default is ./campus-data");
+        s.resolve_paths(Path::new("/srv/class")).unwrap();
+        assert_eq!(s.data_dir, Path::new("/srv/class/campus-data"));
+        assert_eq!(
+            s.workspaces_dir(),
+            Path::new("/srv/class/campus-data/workspaces")
+        );
+        assert_eq!(
+            s.effective_database_url(),
+            "sqlite:///srv/class/campus-data/campus.db"
+        );
+        s.data_dir = PathBuf::new();
+        assert!(s.resolve_paths(Path::new("/srv")).is_err());
+    }
+
+    #[test]
+    fn relative_sqlite_urls_are_resolved_others_kept() {
+        let cwd = Path::new("/srv/class");
+        let cases = [
+            ("sqlite:campus.db", "sqlite:///srv/class/campus.db"),
+            (
+                "sqlite://./db/c.db?mode=rwc",
+                "sqlite:///srv/class/db/c.db?mode=rwc",
+            ),
+            ("sqlite:///var/c.db", "sqlite:///var/c.db"),
+            ("sqlite::memory:", "sqlite::memory:"),
+            ("sqlite://?mode=memory", "sqlite://?mode=memory"),
+            ("postgres://u:p@db/campus", "postgres://u:p@db/campus"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(absolute_sqlite_url(url, cwd), want, "{url}");
+        }
+        // The characters sqlx would split or decode are encoded in the directory.
+        assert_eq!(
+            absolute_sqlite_url("sqlite:c.db", Path::new("/a?b/100%")),
+            "sqlite:///a%3Fb/100%25/c.db"
+        );
+        assert_eq!(sqlite_url(Path::new("/x#y/c.db")), "sqlite:///x%23y/c.db");
+    }
+
+    #[test]
+    fn helper_and_python_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("bin")).unwrap();
+        std::fs::write(dir.path().join("bin/campus"), b"").unwrap();
+        let mut run = defaults().run;
+        run.sandbox_helper = Some(PathBuf::from("./bin/campus"));
+        run.resolve_paths(dir.path()).unwrap();
+        assert_eq!(
+            run.sandbox_helper.as_deref(),
+            Some(dir.path().join("bin/campus").as_path())
+        );
+        // A bare name is looked up in PATH, like a shell would.
+        run.sandbox_helper = Some(PathBuf::from("sh"));
+        run.resolve_paths(dir.path()).unwrap();
+        let sh = run.sandbox_helper.clone().unwrap();
+        assert!(sh.is_absolute() && sh.ends_with("sh"), "{sh:?}");
+        // No helper configured: this executable.
+        run.sandbox_helper = None;
+        run.resolve_paths(dir.path()).unwrap();
+        assert_eq!(run.sandbox_helper, Some(std::env::current_exe().unwrap()));
+        run.sandbox_helper = Some(PathBuf::from("./missing"));
+        let e = run.resolve_paths(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("missing") && e.contains("not a file"), "{e}");
+        // CAMPUS_PYTHON is a path inside the sandbox: never resolved on the host.
+        run.sandbox_helper = None;
+        run.python = PathBuf::from("python3");
+        let e = run.resolve_paths(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("CAMPUS_PYTHON must be an absolute path"), "{e}");
+    }
+
+    #[test]
+    fn web_dir_is_resolved_or_found_next_to_the_cwd() {
+        let dir = tempfile::tempdir().unwrap();
+        let cwd = dir.path().join("server");
+        std::fs::create_dir_all(cwd.join("assets")).unwrap();
+        let mut a = defaults();
+        a.web_dir = Some(PathBuf::from("assets"));
+        a.resolve_paths(&cwd).unwrap();
+        assert_eq!(a.web_dir, Some(cwd.join("assets")));
+        // Default: no built client anywhere → None (API only).
+        let mut a = defaults();
+        a.web_dir = None;
+        a.resolve_paths(&cwd).unwrap();
+        assert_eq!(a.web_dir, None);
+        // ../web-client/dist with an index.html, found as an absolute path.
+        let dist = dir.path().join("web-client/dist");
+        std::fs::create_dir_all(&dist).unwrap();
+        std::fs::write(dist.join("index.html"), b"<html>").unwrap();
+        let mut a = defaults();
+        a.web_dir = None;
+        a.resolve_paths(&cwd).unwrap();
+        assert_eq!(a.web_dir, Some(cwd.join("../web-client/dist")));
+        a.check_resolved().unwrap();
+    }
+
+    #[test]
+    fn unresolved_arguments_are_refused() {
+        let mut a = defaults();
+        a.storage.data_dir = PathBuf::from("campus-data");
+        let e = a.check_resolved().unwrap_err().to_string();
+        assert!(
+            e.contains("data directory path campus-data is relative"),
+            "{e}"
+        );
+        a.resolve_paths(Path::new("/srv")).unwrap();
+        a.check_resolved().unwrap();
+    }
 
     #[test]
     fn secrets_are_checked() {

@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 
 use campus_server::cli;
-use campus_server::config::{RunLimitArgs, ServeArgs, StorageArgs};
+use campus_server::config::{ConfigError, ServeArgs, StorageArgs};
 use campus_server::sandbox;
 
 #[derive(Debug, Parser)]
@@ -40,8 +40,29 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum SandboxCommand {
-    /// Probe the host and print which isolation features work (exit 0 only if complete).
-    Check(RunLimitArgs),
+    /// Probe the host's isolation features and perform one real sandboxed run
+    /// with the configuration `serve` would use (exit 0 only if both pass).
+    Check(Box<cli::CheckArgs>),
+}
+
+/// Make every configured path absolute, once, right after parsing and before
+/// anything uses one (see `ServeArgs::resolve_paths`).
+fn resolve_paths(command: &mut Command) -> Result<(), ConfigError> {
+    // The helper's arguments are built by the server, absolute already.
+    if matches!(command, Command::SandboxExec(_)) {
+        return Ok(());
+    }
+    let cwd = std::env::current_dir()
+        .map_err(|e| ConfigError::Invalid(format!("cannot read the current directory: {e}")))?;
+    match command {
+        Command::Serve(args) => args.resolve_paths(&cwd),
+        Command::Migrate(storage) | Command::User { storage, .. } => storage.resolve_paths(&cwd),
+        Command::Run(args) => args.resolve_paths(&cwd),
+        Command::Sandbox {
+            command: SandboxCommand::Check(args),
+        } => args.resolve_paths(&cwd),
+        Command::SandboxExec(_) => Ok(()),
+    }
 }
 
 /// Large allocations (argon2 uses 19 MiB per hash) go straight to mmap and back
@@ -69,13 +90,17 @@ fn raise_open_files() {
 fn main() {
     tune_allocator();
     raise_open_files();
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Err(e) = resolve_paths(&mut cli.command) {
+        eprintln!("campus: {e}");
+        std::process::exit(2);
+    }
     let code = match cli.command {
         // The helper must not start a tokio runtime: it forks and execs.
         Command::SandboxExec(args) => sandbox::exec::main(args),
         Command::Sandbox {
-            command: SandboxCommand::Check(_limits),
-        } => sandbox::check_main(),
+            command: SandboxCommand::Check(args),
+        } => cli::block_on(cli::sandbox_check(*args)),
         Command::Serve(args) => cli::block_on(cli::serve(*args)),
         Command::Migrate(storage) => cli::block_on(cli::migrate(storage)),
         Command::User { storage, command } => cli::block_on(cli::user(storage, command)),

@@ -20,6 +20,7 @@ use crate::auth::{password, TokenKeys};
 use crate::config::{self, ServeArgs};
 use crate::files::FileService;
 use crate::hub::Hub;
+use crate::runner::probe::{self, ProbeSetup, SandboxProbe};
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::state::{AppState, KeyedLimiter, SharedState};
 use crate::store::{self, DynStore, NewAudit, NewUser};
@@ -34,6 +35,7 @@ const WORKSPACE_IDLE: Duration = Duration::from_secs(10 * 60);
 
 /// Check the configuration and make the data dir usable (fails fast in production).
 pub fn validate(args: &ServeArgs) -> anyhow::Result<()> {
+    args.check_resolved()?;
     if args.is_production() {
         config::validate_secret(args.jwt_secret.as_deref())?;
         config::ensure_data_dir(&args.storage.data_dir, false)?;
@@ -228,8 +230,11 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
         .then_some(args.run.sandbox_uid_base);
     let files = Arc::new(FileService::new(workspaces, uid_base));
 
+    let runner_config = crate::runner::RunnerConfig::from_args(&args.run);
+    let sandbox_probe = start_sandbox_probe(&args, &sandbox, &runner_config, &listener).await?;
+
     let runner = crate::runner::Runner::new(
-        crate::runner::RunnerConfig::from_args(&args.run),
+        runner_config,
         Arc::clone(&sandbox),
         Some(Arc::clone(&store)),
         CancellationToken::new(),
@@ -258,6 +263,7 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
         store,
         hub: Arc::new(Hub::default()),
         sandbox,
+        sandbox_probe,
         files,
         runner,
         shutdown: shutdown.clone(),
@@ -292,9 +298,58 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
     Ok(Running { addr, state, task })
 }
 
+/// The sandbox probe run (see [`crate::runner::probe`]): one real run through
+/// the student path, logged; a failure refuses to start in production and
+/// makes `/readyz` not ready in development.
+async fn start_sandbox_probe(
+    args: &ServeArgs,
+    sandbox: &Arc<Sandbox>,
+    runner_config: &crate::runner::RunnerConfig,
+    listener: &TcpListener,
+) -> anyhow::Result<Arc<SandboxProbe>> {
+    let setup = ProbeSetup {
+        sandbox: Arc::clone(sandbox),
+        runner: runner_config.clone(),
+        workspaces_root: args.storage.workspaces_dir(),
+        server_addr: listener.local_addr().ok().and_then(probe::loopback_of),
+    };
+    let max_age =
+        (args.sandbox_probe_secs > 0).then(|| Duration::from_secs(args.sandbox_probe_secs));
+    let probe = SandboxProbe::start(setup, max_age, &CancellationToken::new()).await;
+    let report = probe.last();
+    for c in &report.checks {
+        if c.ok {
+            tracing::info!(check = %c.name, detail = %c.detail, "sandbox probe run");
+        } else {
+            tracing::error!(check = %c.name, detail = %c.detail, "sandbox probe run");
+        }
+    }
+    if report.ok {
+        tracing::info!(duration_ms = report.duration_ms, summary = %report.summary, "sandbox probe run passed");
+    } else if args.is_production() {
+        probe.shutdown().await;
+        anyhow::bail!(
+            "the sandbox probe run failed, student programs would not run: {} (see `campus sandbox check`)",
+            report.summary
+        );
+    } else {
+        tracing::error!(
+            summary = %report.summary,
+            "!!! SANDBOX PROBE RUN FAILED: student programs do not run on this server; /readyz reports not ready (see `campus sandbox check`) !!!"
+        );
+    }
+    Ok(probe)
+}
+
 /// After the listener stops: let connections say goodbye, then close the pool.
 async fn drain(state: &SharedState) {
     let grace = Duration::from_secs(state.cfg.shutdown_grace_secs.max(1));
+    if tokio::time::timeout(grace, state.sandbox_probe.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the sandbox probe run did not end within the shutdown grace period");
+    }
     // Runs end with `server_shutdown` (and are recorded) before the pool closes.
     if tokio::time::timeout(grace, state.runner.shutdown())
         .await

@@ -42,6 +42,8 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// The host sandbox.
     pub sandbox: Arc<Sandbox>,
+    /// The sandbox probe run and its last result (for `/readyz`).
+    pub sandbox_probe: Arc<crate::runner::probe::SandboxProbe>,
     /// Workspaces.
     pub files: Arc<crate::files::FileService>,
     /// Sessions and runs.

@@ -15,7 +15,13 @@ fn campus(data_dir: &std::path::Path) -> Command {
     c.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("CAMPUS_DATA_DIR", data_dir)
-        .env("CAMPUS_LOG", "warn");
+        .env("CAMPUS_LOG", "warn")
+        // Its own cgroup group: a server's start-up cleanup of stale runs
+        // must not reach the runs of other servers on this host.
+        .env(
+            "CAMPUS_CGROUP_GROUP",
+            format!("campus-test-{}", uuid::Uuid::new_v4().simple()),
+        );
     c
 }
 

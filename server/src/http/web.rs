@@ -11,17 +11,9 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::state::SharedState;
 
-/// Where the client is looked for when `--web-dir` is not given.
-const DEFAULT_DIRS: &[&str] = &["web-client/dist", "../web-client/dist"];
-
-/// Mount the client at `/` (fallback), if a built client exists.
+/// Mount the client at `/` (fallback) from `dir`, the absolute folder chosen
+/// by [`crate::config::ServeArgs::resolve_paths`] (None: no built client found).
 pub fn mount(app: Router<SharedState>, dir: Option<PathBuf>) -> Router<SharedState> {
-    let dir = dir.or_else(|| {
-        DEFAULT_DIRS
-            .iter()
-            .map(PathBuf::from)
-            .find(|d| d.join("index.html").is_file())
-    });
     let Some(dir) = dir else {
         tracing::info!("no built web client found (web-client/dist); serving the API only");
         return app;

@@ -95,6 +95,7 @@ mod handle;
 mod launcher;
 mod output;
 mod priority;
+pub mod probe;
 mod proc;
 mod registry;
 mod run;

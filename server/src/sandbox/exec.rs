@@ -76,6 +76,10 @@ pub struct ExecArgs {
     /// Probe which isolation features work, print `name<TAB>ok|missing<TAB>detail` lines.
     #[arg(long)]
     pub probe: bool,
+    /// With `--probe`: a loopback address (a port the prober listens on) that
+    /// must be unreachable from inside.
+    #[arg(long, requires = "probe")]
+    pub probe_connect: Option<std::net::SocketAddr>,
     /// The program and its arguments, after `--`.
     #[arg(last = true, required_unless_present = "probe")]
     pub argv: Vec<String>,
@@ -87,6 +91,14 @@ pub fn main(args: ExecArgs) -> i32 {
     // server), so what used to run between its fork and exec happens here.
     if let Err(e) = start_session() {
         eprintln!("campus sandbox-exec: {e}");
+        return EXIT_SETUP_FAILED;
+    }
+    // We run with `/` as the working directory: a relative path would name another place.
+    if !args.workspace.is_absolute() {
+        eprintln!(
+            "campus sandbox-exec: the workspace {} is not an absolute path",
+            args.workspace.display()
+        );
         return EXIT_SETUP_FAILED;
     }
     let result = if args.probe {
@@ -604,14 +616,106 @@ fn probe_inside(args: &ExecArgs) -> i32 {
         .map(|p| p != Path::new("1"))
         .unwrap_or(false);
     report("fresh /proc", pid1, "procfs of the new pid namespace");
-    let net = std::net::TcpStream::connect_timeout(
-        &std::net::SocketAddr::from(([1, 1, 1, 1], 53)),
-        std::time::Duration::from_millis(200),
-    )
-    .is_err();
-    report("no network", net, "connect to 1.1.1.1:53 fails");
+    // Isolation is read from the namespace itself; nothing is sent anywhere but
+    // to the prober's own loopback port.
+    let (net_ok, net_detail) = network_view();
+    report("no network", net_ok, &net_detail);
+    if let Some(addr) = args.probe_connect {
+        let reached =
+            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2));
+        report(
+            "loopback unreachable",
+            reached.is_err(),
+            &match reached {
+                Ok(_) => format!("connected to the prober's {addr}"),
+                Err(e) => format!("the prober's {addr}: {e}"),
+            },
+        );
+    }
     let _ = std::io::stdout().flush();
     0
+}
+
+/// This network namespace as seen from /proc/net: every interface but `lo`
+/// must be down and no usable route may exist. Returns (ok, detail).
+fn network_view() -> (bool, String) {
+    let dev = match std::fs::read_to_string("/proc/net/dev") {
+        Ok(d) => d,
+        Err(e) => return (false, format!("/proc/net/dev: {e}")),
+    };
+    let names: Vec<String> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_once(':').map(|(n, _)| n.trim().to_string()))
+        .collect();
+    let up: Vec<&str> = names
+        .iter()
+        .filter(|n| n.as_str() != "lo" && interface_up(n))
+        .map(String::as_str)
+        .collect();
+    let routes = usable_routes(
+        &std::fs::read_to_string("/proc/net/route").unwrap_or_default(),
+        &std::fs::read_to_string("/proc/net/ipv6_route").unwrap_or_default(),
+    );
+    let ok = up.is_empty() && routes == 0;
+    (
+        ok,
+        format!(
+            "interfaces {}; up besides lo: {}; usable routes: {routes}",
+            names.join(","),
+            if up.is_empty() {
+                "none".to_string()
+            } else {
+                up.join(",")
+            }
+        ),
+    )
+}
+
+/// Routes with RTF_UP and without RTF_REJECT in /proc/net/route (header line,
+/// flags in column 4) and /proc/net/ipv6_route (flags in column 9). A fresh
+/// namespace has only IPv6 "unreachable" entries, which do not count.
+fn usable_routes(v4: &str, v6: &str) -> usize {
+    const RTF_UP: u32 = 0x1;
+    const RTF_REJECT: u32 = 0x200;
+    let count = |text: &str, skip: usize, col: usize| {
+        text.lines()
+            .skip(skip)
+            .filter_map(|l| l.split_whitespace().nth(col))
+            .filter_map(|f| u32::from_str_radix(f, 16).ok())
+            .filter(|f| f & RTF_UP != 0 && f & RTF_REJECT == 0)
+            .count()
+    };
+    count(v4, 1, 3) + count(v6, 0, 8)
+}
+
+/// SIOCGIFFLAGS: is the interface up? (Unknown counts as up: fail closed.)
+fn interface_up(name: &str) -> bool {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // SAFETY: plain syscall; the descriptor is owned below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return true;
+    }
+    // SAFETY: a fresh descriptor nobody else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain data; all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    let bytes = name.as_bytes();
+    if bytes.len() >= req.ifr_name.len() {
+        return true;
+    }
+    for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the name and fills the flags of a valid ifreq.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) };
+    if r != 0 {
+        return true;
+    }
+    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    flags & libc::IFF_UP as libc::c_short != 0
 }
 
 #[cfg(test)]
@@ -625,6 +729,21 @@ mod tests {
         assert_eq!(v, vec![(PathBuf::from("/a:b/c"), "name".to_string())]);
         assert!(parse_read_only(&["nocolon".to_string()]).is_err());
         assert!(parse_read_only(&[":x".to_string()]).is_err());
+    }
+
+    #[test]
+    fn only_usable_routes_count() {
+        // A fresh network namespace (read here with `unshare -n`): no IPv4
+        // routes, two IPv6 reject entries on lo.
+        let reject = "00000000000000000000000000000000 00 00000000000000000000000000000000 00 \
+                      00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo\n";
+        assert_eq!(usable_routes("", &reject.repeat(2)), 0);
+        let v4 = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n\
+                  eth0\t00000000\t0102A8C0\t0003\t0\t0\t100\t00000000\n";
+        assert_eq!(usable_routes(v4, ""), 1);
+        let v6 = "fe800000000000000000000000000000 40 00000000000000000000000000000000 00 \
+                  00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth0\n";
+        assert_eq!(usable_routes("", v6), 1);
     }
 
     #[test]

@@ -387,15 +387,6 @@ fn warn_fallback(report: &SandboxReport) {
     );
 }
 
-/// `campus sandbox check`: probe the host and print which isolation features work.
-/// Exit code 0 only if the production sandbox is complete.
-pub fn check_main() -> i32 {
-    let config = SandboxConfig::default();
-    let report = probe::probe(&config).report;
-    print!("{}", format_report(&report));
-    i32::from(!report.complete)
-}
-
 /// The report as a table: feature, ok/missing, detail.
 pub fn format_report(report: &SandboxReport) -> String {
     let width = report
@@ -410,9 +401,9 @@ pub fn format_report(report: &SandboxReport) -> String {
         out.push_str(&format!("{name:<width$}  {state:<7}  {detail}\n"));
     }
     out.push_str(if report.complete {
-        "sandbox: complete (production ready)\n"
+        "isolation: complete\n"
     } else {
-        "sandbox: INCOMPLETE (production mode will refuse to start)\n"
+        "isolation: INCOMPLETE (production mode will refuse to start)\n"
     });
     out
 }

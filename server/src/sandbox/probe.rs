@@ -122,19 +122,33 @@ fn probe_helper(config: &SandboxConfig, features: &mut Vec<(String, bool, String
         ));
         return;
     }
-    let out = run_bounded(
-        // An absolute path keeps std on posix_spawn (no fork of the server).
-        Command::new(super::helper_program(&config.helper_exe))
-            .arg("sandbox-exec")
-            .arg("--probe")
-            .args(["--uid", &config.uid_base.to_string()])
-            .args(["--gid", &config.uid_base.to_string()])
-            .arg("--workspace")
-            .arg(&dir)
-            .env_clear()
-            .current_dir("/"),
-    );
+    // A loopback port of ours the sandbox must not reach (nothing off the machine is tried).
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.set_nonblocking(true).map(|()| l));
+    let mut cmd = Command::new(super::helper_program(&config.helper_exe));
+    // An absolute path keeps std on posix_spawn (no fork of the server).
+    cmd.arg("sandbox-exec")
+        .arg("--probe")
+        .args(["--uid", &config.uid_base.to_string()])
+        .args(["--gid", &config.uid_base.to_string()])
+        .arg("--workspace")
+        .arg(&dir)
+        .env_clear()
+        .current_dir("/");
+    if let Some(addr) = listener.as_ref().ok().and_then(|l| l.local_addr().ok()) {
+        cmd.arg("--probe-connect").arg(addr.to_string());
+    }
+    let out = run_bounded(&mut cmd);
     let _ = std::fs::remove_dir_all(&dir);
+    if let Ok(l) = &listener {
+        if let Ok((_, peer)) = l.accept() {
+            features.push((
+                "loopback unreachable".into(),
+                false,
+                format!("a connection from {peer} reached the prober's port"),
+            ));
+        }
+    }
     let (stdout, stderr) = match out {
         Ok(o) => o,
         Err(e) => {

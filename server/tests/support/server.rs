@@ -274,3 +274,28 @@ pub fn reply_id(m: &ServerMsg) -> Option<u64> {
     let v = serde_json::to_value(m).ok()?;
     v.get("id")?.as_u64()
 }
+
+/// Open an authenticated WebSocket to `ws_url` (a server started some other
+/// way, e.g. the `campus` binary) and read `hello`.
+pub async fn connect_url(ws_url: &str, token: &str) -> WsClient {
+    let mut req = ws_url.into_client_request().expect("request");
+    req.headers_mut().insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
+    );
+    let (ws, _) = tokio::time::timeout(wait_limit(), tokio_tungstenite::connect_async(req))
+        .await
+        .expect("ws connect timed out")
+        .expect("ws connect");
+    let mut c = WsClient {
+        ws,
+        next_id: 1,
+        output: Vec::new(),
+        pending: Vec::new(),
+    };
+    match c.recv().await {
+        ServerMsg::Hello { .. } => {}
+        other => panic!("expected hello, got {other:?}"),
+    }
+    c
+}
