@@ -7,7 +7,7 @@
 //! A  sandbox-exec (PTY child, in the run's cgroup)   waits for B, forwards signals,
 //! │                                                  ends like the program did; kills B
 //! │                                                  if the server dies (see `watch`)
-//! └─ B  PID 1 of a new pid/mount/net/ipc/uts ns      builds the root, reaps zombies,
+//! └─ B  PID 1 of a new pid/mount/net/ipc/uts ns      builds the root, brings up lo, reaps zombies,
 //!    │                                               forwards signals, reports C's status
 //!    └─ C  the program (setsid, ctty, rlimits,       exec argv with exactly the given env
 //!          no_new_privs, per-student uid)
@@ -548,6 +548,7 @@ fn reaper(
             | CloneFlags::CLONE_NEWUTS,
     )
     .map_err(|e| format!("unshare namespaces: {e}"))?;
+    loopback_up()?;
     mounts::enter_new_root(&RootPlan {
         workspace: &args.workspace,
         read_only,
@@ -586,6 +587,37 @@ fn reaper(
             flush_and_exit(code)
         }
     }
+}
+
+/// Bring up `lo` in the run's new network namespace: programs may talk to
+/// themselves over 127.0.0.1 / ::1 (a socket exercise's server and client),
+/// while the namespace has no other interface, so nothing outside is reachable.
+fn loopback_up() -> Result<(), String> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let err = |what: &str| format!("loopback {what}: {}", std::io::Error::last_os_error());
+    // SAFETY: socket(2) with integer arguments; the new descriptor is owned below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(err("socket"));
+    }
+    // SAFETY: fd is a fresh descriptor nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: an all-zero ifreq is a valid value (name and union are plain data).
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOC[GS]IFFLAGS read/write the ifreq we pass, which outlives the calls.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) < 0 {
+            return Err(err("flags"));
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) < 0 {
+            return Err(err("up"));
+        }
+    }
+    Ok(())
 }
 
 /// C: the program's process. Returns only on failure (or after probing).
@@ -766,20 +798,23 @@ fn network_view() -> (bool, String) {
 }
 
 /// Routes with RTF_UP and without RTF_REJECT in /proc/net/route (header line,
-/// flags in column 4) and /proc/net/ipv6_route (flags in column 9). A fresh
-/// namespace has only IPv6 "unreachable" entries, which do not count.
+/// device in column 1, flags in column 4) and /proc/net/ipv6_route (flags in
+/// column 9, device last). A fresh namespace has only IPv6 "unreachable"
+/// entries, which do not count; nor do routes via `lo` (the run's loopback is
+/// up, and what it reaches is this namespace only).
 fn usable_routes(v4: &str, v6: &str) -> usize {
     const RTF_UP: u32 = 0x1;
     const RTF_REJECT: u32 = 0x200;
-    let count = |text: &str, skip: usize, col: usize| {
+    let count = |text: &str, skip: usize, flags: usize, dev_last: bool| {
         text.lines()
             .skip(skip)
-            .filter_map(|l| l.split_whitespace().nth(col))
-            .filter_map(|f| u32::from_str_radix(f, 16).ok())
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .filter(|f| (if dev_last { f.last() } else { f.first() }) != Some(&"lo"))
+            .filter_map(|f| u32::from_str_radix(f.get(flags)?, 16).ok())
             .filter(|f| f & RTF_UP != 0 && f & RTF_REJECT == 0)
             .count()
     };
-    count(v4, 1, 3) + count(v6, 0, 8)
+    count(v4, 1, 3, false) + count(v6, 0, 8, true)
 }
 
 /// SIOCGIFFLAGS: is the interface up? (Unknown counts as up: fail closed.)
@@ -837,6 +872,12 @@ mod tests {
         let v6 = "fe800000000000000000000000000000 40 00000000000000000000000000000000 00 \
                   00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth0\n";
         assert_eq!(usable_routes("", v6), 1);
+        // The run's loopback, up: ::1 and 127.0.0.0/8 via lo stay inside.
+        let lo6 = "00000000000000000000000000000001 80 00000000000000000000000000000000 00 \
+                   00000000000000000000000000000000 00000000 00000002 00000000 80200001       lo\n";
+        let lo4 = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n\
+                   lo\t0000007F\t00000000\t0001\t0\t0\t0\t000000FF\n";
+        assert_eq!(usable_routes(lo4, lo6), 0);
     }
 
     #[test]
