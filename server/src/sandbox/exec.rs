@@ -10,7 +10,8 @@
 //! └─ B  PID 1 of a new pid/mount/net/ipc/uts ns      builds the root, brings up lo, reaps zombies,
 //!    │                                               forwards signals, reports C's status
 //!    └─ C  the program (setsid, ctty, rlimits,       exec argv with exactly the given env
-//!          no_new_privs, per-student uid)
+//!          no_new_privs, per-student uid,
+//!          private keyring, syscall filter)
 //! ```
 //!
 //! The dev fallback (`--no-isolation`) has A and C only: A stays the
@@ -37,6 +38,7 @@ use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::unistd::{fork, ForkResult, Gid, Uid};
 
 use super::mounts::{self, RootPlan};
+use super::seccomp;
 use super::watch::{self, Waited};
 
 /// Exit code: the sandbox could not be set up (the program never started).
@@ -284,12 +286,12 @@ fn drop_privileges(uid: u32, gid: u32) -> Result<(), String> {
 /// How long the fallback helper keeps killing what the program left behind.
 const FALLBACK_KILL_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Dev fallback: no namespaces, no cgroup — rlimits, no_new_privs, cwd =
-/// workspace, and (when we happen to be root) still the student's uid. A
-/// stays the program's parent and becomes a subreaper, so every process the
-/// program starts (even a setsid'd, double-forked one) stays in A's tree;
-/// when the program ends or the server dies, A kills that tree, since there
-/// is no pid namespace to take it down.
+/// Dev fallback: no namespaces, no cgroup — rlimits, no_new_privs, the
+/// syscall filter, cwd = workspace, and (when we happen to be root) still the
+/// student's uid. A stays the program's parent and becomes a subreaper, so
+/// every process the program starts (even a setsid'd, double-forked one)
+/// stays in A's tree; when the program ends or the server dies, A kills that
+/// tree, since there is no pid namespace to take it down.
 fn fallback(args: &ExecArgs, parent: &mut watch::Parent) -> Result<i32, String> {
     let prog = Program::new(args)?;
     join_cgroups(&args.cgroup_procs)?;
@@ -358,8 +360,10 @@ fn fallback_program(
     }
     std::env::set_current_dir(&args.workspace)
         .map_err(|e| format!("chdir {}: {e}", args.workspace.display()))?;
+    seccomp::join_private_keyring()?;
     // The Rust runtime ignores SIGPIPE in the helper: the program gets defaults.
     reset_signals();
+    seccomp::install()?;
     eprintln!("campus sandbox-exec: {}", prog.exec());
     Ok(EXIT_EXEC_FAILED)
 }
@@ -642,6 +646,8 @@ fn program(args: &ExecArgs, prog: Option<&Program>) -> Result<i32, String> {
         return Ok(EXIT_SETUP_FAILED);
     }
     std::env::set_current_dir("/home/student").map_err(|e| format!("chdir: {e}"))?;
+    seccomp::join_private_keyring()?;
+    seccomp::install()?;
     match prog {
         Some(p) => {
             let e = p.exec();
@@ -756,6 +762,9 @@ fn probe_inside(args: &ExecArgs) -> i32 {
                 Err(e) => format!("the prober's {addr}: {e}"),
             },
         );
+    }
+    for (name, ok, detail) in seccomp::probe() {
+        report(name, ok, &detail);
     }
     let _ = std::io::stdout().flush();
     0

@@ -8,7 +8,8 @@
 //!
 //! Modules: `cgroup` (v1/v2 run cgroups), `exec` (the re-exec helper),
 //! `mounts` (the run's root filesystem), `probe` (startup probe), `fsown`
-//! (workspace ownership), `watch` (no run outlives the server).
+//! (workspace ownership), `seccomp` (the system-call filter and private
+//! keyring), `watch` (no run outlives the server).
 
 mod cgroup;
 // fork, signal handlers, raw wait statuses, TIOCSCTTY: the helper is all OS calls.
@@ -21,6 +22,9 @@ mod mounts;
 // The landlock version query has no safe wrapper.
 #[allow(unsafe_code)]
 mod probe;
+// keyctl(KEYCTL_JOIN_SESSION_KEYRING) has no safe wrapper.
+#[allow(unsafe_code)]
+mod seccomp;
 // pidfd_open, ppoll and waitpid: the watch is raw OS calls.
 #[allow(unsafe_code)]
 mod watch;
