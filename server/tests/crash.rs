@@ -210,10 +210,15 @@ fn processes_of(uid: u32) -> Vec<u32> {
 /// Wait (bounded) until no process runs as `uid`; on failure kill them so the
 /// host stays clean, then fail.
 async fn assert_all_gone(uid: u32, what: &str) {
-    let deadline = Instant::now() + GONE_WITHIN;
+    let start = Instant::now();
+    let deadline = start + GONE_WITHIN;
     loop {
         let left = processes_of(uid);
         if left.is_empty() {
+            eprintln!(
+                "{what}: every process gone {:?} after the kill",
+                start.elapsed()
+            );
             return;
         }
         if Instant::now() >= deadline {
@@ -269,6 +274,15 @@ fn remove_cgroup_group(group: &str) {
     }
 }
 
+/// Removes the test's cgroup group when the test ends, passed or not.
+struct GroupCleanup(String);
+
+impl Drop for GroupCleanup {
+    fn drop(&mut self) {
+        remove_cgroup_group(&self.0);
+    }
+}
+
 /// Ids that no other test server on this host uses at the same time.
 fn unique_base() -> u32 {
     400_000 + (std::process::id() % 5_000) * 16
@@ -278,6 +292,7 @@ fn unique_base() -> u32 {
 async fn a_run_dies_with_a_killed_server() {
     let dir = tempfile::tempdir().unwrap();
     let group = format!("campus-crash-{}", std::process::id());
+    let _cleanup = GroupCleanup(group.clone());
     let base = unique_base();
     let id = add_student(
         &mut campus(dir.path(), &group, base),
@@ -314,7 +329,6 @@ async fn a_run_dies_with_a_killed_server() {
     server.0.wait().unwrap();
     assert_all_gone(uid, "isolated run").await;
     drop(c);
-    remove_cgroup_group(&group);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
