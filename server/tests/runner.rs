@@ -1193,17 +1193,34 @@ async fn a_run_inherits_no_server_descriptors() {
         "the program inherited descriptors: {text}"
     );
     // The helper processes (still alive around the program when isolated) hold
-    // only the terminal and their own pipes.
+    // only the terminal, their own pipes and — the top helper only — the pidfd
+    // it opened on the server to die with it.
     let ws = env.workspace(2).to_string_lossy().into_owned();
     let helpers = fd_targets_of_processes_with(&ws);
     assert!(!helpers.is_empty() || !env.isolated, "no helper found");
+    let found = !helpers.is_empty();
+    let mut watchers = 0;
     for (pid, fds) in helpers {
         for (fd, target) in fds {
+            if target == "anon_inode:[pidfd]" {
+                let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap();
+                let of = info
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Pid:"))
+                    .map(str::trim);
+                assert_eq!(of, Some(std::process::id().to_string().as_str()), "{info}");
+                watchers += 1;
+                continue;
+            }
             let ok = (target.starts_with("/dev/pts/") && target != "/dev/pts/ptmx")
                 || (fd > 2 && target.starts_with("pipe:[") && target != leaked);
             assert!(ok, "process {pid} holds fd {fd} -> {target}");
         }
     }
+    assert!(
+        !found || watchers == 1,
+        "the top helper, and only it, watches the server: {watchers}"
+    );
     c.input("\r").await;
     assert_eq!(c.ended().await.reason, EndReason::Exited);
     other.input("\r").await;

@@ -7,8 +7,8 @@
 //! chown to the probe uid), the real helper on a PTY, the namespaces, the uid
 //! switch and the configured Python. The program reads a file the server wrote
 //! into the workspace, writes an answer back, and reports what it sees from
-//! inside: its uid, the network namespace (no interface but `lo` up, no route;
-//! read from `/proc/net`, nothing is sent anywhere) and that a loopback port
+//! inside: its uid, the network namespace (no interface but `lo` up, no route
+//! but via `lo`; read from `/proc/net`, nothing is sent anywhere) and that a loopback port
 //! the server listens on cannot be reached. The server then checks the
 //! program's exit, its report, the answer file and its owner.
 //!
@@ -604,7 +604,8 @@ if EXPECT_UID is not None:
 
 def routes():
     # Usable routes only: RTF_UP (0x1) set and RTF_REJECT (0x200) not (a fresh
-    # namespace has IPv6 "unreachable" entries on lo).
+    # namespace has IPv6 "unreachable" entries on lo), and not via lo (the
+    # run's loopback is up; it reaches this namespace only).
     found = []
     for path, skip, field in (("/proc/net/route", 1, 3), ("/proc/net/ipv6_route", 0, 8)):
         try:
@@ -616,8 +617,9 @@ def routes():
             cols = line.split()
             if len(cols) > field:
                 flags = int(cols[field], 16)
-                if flags & 0x1 and not flags & 0x200:
-                    found.append(cols[-1] if path.endswith("ipv6_route") else cols[0])
+                dev = cols[-1] if path.endswith("ipv6_route") else cols[0]
+                if flags & 0x1 and not flags & 0x200 and dev != "lo":
+                    found.append(dev)
     return found
 
 if ISOLATED:

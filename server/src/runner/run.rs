@@ -19,6 +19,8 @@ use crate::sandbox::{self, RunCgroup, RunSpec, Sandbox};
 
 /// Input chunks buffered for the PTY writer thread.
 const WRITER_CHANNEL: usize = 64;
+/// How long killing a dev-fallback run's process tree may take.
+const FALLBACK_KILL_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Everything a started run owns. Dropping it releases its admission slot.
 pub(crate) struct LiveRun {
@@ -219,6 +221,13 @@ impl LiveRun {
         }
         if self.reap.is_some() {
             if let Some(pid) = self.pid {
+                if self.cgroup.is_none() {
+                    // Dev fallback: no cgroup to kill. The helper is a
+                    // subreaper, so while it lives everything the program
+                    // started is in its tree; kill the tree before the helper
+                    // (a /proc scan, bounded; dev mode only).
+                    sandbox::kill_descendants(pid as i32, FALLBACK_KILL_LIMIT, false);
+                }
                 proc::kill_group(pid as i32);
             }
             if let Some(pg) = self.master.process_group_leader() {
@@ -246,11 +255,18 @@ impl LiveRun {
             self.peak_memory_bytes = self.peak_memory_bytes.max(s.peak_memory_bytes);
             self.oom_kills = s.oom_kills.saturating_sub(self.oom_base);
         } else if let (Some(pid), None) = (self.pid, &self.exit) {
-            if let Some(cpu) = proc::proc_cpu_ms(pid) {
-                self.cpu_ms = self.cpu_ms.max(cpu);
-            }
-            if let Some(peak) = proc::proc_peak_memory(pid) {
-                self.peak_memory_bytes = self.peak_memory_bytes.max(peak);
+            // Dev fallback: the helper and the program (the foreground group's leader).
+            let program = self
+                .master
+                .process_group_leader()
+                .and_then(|p| u32::try_from(p).ok());
+            for p in std::iter::once(pid).chain(program) {
+                if let Some(cpu) = proc::proc_cpu_ms(p) {
+                    self.cpu_ms = self.cpu_ms.max(cpu);
+                }
+                if let Some(peak) = proc::proc_peak_memory(p) {
+                    self.peak_memory_bytes = self.peak_memory_bytes.max(peak);
+                }
             }
         }
     }

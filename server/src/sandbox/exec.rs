@@ -5,12 +5,18 @@
 //!
 //! ```text
 //! A  sandbox-exec (PTY child, in the run's cgroup)   waits for B, forwards signals,
-//! │                                                  ends like the program did
-//! └─ B  PID 1 of a new pid/mount/net/ipc/uts ns      builds the root, reaps zombies,
+//! │                                                  ends like the program did; kills B
+//! │                                                  if the server dies (see `watch`)
+//! └─ B  PID 1 of a new pid/mount/net/ipc/uts ns      builds the root, brings up lo, reaps zombies,
 //!    │                                               forwards signals, reports C's status
 //!    └─ C  the program (setsid, ctty, rlimits,       exec argv with exactly the given env
-//!          no_new_privs, per-student uid)
+//!          no_new_privs, per-student uid,
+//!          private keyring, syscall filter)
 //! ```
+//!
+//! The dev fallback (`--no-isolation`) has A and C only: A stays the
+//! program's parent and a subreaper, so it can kill what is left when the
+//! program ends or the server dies.
 //!
 //! Exit status seen by the runner: A ends exactly like the program — the same
 //! exit code, or killed by the same signal (A re-raises it on itself, with
@@ -32,6 +38,8 @@ use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::unistd::{fork, ForkResult, Gid, Uid};
 
 use super::mounts::{self, RootPlan};
+use super::seccomp;
+use super::watch::{self, Waited};
 
 /// Exit code: the sandbox could not be set up (the program never started).
 pub const EXIT_SETUP_FAILED: i32 = 125;
@@ -73,6 +81,10 @@ pub struct ExecArgs {
     /// Dev fallback: rlimits, cleared env and cwd only; no namespaces.
     #[arg(long)]
     pub no_isolation: bool,
+    /// The process whose death ends the run (the server passes its pid;
+    /// default: our parent at start).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
     /// Probe which isolation features work, print `name<TAB>ok|missing<TAB>detail` lines.
     #[arg(long)]
     pub probe: bool,
@@ -101,12 +113,19 @@ pub fn main(args: ExecArgs) -> i32 {
         );
         return EXIT_SETUP_FAILED;
     }
+    let mut parent = match watch::Parent::open(args.server_pid) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("campus sandbox-exec: {e}");
+            return EXIT_SETUP_FAILED;
+        }
+    };
     let result = if args.probe {
-        probe(&args)
+        probe(&args, &mut parent)
     } else if args.no_isolation {
-        fallback(&args)
+        fallback(&args, &mut parent)
     } else {
-        isolated(&args, true)
+        isolated(&args, true, &mut parent)
     };
     match result {
         Ok(code) => code,
@@ -264,20 +283,87 @@ fn drop_privileges(uid: u32, gid: u32) -> Result<(), String> {
     nix::unistd::setresuid(u, u, u).map_err(|e| format!("setuid {uid}: {e}"))
 }
 
-/// Dev fallback: no namespaces, no cgroup — rlimits, no_new_privs, cwd = workspace,
-/// and (when we happen to be root) still the student's uid.
-fn fallback(args: &ExecArgs) -> Result<i32, String> {
+/// How long the fallback helper keeps killing what the program left behind.
+const FALLBACK_KILL_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Dev fallback: no namespaces, no cgroup — rlimits, no_new_privs, the
+/// syscall filter, cwd = workspace, and (when we happen to be root) still the
+/// student's uid. A stays the program's parent and becomes a subreaper, so
+/// every process the program starts (even a setsid'd, double-forked one)
+/// stays in A's tree; when the program ends or the server dies, A kills that
+/// tree, since there is no pid namespace to take it down.
+fn fallback(args: &ExecArgs, parent: &mut watch::Parent) -> Result<i32, String> {
     let prog = Program::new(args)?;
     join_cgroups(&args.cgroup_procs)?;
+    rlimit(Resource::RLIMIT_CORE, 0, 0)?;
+    prctl::set_child_subreaper(true).map_err(|e| format!("subreaper: {e}"))?;
+    let helper = nix::unistd::getpid();
+    // SAFETY: sandbox-exec is single-threaded (no runtime), so fork is sound.
+    match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
+        ForkResult::Parent { child } => {
+            install_forwarding(child.as_raw());
+            let waited = watch::wait_child(child.as_raw(), parent);
+            if waited == Waited::ParentGone {
+                let _ = signal::kill(child, Signal::SIGKILL);
+            }
+            watch::kill_descendants(helper.as_raw(), FALLBACK_KILL_LIMIT, true);
+            Ok(match waited {
+                Waited::Exited(status) => end_like(status),
+                Waited::ParentGone => 128 + libc::SIGKILL,
+            })
+        }
+        ForkResult::Child => {
+            parent.close_in_child();
+            let code = match fallback_program(args, &prog, helper) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("campus sandbox-exec: {e}");
+                    EXIT_SETUP_FAILED
+                }
+            };
+            flush_and_exit(code)
+        }
+    }
+}
+
+/// C of the fallback. Returns only on failure.
+fn fallback_program(
+    args: &ExecArgs,
+    prog: &Program,
+    helper: nix::unistd::Pid,
+) -> Result<i32, String> {
+    // Our own process group in the terminal's foreground, so Ctrl-C and
+    // SIGWINCH reach the program, not A (without privileges we cannot take
+    // the terminal's session over as the isolated C does). SIGTTOU is
+    // ignored for the tcsetpgrp from the background; reset_signals restores it.
+    nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0))
+        .map_err(|e| format!("setpgid: {e}"))?;
+    // SAFETY: SIG_IGN is always sound; isatty/tcsetpgrp on fd 0 take integers.
+    unsafe {
+        let _ = signal::signal(Signal::SIGTTOU, SigHandler::SigIgn);
+        if libc::isatty(0) == 1 && libc::tcsetpgrp(0, libc::getpid()) == -1 {
+            return Err(format!(
+                "foreground process group: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
     apply_rlimits(args)?;
     prctl::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
     if Uid::effective().is_root() {
         drop_privileges(args.uid, args.gid)?;
     }
+    // After the uid change (which clears it): die with A, then check A is still there.
+    prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("pdeathsig: {e}"))?;
+    if nix::unistd::getppid() != helper {
+        return Ok(EXIT_SETUP_FAILED);
+    }
     std::env::set_current_dir(&args.workspace)
         .map_err(|e| format!("chdir {}: {e}", args.workspace.display()))?;
+    seccomp::join_private_keyring()?;
     // The Rust runtime ignores SIGPIPE in the helper: the program gets defaults.
     reset_signals();
+    seccomp::install()?;
     eprintln!("campus sandbox-exec: {}", prog.exec());
     Ok(EXIT_EXEC_FAILED)
 }
@@ -347,7 +433,7 @@ fn pipe() -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd), String> {
 }
 
 /// Full isolation. With `run_program == false` (probe) C reports instead of exec'ing.
-fn isolated(args: &ExecArgs, run_program: bool) -> Result<i32, String> {
+fn isolated(args: &ExecArgs, run_program: bool, parent: &mut watch::Parent) -> Result<i32, String> {
     let prog = if run_program {
         Some(Program::new(args)?)
     } else {
@@ -369,18 +455,29 @@ fn isolated(args: &ExecArgs, run_program: bool) -> Result<i32, String> {
         ForkResult::Parent { child } => {
             drop((status_w, alive_r));
             install_forwarding(child.as_raw());
-            let b = wait_raw(child.as_raw());
+            let b = match watch::wait_child(child.as_raw(), parent) {
+                Waited::Exited(status) => status,
+                Waited::ParentGone => {
+                    // Nobody will read, limit or stop this run any more. B is
+                    // PID 1 of the run's pid namespace: killing it kills every
+                    // process of the run, and its reaping waits for them all.
+                    let _ = signal::kill(child, Signal::SIGKILL);
+                    let _ = wait_raw(child.as_raw());
+                    return Ok(128 + libc::SIGKILL);
+                }
+            };
             let mut buf = [0u8; 4];
             let mut f = std::fs::File::from(status_r);
             let status = match std::io::Read::read_exact(&mut f, &mut buf) {
                 Ok(()) => libc::c_int::from_ne_bytes(buf),
                 // B died without reporting (killed): end like B did.
-                Err(_) => b.map(|(_, s)| s).unwrap_or(EXIT_SETUP_FAILED << 8),
+                Err(_) => b,
             };
             drop(alive_w);
             Ok(end_like(status))
         }
         ForkResult::Child => {
+            parent.close_in_child();
             drop((status_r, alive_w));
             let code = match reaper(args, prog.as_ref(), &read_only, status_w, &alive_r) {
                 Ok(code) => code,
@@ -455,6 +552,7 @@ fn reaper(
             | CloneFlags::CLONE_NEWUTS,
     )
     .map_err(|e| format!("unshare namespaces: {e}"))?;
+    loopback_up()?;
     mounts::enter_new_root(&RootPlan {
         workspace: &args.workspace,
         read_only,
@@ -495,6 +593,37 @@ fn reaper(
     }
 }
 
+/// Bring up `lo` in the run's new network namespace: programs may talk to
+/// themselves over 127.0.0.1 / ::1 (a socket exercise's server and client),
+/// while the namespace has no other interface, so nothing outside is reachable.
+fn loopback_up() -> Result<(), String> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let err = |what: &str| format!("loopback {what}: {}", std::io::Error::last_os_error());
+    // SAFETY: socket(2) with integer arguments; the new descriptor is owned below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(err("socket"));
+    }
+    // SAFETY: fd is a fresh descriptor nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: an all-zero ifreq is a valid value (name and union are plain data).
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOC[GS]IFFLAGS read/write the ifreq we pass, which outlives the calls.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) < 0 {
+            return Err(err("flags"));
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) < 0 {
+            return Err(err("up"));
+        }
+    }
+    Ok(())
+}
+
 /// C: the program's process. Returns only on failure (or after probing).
 fn program(args: &ExecArgs, prog: Option<&Program>) -> Result<i32, String> {
     reset_signals();
@@ -517,6 +646,8 @@ fn program(args: &ExecArgs, prog: Option<&Program>) -> Result<i32, String> {
         return Ok(EXIT_SETUP_FAILED);
     }
     std::env::set_current_dir("/home/student").map_err(|e| format!("chdir: {e}"))?;
+    seccomp::join_private_keyring()?;
+    seccomp::install()?;
     match prog {
         Some(p) => {
             let e = p.exec();
@@ -546,7 +677,7 @@ fn report(name: &str, ok: bool, detail: &str) {
 }
 
 /// `--probe`: each namespace alone (in a throw-away child), then the whole chain.
-fn probe(args: &ExecArgs) -> Result<i32, String> {
+fn probe(args: &ExecArgs, parent: &mut watch::Parent) -> Result<i32, String> {
     let kinds = [
         ("namespace: mount", CloneFlags::CLONE_NEWNS),
         ("namespace: pid", CloneFlags::CLONE_NEWPID),
@@ -578,7 +709,7 @@ fn probe(args: &ExecArgs) -> Result<i32, String> {
         );
     }
     let _ = std::io::stdout().flush();
-    let status = isolated(args, false);
+    let status = isolated(args, false, parent);
     let ok = matches!(status, Ok(0));
     report(
         "sandbox chain",
@@ -632,6 +763,9 @@ fn probe_inside(args: &ExecArgs) -> i32 {
             },
         );
     }
+    for (name, ok, detail) in seccomp::probe() {
+        report(name, ok, &detail);
+    }
     let _ = std::io::stdout().flush();
     0
 }
@@ -673,20 +807,23 @@ fn network_view() -> (bool, String) {
 }
 
 /// Routes with RTF_UP and without RTF_REJECT in /proc/net/route (header line,
-/// flags in column 4) and /proc/net/ipv6_route (flags in column 9). A fresh
-/// namespace has only IPv6 "unreachable" entries, which do not count.
+/// device in column 1, flags in column 4) and /proc/net/ipv6_route (flags in
+/// column 9, device last). A fresh namespace has only IPv6 "unreachable"
+/// entries, which do not count; nor do routes via `lo` (the run's loopback is
+/// up, and what it reaches is this namespace only).
 fn usable_routes(v4: &str, v6: &str) -> usize {
     const RTF_UP: u32 = 0x1;
     const RTF_REJECT: u32 = 0x200;
-    let count = |text: &str, skip: usize, col: usize| {
+    let count = |text: &str, skip: usize, flags: usize, dev_last: bool| {
         text.lines()
             .skip(skip)
-            .filter_map(|l| l.split_whitespace().nth(col))
-            .filter_map(|f| u32::from_str_radix(f, 16).ok())
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .filter(|f| (if dev_last { f.last() } else { f.first() }) != Some(&"lo"))
+            .filter_map(|f| u32::from_str_radix(f.get(flags)?, 16).ok())
             .filter(|f| f & RTF_UP != 0 && f & RTF_REJECT == 0)
             .count()
     };
-    count(v4, 1, 3) + count(v6, 0, 8)
+    count(v4, 1, 3, false) + count(v6, 0, 8, true)
 }
 
 /// SIOCGIFFLAGS: is the interface up? (Unknown counts as up: fail closed.)
@@ -744,6 +881,12 @@ mod tests {
         let v6 = "fe800000000000000000000000000000 40 00000000000000000000000000000000 00 \
                   00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth0\n";
         assert_eq!(usable_routes("", v6), 1);
+        // The run's loopback, up: ::1 and 127.0.0.0/8 via lo stay inside.
+        let lo6 = "00000000000000000000000000000001 80 00000000000000000000000000000000 00 \
+                   00000000000000000000000000000000 00000000 00000002 00000000 80200001       lo\n";
+        let lo4 = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n\
+                   lo\t0000007F\t00000000\t0001\t0\t0\t0\t000000FF\n";
+        assert_eq!(usable_routes(lo4, lo6), 0);
     }
 
     #[test]

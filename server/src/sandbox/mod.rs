@@ -8,7 +8,8 @@
 //!
 //! Modules: `cgroup` (v1/v2 run cgroups), `exec` (the re-exec helper),
 //! `mounts` (the run's root filesystem), `probe` (startup probe), `fsown`
-//! (workspace ownership).
+//! (workspace ownership), `seccomp` (the system-call filter and private
+//! keyring), `watch` (no run outlives the server).
 
 mod cgroup;
 // fork, signal handlers, raw wait statuses, TIOCSCTTY: the helper is all OS calls.
@@ -21,6 +22,12 @@ mod mounts;
 // The landlock version query has no safe wrapper.
 #[allow(unsafe_code)]
 mod probe;
+// keyctl(KEYCTL_JOIN_SESSION_KEYRING) has no safe wrapper.
+#[allow(unsafe_code)]
+mod seccomp;
+// pidfd_open, ppoll and waitpid: the watch is raw OS calls.
+#[allow(unsafe_code)]
+mod watch;
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -28,6 +35,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
 pub use cgroup::{CpuPriority, OrphanSweep, RunCgroup};
+pub use watch::kill_descendants;
 
 /// Resource limits of one run.
 #[derive(Debug, Clone)]
@@ -297,6 +305,9 @@ impl Sandbox {
         }
         let mut cmd = Command::new(helper_program(&self.config.helper_exe));
         cmd.arg("sandbox-exec");
+        // The helper kills the run if this process dies (even by kill -9).
+        cmd.arg("--server-pid");
+        cmd.arg(std::process::id().to_string());
         let cgroup = match &self.mode {
             Mode::Isolated(layout) => {
                 let cg = layout

@@ -43,7 +43,6 @@ pub(super) fn probe(config: &SandboxConfig) -> Probe {
     ));
     probe_helper(config, &mut features);
     features.push(landlock());
-    features.push(seccomp());
     let complete = features.iter().all(|(n, ok, _)| *ok || !required(n));
     Probe {
         report: SandboxReport { complete, features },
@@ -250,22 +249,6 @@ fn favordynmods(mounts: &str) -> (String, bool, String) {
         "cgroup favordynmods (optional: faster run start)".into(),
         on,
         detail.into(),
-    )
-}
-
-/// Whether seccomp filters are available (informational: not used yet).
-fn seccomp() -> (String, bool, String) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let ok = status.lines().any(|l| l.starts_with("Seccomp:"));
-    (
-        "seccomp (optional, not used)".into(),
-        ok,
-        if ok {
-            "kernel supports seccomp filters"
-        } else {
-            "not in /proc/self/status"
-        }
-        .into(),
     )
 }
 
