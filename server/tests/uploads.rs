@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use support::db::test_databases;
+use support::db::{test_databases, TestDb};
 use support::server::{wait_limit, TestServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -54,6 +54,8 @@ struct Env {
     token: String,
     tree: PathBuf,
     meta: PathBuf,
+    /// Dropped after the server (fields drop in order).
+    _db: TestDb,
 }
 
 async fn env(tweak: impl FnOnce(&mut campus_server::config::ServeArgs)) -> Env {
@@ -64,8 +66,6 @@ async fn env(tweak: impl FnOnce(&mut campus_server::config::ServeArgs)) -> Env {
         tweak(a);
     })
     .await;
-    // The database must outlive the server: keep it with the data dir's lifetime.
-    std::mem::forget(db);
     let (id, token) = server.student("uma").await;
     let tree = server.data_dir.path().join(format!("workspaces/{id}"));
     let meta = server.data_dir.path().join(format!("workspace-meta/{id}"));
@@ -74,6 +74,7 @@ async fn env(tweak: impl FnOnce(&mut campus_server::config::ServeArgs)) -> Env {
         token,
         tree,
         meta,
+        _db: db,
     }
 }
 
