@@ -288,6 +288,13 @@ pub struct ServeArgs {
     /// Maximum files and directories per workspace.
     #[arg(long, env = "CAMPUS_WORKSPACE_MAX_ENTRIES", default_value_t = 5000)]
     pub workspace_max_entries: u64,
+    /// An upload (`PUT /api/files/…`) that receives no body bytes for this long is cancelled
+    /// and writes nothing, seconds.
+    #[arg(long, env = "CAMPUS_UPLOAD_IDLE_TIMEOUT_SECS", default_value_t = 30)]
+    pub upload_idle_timeout_secs: u64,
+    /// Longest an upload may take from its first to its last byte, seconds.
+    #[arg(long, env = "CAMPUS_UPLOAD_TIMEOUT_SECS", default_value_t = 600)]
+    pub upload_timeout_secs: u64,
     /// Largest WebSocket message accepted, KiB.
     #[arg(long, env = "CAMPUS_WS_MAX_MESSAGE_KB", default_value_t = 1024)]
     pub ws_max_message_kb: u64,

@@ -56,6 +56,15 @@ impl FileService {
         self.workspaces.cached()
     }
 
+    /// Remove crash leftovers (temporary files) of the workspaces not open, until `deadline`
+    /// (blocking).
+    pub fn sweep_temporaries(
+        &self,
+        deadline: std::time::Instant,
+    ) -> Result<workspace_fs::SweepReport, workspace_fs::FsError> {
+        self.workspaces.sweep_temporaries(deadline)
+    }
+
     /// How many workspaces are currently open.
     pub fn open_count(&self) -> usize {
         self.workspaces.cached_len()
@@ -99,6 +108,7 @@ pub fn map_fs_error(e: FsError) -> AppError {
         FsError::Io(e) if out_of_space(&e) => {
             AppError::insufficient_storage("nothing was saved (the file is unchanged)")
         }
+        e @ FsError::Incomplete { .. } => AppError::new(ErrorCode::BadRequest, e.to_string()),
         other => AppError::internal(other),
     }
 }

@@ -229,6 +229,7 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
         .complete
         .then_some(args.run.sandbox_uid_base);
     let files = Arc::new(FileService::new(workspaces, uid_base));
+    spawn_temp_sweep(&files);
 
     let runner_config = crate::runner::RunnerConfig::from_args(&args.run);
     let sandbox_probe = start_sandbox_probe(&args, &sandbox, &runner_config, &listener).await?;
@@ -405,6 +406,43 @@ fn spawn_housekeeping(state: &SharedState) {
                     minutes += 1;
                 }
             }
+        }
+    });
+}
+
+/// How long the start-up sweep of crash leftovers may run; workspaces it did not reach are
+/// swept when they are next opened.
+const TEMP_SWEEP_BUDGET: Duration = Duration::from_secs(120);
+
+/// Remove the temporaries (`.campus-tmp-*`) a crash (`kill -9`, power loss) left in every
+/// workspace, also of students who do not come back, on a blocking thread: start-up does not
+/// wait for it, and it never races a write (see `Workspaces::sweep_temporaries`).
+fn spawn_temp_sweep(files: &Arc<FileService>) {
+    let files = Arc::clone(files);
+    tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        match files.sweep_temporaries(started + TEMP_SWEEP_BUDGET) {
+            Ok(r) => {
+                let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                if !r.complete {
+                    tracing::warn!(removed = r.removed, workspaces = r.workspaces, ms,
+                        "start-up sweep of temporary files stopped at its time budget; the rest are swept when each workspace is next opened");
+                } else if r.removed > 0 {
+                    tracing::warn!(
+                        removed = r.removed,
+                        workspaces = r.workspaces,
+                        ms,
+                        "removed temporary files left by an interrupted save"
+                    );
+                } else {
+                    tracing::info!(
+                        workspaces = r.workspaces,
+                        ms,
+                        "start-up sweep: no temporary files left behind"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "start-up sweep of temporary files failed"),
         }
     });
 }

@@ -32,6 +32,15 @@ pub enum FsError {
     /// The operation needs a file but the path is a directory.
     #[error("is a directory: {0}")]
     IsADirectory(String),
+    /// A streamed write ended short of (or past) its declared length, or with fewer bytes than
+    /// the caller counted: nothing was written.
+    #[error("incomplete upload: {received} of {expected} bytes arrived; nothing was written")]
+    Incomplete {
+        /// The length that was declared (or counted by the caller).
+        expected: u64,
+        /// The bytes actually written to the temporary file.
+        received: u64,
+    },
     /// Any other operating-system error.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
@@ -48,6 +57,7 @@ impl FsError {
             FsError::QuotaExceeded(_) => "quota_exceeded",
             FsError::NotADirectory(_) => "not_a_directory",
             FsError::IsADirectory(_) => "is_a_directory",
+            FsError::Incomplete { .. } => "incomplete",
             FsError::Io(_) => "io",
         }
     }

@@ -18,34 +18,49 @@
 //!
 //! # Writes
 //! Atomic: a temporary file `.campus-tmp-*` in the target directory (that prefix is reserved,
-//! hidden from listings and usage, and swept when a workspace is opened into the cache),
+//! hidden from listings and usage, swept when a workspace is opened into the cache, and swept
+//! in every closed workspace by [`Workspaces::sweep_temporaries`] at server start-up),
 //! `fdatasync`, a strictly increasing mtime, then — under the per-workspace write lock — the
 //! precondition check, the history save of the old content, the rename, and the usage update;
 //! finally an `fsync` of the directory. Reads take no lock. Limits (`max_file_bytes`, quota
 //! bytes and entries) are checked before anything is written when the length is known, and
 //! always again under the lock at commit. Missing parent directories are created by writes,
-//! renames, copies and restores (they count as entries).
+//! renames, copies and restores (they count as entries). A streamed write ([`PendingWrite`])
+//! commits only when told the body is complete, with a byte count that must match what was
+//! written and the declared length; dropped instead, it removes its temporary file and the
+//! (still empty) parent directories it made.
 //!
 //! # Durability
 //! A successful write has done two device flushes: `fdatasync` of the new content before the
-//! rename, and `fsync` of the directory after it. The history link made just before the rename
-//! is not flushed separately: on a journaling filesystem with ordered metadata (ext4, xfs) the
-//! directory fsync commits it in the same or an earlier transaction, so a crash shows either the
-//! old file, or the new file with the old one in history. (btrfs does not give that ordering.)
+//! rename, and `fsync` of the directory after it. The history copy (made ahead of the lock, its
+//! writes overlapping that `fdatasync`, and used only if the file still has the copied version)
+//! is written out (`sync_file_range`, no flush of its own) and renamed into place: on a
+//! journaling filesystem with ordered metadata (ext4, xfs) the directory fsync commits its
+//! allocation and entry in the same or an earlier transaction and flushes its data, so a crash
+//! shows either the old file, or the new file with the old one in history. (btrfs does not give
+//! that ordering.) A delete flushes the trash entry before it returns.
 //!
 //! # Versions
 //! See the [`version`] notes: a 16-hex-digit hash of `(inode, size, mtime_ns,
-//! ctime_ns)`, one `stat` per file.
+//! ctime_ns)`, one `stat` per file. Nothing the library does after acknowledging a write
+//! touches that file's inode (saving it to history reads it, never links it), so an
+//! acknowledged version survives a crash of the next save.
 //!
 //! # History and trash
 //! Overwrites (unconditional or `Match`), `restore_version` and rename-with-overwrite first
 //! save the previous content as a history version of that path (newest `history_keep` kept,
-//! under `meta_root/<key>/history`). A file rename carries its history to the new path (a
-//! directory rename leaves the history of the files inside under their old paths). `delete`
-//! moves files, links and whole (also non-empty) directories into `meta_root/<key>/trash`,
-//! restorable as a unit until `trash_retention` passes and `purge_expired` runs (on every
-//! open into the cache, and whenever the caller runs it). History and trash do not count
-//! against the quota.
+//! under `meta_root/<key>/history`). A saved version is a copy (a reflink where the filesystem
+//! has them), never the replaced inode: a sandboxed program may hold that inode open, and must
+//! not be able to rewrite history through it. A file rename carries its history to the new
+//! path (a directory rename leaves the history of the files inside under their old paths).
+//! `delete` moves files, links and whole (also non-empty) directories into
+//! `meta_root/<key>/trash` and seals them there (see the `trash` module: directories taken
+//! from the student's uid, files replaced by copies), so nothing a run still holds — its
+//! working directory, a directory or file descriptor — can write into the trash. Restorable as
+//! a unit until `trash_retention` passes and `purge_expired` runs (on every open into the
+//! cache, and whenever the caller runs it). The trash counts against the quota together with
+//! the tree; when the tree alone has room for a write, the oldest trash entries are purged to
+//! make it (the trash never blocks a save). History does not count.
 //!
 //! # Usage
 //! Tracked incrementally per operation after one scan on open; [`Workspace::rescan`]
@@ -63,6 +78,7 @@ mod trash;
 pub mod version;
 mod workspace;
 mod write;
+mod writeback;
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
@@ -195,6 +211,19 @@ pub struct Usage {
     pub entries: u64,
 }
 
+/// What [`Workspaces::sweep_temporaries`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Workspaces swept.
+    pub workspaces: u64,
+    /// Temporaries removed.
+    pub removed: u64,
+    /// Workspaces skipped because they were open (their open swept them).
+    pub skipped_open: u64,
+    /// False when the deadline stopped the sweep early (the rest are swept when opened).
+    pub complete: bool,
+}
+
 /// Registry of workspaces under two roots; caches one `Arc<Workspace>` per key until
 /// [`Workspaces::evict_idle`] drops it.
 #[derive(Debug)]
@@ -293,7 +322,8 @@ impl Workspaces {
         Ok(ws)
     }
 
-    /// Opens (creating if needed) the directories of `key` and scans its usage.
+    /// Opens (creating if needed) the directories of `key`, sweeps leftover temporaries,
+    /// seals trash entries a crash left unsealed, and counts tree and trash usage.
     fn build(&self, key: &str, owner: Option<(u32, u32)>) -> Result<Workspace, FsError> {
         let tree = open_or_create_dir(&self.tree_fd, key, 0o700)?;
         sys::chown_fd(&tree, owner).map_err(|e| map_errno(e, key))?;
@@ -301,15 +331,87 @@ impl Workspaces {
         rfs::fchmod(&meta, Mode::from_raw_mode(0o700)).map_err(|e| map_errno(e, key))?;
         let history = open_or_create_dir(&meta, "history", 0o700)?;
         let trash = open_or_create_dir(&meta, "trash", 0o700)?;
-        let usage = sys::count_dir(tree.as_fd(), 0, true).map_err(|e| map_errno(e, key))?;
+        let em = |e| map_errno(e, key);
+        let usage = sys::count_dir(tree.as_fd(), 0, true).map_err(em)?;
+        sys::sweep_temps(history.as_fd(), 0).map_err(em)?;
+        trash::sweep_temps(trash.as_fd()).map_err(em)?;
+        for (id, m) in trash::list(trash.as_fd()).map_err(em)? {
+            if !m.sealed {
+                trash::reseal(trash.as_fd(), &id).map_err(em)?;
+            }
+        }
+        let counters = workspace::Counters {
+            tree: usage,
+            trash: trash::usage(trash.as_fd()).map_err(em)?,
+            pinned: None,
+        };
         Ok(Workspace::new(
             tree,
             history,
             trash,
             owner,
             self.limits.clone(),
-            usage,
+            counters,
         ))
+    }
+
+    /// Removes the temporaries (`.campus-tmp-*`) a crash left in the trees, histories and
+    /// trashes of workspaces that are not open, until `deadline`. Meant for server start-up,
+    /// so the files of students who do not come back are cleaned too (an open sweeps its own
+    /// workspace anyway). Each workspace is swept under the cache lock, so it cannot be opened,
+    /// and no write can start in it, while its temporaries are removed; open workspaces are
+    /// skipped (their open swept them and they may have writes in flight). Blocking.
+    pub fn sweep_temporaries(&self, deadline: Instant) -> Result<SweepReport, FsError> {
+        let mut report = SweepReport {
+            complete: true,
+            ..SweepReport::default()
+        };
+        let keys = sys::list_names(self.tree_fd.as_fd()).map_err(|e| map_errno(e, "workspaces"))?;
+        for key in keys {
+            let Ok(key) = String::from_utf8(key) else {
+                continue;
+            };
+            if !valid_key(&key) {
+                continue;
+            }
+            if Instant::now() >= deadline {
+                report.complete = false;
+                break;
+            }
+            let cache = self.lock_cache();
+            if cache.contains_key(&key) {
+                report.skipped_open += 1;
+                continue;
+            }
+            report.removed += self.sweep_one(&key).map_err(|e| map_errno(e, &key))?;
+            report.workspaces += 1;
+            drop(cache);
+        }
+        Ok(report)
+    }
+
+    /// Sweeps one closed workspace (caller holds the cache lock).
+    fn sweep_one(&self, key: &str) -> Result<u64, Errno> {
+        let mut removed = 0;
+        match rfs::openat(&self.tree_fd, key, sys::dir_flags(), Mode::empty()) {
+            Ok(tree) => removed += sys::sweep_temps(tree.as_fd(), 0)?,
+            Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => {}
+            Err(e) => return Err(e),
+        }
+        let meta = match rfs::openat(&self.meta_fd, key, sys::dir_flags(), Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Ok(removed),
+            Err(e) => return Err(e),
+        };
+        removed += sys::remove_temps(meta.as_fd())?;
+        for sub in ["history", "trash"] {
+            match rfs::openat(&meta, sub, sys::dir_flags(), Mode::empty()) {
+                Ok(fd) => removed += sys::sweep_temps(fd.as_fd(), 0)?,
+                Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(removed)
     }
 
     /// Drops cached workspaces not handed out by `open` for at least `idle` and not held by

@@ -180,17 +180,39 @@ pub(crate) fn list_names(dir: BorrowedFd<'_>) -> Result<Vec<Vec<u8>>, Errno> {
 }
 
 /// Removes our leftover temporaries (from a crash) in `dir`; returns how many.
-fn remove_temps(dir: BorrowedFd<'_>) -> Result<(), Errno> {
+pub(crate) fn remove_temps(dir: BorrowedFd<'_>) -> Result<u64, Errno> {
     let mut d = rfs::Dir::read_from(dir)?;
+    let mut removed = 0;
     while let Some(ent) = d.read() {
         let ent = ent?;
         let name = ent.file_name();
         if is_temp_name(name.to_bytes()) {
             // A temporary dir comes from an interrupted copy; a file from an interrupted write.
-            let _ = remove_tree_c(dir, name, 0);
+            removed += u64::from(remove_tree_c(dir, name, 0).is_ok());
         }
     }
-    Ok(())
+    Ok(removed)
+}
+
+/// Removes our leftover temporaries in `dir` and every directory below it (never following
+/// links); returns how many. Only safe while nothing can have a write in flight there.
+pub(crate) fn sweep_temps(dir: BorrowedFd<'_>, depth: usize) -> Result<u64, Errno> {
+    let mut removed = remove_temps(dir)?;
+    if depth >= MAX_WALK_DEPTH {
+        return Ok(removed);
+    }
+    for name in list_names(dir)? {
+        let name = bytes_arg(&name);
+        match rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                if let Ok(sub) = rfs::openat(dir, name, dir_flags(), Mode::empty()) {
+                    removed += sweep_temps(sub.as_fd(), depth + 1)?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(removed)
 }
 
 /// Counts entries and file bytes in the directory `dir` (recursively, not following links).
@@ -357,6 +379,90 @@ pub(crate) fn copy_tree<P: rustix::path::Arg + Copy, Q: rustix::path::Arg + Copy
             rfs::fsync(&dst)
         }
         _ => Ok(()),
+    }
+}
+
+/// Copies the open regular file `src` into a new temporary file in `dir`, a fresh inode that
+/// only this process has ever opened, so no descriptor held elsewhere (by a sandboxed program)
+/// can change the result: a reflink (`FICLONE`, shared copy-on-write extents on btrfs/xfs)
+/// where the filesystem has it, else a byte copy (`copy_file_range`). Its data is being written
+/// out when this returns: the caller waits for that with [`crate::writeback::write_out`] on the
+/// returned descriptor, and the copy is durable once the caller then `fsync`s a directory on
+/// the same filesystem, which every caller does next. With `mode`, the copy gets exactly those
+/// permission bits (else 0600). Returns the temporary's name, the size and the open copy; the
+/// caller renames it into place (a crash leaves only a temporary, which the sweeps remove).
+pub(crate) fn copy_to_temp(
+    src: BorrowedFd<'_>,
+    dir: BorrowedFd<'_>,
+    mode: Option<u32>,
+) -> Result<(String, u64, OwnedFd), Errno> {
+    let tmp = temp_name();
+    let wflags =
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let create_mode = mode.map_or(0o600, |m| m & 0o777);
+    let dst = rfs::openat(dir, tmp.as_str(), wflags, Mode::from_raw_mode(create_mode))?;
+    let result = (|| {
+        if let Some(m) = mode {
+            // The create mode is filtered by the umask; the copy keeps the exact bits.
+            rfs::fchmod(&dst, Mode::from_raw_mode(m & 0o777))?;
+        }
+        if rfs::ioctl_ficlone(&dst, src).is_err() {
+            // EOPNOTSUPP (ext4, tmpfs), EXDEV, EINVAL (unaligned tail on some filesystems):
+            // all mean "copy the bytes".
+            copy_bytes(src, dst.as_fd())?;
+        }
+        crate::writeback::start(dst.as_fd());
+        Ok(size_of(&rfs::fstat(&dst)?))
+    })();
+    match result {
+        Ok(size) => Ok((tmp, size, dst)),
+        Err(e) => {
+            let _ = rfs::unlinkat(dir, tmp.as_str(), AtFlags::empty());
+            Err(e)
+        }
+    }
+}
+
+/// Copies all bytes of `src` (from offset 0, whatever its file position) to the empty `dst`.
+fn copy_bytes(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> Result<(), Errno> {
+    const CHUNK: usize = 1 << 20;
+    let (mut off_in, mut off_out) = (0u64, 0u64);
+    loop {
+        match rfs::copy_file_range(src, Some(&mut off_in), dst, Some(&mut off_out), CHUNK) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(Errno::INTR) => {}
+            // Not supported between these files (old kernels, some filesystems): read/write.
+            Err(Errno::XDEV | Errno::NOSYS | Errno::INVAL | Errno::OPNOTSUPP) if off_out == 0 => {
+                return copy_bytes_rw(src, dst)
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Plain `pread`/`write` copy, the fallback of [`copy_bytes`].
+fn copy_bytes_rw(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> Result<(), Errno> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut off = 0u64;
+    loop {
+        let n = match rustix::io::pread(src, &mut buf, off) {
+            Ok(n) => n,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        let mut done = 0;
+        while done < n {
+            match rustix::io::write(dst, &buf[done..n]) {
+                Ok(w) => done += w,
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        off += n as u64;
     }
 }
 

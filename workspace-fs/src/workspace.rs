@@ -3,7 +3,7 @@
 
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use rustix::fs::{self as rfs, FileType, Mode, Stat};
@@ -25,10 +25,37 @@ pub struct Workspace {
     pub(crate) owner: Option<(u32, u32)>,
     pub(crate) limits: Limits,
     /// The write lock; it also guards the incremental usage counters.
-    pub(crate) state: Mutex<Usage>,
+    pub(crate) state: Arc<Mutex<Counters>>,
     pub(crate) clock: MonoClock,
     /// The tag of the last [`Workspace::rescan_once`].
     pub(crate) last_rescan: Mutex<Option<String>>,
+}
+
+/// The usage counters kept under the write lock.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Counters {
+    /// The visible tree (tracked per operation, recomputed by `rescan`).
+    pub(crate) tree: Usage,
+    /// The trash: the sum of its manifests (sealed items cannot grow behind our back).
+    pub(crate) trash: Usage,
+    /// A trash entry being restored: never purged to make room (for its own parents).
+    pub(crate) pinned: Option<String>,
+}
+
+/// `a + b`, saturating.
+pub(crate) fn plus(a: Usage, b: Usage) -> Usage {
+    Usage {
+        bytes: a.bytes.saturating_add(b.bytes),
+        entries: a.entries.saturating_add(b.entries),
+    }
+}
+
+/// `a - b`, saturating at zero.
+pub(crate) fn minus(a: Usage, b: Usage) -> Usage {
+    Usage {
+        bytes: a.bytes.saturating_sub(b.bytes),
+        entries: a.entries.saturating_sub(b.entries),
+    }
 }
 
 /// Builds the public entry for `path` from a no-follow stat (`None` for FIFOs etc.).
@@ -90,7 +117,7 @@ impl Workspace {
         trash: OwnedFd,
         owner: Option<(u32, u32)>,
         limits: Limits,
-        usage: Usage,
+        counters: Counters,
     ) -> Self {
         Workspace {
             tree,
@@ -98,14 +125,14 @@ impl Workspace {
             trash,
             owner,
             limits,
-            state: Mutex::new(usage),
+            state: Arc::new(Mutex::new(counters)),
             clock: MonoClock::default(),
             last_rescan: Mutex::new(None),
         }
     }
 
     /// Takes the write lock (a poisoned lock is still usable: counters are plain numbers).
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Usage> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Counters> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -152,14 +179,27 @@ impl Workspace {
     }
 
     /// Opens the directory `comps`, creating missing components (owned by the owner) after
-    /// checking that they plus `extra` further entries fit the entry quota. Caller holds the
-    /// write lock and passes its counters.
+    /// checking that they plus `extra` further entries fit the entry quota (making room in the
+    /// trash if needed). Caller holds the write lock and passes its counters.
     pub(crate) fn ensure_dirs(
         &self,
-        usage: &mut Usage,
+        c: &mut Counters,
         comps: &[&str],
         path: &str,
         extra: u64,
+    ) -> Result<OwnedFd, FsError> {
+        self.ensure_dirs_tracked(c, comps, path, extra, None)
+    }
+
+    /// [`Self::ensure_dirs`], also recording each directory it created as (parent, name), in
+    /// creation order, so that a write that never commits can take them away again.
+    pub(crate) fn ensure_dirs_tracked(
+        &self,
+        c: &mut Counters,
+        comps: &[&str],
+        path: &str,
+        extra: u64,
+        mut track: Option<&mut Vec<(OwnedFd, String)>>,
     ) -> Result<OwnedFd, FsError> {
         let mut cur = sys::open_dir(self.tree.as_fd(), &[]).map_err(|e| map_errno(e, path))?;
         let mut i = 0;
@@ -172,11 +212,12 @@ impl Workspace {
             i += 1;
         }
         let missing = (comps.len() - i) as u64;
-        if missing > 0 && usage.entries + missing + extra > self.limits.max_entries {
-            return Err(FsError::QuotaExceeded(format!(
-                "at most {} files and directories per workspace",
-                self.limits.max_entries
-            )));
+        if missing > 0 {
+            let add = Usage {
+                bytes: 0,
+                entries: missing + extra,
+            };
+            self.make_room(c, c.tree, add)?;
         }
         while i < comps.len() {
             let created = match rfs::mkdirat(&cur, comps[i], Mode::from_raw_mode(0o755)) {
@@ -189,15 +230,54 @@ impl Workspace {
             if created {
                 sys::chown_fd(&fd, self.owner).map_err(|e| map_errno(e, path))?;
                 rfs::fsync(&cur).map_err(|e| map_errno(e, path))?;
-                usage.entries += 1;
+                c.tree.entries += 1;
             }
-            cur = fd;
+            let parent = std::mem::replace(&mut cur, fd);
+            if let (true, Some(t)) = (created, track.as_deref_mut()) {
+                t.push((parent, comps[i].to_owned()));
+            }
             i += 1;
         }
         Ok(cur)
     }
 
-    /// Checks that adding `add` keeps the workspace within its quota.
+    /// Checks that adding `add` to the tree usage `tree` (what the caller computed under the
+    /// lock) keeps the workspace within its quota with the trash counted too. The trash never
+    /// blocks a save: when the tree alone has room, the oldest trash entries are purged (oldest
+    /// first, only as many as needed) to make it. Caller holds the write lock.
+    pub(crate) fn make_room(
+        &self,
+        c: &mut Counters,
+        tree: Usage,
+        add: Usage,
+    ) -> Result<(), FsError> {
+        self.check_quota(&tree, add)?;
+        let fits = |trash: Usage| {
+            let total = plus(plus(tree, trash), add);
+            total.bytes <= self.limits.quota_bytes && total.entries <= self.limits.max_entries
+        };
+        if fits(c.trash) {
+            return Ok(());
+        }
+        let items = trash::list(self.trash.as_fd()).map_err(|e| map_errno(e, "trash"))?;
+        for (id, m) in items.iter().rev() {
+            if c.pinned.as_deref() == Some(id.as_str()) {
+                continue;
+            }
+            trash::remove(self.trash.as_fd(), id).map_err(|e| map_errno(e, "trash"))?;
+            c.trash = minus(c.trash, m.usage());
+            if fits(c.trash) {
+                return Ok(());
+            }
+        }
+        // Everything purgeable is gone: what is left of the count was never in a manifest
+        // (or is the pinned entry, which is already out of the count while it is restored).
+        c.trash = Usage::default();
+        Ok(())
+    }
+
+    /// Checks that adding `add` keeps the tree within its quota (the trash not counted: used
+    /// for early checks, and where the trash can be purged to make room).
     pub(crate) fn check_quota(&self, usage: &Usage, add: Usage) -> Result<(), FsError> {
         if usage.bytes.saturating_add(add.bytes) > self.limits.quota_bytes {
             return Err(FsError::QuotaExceeded(format!(
@@ -285,11 +365,11 @@ impl Workspace {
     /// Creates a directory and any missing parents; an existing directory is fine.
     pub fn mkdir(&self, path: &str) -> Result<Entry, FsError> {
         let comps = validate_entry_path(path)?;
-        let mut usage = self.lock();
+        let mut c = self.lock();
         let (name, parent) = comps
             .split_last()
             .ok_or_else(|| FsError::InvalidPath(path.into()))?;
-        let pfd = self.ensure_dirs(&mut usage, parent, path, 1)?;
+        let pfd = self.ensure_dirs(&mut c, parent, path, 1)?;
         if let Some(st) = sys::lstat(pfd.as_fd(), *name).map_err(|e| map_errno(e, path))? {
             return match FileType::from_raw_mode(st.st_mode) {
                 FileType::Directory => {
@@ -301,8 +381,8 @@ impl Workspace {
                 }),
             };
         }
-        let fd = self.ensure_dirs(&mut usage, &comps, path, 0)?;
-        drop(usage);
+        let fd = self.ensure_dirs(&mut c, &comps, path, 0)?;
+        drop(c);
         let st = rfs::fstat(&fd).map_err(|e| map_errno(e, path))?;
         entry_from_stat(path.into(), &st).ok_or_else(|| FsError::NotFound(path.into()))
     }
@@ -318,19 +398,19 @@ impl Workspace {
                 "cannot move {from} into itself"
             )));
         }
-        let mut usage = self.lock();
+        let mut c = self.lock();
         let (sdir, sname) = self.parent(&fc, from)?;
         let sst = sys::lstat(sdir.as_fd(), sname)
             .map_err(|e| map_errno(e, from))?
             .ok_or_else(|| FsError::NotFound(from.to_owned()))?;
         if fc == tc {
-            drop(usage);
+            drop(c);
             return self.stat(to);
         }
         let (tname, tparent) = tc
             .split_last()
             .ok_or_else(|| FsError::InvalidPath(to.into()))?;
-        let tdir = self.ensure_dirs(&mut usage, tparent, to, 0)?;
+        let tdir = self.ensure_dirs(&mut c, tparent, to, 0)?;
         match sys::lstat(tdir.as_fd(), *tname).map_err(|e| map_errno(e, to))? {
             None => {
                 rfs::renameat_with(&sdir, sname, &tdir, *tname, rfs::RenameFlags::NOREPLACE)
@@ -356,11 +436,17 @@ impl Workspace {
                     &tst,
                     self.clock.next_ns(),
                     self.limits.history_keep,
+                    None,
                 )
                 .map_err(|e| map_errno(e, to))?;
                 rfs::renameat(&sdir, sname, &tdir, *tname).map_err(|e| map_errno(e, to))?;
-                usage.entries = usage.entries.saturating_sub(1);
-                usage.bytes = usage.bytes.saturating_sub(size_of(&tst));
+                c.tree = minus(
+                    c.tree,
+                    Usage {
+                        bytes: size_of(&tst),
+                        entries: 1,
+                    },
+                );
             }
         }
         if FileType::from_raw_mode(sst.st_mode) == FileType::RegularFile {
@@ -368,7 +454,7 @@ impl Workspace {
             // versions stay listable under the old path if it fails).
             let _ = history::move_path(self.history.as_fd(), from, to, self.limits.history_keep);
         }
-        drop(usage);
+        drop(c);
         rfs::fsync(&sdir).map_err(|e| map_errno(e, from))?;
         rfs::fsync(&tdir).map_err(|e| map_errno(e, to))?;
         self.stat_in(tdir.as_fd(), tname, to)
@@ -385,7 +471,7 @@ impl Workspace {
                 "cannot copy {from} into itself"
             )));
         }
-        let mut usage = self.lock();
+        let mut c = self.lock();
         let (sdir, sname) = self.parent(&fc, from)?;
         let sst = sys::lstat(sdir.as_fd(), sname)
             .map_err(|e| map_errno(e, from))?
@@ -411,14 +497,15 @@ impl Workspace {
             .split_last()
             .ok_or_else(|| FsError::InvalidPath(to.into()))?;
         // Check the whole copy (plus missing parents, which ensure_dirs checks) up front.
-        self.check_quota(&usage, need)?;
-        let tdir = self.ensure_dirs(&mut usage, tparent, to, need.entries)?;
+        self.check_quota(&c.tree, need)?;
+        let tdir = self.ensure_dirs(&mut c, tparent, to, need.entries)?;
         if let Some(tst) = sys::lstat(tdir.as_fd(), *tname).map_err(|e| map_errno(e, to))? {
             return Err(FsError::Conflict {
                 current_version: file_version(&tst),
             });
         }
-        self.check_quota(&usage, need)?;
+        let tree = c.tree;
+        self.make_room(&mut c, tree, need)?;
         let tmp = sys::temp_name();
         let result = sys::copy_tree(
             sdir.as_fd(),
@@ -452,17 +539,17 @@ impl Workspace {
             let _ = sys::remove_tree(tdir.as_fd(), &tmp);
             return Err(map_errno(e, to));
         }
-        usage.entries += need.entries;
-        usage.bytes += need.bytes;
-        drop(usage);
+        c.tree = plus(c.tree, need);
+        drop(c);
         rfs::fsync(&tdir).map_err(|e| map_errno(e, to))?;
         self.stat_in(tdir.as_fd(), tname, to)
     }
 
-    /// Moves a file, link or whole directory (empty or not) to the trash.
+    /// Moves a file, link or whole directory (empty or not) to the trash and seals it there
+    /// (see the `trash` module notes): afterwards nothing a run holds can write into it.
     pub fn delete(&self, path: &str) -> Result<TrashItem, FsError> {
         let comps = validate_entry_path(path)?;
-        let mut usage = self.lock();
+        let mut c = self.lock();
         let (dir, name) = self.parent(&comps, path)?;
         let st = sys::lstat(dir.as_fd(), name)
             .map_err(|e| map_errno(e, path))?
@@ -476,15 +563,25 @@ impl Workspace {
             size: count.bytes,
             entries: count.entries,
             deleted_at_ms: system_time_ms(SystemTime::now()),
+            sealed: false,
         };
         let unique = u64::try_from(self.clock.next_ns()).unwrap_or(0);
-        let id = trash::put(self.trash.as_fd(), dir.as_fd(), name, &manifest, unique)
-            .map_err(|e| map_errno(e, path))?;
-        usage.entries = usage.entries.saturating_sub(count.entries);
-        usage.bytes = usage.bytes.saturating_sub(count.bytes);
-        drop(usage);
+        let (id, sealed) = trash::put(
+            self.trash.as_fd(),
+            dir.as_fd(),
+            name,
+            &manifest,
+            unique,
+            self.owner,
+        )
+        .map_err(|e| map_errno(e, path))?;
+        // What left the tree is what was counted; what the trash holds is what was sealed
+        // (a run may have added to the folder in between).
+        c.tree = minus(c.tree, count);
+        c.trash = plus(c.trash, sealed.usage());
+        drop(c);
         rfs::fsync(&dir).map_err(|e| map_errno(e, path))?;
-        Ok(manifest.item(&id, self.limits.trash_retention))
+        Ok(sealed.item(&id, self.limits.trash_retention))
     }
 
     /// Saved versions of a file, newest first (empty if none).
@@ -523,11 +620,12 @@ impl Workspace {
     }
 
     /// Puts a trash entry back at its original path (or `to`); `Conflict` if that exists.
+    /// The restored tree is owned by the workspace owner again.
     pub fn trash_restore(&self, trash_id: &str, to: Option<&str>) -> Result<Entry, FsError> {
         if !trash::is_trash_id(trash_id) {
             return Err(FsError::NotFound(format!("trash entry {trash_id}")));
         }
-        let mut usage = self.lock();
+        let mut c = self.lock();
         let (td, m) = trash::open(self.trash.as_fd(), trash_id)
             .map_err(|e| map_errno(e, &format!("trash entry {trash_id}")))?;
         let target = to.unwrap_or(&m.original_path).to_owned();
@@ -535,14 +633,46 @@ impl Workspace {
         let (tname, tparent) = tc
             .split_last()
             .ok_or_else(|| FsError::InvalidPath(target.clone()))?;
-        self.check_quota(&usage, m.usage())?;
-        let tdir = self.ensure_dirs(&mut usage, tparent, &target, m.entries)?;
-        if let Some(tst) = sys::lstat(tdir.as_fd(), *tname).map_err(|e| map_errno(e, &target))? {
+        self.check_quota(&c.tree, m.usage())?;
+        // The item moves from the trash to the tree: while room is made for it (new parent
+        // directories), it must neither count twice nor be purged itself.
+        c.trash = minus(c.trash, m.usage());
+        c.pinned = Some(trash_id.to_owned());
+        let moved = self.restore_locked(&mut c, &td, &m, &target, tname, tparent);
+        c.pinned = None;
+        match moved {
+            Ok(tdir) => {
+                c.tree = plus(c.tree, m.usage());
+                drop(c);
+                rfs::fsync(&tdir).map_err(|e| map_errno(e, &target))?;
+                // The item is back; a leftover manifest dir is harmless and purged later.
+                let _ = sys::remove_tree(self.trash.as_fd(), trash_id);
+                self.stat_in(tdir.as_fd(), tname, &target)
+            }
+            Err(e) => {
+                c.trash = plus(c.trash, m.usage());
+                Err(e)
+            }
+        }
+    }
+
+    /// The locked part of [`Self::trash_restore`]: parents, the move, the hand-back.
+    fn restore_locked(
+        &self,
+        c: &mut Counters,
+        td: &OwnedFd,
+        m: &Manifest,
+        target: &str,
+        tname: &str,
+        tparent: &[&str],
+    ) -> Result<OwnedFd, FsError> {
+        let tdir = self.ensure_dirs(c, tparent, target, m.entries)?;
+        if let Some(tst) = sys::lstat(tdir.as_fd(), tname).map_err(|e| map_errno(e, target))? {
             return Err(FsError::Conflict {
                 current_version: file_version(&tst),
             });
         }
-        self.check_quota(&usage, m.usage())?;
+        self.make_room(c, c.tree, m.usage())?;
         sys::move_entry(
             td.as_fd(),
             trash::ITEM,
@@ -551,34 +681,41 @@ impl Workspace {
             true,
             self.owner,
         )
-        .map_err(|e| map_errno(e, &target))?;
-        usage.entries += m.entries;
-        usage.bytes += m.size;
-        drop(usage);
-        rfs::fsync(&tdir).map_err(|e| map_errno(e, &target))?;
-        // The item is back; a leftover manifest dir is harmless and purged later.
-        let _ = sys::remove_tree(self.trash.as_fd(), trash_id);
-        self.stat_in(tdir.as_fd(), tname, &target)
+        .map_err(|e| map_errno(e, target))?;
+        // The item is back in the tree: from here on a failure must not report the restore as
+        // failed. Best effort: what is left server-owned is handed to the student's uid by the
+        // ownership pass before their next run anyway.
+        let _ = trash::unseal(tdir.as_fd(), tname, self.owner, 0);
+        Ok(tdir)
     }
 
     /// Removes trash entries deleted at least `trash_retention` before `now`; returns how many.
     pub fn purge_expired(&self, now: SystemTime) -> Result<u64, FsError> {
         let keep_ms = i64::try_from(self.limits.trash_retention.as_millis()).unwrap_or(i64::MAX);
         let cutoff = system_time_ms(now).saturating_sub(keep_ms);
-        let _usage = self.lock();
-        trash::purge(self.trash.as_fd(), cutoff).map_err(|e| map_errno(e, "trash"))
+        let mut c = self.lock();
+        let purged = trash::purge(self.trash.as_fd(), cutoff).map_err(|e| map_errno(e, "trash"))?;
+        if purged > 0 {
+            c.trash = trash::usage(self.trash.as_fd()).map_err(|e| map_errno(e, "trash"))?;
+        }
+        Ok(purged)
     }
 
     /// Current (incrementally tracked) usage of the tree.
     pub fn usage(&self) -> Usage {
-        *self.lock()
+        self.lock().tree
+    }
+
+    /// Space held by the trash (it counts against the quota together with the tree).
+    pub fn trash_usage(&self) -> Usage {
+        self.lock().trash
     }
 
     /// Recomputes usage by walking the tree (after sandboxed code changed it directly).
     pub fn rescan(&self) -> Result<Usage, FsError> {
-        let mut usage = self.lock();
+        let mut c = self.lock();
         let fresh = sys::count_dir(self.tree.as_fd(), 0, false).map_err(|e| map_errno(e, ""))?;
-        *usage = fresh;
+        c.tree = fresh;
         Ok(fresh)
     }
 

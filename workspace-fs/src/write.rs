@@ -2,7 +2,7 @@
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rustix::fs::{self as rfs, AtFlags, Stat};
 use rustix::io::Errno;
@@ -11,7 +11,7 @@ use crate::error::map_errno;
 use crate::path::validate_entry_path;
 use crate::sys::{self, size_of};
 use crate::version::version_of;
-use crate::workspace::{entry_from_stat, file_version, require_file};
+use crate::workspace::{entry_from_stat, file_version, plus, require_file, Counters};
 use crate::{history, FsError, Precondition, Usage, Workspace, WriteOutcome};
 
 /// A write being staged in a hidden temporary file next to its target.
@@ -25,11 +25,22 @@ struct Staged {
     temp: Option<String>,
     pre: Precondition,
     written: u64,
+    /// The length the caller announced up front (`Content-Length`), if any.
+    declared: Option<u64>,
+    /// Parent directories this write created, as (parent, name) in creation order: removed
+    /// again (if still empty) when the write is discarded, so a write that never commits
+    /// leaves nothing behind.
+    created_dirs: Vec<(OwnedFd, String)>,
+    /// The workspace's counters, to give back the entries of removed directories.
+    counters: Arc<Mutex<Counters>>,
 }
 
 /// A streaming upload in progress. Chunks go to a hidden temporary file; [`Self::commit`]
 /// re-checks the precondition and limits under the workspace lock and renames it into place.
-/// Dropping it without committing removes the temporary file.
+///
+/// Only an explicit `commit` with the byte count the caller saw (checked against the chunks
+/// written and the declared length) changes the file. Every other ending, an error, a
+/// cancelled task, a crash, drops it, and dropping it removes the temporary file.
 #[derive(Debug)]
 pub struct PendingWrite {
     ws: Arc<Workspace>,
@@ -43,9 +54,18 @@ impl PendingWrite {
         self.staged.push(&self.ws, chunk)
     }
 
-    /// Makes the write visible atomically and durably; returns the new entry.
-    pub fn commit(self) -> Result<WriteOutcome, FsError> {
+    /// The body is complete with `total` bytes: makes the write visible atomically and
+    /// durably and returns the new entry. Fails with `Incomplete` (and writes nothing) when
+    /// `total` differs from the bytes written or from the length declared to `begin_write`.
+    pub fn commit(self, total: u64) -> Result<WriteOutcome, FsError> {
         let PendingWrite { ws, staged } = self;
+        let expected = staged.declared.unwrap_or(total);
+        if total != staged.written || expected != total {
+            return Err(FsError::Incomplete {
+                expected,
+                received: staged.written,
+            });
+        }
         staged.commit(&ws)
     }
 
@@ -87,23 +107,28 @@ impl Staged {
             .temp
             .clone()
             .ok_or_else(|| FsError::Io(std::io::Error::other("write was already aborted")))?;
+        // The history copy of what is there now, made before the lock: its data is written
+        // out while the new content is synced below, instead of afterwards under the lock.
+        let early = (self.pre != Precondition::CreateOnly)
+            .then(|| history::prepare(ws.history.as_fd(), &path, self.dir.as_fd(), &self.name))
+            .flatten();
         rfs::fdatasync(&self.file).map_err(em)?;
         // A strictly increasing mtime keeps two quick writes from ever sharing a version.
         sys::set_mtime_ns(&self.file, ws.clock.next_ns()).map_err(em)?;
         let created = {
-            let mut usage = ws.lock();
+            let mut c = ws.lock();
             let cur = sys::lstat(self.dir.as_fd(), self.name.as_str()).map_err(em)?;
             check_target(&path, cur.as_ref(), &self.pre)?;
             let old = cur.as_ref().map(size_of).unwrap_or(0);
             let base = Usage {
-                bytes: usage.bytes.saturating_sub(old),
-                entries: usage.entries,
+                bytes: c.tree.bytes.saturating_sub(old),
+                entries: c.tree.entries,
             };
             let add = Usage {
                 bytes: self.written,
                 entries: u64::from(cur.is_none()),
             };
-            ws.check_quota(&base, add)?;
+            ws.make_room(&mut c, base, add)?;
             match &cur {
                 Some(st) => {
                     // Old content first goes to history (durably), then the swap.
@@ -115,6 +140,7 @@ impl Staged {
                         st,
                         ws.clock.next_ns(),
                         ws.limits.history_keep,
+                        early,
                     )
                     .map_err(em)?;
                     rfs::renameat(&self.dir, temp.as_str(), &self.dir, self.name.as_str())
@@ -133,8 +159,8 @@ impl Staged {
                 }
             }
             self.temp = None;
-            usage.bytes = base.bytes + add.bytes;
-            usage.entries = base.entries + add.entries;
+            self.created_dirs.clear();
+            c.tree = plus(base, add);
             cur.is_none()
         };
         rfs::fsync(&self.dir).map_err(em)?;
@@ -143,10 +169,18 @@ impl Staged {
         Ok(WriteOutcome { entry, created })
     }
 
-    /// Removes the temporary file, if still present.
+    /// Removes the temporary file, if still present, and the directories made for it.
     fn discard(&mut self) {
         if let Some(t) = self.temp.take() {
             let _ = rfs::unlinkat(&self.dir, t.as_str(), AtFlags::empty());
+            if self.created_dirs.is_empty() {
+                return;
+            }
+            // Under the write lock, like the creation of every temporary: no other write is
+            // between finding one of these directories and creating its temporary in it (one
+            // past that point keeps the directory, which is then not empty).
+            let mut c = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+            remove_created(&mut c, &mut self.created_dirs);
         }
     }
 }
@@ -154,6 +188,18 @@ impl Staged {
 impl Drop for Staged {
     fn drop(&mut self) {
         self.discard();
+    }
+}
+
+/// Removes the directories a write created (deepest first) while they are empty, giving back
+/// their entries. Caller holds the write lock and passes its counters.
+fn remove_created(c: &mut Counters, dirs: &mut Vec<(OwnedFd, String)>) {
+    while let Some((parent, name)) = dirs.pop() {
+        if rfs::unlinkat(&parent, name.as_str(), AtFlags::REMOVEDIR).is_err() {
+            dirs.clear();
+            return;
+        }
+        c.tree.entries = c.tree.entries.saturating_sub(1);
     }
 }
 
@@ -194,7 +240,8 @@ impl Workspace {
         let (name, parent) = comps
             .split_last()
             .ok_or_else(|| FsError::InvalidPath(path.into()))?;
-        let dir = match sys::open_dir(self.tree.as_fd(), parent) {
+        let mut created_dirs = Vec::new();
+        let (dir, mut c) = match sys::open_dir(self.tree.as_fd(), parent) {
             Ok(dir) => {
                 let cur = sys::lstat(dir.as_fd(), *name).map_err(|e| map_errno(e, path))?;
                 if let Err(e) = check_target(path, cur.as_ref(), &pre) {
@@ -207,34 +254,50 @@ impl Workspace {
                     return Err(e);
                 }
                 let old = cur.as_ref().map(size_of).unwrap_or(0);
-                let usage = *self.lock();
+                let c = self.lock();
                 let base = Usage {
-                    bytes: usage.bytes.saturating_sub(old),
-                    entries: usage.entries,
+                    bytes: c.tree.bytes.saturating_sub(old),
+                    entries: c.tree.entries,
                 };
                 let add = Usage {
                     bytes: declared,
                     entries: u64::from(cur.is_none()),
                 };
                 self.check_quota(&base, add)?;
-                dir
+                (dir, c)
             }
             Err(Errno::NOENT) => {
                 check_target(path, None, &pre)?;
-                let mut usage = self.lock();
+                let mut c = self.lock();
                 let add = Usage {
                     bytes: declared,
                     entries: 1,
                 };
-                self.check_quota(&usage, add)?;
-                let dir = self.ensure_dirs(&mut usage, parent, path, 1)?;
-                self.check_quota(&usage, add)?;
-                dir
+                self.check_quota(&c.tree, add)?;
+                let made = self
+                    .ensure_dirs_tracked(&mut c, parent, path, 1, Some(&mut created_dirs))
+                    .and_then(|dir| self.check_quota(&c.tree, add).map(|()| dir));
+                match made {
+                    Ok(dir) => (dir, c),
+                    Err(e) => {
+                        remove_created(&mut c, &mut created_dirs);
+                        return Err(e);
+                    }
+                }
             }
             Err(e) => return Err(self.explain(e, parent, path)),
         };
-        let (fd, temp) =
-            sys::create_temp(dir.as_fd(), self.owner).map_err(|e| map_errno(e, path))?;
+        // Still under the lock: a discarded write taking away directories it made (also under
+        // the lock) can never remove one between our finding it and our temporary landing in
+        // it.
+        let (fd, temp) = match sys::create_temp(dir.as_fd(), self.owner) {
+            Ok(t) => t,
+            Err(e) => {
+                remove_created(&mut c, &mut created_dirs);
+                return Err(map_errno(e, path));
+            }
+        };
+        drop(c);
         Ok(Staged {
             path: path.to_owned(),
             name: (*name).to_owned(),
@@ -243,6 +306,9 @@ impl Workspace {
             temp: Some(temp),
             pre,
             written: 0,
+            declared: declared_len,
+            created_dirs,
+            counters: Arc::clone(&self.state),
         })
     }
 

@@ -61,7 +61,7 @@ fn pending_write_keeps_its_workspace_and_temp_file() {
     let ws = reg.open("alice", None).unwrap();
     drop(ws);
     pending.write_chunk(b"second half").unwrap();
-    let out = pending.commit().unwrap();
+    let out = pending.commit(23).unwrap();
     assert_eq!(out.entry.size, 23);
     assert_eq!(reg.evict_idle(Duration::ZERO), 1);
     let ws = reg.open("alice", None).unwrap();

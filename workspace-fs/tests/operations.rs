@@ -147,7 +147,7 @@ fn exactly_the_size_limit_is_accepted_and_one_byte_more_refused() {
         vec!["big.bin"],
         "temp removed at once"
     );
-    assert!(w.commit().is_err());
+    assert!(w.commit(10 * MIB).is_err());
     assert_eq!(f.ws.usage().bytes, 10 * MIB);
 }
 
@@ -165,7 +165,7 @@ fn streaming_write_commits_atomically_and_drop_cleans_up() {
     assert_eq!(f.ws.read("s.txt").unwrap().0, b"old");
     w.write_chunk(b"new").unwrap();
     assert_eq!(w.written(), 6);
-    let out = w.commit().unwrap();
+    let out = w.commit(6).unwrap();
     assert!(!out.created);
     assert_eq!(f.ws.read("s.txt").unwrap().0, b"newnew");
     assert_eq!(f.ws.list_versions("s.txt").unwrap()[0].version, v);
@@ -225,7 +225,7 @@ fn byte_quota_is_enforced_before_writing() {
         f.ws.begin_write("d", Precondition::CreateOnly, None)
             .unwrap();
     w.write_chunk(&[0; 101]).unwrap();
-    assert!(matches!(w.commit(), Err(FsError::QuotaExceeded(_))));
+    assert!(matches!(w.commit(101), Err(FsError::QuotaExceeded(_))));
     assert_eq!(raw_names(&f.tree()), vec!["a", "b"]);
     // Deleting frees space.
     f.ws.delete("a").unwrap();
@@ -696,4 +696,196 @@ fn rescan_once_walks_once_per_tag() {
         f.ws.rescan_once("run-2").unwrap().map(|u| u.bytes),
         Some(15)
     );
+}
+
+#[test]
+fn trash_counts_against_the_quota_and_is_purged_oldest_first_to_make_room() {
+    let f = fixture_with(Limits {
+        quota_bytes: 1000,
+        max_file_bytes: 1000,
+        ..Limits::default()
+    });
+    f.ws.write("old", &[1; 300], Precondition::CreateOnly)
+        .unwrap();
+    let old = f.ws.delete("old").unwrap();
+    f.ws.write("newer", &[2; 200], Precondition::CreateOnly)
+        .unwrap();
+    let newer = f.ws.delete("newer").unwrap();
+    assert_eq!(
+        f.ws.trash_usage(),
+        Usage {
+            bytes: 500,
+            entries: 2
+        }
+    );
+    // Tree 400 + trash 500: still within 1000, nothing purged.
+    f.ws.write("a", &[3; 400], Precondition::CreateOnly)
+        .unwrap();
+    assert_eq!(f.ws.trash_list().unwrap().len(), 2);
+    // The tree alone would pass the quota: refused, and the trash is left alone.
+    assert!(matches!(
+        f.ws.write("b", &[4; 601], Precondition::CreateOnly),
+        Err(FsError::QuotaExceeded(_))
+    ));
+    assert_eq!(f.ws.trash_list().unwrap().len(), 2);
+    // Room for 300 more means purging the oldest entry only (tree 700 + trash 200).
+    f.ws.write("b", &[4; 300], Precondition::CreateOnly)
+        .unwrap();
+    let left = f.ws.trash_list().unwrap();
+    assert_eq!(
+        left.iter().map(|t| t.trash_id.clone()).collect::<Vec<_>>(),
+        vec![newer.trash_id.clone()]
+    );
+    assert!(matches!(
+        f.ws.trash_restore(&old.trash_id, None),
+        Err(FsError::NotFound(_))
+    ));
+    assert_eq!(f.ws.trash_usage().bytes, 200);
+    // Restoring moves bytes from the trash to the tree: no room needed.
+    f.ws.trash_restore(&newer.trash_id, None).unwrap();
+    assert_eq!(f.ws.usage().bytes, 900);
+    assert_eq!(f.ws.trash_usage(), Usage::default());
+    // The trash is counted again after a restart.
+    f.ws.delete("a").unwrap();
+    let reg = f.reopen();
+    let ws = reg.open("alice", None).unwrap();
+    assert_eq!(
+        ws.trash_usage(),
+        Usage {
+            bytes: 400,
+            entries: 1
+        }
+    );
+}
+
+#[test]
+fn a_streamed_write_commits_only_with_its_whole_declared_body() {
+    let f = fixture();
+    f.ws.write("data.txt", b"the old content", Precondition::CreateOnly)
+        .unwrap();
+    let v = f.ws.stat("data.txt").unwrap().version.unwrap();
+    for pre in [Precondition::Overwrite, Precondition::Match(v.clone())] {
+        // Declared 10, 5 arrived, the caller says the body ended there.
+        let mut w = f.ws.begin_write("data.txt", pre.clone(), Some(10)).unwrap();
+        w.write_chunk(b"12345").unwrap();
+        match w.commit(5) {
+            Err(FsError::Incomplete { expected, received }) => {
+                assert_eq!((expected, received), (10, 5))
+            }
+            other => panic!("{other:?}"),
+        }
+        // The caller counted more than reached the file (a lost chunk).
+        let mut w = f.ws.begin_write("data.txt", pre, None).unwrap();
+        w.write_chunk(b"12345").unwrap();
+        assert!(matches!(w.commit(6), Err(FsError::Incomplete { .. })));
+    }
+    let mut w =
+        f.ws.begin_write("new.txt", Precondition::CreateOnly, Some(3))
+            .unwrap();
+    w.write_chunk(b"abcd").unwrap();
+    assert!(matches!(w.commit(4), Err(FsError::Incomplete { .. })));
+    // Parent directories made for a write that never commits go away with it.
+    f.ws.mkdir("kept").unwrap();
+    let mut w =
+        f.ws.begin_write("kept/new/deep/x.bin", Precondition::CreateOnly, Some(100))
+            .unwrap();
+    w.write_chunk(&[7; 40]).unwrap();
+    assert_eq!(f.ws.usage().entries, 4, "data.txt, kept, new, deep");
+    drop(w);
+    assert_eq!(f.ws.read("data.txt").unwrap().0, b"the old content");
+    assert_eq!(f.ws.stat("data.txt").unwrap().version.unwrap(), v);
+    assert!(f.ws.list_versions("data.txt").unwrap().is_empty());
+    assert_eq!(raw_names(&f.tree()), vec!["data.txt", "kept"]);
+    assert!(raw_names(&f.tree().join("kept")).is_empty());
+    assert_eq!(f.ws.usage(), f.ws.rescan().unwrap());
+    assert_eq!(f.ws.usage().entries, 2);
+}
+
+#[test]
+fn start_up_sweep_removes_temporaries_of_closed_workspaces_only() {
+    let f = fixture();
+    // alice is open with an upload in flight: its temporary must survive.
+    let mut pending =
+        f.ws.begin_write("up.bin", Precondition::CreateOnly, None)
+            .unwrap();
+    pending.write_chunk(b"in flight").unwrap();
+    // bob was used by an earlier server that crashed mid-save, mid-history, mid-delete.
+    {
+        let ws = f.reg.open("bob", None).unwrap();
+        ws.write("d/f.txt", b"1", Precondition::CreateOnly).unwrap();
+        ws.write("d/f.txt", b"2", Precondition::Overwrite).unwrap();
+        ws.write("gone/x", b"3", Precondition::CreateOnly).unwrap();
+        ws.delete("gone").unwrap();
+    }
+    assert_eq!(f.reg.evict_idle(Duration::ZERO), 1);
+    let bob_tree = f.reg.tree_path("bob").unwrap();
+    let bob_meta = f.meta().join("bob");
+    let hist_dir = std::fs::read_dir(bob_meta.join("history"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let trash_dir = std::fs::read_dir(bob_meta.join("trash"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let crumbs = [
+        bob_tree.join(".campus-tmp-1-2-3"),
+        bob_tree.join("d/.campus-tmp-4-5-6"),
+        hist_dir.join(".campus-tmp-7"),
+        trash_dir.join(".campus-tmp-8"),
+        trash_dir.join("item/.campus-tmp-9"),
+    ];
+    for c in &crumbs {
+        std::fs::write(c, b"half written").unwrap();
+    }
+    let report = f
+        .reg
+        .sweep_temporaries(std::time::Instant::now() + Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(report.removed, 5, "{report:?}");
+    assert_eq!((report.workspaces, report.skipped_open), (1, 1));
+    assert!(report.complete);
+    for c in &crumbs {
+        assert!(!c.exists(), "{c:?} survived");
+    }
+    assert_eq!(raw_names(&f.tree()).len(), 1, "alice's upload temp kept");
+    let out = pending.commit(9).unwrap();
+    assert!(out.created);
+    // bob's real files are untouched.
+    let ws = f.reg.open("bob", None).unwrap();
+    assert_eq!(ws.read("d/f.txt").unwrap().0, b"2");
+    assert_eq!(ws.list_versions("d/f.txt").unwrap().len(), 1);
+    assert_eq!(ws.trash_list().unwrap().len(), 1);
+    // A deadline already passed sweeps nothing and says so.
+    let report = f.reg.sweep_temporaries(std::time::Instant::now()).unwrap();
+    assert!(!report.complete);
+}
+
+#[test]
+fn restoring_the_oldest_trash_entry_never_purges_it_to_make_room() {
+    let f = fixture_with(Limits {
+        max_entries: 3,
+        ..Limits::default()
+    });
+    f.ws.write("x", b"oldest", Precondition::CreateOnly)
+        .unwrap();
+    let x = f.ws.delete("x").unwrap();
+    f.ws.write("y", b"newer", Precondition::CreateOnly).unwrap();
+    let y = f.ws.delete("y").unwrap();
+    f.ws.write("z", b"z", Precondition::CreateOnly).unwrap();
+    // Tree 1 + trash 2 = 3: restoring x under a new folder needs one entry more, which only
+    // purging trash can give; x itself must not be the one purged.
+    let e = f.ws.trash_restore(&x.trash_id, Some("sub/x")).unwrap();
+    assert_eq!(e.path, "sub/x");
+    assert_eq!(f.ws.read("sub/x").unwrap().0, b"oldest");
+    assert!(matches!(
+        f.ws.trash_restore(&y.trash_id, None),
+        Err(FsError::NotFound(_))
+    ));
+    assert_eq!(f.ws.trash_usage(), Usage::default());
+    assert_eq!(f.ws.usage().entries, 3);
 }

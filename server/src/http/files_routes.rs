@@ -4,6 +4,8 @@
 //! checks and per-user limits as the WebSocket file messages.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Path, Query, State};
@@ -13,13 +15,13 @@ use axum::Json;
 use campus_protocol::{ChangeKind, ErrorCode};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use workspace_fs::Precondition;
+use workspace_fs::{FsError, Precondition, Workspace, WriteOutcome};
 
 use super::AuthUser;
 use crate::authz::Action;
 use crate::error::AppError;
 use crate::files::{self, blocking};
-use crate::state::SharedState;
+use crate::state::{AppState, SharedState};
 
 /// Chunks in flight between the socket and the blocking writer.
 const UPLOAD_QUEUE: usize = 4;
@@ -180,48 +182,41 @@ pub async fn put_file(
         .and_then(|v| v.parse::<u64>().ok());
 
     let ws = state.files.workspace(user.id)?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(UPLOAD_QUEUE);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Upload>(UPLOAD_QUEUE);
     let p = path.clone();
-    // One blocking task owns the temp file; the socket side feeds it chunks.
-    let writer = tokio::task::spawn_blocking(move || {
-        let mut pending = ws.begin_write(&p, pre, declared)?;
-        while let Some(chunk) = rx.blocking_recv() {
-            pending.write_chunk(&chunk)?;
+    // One blocking task owns the temporary file; the socket side feeds it. It commits only
+    // on `Upload::Complete`: when the socket side stops for any other reason (an error, a
+    // timeout, shutdown, or this handler being dropped with its connection) the channel
+    // closes without it and the pending write is dropped, which removes the temporary file.
+    let writer = tokio::task::spawn_blocking(move || write_upload(&ws, &p, pre, declared, rx));
+    let ended = receive_body(&state, body, declared, &tx).await;
+    let result = match ended {
+        BodyEnd::Complete(total) => {
+            // A closed channel here means the writer already refused; its error follows.
+            let _ = tx.send(Upload::Complete(total)).await;
+            drop(tx);
+            writer.await.map_err(AppError::internal)?
         }
-        pending.commit()
-    });
-    let mut stream = body.into_data_stream();
-    let mut read_error = None;
-    loop {
-        let chunk = tokio::select! {
-            // The writer refused (too large, conflict, ...): answer now, without
-            // waiting for the rest of the body.
-            _ = tx.closed() => break,
-            chunk = stream.next() => chunk,
-        };
-        let Some(chunk) = chunk else { break };
-        match chunk {
-            Ok(bytes) => {
-                if tx.send(bytes).await.is_err() {
-                    break; // the writer refused (too large, conflict, ...): its error is reported
-                }
-            }
-            Err(e) => {
-                read_error = Some(e);
-                break;
-            }
+        BodyEnd::WriterStopped => {
+            drop(tx);
+            writer.await.map_err(AppError::internal)?
         }
-    }
-    drop(tx);
-    if let Some(e) = read_error {
-        writer.abort();
-        return Err(AppError::new(
-            ErrorCode::BadRequest,
-            format!("upload interrupted: {e}"),
-        ));
-    }
-    let outcome = match writer.await.map_err(AppError::internal)? {
-        Ok(o) => o,
+        BodyEnd::Failed(refusal) => {
+            drop(tx);
+            // Wait for the writer to drop its temporary file, so that "nothing was written"
+            // is already true when the client reads the answer.
+            let _ = writer.await;
+            return Err(refusal);
+        }
+    };
+    let outcome = match result {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            return Err(AppError::new(
+                ErrorCode::BadRequest,
+                "the upload ended early; nothing was written",
+            ))
+        }
         Err(e) => {
             let mapped = files::map_fs_error(e);
             if mapped.code == ErrorCode::Conflict && conditional {
@@ -256,6 +251,134 @@ pub async fn put_file(
         resp.headers_mut().insert(header::ETAG, v);
     }
     Ok(resp)
+}
+
+/// What the socket side of an upload tells its blocking writer.
+#[derive(Debug)]
+enum Upload {
+    /// The next bytes of the body.
+    Chunk(Bytes),
+    /// The whole body arrived, this many bytes: commit.
+    Complete(u64),
+}
+
+/// How reading an upload's body ended.
+#[derive(Debug)]
+enum BodyEnd {
+    /// The declared length was reached exactly, or the chunked terminator was read.
+    Complete(u64),
+    /// The writer stopped taking chunks (it refused: too large, quota, conflict, ...).
+    WriterStopped,
+    /// The body did not arrive whole (the client went away, stalled, took too long) or the
+    /// server is shutting down: the refusal to answer with; nothing may be written.
+    Failed(AppError),
+}
+
+/// The blocking writer of an upload: stages `path`, appends chunks, and commits only on
+/// `Complete`. `Ok(None)` when the channel closed without it (the pending write, dropped,
+/// removes its temporary file).
+fn write_upload(
+    ws: &Arc<Workspace>,
+    path: &str,
+    pre: Precondition,
+    declared: Option<u64>,
+    mut rx: tokio::sync::mpsc::Receiver<Upload>,
+) -> Result<Option<WriteOutcome>, FsError> {
+    let mut pending = ws.begin_write(path, pre, declared)?;
+    while let Some(msg) = rx.blocking_recv() {
+        match msg {
+            Upload::Chunk(bytes) => pending.write_chunk(&bytes)?,
+            Upload::Complete(total) => return pending.commit(total).map(Some),
+        }
+    }
+    Ok(None)
+}
+
+/// Reads the body into `tx` until it is complete or must be given up. Whether it is complete
+/// is decided here, not taken from the end of the stream: hyper reports a body cut short as
+/// an error (`IncompleteBody` for a declared length, an unexpected EOF inside chunked
+/// framing), and in addition a declared length must be matched exactly.
+async fn receive_body(
+    state: &AppState,
+    body: Body,
+    declared: Option<u64>,
+    tx: &tokio::sync::mpsc::Sender<Upload>,
+) -> BodyEnd {
+    let idle = Duration::from_secs(state.cfg.upload_idle_timeout_secs.max(1));
+    let total = Duration::from_secs(state.cfg.upload_timeout_secs.max(1));
+    let deadline = tokio::time::Instant::now() + total;
+    let mut stream = body.into_data_stream();
+    let mut received = 0u64;
+    let interrupted = |received: u64, why: String| {
+        let of = declared.map(|d| format!(" of {d}")).unwrap_or_default();
+        AppError::new(
+            ErrorCode::BadRequest,
+            format!("the upload was interrupted after {received}{of} bytes ({why}); nothing was written"),
+        )
+    };
+    loop {
+        let wait = idle.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        let next = tokio::select! {
+            // Shutdown first: an upload in flight is given up, never committed half-way.
+            biased;
+            _ = state.shutdown.cancelled() => return BodyEnd::Failed(shutting_down()),
+            // The writer refused: answer now, without waiting for the rest of the body.
+            _ = tx.closed() => return BodyEnd::WriterStopped,
+            next = tokio::time::timeout(wait, stream.next()) => next,
+        };
+        let chunk = match next {
+            Err(_) => return BodyEnd::Failed(timed_out(received, idle, total, deadline)),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return BodyEnd::Failed(interrupted(received, e.to_string())),
+            Ok(Some(Ok(chunk))) => chunk,
+        };
+        received += chunk.len() as u64;
+        let sent = tokio::select! {
+            biased;
+            _ = state.shutdown.cancelled() => return BodyEnd::Failed(shutting_down()),
+            sent = tx.send(Upload::Chunk(chunk)) => sent,
+        };
+        if sent.is_err() {
+            return BodyEnd::WriterStopped;
+        }
+    }
+    match declared {
+        Some(d) if d != received => BodyEnd::Failed(interrupted(
+            received,
+            "the body ended before its Content-Length".into(),
+        )),
+        _ => BodyEnd::Complete(received),
+    }
+}
+
+/// 408: the body stalled or took too long; nothing was written.
+fn timed_out(
+    received: u64,
+    idle: Duration,
+    total: Duration,
+    deadline: tokio::time::Instant,
+) -> AppError {
+    let why = if tokio::time::Instant::now() >= deadline {
+        format!("the upload took longer than {} s", total.as_secs())
+    } else {
+        format!("no data arrived for {} s", idle.as_secs())
+    };
+    let mut e = AppError::new(
+        ErrorCode::BadRequest,
+        format!("{why} (after {received} bytes); the upload was cancelled and nothing was written"),
+    );
+    e.http_status = Some(StatusCode::REQUEST_TIMEOUT);
+    e
+}
+
+/// 503: the server stopped while the body was arriving; nothing was written.
+fn shutting_down() -> AppError {
+    let mut e = AppError::new(
+        ErrorCode::Unavailable,
+        "the server is restarting; the upload was cancelled and nothing was written, send it again",
+    );
+    e.retry_after = Some(Duration::from_secs(5));
+    e
 }
 
 /// 412: the `If-Match` / `If-None-Match` condition does not hold; nothing was written.
