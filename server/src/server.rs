@@ -180,7 +180,7 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
     validate(&args)?;
     let secret = jwt_secret(&args)?;
     let store = open_store(&args.storage).await?;
-    let closed = store.close_dangling_runs(store::now_ms()).await?;
+    let closed = store.close_dangling_runs().await?;
     if closed > 0 {
         tracing::warn!(closed, "marked runs left open by a previous crash as ended");
     }
