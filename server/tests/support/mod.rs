@@ -1,5 +1,6 @@
 //! Shared integration-test support.
 #![allow(dead_code)]
 
+pub mod class;
 pub mod db;
 pub mod server;
