@@ -3,4 +3,5 @@
 
 pub mod class;
 pub mod db;
+pub mod pg_private;
 pub mod server;
