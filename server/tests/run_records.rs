@@ -11,6 +11,7 @@ mod support;
 
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use campus_protocol::{EndReason, Role, RunMode};
@@ -376,4 +377,72 @@ async fn journal_file_appends_reads_back_in_order_and_empties() {
     let path = j.path().to_path_buf();
     j.close();
     assert!(!path.exists(), "an empty journal is removed at close");
+}
+
+/// The journal's bound: records beyond it are dropped and counted, the rest
+/// reach the database in order once it takes writes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_journal_drops_and_counts_the_rest_is_written_in_order() {
+    let data = tempfile::tempdir().unwrap();
+    let url = sqlite_url(data.path());
+    let (store, health) = campus_server::store::guard(open(&url).await);
+    let mut cfg = campus_server::records::RecordsConfig::new(
+        data.path().join("journal"),
+        "bound",
+        Duration::from_secs(3600),
+    );
+    let entry = |i: u32| NewAudit {
+        action: "test.bound".into(),
+        detail: Some(format!("{i:03}")),
+        ..NewAudit::default()
+    };
+    let line = journal::encode(&[Record::Audit {
+        at_ms: now_ms(),
+        entry: entry(0),
+    }])
+    .len() as u64;
+    // Room for 5 records.
+    cfg.journal_max_bytes = 5 * line + line / 2;
+    let records = campus_server::records::Records::start(cfg, Arc::clone(&store), health);
+
+    let mut locker = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    // The first goes to the database and fails there (after SQLite's busy
+    // timeout); from then on everything is journaled, one spill at a time.
+    for i in 0..20 {
+        records.audit(entry(i));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let deadline = Instant::now() + wait_limit();
+    while records.stats().dropped == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "nothing dropped: {:?}",
+            records.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(records.stats().journal_bytes <= 5 * line + line / 2);
+    sqlx::query("COMMIT").execute(&mut locker).await.unwrap();
+    locker.close().await.unwrap();
+
+    assert!(records.flush(wait_limit()).await, "{:?}", records.stats());
+    let stats = records.stats();
+    assert_eq!(stats.applied + stats.dropped, 20, "{stats:?}");
+    assert!(
+        stats.applied >= 5,
+        "the journal's worth was kept: {stats:?}"
+    );
+    let mut written = store.recent_audit(Some("test.bound"), 100).await.unwrap();
+    written.reverse();
+    let details: Vec<String> = written.iter().filter_map(|a| a.detail.clone()).collect();
+    let mut sorted = details.clone();
+    sorted.sort();
+    assert_eq!(details, sorted, "in submission order");
+    assert_eq!(details.len() as u64, stats.applied);
+    records.close(Duration::from_secs(5)).await;
+    store.close().await;
 }

@@ -14,8 +14,8 @@
 //!   goes to the append-only journal on disk ([`journal`], flushed to the
 //!   device per batch) instead, together with what was still in memory. The
 //!   journal is bounded by `journal_max_bytes` (256 MiB by default, about a
-//!   million records); past that, records are dropped, counted (`dropped` in
-//!   `/readyz`) and logged as errors.
+//!   million records); past that, the oldest are kept and new records dropped,
+//!   counted (`dropped` in `/readyz`) and each logged in full as an error.
 //! - When the database is back, the journal is applied from its start, in
 //!   order, then emptied; new records queue behind it. A server that crashes
 //!   meanwhile leaves the journal behind, and the next start-up replays it
@@ -53,6 +53,8 @@ pub const MEMORY_MAX: usize = 4096;
 pub const BATCH: usize = 256;
 /// Pause before retrying after the database could not be reached.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
+/// Dropped records written to the log in full, per drop.
+const LOG_DROPPED_MAX: usize = 50;
 /// At most one "records dropped" log line per this many ms.
 const DROP_LOG_EVERY_MS: i64 = 5_000;
 /// Default bound of the journal.
@@ -149,6 +151,7 @@ impl Records {
             live: BTreeSet::new(),
             failing: false,
             spill_failing: false,
+            journal_full: false,
             retry_at: None,
             inflight: None,
             accepted: 0,
@@ -342,6 +345,8 @@ struct Writer {
     failing: bool,
     /// The journal could not be written at the last attempt.
     spill_failing: bool,
+    /// The journal reached its bound (logged once until it drains).
+    journal_full: bool,
     retry_at: Option<Instant>,
     inflight: Option<JoinHandle<(Source, Vec<Record>, Outcome)>>,
     /// Records accepted, and applied or dropped, since start (for flushes).
@@ -480,21 +485,37 @@ impl Writer {
         }));
     }
 
-    /// Move everything in memory to the end of the journal.
+    /// Move everything in memory to the end of the journal; what does not fit
+    /// under its bound (the newest) is dropped.
     async fn spill(&mut self) {
-        let records: Vec<Record> = self.mem.iter().cloned().collect();
-        let bytes = journal::encode(&records);
-        let used = self.journal.as_ref().map_or(0, |j| j.len());
-        if used + bytes.len() as u64 > self.cfg.journal_max_bytes {
-            let n = records.len() as u64;
-            tracing::error!(
-                dropped = n,
-                journal_max_bytes = self.cfg.journal_max_bytes,
-                "record journal full while the database is unreachable; records dropped"
-            );
-            self.mem.clear();
-            self.drop_records(n);
-            return;
+        let room = self
+            .cfg
+            .journal_max_bytes
+            .saturating_sub(self.journal.as_ref().map_or(0, |j| j.len()));
+        let mut bytes = Vec::new();
+        let mut fits = 0;
+        for r in &self.mem {
+            let line = journal::encode(std::slice::from_ref(r));
+            if (bytes.len() + line.len()) as u64 > room {
+                break;
+            }
+            bytes.extend_from_slice(&line);
+            fits += 1;
+        }
+        if fits < self.mem.len() {
+            if !self.journal_full {
+                self.journal_full = true;
+                tracing::error!(
+                    journal_max_bytes = self.cfg.journal_max_bytes,
+                    "record journal full while the database cannot take records; dropping new records"
+                );
+            }
+            let newest: Vec<Record> = self.mem.drain(fits..).collect();
+            self.drop_records(newest, "the record journal is full");
+            self.publish();
+            if fits == 0 {
+                return;
+            }
         }
         let journal = match self.journal.take() {
             Some(j) => Ok(j),
@@ -545,17 +566,26 @@ impl Writer {
             tracing::error!(error = %e, dir = %self.cfg.dir.display(), "cannot write the record journal; keeping records in memory");
         }
         if self.mem.len() > MEMORY_MAX {
-            let n = self.mem.len() - MEMORY_MAX;
-            self.mem.truncate(MEMORY_MAX);
-            self.drop_records(n as u64);
+            let newest: Vec<Record> = self.mem.drain(MEMORY_MAX..).collect();
+            self.drop_records(newest, "neither the database nor the journal can take it");
         }
         self.retry_at
             .get_or_insert_with(|| Instant::now() + RETRY_EVERY);
     }
 
-    fn drop_records(&mut self, n: u64) {
+    /// Give up on `records`: counted (`dropped`), and each written to the
+    /// server log with all its fields (the first [`LOG_DROPPED_MAX`] per call),
+    /// so an audit entry at least survives there.
+    fn drop_records(&mut self, records: Vec<Record>, why: &'static str) {
+        let n = records.len() as u64;
         self.done += n;
         self.inner.counters.dropped.fetch_add(n, Ordering::Relaxed);
+        if n > 1 {
+            tracing::error!(dropped = n, why, "records dropped");
+        }
+        for record in records.iter().take(LOG_DROPPED_MAX) {
+            tracing::error!(?record, why, "record dropped");
+        }
     }
 
     async fn start_journal_batch(&mut self) {
@@ -620,6 +650,7 @@ impl Writer {
                     tracing::error!(error = %e, journal = %j.path().display(), "cannot note progress in the record journal");
                 }
                 if j.is_empty() {
+                    self.journal_full = false;
                     tracing::info!("record journal drained: run records are written straight to the database again");
                 }
                 self.journal = Some(j);
@@ -716,12 +747,8 @@ impl Writer {
             self.spill().await;
         }
         if !self.mem.is_empty() {
-            let n = self.mem.len() as u64;
-            tracing::error!(
-                lost = n,
-                "run records could neither be written nor journaled at shutdown"
-            );
-            self.drop_records(n);
+            let left: Vec<Record> = self.mem.drain(..).collect();
+            self.drop_records(left, "could neither be written nor journaled at shutdown");
         }
         if let Some(j) = self.journal.take() {
             let _ = blocking(move || {
