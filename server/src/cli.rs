@@ -6,6 +6,10 @@ use clap::{Args, Subcommand};
 
 use crate::config::{ConfigError, RunLimitArgs, ServeArgs, StorageArgs};
 
+/// How long `campus run` waits at exit for its run record to reach the database
+/// (it stays in the journal for the server's next start-up otherwise).
+const RECORDS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// `campus user …`.
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
@@ -354,10 +358,17 @@ async fn run_inner(args: RunArgs) -> anyhow::Result<i32> {
         .transpose()?;
     workspaces.open(&key, uid.map(|u| (u, u)))?;
     let dir = workspaces.tree_path(&key)?;
+    // Run records go through the same background writer as the server's.
+    let (store, health) = crate::store::guard(store);
+    let records = crate::records::Records::start(
+        args.storage.records_config("cli"),
+        Arc::clone(&store),
+        health,
+    );
     let runner = Runner::new(
         RunnerConfig::from_args(&args.limits),
         sandbox,
-        Some(Arc::clone(&store)),
+        Some(records.clone()),
         tokio_util::sync::CancellationToken::new(),
     );
     let info = UserInfo {
@@ -367,6 +378,7 @@ async fn run_inner(args: RunArgs) -> anyhow::Result<i32> {
     };
     let ended = run_in_terminal(&runner, &info, dir, mode, path).await;
     runner.shutdown().await;
+    records.close(RECORDS_WAIT).await;
     store.close().await;
     let ended = ended?;
     let line = serde_json::to_string(&ended)?;

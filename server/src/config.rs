@@ -25,6 +25,10 @@ pub struct StorageArgs {
     /// Seconds an idle database connection is kept.
     #[arg(long, env = "CAMPUS_DB_IDLE_TIMEOUT_SECS", default_value_t = 300)]
     pub db_idle_timeout_secs: u64,
+    /// Seconds between marks of the live runs in the database; after a crash a
+    /// run is recorded as ended at its last mark.
+    #[arg(long, env = "CAMPUS_RUN_LIVENESS_SECS", default_value_t = 10)]
+    pub run_liveness_secs: u64,
 }
 
 impl RunLimitArgs {
@@ -188,6 +192,20 @@ impl StorageArgs {
     /// Root of the per-workspace metadata (history, trash); never mounted in a sandbox.
     pub fn workspace_meta_dir(&self) -> PathBuf {
         self.data_dir.join("workspace-meta")
+    }
+
+    /// Where run records wait while the database cannot take them.
+    pub fn journal_dir(&self) -> PathBuf {
+        self.data_dir.join("journal")
+    }
+
+    /// The record writer's settings for a process named `name`.
+    pub fn records_config(&self, name: &str) -> crate::records::RecordsConfig {
+        crate::records::RecordsConfig::new(
+            self.journal_dir(),
+            name,
+            Duration::from_secs(self.run_liveness_secs.max(1)),
+        )
     }
 }
 

@@ -64,6 +64,16 @@ impl AppError {
         )
     }
 
+    /// `unavailable`: the database cannot be reached right now (open sessions go on).
+    pub fn unavailable() -> Self {
+        let mut e = AppError::new(
+            ErrorCode::Unavailable,
+            "the server cannot reach its database right now; open sessions keep working. Try again in a few seconds.",
+        );
+        e.retry_after = Some(crate::store::guard::RETRY_AFTER);
+        e
+    }
+
     /// An unexpected failure: logged here with a new request id; the client sees only the id.
     pub fn internal(err: impl std::fmt::Display) -> Self {
         let id = uuid::Uuid::new_v4().simple().to_string();
@@ -111,6 +121,7 @@ impl From<crate::store::StoreError> for AppError {
             other if other.is_storage_full() => AppError::insufficient_storage(
                 "this change could not be recorded (nothing changed)",
             ),
+            e if e.is_unavailable() => AppError::unavailable(),
             other => AppError::internal(other),
         }
     }

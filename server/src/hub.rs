@@ -13,6 +13,8 @@ use tokio::sync::mpsc;
 pub enum Outbound {
     /// A JSON message.
     Msg(ServerMsg),
+    /// Close the connection with this code and reason (e.g. its account was disabled).
+    Close(u16, &'static str),
 }
 
 /// Registry of live connections per user.
@@ -58,6 +60,21 @@ impl Hub {
                 }
             }
         }
+    }
+
+    /// Close every connection of `user_id`. A connection whose queue is full is
+    /// closed at its next heartbeat re-check instead.
+    pub fn close_user(&self, user_id: i64, code: u16, reason: &'static str) {
+        if let Some(conns) = self.users.get(&user_id) {
+            for (_, tx) in conns.iter() {
+                let _ = tx.try_send(Outbound::Close(code, reason));
+            }
+        }
+    }
+
+    /// True while `user_id` has at least one live connection.
+    pub fn is_connected(&self, user_id: i64) -> bool {
+        self.users.get(&user_id).is_some_and(|c| !c.is_empty())
     }
 
     /// Number of live connections (all users).

@@ -20,6 +20,7 @@ use crate::auth::{password, TokenKeys};
 use crate::config::{self, ServeArgs};
 use crate::files::FileService;
 use crate::hub::Hub;
+use crate::records::{self, Records};
 use crate::runner::probe::{self, ProbeSetup, SandboxProbe};
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::state::{AppState, KeyedLimiter, SharedState};
@@ -179,12 +180,28 @@ impl Running {
 pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Running> {
     validate(&args)?;
     let secret = jwt_secret(&args)?;
-    let store = open_store(&args.storage).await?;
-    let closed = store.close_dangling_runs(store::now_ms()).await?;
-    if closed > 0 {
-        tracing::warn!(closed, "marked runs left open by a previous crash as ended");
+    let db = open_store(&args.storage).await?;
+    // Records a crashed (or database-less) earlier process could not write
+    // first, so the repair below sees the runs' real ends and last marks.
+    let replayed = records::replay_leftovers(&args.storage.journal_dir(), &db)
+        .await
+        .context("cannot write the run records left in the journal")?;
+    if replayed.files > 0 {
+        tracing::warn!(
+            files = replayed.files,
+            records = replayed.records,
+            refused = replayed.refused,
+            "wrote run records left in the journal by an earlier process"
+        );
     }
-    bootstrap_admin(&store).await?;
+    let closed = db.close_dangling_runs().await?;
+    if closed > 0 {
+        tracing::warn!(
+            closed,
+            "runs left open by a previous crash recorded as ended at their last sign of life"
+        );
+    }
+    bootstrap_admin(&db).await?;
 
     let helper_exe = args
         .run
@@ -234,12 +251,25 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
     let runner_config = crate::runner::RunnerConfig::from_args(&args.run);
     let sandbox_probe = start_sandbox_probe(&args, &sandbox, &runner_config, &listener).await?;
 
+    // From here on the database is only reached through the breaker, and run
+    // records only through the background writer.
+    let (store, db_health) = store::guard(db);
+    let records = Records::start(
+        args.storage.records_config("server"),
+        Arc::clone(&store),
+        Arc::clone(&db_health),
+    );
     let runner = crate::runner::Runner::new(
         runner_config,
         Arc::clone(&sandbox),
-        Some(Arc::clone(&store)),
+        Some(records.clone()),
         CancellationToken::new(),
     );
+    let (accounts, account_rechecks) =
+        AccountStatus::new(Duration::from_millis(args.heartbeat_secs.max(1) * 500));
+    let accounts = Arc::new(accounts);
+    let hub = Arc::new(Hub::default());
+    let tracker = TaskTracker::new();
 
     let keys = TokenKeys::new(&secret, Duration::from_secs(args.token_ttl_secs.max(60)));
     let shutdown = CancellationToken::new();
@@ -253,7 +283,7 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
             Duration::from_secs(args.login_window_secs),
         ),
         file_ops: KeyedLimiter::per_minute(args.file_ops_per_min, "file operations"),
-        accounts: AccountStatus::new(Duration::from_millis(args.heartbeat_secs.max(1) * 500)),
+        accounts: Arc::clone(&accounts),
         allowed_origins: args
             .allowed_origins
             .iter()
@@ -261,17 +291,21 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
             .cloned()
             .collect(),
         keys,
-        store,
-        hub: Arc::new(Hub::default()),
+        store: Arc::clone(&store),
+        db: db_health,
+        records,
+        hub: Arc::clone(&hub),
         sandbox,
         sandbox_probe,
         files,
         runner,
         shutdown: shutdown.clone(),
-        tracker: TaskTracker::new(),
+        tracker: tracker.clone(),
         ready: tokio::sync::Mutex::new(None),
         cfg: args,
     });
+
+    tracker.spawn(accounts.refresher(account_rechecks, store, hub, shutdown.clone()));
 
     let addr = listener.local_addr()?;
     let app = crate::http::router(state.clone());
@@ -365,6 +399,8 @@ async fn drain(state: &SharedState) {
     {
         tracing::warn!("some connections did not finish within the shutdown grace period");
     }
+    // Run ends recorded by the runner's shutdown reach the database (or the journal).
+    state.records.close(grace).await;
     state.store.close().await;
     tracing::info!("shutdown complete");
 }

@@ -17,22 +17,27 @@ use crate::auth::TokenKeys;
 use crate::config::ServeArgs;
 use crate::error::AppError;
 use crate::hub::Hub;
+use crate::records::Records;
 use crate::sandbox::Sandbox;
-use crate::store::DynStore;
+use crate::store::{DbHealth, DynStore};
 
 /// Everything a request handler may need.
 #[derive(Debug)]
 pub struct AppState {
     /// Configuration.
     pub cfg: ServeArgs,
-    /// The database.
+    /// The database, behind its breaker (calls fail fast while it is down).
     pub store: DynStore,
+    /// Whether the database is reachable (the breaker's flag).
+    pub db: Arc<DbHealth>,
+    /// The background writer of run records and audit entries.
+    pub records: Records,
     /// JWT keys.
     pub keys: TokenKeys,
     /// Login brute-force limiter.
     pub login_limiter: LoginLimiter,
-    /// Cached "account still enabled" answers for the heartbeat re-check.
-    pub accounts: AccountStatus,
+    /// Last known account states for the heartbeat re-check (refreshed in the background).
+    pub accounts: Arc<AccountStatus>,
     /// Concurrent password hashes (each costs 19 MiB and a core for ~20 ms):
     /// a login storm queues here instead of exhausting memory.
     pub hash_slots: tokio::sync::Semaphore,
@@ -103,17 +108,19 @@ impl KeyedLimiter {
 
 impl AppState {
     /// DB reachability, cached for a second so a probe storm cannot load the DB.
+    /// Answers at once while the breaker says the database is down.
     pub async fn db_ready(&self) -> bool {
+        if !self.db.is_up() {
+            return false;
+        }
         let mut guard = self.ready.lock().await;
         if let Some((at, ok)) = *guard {
             if at.elapsed() < Duration::from_millis(1000) {
                 return ok;
             }
         }
-        let ok = tokio::time::timeout(Duration::from_secs(2), self.store.ping())
-            .await
-            .map(|r| r.is_ok())
-            .unwrap_or(false);
+        // The guarded ping has its own (sub-second) budget.
+        let ok = self.store.ping().await.is_ok();
         *guard = Some((Instant::now(), ok));
         ok
     }

@@ -760,6 +760,8 @@ async fn cross_user_access_is_forbidden_and_audited() {
         assert_eq!(r.status(), 403);
         let v: serde_json::Value = r.json().await.unwrap();
         assert_eq!(v["code"], "forbidden");
+        // Refusals are audited in the background.
+        server.records_flushed().await;
         let audit = server
             .store
             .recent_audit(Some("files.forbidden"), 10)

@@ -131,6 +131,8 @@ async fn login_tokens_and_brute_force() {
             200
         );
 
+        // Audit entries are written in the background.
+        server.records_flushed().await;
         let failed = server
             .store
             .recent_audit(Some("login.failed"), 100)

@@ -140,7 +140,8 @@ async fn script_input_hybrid_and_history() {
         let e = ended(&mut c).await;
         assert_eq!(e.reason, EndReason::Stopped);
 
-        // Every run is in the database.
+        // Every run is in the database (written in the background).
+        server.records_flushed().await;
         let runs = server.store.recent_runs(uid, 10).await.unwrap();
         assert_eq!(runs.len(), 3, "{runs:?}");
         assert_eq!(runs[2].reason.as_deref(), Some("exited"));

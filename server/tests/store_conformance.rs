@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 use campus_protocol::{EndReason, Role, RunMode};
 use campus_server::store::{
-    connect, now_ms, DynStore, NewAudit, NewRun, NewUser, PoolSettings, RunFinish, StoreError,
+    connect, now_ms, DynStore, NewAudit, NewRun, NewUser, PoolSettings, Record, RunFinish,
+    StoreError,
 };
 use db::TestDb;
 
@@ -63,10 +64,12 @@ async fn story(db: &TestDb) {
     let store = open(db).await;
     assert_eq!(store.backend(), b);
     store.ping().await.unwrap();
+    store.probe().await.unwrap();
 
     users(&store, b).await;
     audit(&store, b).await;
     runs(&store, b).await;
+    records(&store, b).await;
 
     // Migrations are idempotent: a second connect to the same database (the
     // CLI next to a running server) applies nothing and sees the same data.
@@ -429,31 +432,58 @@ async fn runs(store: &DynStore, b: &str) {
     );
     assert_eq!(store.runs_per_hour(0).await.unwrap()[0], (h - HOUR_MS, 1));
 
-    // Dangling: r-old, r3, r4, m1 never finished.
-    let now = h + 3 * HOUR_MS;
+    // Liveness marks: only open runs move, and never backwards.
+    let mark = h + 2 * HOUR_MS + 500;
+    let alive = |at_ms: i64, ids: &[&str]| Record::RunsAlive {
+        at_ms,
+        run_ids: ids.iter().map(|s| s.to_string()).collect(),
+    };
+    store
+        .apply_records(&[alive(mark, &["r3", "r4", "r1"]), alive(mark - 100, &["r3"])])
+        .await
+        .unwrap();
+    let recent = store.recent_runs(alice.id, 10).await.unwrap();
+    let seen = |id: &str| recent.iter().find(|r| r.id == id).unwrap().last_seen_ms;
+    assert_eq!(seen("r3"), Some(mark), "{b}: marked");
+    assert_eq!(seen("r4"), Some(mark), "{b}: marked");
     assert_eq!(
-        store.close_dangling_runs(now).await.unwrap(),
+        seen("r1"),
+        Some(h + 1_500),
+        "{b}: an ended run keeps its end as last sign of life"
+    );
+    assert_eq!(seen("r-old"), Some(h - 1), "{b}: a start is a sign of life");
+
+    // Dangling: r-old, r3, r4, m1 never finished. Each ends at its last sign
+    // of life (mark, or its start), not at the repair time.
+    assert_eq!(
+        store.close_dangling_runs().await.unwrap(),
         4,
         "{b}: dangling count"
     );
     let mut all = store.recent_runs(alice.id, 10).await.unwrap();
     all.extend(store.recent_runs(mike.id, 10).await.unwrap());
     for run in &all {
-        if run.id == "r1" || run.id == "r2" {
-            assert_ne!(
-                run.reason.as_deref(),
-                Some("server_shutdown"),
-                "{b}: finished run untouched"
-            );
-        } else {
-            assert_eq!(run.ended_at_ms, Some(now), "{b}: {}", run.id);
-            assert_eq!(
-                run.reason.as_deref(),
-                Some("server_shutdown"),
-                "{b}: {}",
-                run.id
-            );
-        }
+        let expected_end = match run.id.as_str() {
+            "r1" | "r2" => {
+                assert_ne!(
+                    run.reason.as_deref(),
+                    Some("server_shutdown"),
+                    "{b}: finished run untouched"
+                );
+                continue;
+            }
+            "r3" | "r4" => mark,
+            "r-old" => h - 1,
+            "m1" => h + 10,
+            other => panic!("{b}: unexpected run {other}"),
+        };
+        assert_eq!(run.ended_at_ms, Some(expected_end), "{b}: {}", run.id);
+        assert_eq!(
+            run.reason.as_deref(),
+            Some("server_shutdown"),
+            "{b}: {}",
+            run.id
+        );
     }
     assert_eq!(
         r1,
@@ -461,10 +491,230 @@ async fn runs(store: &DynStore, b: &str) {
         "{b}: r1 unchanged"
     );
     assert_eq!(
-        store.close_dangling_runs(now + 1).await.unwrap(),
+        store.close_dangling_runs().await.unwrap(),
         0,
         "{b}: nothing left open"
     );
+}
+
+/// `apply_records`: the record writer's one entry point. Order within a batch,
+/// skips instead of errors, idempotent replays, and big liveness marks.
+async fn records(store: &DynStore, b: &str) {
+    let alice = store.user_by_username("alice").await.unwrap().unwrap();
+    let mike = store.user_by_username("mike").await.unwrap().unwrap();
+    let t = 1_800_000_000_000_i64;
+    let alive = |at_ms: i64, ids: &[&str]| Record::RunsAlive {
+        at_ms,
+        run_ids: ids.iter().map(|s| s.to_string()).collect(),
+    };
+    let finish = |at: i64, reason: EndReason, code: Option<i32>| RunFinish {
+        ended_at_ms: at,
+        reason,
+        exit_code: code,
+        cpu_ms: 12,
+        peak_memory_bytes: 3 << 20,
+        output_bytes: 99,
+    };
+    let batch = vec![
+        Record::RunStarted(new_run("j1", alice.id, t)),
+        Record::RunStarted(NewRun {
+            mode: RunMode::Repl,
+            path: String::new(),
+            ..new_run("j2", mike.id, t + 1)
+        }),
+        Record::Audit {
+            at_ms: t + 2,
+            entry: NewAudit {
+                actor_id: Some(alice.id),
+                actor: Some("alice".into()),
+                action: "test.journal".into(),
+                target: Some("workspace:1".into()),
+                detail: Some("replayed".into()),
+                ip: Some("127.0.0.1".into()),
+            },
+        },
+        alive(t + 10, &["j1", "j2"]),
+        Record::RunFinished {
+            run_id: "j1".into(),
+            finish: finish(t + 20, EndReason::Exited, Some(0)),
+        },
+        // After j1's end: only j2 moves.
+        alive(t + 30, &["j1", "j2"]),
+        // Skipped, not errors: unknown user, unknown run, an older mark.
+        Record::RunStarted(new_run("ghost", i64::MAX, t)),
+        Record::RunFinished {
+            run_id: "no-such-run".into(),
+            finish: finish(t, EndReason::Stopped, None),
+        },
+        alive(t + 5, &["j2", "no-such-run"]),
+    ];
+    store.apply_records(&batch).await.unwrap();
+    store.apply_records(&[]).await.unwrap();
+
+    let check = |alice_runs: &[campus_server::store::RunRecord],
+                 mike_runs: &[campus_server::store::RunRecord]| {
+        let j1 = alice_runs.iter().find(|r| r.id == "j1").unwrap();
+        assert_eq!(
+            (j1.started_at_ms, j1.ended_at_ms, j1.last_seen_ms),
+            (t, Some(t + 20), Some(t + 20)),
+            "{b}: j1"
+        );
+        assert_eq!(
+            (
+                j1.reason.as_deref(),
+                j1.exit_code,
+                j1.cpu_ms,
+                j1.output_bytes
+            ),
+            (Some("exited"), Some(0), Some(12), Some(99)),
+            "{b}: j1 finish"
+        );
+        let j2 = mike_runs.iter().find(|r| r.id == "j2").unwrap();
+        assert_eq!(
+            (j2.mode.as_str(), j2.ended_at_ms, j2.last_seen_ms),
+            ("repl", None, Some(t + 30)),
+            "{b}: j2 open, marked, never moved back"
+        );
+    };
+    let alice_runs = store.recent_runs(alice.id, 100).await.unwrap();
+    let mike_runs = store.recent_runs(mike.id, 100).await.unwrap();
+    check(&alice_runs, &mike_runs);
+    assert!(
+        !alice_runs
+            .iter()
+            .any(|r| r.id == "ghost" || r.id == "no-such-run"),
+        "{b}: skipped records wrote nothing"
+    );
+    let audit = store.recent_audit(Some("test.journal"), 10).await.unwrap();
+    assert_eq!(audit.len(), 1, "{b}: {audit:?}");
+    assert_eq!(
+        (
+            audit[0].at_ms,
+            audit[0].actor.as_deref(),
+            audit[0].detail.as_deref()
+        ),
+        (t + 2, Some("alice"), Some("replayed")),
+        "{b}: the audit entry keeps the time it happened"
+    );
+
+    // A replay (journal after a crash) leaves the run history as it was.
+    store.apply_records(&batch).await.unwrap();
+    assert_eq!(
+        store.recent_runs(alice.id, 100).await.unwrap(),
+        alice_runs,
+        "{b}: replay"
+    );
+    assert_eq!(
+        store.recent_runs(mike.id, 100).await.unwrap(),
+        mike_runs,
+        "{b}: replay"
+    );
+
+    // A start replayed after the crash repair closed the run changes nothing;
+    // a real end arriving later (from the journal) wins over the repair.
+    assert_eq!(store.close_dangling_runs().await.unwrap(), 1, "{b}: j2");
+    store
+        .apply_records(&[
+            Record::RunStarted(new_run("j2", mike.id, t + 1)),
+            alive(t + 40, &["j2"]),
+        ])
+        .await
+        .unwrap();
+    let j2 = store.recent_runs(mike.id, 100).await.unwrap();
+    let j2 = j2.iter().find(|r| r.id == "j2").unwrap();
+    assert_eq!(
+        (j2.ended_at_ms, j2.reason.as_deref(), j2.last_seen_ms),
+        (Some(t + 30), Some("server_shutdown"), Some(t + 30)),
+        "{b}: repaired at its last mark; a later mark does not reopen or move it"
+    );
+    store
+        .apply_records(&[Record::RunFinished {
+            run_id: "j2".into(),
+            finish: finish(t + 35, EndReason::Stopped, None),
+        }])
+        .await
+        .unwrap();
+    let j2 = store.recent_runs(mike.id, 100).await.unwrap();
+    let j2 = j2.iter().find(|r| r.id == "j2").unwrap();
+    assert_eq!(
+        (j2.ended_at_ms, j2.reason.as_deref()),
+        (Some(t + 35), Some("stopped")),
+        "{b}: the real end replaces the repair"
+    );
+
+    // Many live runs in one mark (SQLite binds them in chunks).
+    let ids: Vec<String> = (0..1_200).map(|i| format!("bulk-{i:04}")).collect();
+    let mut bulk: Vec<Record> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| Record::RunStarted(new_run(id, alice.id, t + 100 + i as i64)))
+        .collect();
+    bulk.push(Record::RunsAlive {
+        at_ms: t + 5_000,
+        run_ids: ids.clone(),
+    });
+    store.apply_records(&bulk).await.unwrap();
+    let runs = store.recent_runs(alice.id, 2_000).await.unwrap();
+    let marked = runs
+        .iter()
+        .filter(|r| r.id.starts_with("bulk-") && r.last_seen_ms == Some(t + 5_000))
+        .count();
+    assert_eq!(marked, ids.len(), "{b}: every run of a big mark");
+    assert_eq!(store.close_dangling_runs().await.unwrap(), 1_200, "{b}");
+
+    // A batch the database refuses for something in it (an audit entry naming
+    // an unknown actor id breaks its foreign key) is all-or-nothing, and the
+    // error is not mistaken for the database being unreachable.
+    let refused = store
+        .apply_records(&[
+            Record::RunStarted(new_run("atomic", alice.id, t)),
+            Record::Audit {
+                at_ms: t,
+                entry: NewAudit {
+                    actor_id: Some(i64::MAX),
+                    action: "test.refused".into(),
+                    ..NewAudit::default()
+                },
+            },
+        ])
+        .await;
+    match refused {
+        Err(e) => assert!(!e.is_unavailable(), "{b}: {e:?}"),
+        Ok(()) => panic!("{b}: a record with a dangling foreign key was accepted"),
+    }
+    let runs = store.recent_runs(alice.id, 2_000).await.unwrap();
+    assert!(
+        !runs.iter().any(|r| r.id == "atomic"),
+        "{b}: half a batch was written"
+    );
+}
+
+/// A database nobody answers for is "unavailable" (retry later), never a
+/// request error: the record writer keeps its records for such errors.
+#[tokio::test]
+async fn unreachable_postgres_is_unavailable() {
+    // A loopback port with nothing listening on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let settings = PoolSettings {
+        acquire_timeout: std::time::Duration::from_secs(1),
+        ..PoolSettings::default()
+    };
+    match connect(
+        &format!("postgres://nobody:x@127.0.0.1:{port}/none"),
+        &settings,
+    )
+    .await
+    {
+        Err(e) => assert!(e.is_unavailable(), "{e:?}"),
+        Ok(_) => panic!("connected to a closed port"),
+    }
+    assert!(StoreError::Unavailable.is_unavailable());
+    assert!(!StoreError::NotFound.is_unavailable());
+    assert!(!StoreError::Conflict.is_unavailable());
 }
 
 #[tokio::test]

@@ -51,23 +51,6 @@ const DISK_FULL_WARNING: &str = "The server's disk is full, so it cannot accept 
      now: saving files may fail until an administrator frees space. You can still open and \
      read your files, and your edits are kept in this browser meanwhile.";
 
-/// Append a login's audit record. Logins are audited, but a full disk must
-/// not lock everyone out of reading their files: when the database cannot
-/// store the record for lack of space, the record goes to the server log
-/// (at error level, every field) and the login proceeds; returns false then.
-/// Any other failure is an error as before.
-async fn audit_login(state: &SharedState, entry: NewAudit) -> Result<bool, AppError> {
-    match state.store.append_audit(entry.clone()).await {
-        Ok(()) => Ok(true),
-        Err(e) if e.is_storage_full() => {
-            tracing::error!(action = %entry.action, actor = ?entry.actor, actor_id = ?entry.actor_id,
-                ip = ?entry.ip, "audit record not stored: the database's disk is full");
-            Ok(false)
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// Check credentials, issue a token and set the session cookie.
 pub async fn login(
     State(state): State<SharedState>,
@@ -80,6 +63,11 @@ pub async fn login(
             format!("expected {{\"username\", \"password\"}}: {e}"),
         )
     })?;
+    // While the database is known to be down, say so at once (and write no
+    // audit entries that could not be stored anyway).
+    if !state.db.is_up() {
+        return Err(AppError::unavailable());
+    }
     let ip = peer.ip();
     let audit = |action: &str, actor_id: Option<i64>| NewAudit {
         actor_id,
@@ -89,8 +77,10 @@ pub async fn login(
         detail: None,
         ip: Some(ip.to_string()),
     };
+    // Audit entries go to the background writer: the only database call a
+    // login waits for is the account lookup.
     if let Err(wait) = state.login_limiter.check(&req.username, ip) {
-        audit_login(&state, audit("login.rate_limited", None)).await?;
+        state.records.audit(audit("login.rate_limited", None));
         return Err(AppError::rate_limited("login attempts", wait));
     }
     let user = state.store.user_by_username(&req.username).await?;
@@ -110,11 +100,13 @@ pub async fn login(
     let user = match user {
         Some(u) if ok && !u.disabled => u,
         Some(u) if ok => {
-            audit_login(&state, audit("login.disabled", Some(u.id))).await?;
+            state.records.audit(audit("login.disabled", Some(u.id)));
             return Err(AppError::new(ErrorCode::Unauthorized, BAD_CREDENTIALS));
         }
         other => {
-            audit_login(&state, audit("login.failed", other.map(|u| u.id))).await?;
+            state
+                .records
+                .audit(audit("login.failed", other.map(|u| u.id)));
             return Err(AppError::new(ErrorCode::Unauthorized, BAD_CREDENTIALS));
         }
     };
@@ -122,8 +114,12 @@ pub async fn login(
         .keys
         .issue(user.id, &user.username, user.role)
         .map_err(AppError::internal)?;
-    let recorded = audit_login(&state, audit("login.ok", Some(user.id))).await?;
-    let disk_full = !recorded || super::health::disk_status(&state).await.degraded();
+    state.records.audit(audit("login.ok", Some(user.id)));
+    // The data dir running out (SQLite lives there: that is its disk), or a
+    // PostgreSQL server on its own disk refusing the writer's last records for
+    // lack of space (the only way the server learns of that): say so.
+    let pg_full = state.store.backend() == "postgres" && state.records.storage_full();
+    let disk_full = pg_full || super::health::disk_status(&state).await.degraded();
     let warning = disk_full.then(|| LoginWarning {
         code: ErrorCode::InsufficientStorage,
         message: DISK_FULL_WARNING.to_string(),

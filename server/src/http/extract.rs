@@ -21,7 +21,21 @@ impl FromRequestParts<SharedState> for AuthUser {
         let (token, _) = auth::extract_token(&parts.headers)
             .ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "log in first"))?;
         match auth::authenticate(&state.keys, &state.store, &token).await {
-            Ok((user, _)) => Ok(AuthUser(user)),
+            Ok((user, _)) => {
+                state.accounts.remember(&user);
+                Ok(AuthUser(user))
+            }
+            // The database cannot be asked: a user with a live connection keeps
+            // its last known account state (downloads and uploads go on);
+            // anyone else is told to come back (`unavailable`).
+            Err(AuthError::Store(e)) if e.is_unavailable() => state
+                .keys
+                .verify(&token)
+                .ok()
+                .and_then(|claims| state.accounts.last_known(&claims))
+                .filter(|user| state.hub.is_connected(user.id))
+                .map(AuthUser)
+                .ok_or_else(|| e.into()),
             Err(AuthError::Store(e)) => Err(e.into()),
             Err(e) => Err(AppError::new(ErrorCode::Unauthorized, e.to_string())),
         }

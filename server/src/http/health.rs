@@ -17,16 +17,23 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// `GET /readyz`: the database answers (cached ~1 s) and the sandbox probe run
-/// passed (see [`sandbox_status`]); also reports the data dir's disk.
+/// `GET /readyz`: the database answers (cached ~1 s, at once while the breaker
+/// says it is down) and the sandbox probe run passed (see [`sandbox_status`]);
+/// also reports the data dir's disk.
 pub async fn readyz(State(state): State<SharedState>) -> impl IntoResponse {
     let db = state.db_ready().await;
+    let records = state.records.stats();
     let (sandbox_ok, sandbox) = sandbox_status(&state);
     let ready = db && sandbox_ok && !state.shutdown.is_cancelled();
     let disk = disk_status(&state).await;
     let body = json!({
         "ready": ready,
-        "database": { "backend": state.store.backend(), "ok": db },
+        "database": {
+            "backend": state.store.backend(),
+            "ok": db,
+            "down_since_ms": state.db.down_since_ms(),
+            "records": records,
+        },
         "shutting_down": state.shutdown.is_cancelled(),
         "sandbox": sandbox,
         "disk": disk,

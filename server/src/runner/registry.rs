@@ -19,8 +19,8 @@ use super::config::RunnerConfig;
 use super::handle::{Attachment, Command, SessionHandle};
 use super::session::Session;
 use super::{RunnerError, SessionInfo};
+use crate::records::Records;
 use crate::sandbox::Sandbox;
-use crate::store::DynStore;
 
 /// Commands buffered per session actor.
 const COMMAND_CHANNEL: usize = 64;
@@ -31,7 +31,8 @@ const INFO_WAIT: Duration = Duration::from_secs(2);
 pub(crate) struct Shared {
     pub cfg: RunnerConfig,
     pub sandbox: Arc<Sandbox>,
-    pub store: Option<DynStore>,
+    /// Where run starts and ends are recorded (never awaited).
+    pub records: Option<Records>,
     pub sessions: DashMap<i64, SessionHandle>,
     /// One permit per concurrently running sandbox.
     pub slots: Arc<Semaphore>,
@@ -63,7 +64,7 @@ impl Runner {
     pub fn new(
         cfg: RunnerConfig,
         sandbox: Arc<Sandbox>,
-        store: Option<DynStore>,
+        records: Option<Records>,
         shutdown: CancellationToken,
     ) -> Arc<Runner> {
         let max_slots = cfg.effective_max_concurrent_runs();
@@ -74,7 +75,7 @@ impl Runner {
         let shared = Arc::new(Shared {
             cfg,
             sandbox,
-            store,
+            records,
             sessions: DashMap::new(),
             slots: Arc::new(Semaphore::new(max_slots)),
             max_slots,

@@ -2,6 +2,7 @@
 //! SQLite (embedded default) and a PostgreSQL implementation chosen once at
 //! start from the URL scheme.
 
+pub mod guard;
 mod postgres;
 mod rows;
 mod sqlite;
@@ -11,7 +12,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use campus_protocol::{EndReason, Role, RunMode};
+use serde::{Deserialize, Serialize};
 
+pub use guard::{guard, DbHealth, GuardedStore};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -47,6 +50,51 @@ pub enum StoreError {
     /// The database server is too old or otherwise unsupported.
     #[error("unsupported database server: {0}")]
     UnsupportedServer(String),
+    /// The database is unreachable (or did not answer within the caller's
+    /// budget); refused at once while [`DbHealth`] says it is down.
+    #[error("the database is unavailable")]
+    Unavailable,
+}
+
+impl StoreError {
+    /// True when the failure says nothing about the request, only that the
+    /// database cannot be reached right now (connection refused or lost, the
+    /// server shutting down or starting up, a pool timeout, SQLite locked or
+    /// unreadable): worth retrying later, never worth dropping a record for.
+    /// A full disk is not this ([`StoreError::is_storage_full`]): the database
+    /// still answers.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Unavailable => true,
+            StoreError::Db(e) => !self.is_storage_full() && sqlx_unavailable(e),
+            _ => false,
+        }
+    }
+}
+
+/// The sqlx errors that mean "cannot reach the database" (see [`StoreError::is_unavailable`]).
+fn sqlx_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            // PostgreSQL: class 08 (connection exception), 57P01-57P03 (admin
+            // shutdown, crash shutdown, cannot connect now), 53300 (too many
+            // connections). SQLite (numeric, extended; the low byte is the primary
+            // code): BUSY 5, LOCKED 6, IOERR 10, CANTOPEN 14.
+            if code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300") {
+                return true;
+            }
+            code.parse::<i32>()
+                .is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 10 | 14))
+        }
+        _ => false,
+    }
 }
 
 impl StoreError {
@@ -108,7 +156,7 @@ pub struct NewUser {
 }
 
 /// One audit-log record to append.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewAudit {
     /// Acting user, if known.
     pub actor_id: Option<i64>,
@@ -146,7 +194,7 @@ pub struct AuditRecord {
 }
 
 /// A run being started.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewRun {
     /// Run id (uuid string).
     pub id: String,
@@ -161,7 +209,7 @@ pub struct NewRun {
 }
 
 /// How a run finished.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunFinish {
     /// End time, ms since the epoch.
     pub ended_at_ms: i64,
@@ -202,6 +250,43 @@ pub struct RunRecord {
     pub peak_memory_bytes: Option<i64>,
     /// Output bytes.
     pub output_bytes: Option<i64>,
+    /// Last time the run was seen alive (start, liveness marks, end).
+    pub last_seen_ms: Option<i64>,
+}
+
+/// One write of the ordered record stream (run history and audit log) that
+/// the server hands to its background writer ([`crate::records`]) and that
+/// [`Store::apply_records`] applies. Times are taken when the event happened,
+/// not when it reaches the database. Serialized as one JSON line of the
+/// writer's journal, so the shape is part of the on-disk format: add
+/// variants, never change existing ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Record {
+    /// A run started.
+    RunStarted(NewRun),
+    /// A run ended.
+    RunFinished {
+        /// Run id.
+        run_id: String,
+        /// How.
+        finish: RunFinish,
+    },
+    /// These runs were still running at `at_ms` (the crash repair closes a
+    /// run at its last mark).
+    RunsAlive {
+        /// When, ms since the epoch.
+        at_ms: i64,
+        /// Runs still live.
+        run_ids: Vec<String>,
+    },
+    /// An audit-log entry written at `at_ms`.
+    Audit {
+        /// When, ms since the epoch.
+        at_ms: i64,
+        /// What.
+        entry: NewAudit,
+    },
 }
 
 /// Explicit pool settings (never left to sqlx defaults).
@@ -238,6 +323,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn backend(&self) -> &'static str;
     /// Cheap round trip to check the database is reachable.
     async fn ping(&self) -> StoreResult<()>;
+    /// Whether the database can be reached right now, answered without the
+    /// pool (which retries a refused connection until its acquire timeout):
+    /// PostgreSQL opens one fresh connection, so a stopped server is seen at
+    /// once; SQLite (a local file) pings.
+    async fn probe(&self) -> StoreResult<()>;
     /// Close the pool (waits for checked-out connections).
     async fn close(&self);
 
@@ -270,8 +360,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn recent_runs(&self, user_id: i64, limit: i64) -> StoreResult<Vec<RunRecord>>;
     /// Runs started per hour since `since_ms`: `(hour_start_ms, count)`, oldest first.
     async fn runs_per_hour(&self, since_ms: i64) -> StoreResult<Vec<(i64, i64)>>;
-    /// Mark runs that were still open (server crash) as ended with `server_shutdown`.
-    async fn close_dangling_runs(&self, now_ms: i64) -> StoreResult<u64>;
+    /// Close the runs still open after a crash: each ends with `server_shutdown`
+    /// at the last time it was seen alive (`last_seen_ms`; its start if never
+    /// marked), not at the time of the repair. Returns how many.
+    async fn close_dangling_runs(&self) -> StoreResult<u64>;
+
+    /// Apply `records` in order, in one transaction. Replaying records is
+    /// harmless for the run history (a start already recorded is skipped, an
+    /// end or liveness mark writes the same values, a mark never moves
+    /// `last_seen_ms` back or touches an ended run), so a journal can be
+    /// replayed after a crash. A start for an unknown user and an end or mark
+    /// for an unknown run are skipped, not errors. Audit entries are appended.
+    async fn apply_records(&self, records: &[Record]) -> StoreResult<()>;
 }
 
 /// Shared handle to the chosen store.

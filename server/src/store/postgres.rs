@@ -9,13 +9,14 @@ use async_trait::async_trait;
 use campus_protocol::{EndReason, Role};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection};
 
 use super::rows::{
     self, db_err, found, AuditRow, RunRow, UserRow, AUDIT_COLUMNS, RUN_COLUMNS, USER_COLUMNS,
 };
 use super::{
-    now_ms, AuditRecord, NewAudit, NewRun, NewUser, PoolSettings, RunFinish, RunRecord, Store,
-    StoreError, StoreResult, User,
+    now_ms, AuditRecord, NewAudit, NewRun, NewUser, PoolSettings, Record, RunFinish, RunRecord,
+    Store, StoreError, StoreResult, User,
 };
 
 /// The embedded PostgreSQL migrations.
@@ -90,6 +91,20 @@ impl Store for PgStore {
             .execute(&self.pool)
             .await
             .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn probe(&self) -> StoreResult<()> {
+        let mut conn = self
+            .pool
+            .connect_options()
+            .connect()
+            .await
+            .map_err(db_err)?;
+        let answered = sqlx::query("SELECT 1").execute(&mut conn).await;
+        // The round trip is what counts; a failed goodbye only loses the socket.
+        let _ = conn.close().await;
+        answered.map_err(db_err)?;
         Ok(())
     }
 
@@ -220,7 +235,8 @@ impl Store for PgStore {
 
     async fn insert_run(&self, run: NewRun) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO runs (id, user_id, path, mode, started_at_ms) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO runs (id, user_id, path, mode, started_at_ms, last_seen_ms) \
+             VALUES ($1, $2, $3, $4, $5, $5)",
         )
         .bind(run.id)
         .bind(run.user_id)
@@ -236,7 +252,7 @@ impl Store for PgStore {
     async fn finish_run(&self, run_id: &str, finish: RunFinish) -> StoreResult<()> {
         let done = sqlx::query(
             "UPDATE runs SET ended_at_ms = $1, reason = $2, exit_code = $3, cpu_ms = $4, \
-             peak_memory_bytes = $5, output_bytes = $6 WHERE id = $7",
+             peak_memory_bytes = $5, output_bytes = $6, last_seen_ms = $1 WHERE id = $7",
         )
         .bind(finish.ended_at_ms)
         .bind(finish.reason.as_str())
@@ -276,15 +292,81 @@ impl Store for PgStore {
         .map_err(db_err)
     }
 
-    async fn close_dangling_runs(&self, now_ms: i64) -> StoreResult<u64> {
-        let done =
-            sqlx::query("UPDATE runs SET ended_at_ms = $1, reason = $2 WHERE ended_at_ms IS NULL")
-                .bind(now_ms)
-                .bind(EndReason::ServerShutdown.as_str())
-                .execute(&self.pool)
-                .await
-                .map_err(db_err)?;
+    async fn close_dangling_runs(&self) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE runs SET ended_at_ms = COALESCE(last_seen_ms, started_at_ms), reason = $1 \
+             WHERE ended_at_ms IS NULL",
+        )
+        .bind(EndReason::ServerShutdown.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
         Ok(done.rows_affected())
+    }
+
+    async fn apply_records(&self, records: &[Record]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        for record in records {
+            match record {
+                Record::RunStarted(run) => {
+                    // Skipped (not an error) when already recorded or the user is gone.
+                    sqlx::query(
+                        "INSERT INTO runs (id, user_id, path, mode, started_at_ms, last_seen_ms) \
+                         SELECT $1, $2, $3, $4, $5, $5 WHERE EXISTS (SELECT 1 FROM users WHERE id = $2) \
+                         ON CONFLICT (id) DO NOTHING",
+                    )
+                    .bind(&run.id)
+                    .bind(run.user_id)
+                    .bind(&run.path)
+                    .bind(run.mode.as_str())
+                    .bind(run.started_at_ms)
+                    .execute(&mut *tx)
+                    .await
+                }
+                Record::RunFinished { run_id, finish } => {
+                    sqlx::query(
+                        "UPDATE runs SET ended_at_ms = $1, reason = $2, exit_code = $3, cpu_ms = $4, \
+                         peak_memory_bytes = $5, output_bytes = $6, last_seen_ms = $1 WHERE id = $7",
+                    )
+                    .bind(finish.ended_at_ms)
+                    .bind(finish.reason.as_str())
+                    .bind(finish.exit_code)
+                    .bind(finish.cpu_ms)
+                    .bind(finish.peak_memory_bytes)
+                    .bind(finish.output_bytes)
+                    .bind(run_id)
+                    .execute(&mut *tx)
+                    .await
+                }
+                Record::RunsAlive { at_ms, run_ids } => {
+                    sqlx::query(
+                        "UPDATE runs SET last_seen_ms = $1 WHERE id = ANY($2) \
+                         AND ended_at_ms IS NULL AND (last_seen_ms IS NULL OR last_seen_ms < $1)",
+                    )
+                    .bind(at_ms)
+                    .bind(run_ids)
+                    .execute(&mut *tx)
+                    .await
+                }
+                Record::Audit { at_ms, entry } => {
+                    sqlx::query(
+                        "INSERT INTO audit_log (at_ms, actor_id, actor, action, target, detail, ip) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(at_ms)
+                    .bind(entry.actor_id)
+                    .bind(&entry.actor)
+                    .bind(&entry.action)
+                    .bind(&entry.target)
+                    .bind(&entry.detail)
+                    .bind(&entry.ip)
+                    .execute(&mut *tx)
+                    .await
+                }
+            }
+            .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)
     }
 }
 

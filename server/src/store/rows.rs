@@ -15,7 +15,7 @@ pub(crate) const AUDIT_COLUMNS: &str = "id, at_ms, actor_id, actor, action, targ
 
 /// Columns of `runs`, in the order every run query selects them.
 pub(crate) const RUN_COLUMNS: &str = "id, user_id, path, mode, started_at_ms, ended_at_ms, \
-     reason, exit_code, cpu_ms, peak_memory_bytes, output_bytes";
+     reason, exit_code, cpu_ms, peak_memory_bytes, output_bytes, last_seen_ms";
 
 /// A `users` row as stored (role still text).
 #[derive(Debug, sqlx::FromRow)]
@@ -89,6 +89,7 @@ pub(crate) struct RunRow {
     cpu_ms: Option<i64>,
     peak_memory_bytes: Option<i64>,
     output_bytes: Option<i64>,
+    last_seen_ms: Option<i64>,
 }
 
 impl From<RunRow> for RunRecord {
@@ -105,6 +106,7 @@ impl From<RunRow> for RunRecord {
             cpu_ms: row.cpu_ms,
             peak_memory_bytes: row.peak_memory_bytes,
             output_bytes: row.output_bytes,
+            last_seen_ms: row.last_seen_ms,
         }
     }
 }

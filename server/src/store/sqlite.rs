@@ -24,8 +24,8 @@ use super::rows::{
     self, db_err, found, AuditRow, RunRow, UserRow, AUDIT_COLUMNS, RUN_COLUMNS, USER_COLUMNS,
 };
 use super::{
-    now_ms, AuditRecord, NewAudit, NewRun, NewUser, PoolSettings, RunFinish, RunRecord, Store,
-    StoreError, StoreResult, User,
+    now_ms, AuditRecord, NewAudit, NewRun, NewUser, PoolSettings, Record, RunFinish, RunRecord,
+    Store, StoreError, StoreResult, User,
 };
 
 /// The embedded SQLite migrations.
@@ -37,6 +37,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const MIGRATION_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 /// Poll interval while waiting for the migration lock.
 const MIGRATION_LOCK_POLL: Duration = Duration::from_millis(20);
+/// Run ids per liveness statement (well under SQLite's variable limit).
+const ALIVE_CHUNK: usize = 500;
 
 /// The SQLite store.
 #[derive(Debug)]
@@ -140,6 +142,10 @@ impl Store for SqliteStore {
             .await
             .map_err(db_err)?;
         Ok(())
+    }
+
+    async fn probe(&self) -> StoreResult<()> {
+        self.ping().await
     }
 
     async fn close(&self) {
@@ -269,12 +275,14 @@ impl Store for SqliteStore {
 
     async fn insert_run(&self, run: NewRun) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO runs (id, user_id, path, mode, started_at_ms) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO runs (id, user_id, path, mode, started_at_ms, last_seen_ms) \
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(run.id)
         .bind(run.user_id)
         .bind(run.path)
         .bind(run.mode.as_str())
+        .bind(run.started_at_ms)
         .bind(run.started_at_ms)
         .execute(&self.pool)
         .await
@@ -284,8 +292,8 @@ impl Store for SqliteStore {
 
     async fn finish_run(&self, run_id: &str, finish: RunFinish) -> StoreResult<()> {
         let done = sqlx::query(
-            "UPDATE runs SET ended_at_ms = ?, reason = ?, exit_code = ?, cpu_ms = ?, \
-             peak_memory_bytes = ?, output_bytes = ? WHERE id = ?",
+            "UPDATE runs SET ended_at_ms = ?1, reason = ?2, exit_code = ?3, cpu_ms = ?4, \
+             peak_memory_bytes = ?5, output_bytes = ?6, last_seen_ms = ?1 WHERE id = ?7",
         )
         .bind(finish.ended_at_ms)
         .bind(finish.reason.as_str())
@@ -325,14 +333,92 @@ impl Store for SqliteStore {
         .map_err(db_err)
     }
 
-    async fn close_dangling_runs(&self, now_ms: i64) -> StoreResult<u64> {
-        let done =
-            sqlx::query("UPDATE runs SET ended_at_ms = ?, reason = ? WHERE ended_at_ms IS NULL")
-                .bind(now_ms)
-                .bind(EndReason::ServerShutdown.as_str())
-                .execute(&self.pool)
-                .await
-                .map_err(db_err)?;
+    async fn close_dangling_runs(&self) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE runs SET ended_at_ms = COALESCE(last_seen_ms, started_at_ms), reason = ? \
+             WHERE ended_at_ms IS NULL",
+        )
+        .bind(EndReason::ServerShutdown.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
         Ok(done.rows_affected())
+    }
+
+    async fn apply_records(&self, records: &[Record]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        for record in records {
+            match record {
+                Record::RunStarted(run) => {
+                    // Skipped (not an error) when already recorded or the user is gone.
+                    sqlx::query(
+                        "INSERT INTO runs (id, user_id, path, mode, started_at_ms, last_seen_ms) \
+                         SELECT ?1, ?2, ?3, ?4, ?5, ?5 WHERE EXISTS (SELECT 1 FROM users WHERE id = ?2) \
+                         ON CONFLICT (id) DO NOTHING",
+                    )
+                    .bind(&run.id)
+                    .bind(run.user_id)
+                    .bind(&run.path)
+                    .bind(run.mode.as_str())
+                    .bind(run.started_at_ms)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                }
+                Record::RunFinished { run_id, finish } => {
+                    sqlx::query(
+                        "UPDATE runs SET ended_at_ms = ?1, reason = ?2, exit_code = ?3, cpu_ms = ?4, \
+                         peak_memory_bytes = ?5, output_bytes = ?6, last_seen_ms = ?1 WHERE id = ?7",
+                    )
+                    .bind(finish.ended_at_ms)
+                    .bind(finish.reason.as_str())
+                    .bind(finish.exit_code)
+                    .bind(finish.cpu_ms)
+                    .bind(finish.peak_memory_bytes)
+                    .bind(finish.output_bytes)
+                    .bind(run_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                }
+                Record::RunsAlive { at_ms, run_ids } => {
+                    // SQLite has no arrays: one statement per chunk of ids.
+                    for chunk in run_ids.chunks(ALIVE_CHUNK) {
+                        // Numbered throughout: sqlx hands plain `?` the arguments
+                        // from the first one on, whatever `?1` took.
+                        let marks = (2..chunk.len() + 2)
+                            .map(|i| format!("?{i}"))
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        let sql = format!(
+                            "UPDATE runs SET last_seen_ms = ?1 WHERE id IN ({marks}) \
+                             AND ended_at_ms IS NULL AND (last_seen_ms IS NULL OR last_seen_ms < ?1)"
+                        );
+                        let mut q = sqlx::query(&sql).bind(at_ms);
+                        for id in chunk {
+                            q = q.bind(id);
+                        }
+                        q.execute(&mut *tx).await.map_err(db_err)?;
+                    }
+                }
+                Record::Audit { at_ms, entry } => {
+                    sqlx::query(
+                        "INSERT INTO audit_log (at_ms, actor_id, actor, action, target, detail, ip) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(at_ms)
+                    .bind(entry.actor_id)
+                    .bind(&entry.actor)
+                    .bind(&entry.action)
+                    .bind(&entry.target)
+                    .bind(&entry.detail)
+                    .bind(&entry.ip)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                }
+            }
+        }
+        tx.commit().await.map_err(db_err)
     }
 }

@@ -116,10 +116,12 @@ async fn serve(
                 let _ = send_json(&mut sink, &msg).await;
                 break Exit::Close(close_codes::SHUTDOWN, "server shutting down");
             }
-            Some(out) = rx.recv() => {
-                let Outbound::Msg(msg) = out;
-                if send_json(&mut sink, &msg).await.is_err() { break Exit::Gone; }
-            }
+            Some(out) = rx.recv() => match out {
+                Outbound::Msg(msg) => {
+                    if send_json(&mut sink, &msg).await.is_err() { break Exit::Gone; }
+                }
+                Outbound::Close(code, reason) => break Exit::Close(code, reason),
+            },
             Some(done) = files.replies.recv() => {
                 files.complete(done.ticket);
                 if send_json(&mut sink, &done.msg).await.is_err() { break Exit::Gone; }
@@ -141,7 +143,7 @@ async fn serve(
                 if last_seen.elapsed() > dead_after {
                     break Exit::Close(close_codes::HEARTBEAT_TIMEOUT, "no heartbeat");
                 }
-                if !still_authorized(state, &claims).await {
+                if !still_authorized(state, &claims) {
                     break Exit::Close(close_codes::UNAUTHORIZED, "session expired or account disabled");
                 }
                 if send_with_timeout(&mut sink, Message::Ping(Default::default())).await.is_err() {
@@ -238,8 +240,9 @@ async fn serve(
     exit
 }
 
-/// The token is not expired and the account still enabled.
-async fn still_authorized(state: &SharedState, claims: &Claims) -> bool {
+/// The token is not expired and the account still enabled, as last known:
+/// never waits for the database (see [`crate::auth::account_status`]).
+fn still_authorized(state: &SharedState, claims: &Claims) -> bool {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
@@ -250,7 +253,7 @@ async fn still_authorized(state: &SharedState, claims: &Claims) -> bool {
     let Some(id) = claims.user_id() else {
         return false;
     };
-    state.accounts.enabled(&state.store, id).await
+    state.accounts.check(id)
 }
 
 /// The sending half of the socket.

@@ -1,5 +1,7 @@
 //! Shared integration-test support.
 #![allow(dead_code)]
 
+pub mod class;
 pub mod db;
+pub mod pg_private;
 pub mod server;

@@ -51,6 +51,15 @@ impl TestServer {
     /// Start on `database_url` with default args changed by `tweak`.
     pub async fn start(database_url: &str, tweak: impl FnOnce(&mut ServeArgs)) -> TestServer {
         let data_dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(data_dir, database_url, tweak).await
+    }
+
+    /// Like [`TestServer::start`], on an existing data dir (e.g. one a test prepared).
+    pub async fn start_in(
+        data_dir: tempfile::TempDir,
+        database_url: &str,
+        tweak: impl FnOnce(&mut ServeArgs),
+    ) -> TestServer {
         let mut args = default_args(data_dir.path().to_path_buf(), database_url);
         tweak(&mut args);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -109,7 +118,38 @@ impl TestServer {
 
     /// Open an authenticated WebSocket and read `hello`.
     pub async fn connect(&self, token: &str) -> WsClient {
-        let mut req = self.ws_url().into_client_request().expect("request");
+        connect_to(&self.ws_url(), token).await
+    }
+
+    /// The server's state (tests inspect it).
+    pub fn state(&self) -> &campus_server::state::SharedState {
+        &self.running.as_ref().expect("server running").state
+    }
+
+    /// Wait until every run record and audit entry handed to the background
+    /// writer so far is in the database (they are written off the hot path).
+    pub async fn records_flushed(&self) {
+        assert!(
+            self.state().records.flush(wait_limit()).await,
+            "records did not reach the database within {:?}: {:?}",
+            wait_limit(),
+            self.state().records.stats()
+        );
+    }
+
+    /// Graceful shutdown and wait.
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown();
+            r.wait().await.expect("clean shutdown");
+        }
+    }
+}
+
+/// Open an authenticated WebSocket to `ws_url` and read `hello`.
+pub async fn connect_to(ws_url: &str, token: &str) -> WsClient {
+    {
+        let mut req = ws_url.into_client_request().expect("request");
         req.headers_mut().insert(
             "authorization",
             HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
@@ -128,14 +168,6 @@ impl TestServer {
             other => panic!("expected hello, got {other:?}"),
         }
         c
-    }
-
-    /// Graceful shutdown and wait.
-    pub async fn stop(mut self) {
-        if let Some(r) = self.running.take() {
-            r.shutdown();
-            r.wait().await.expect("clean shutdown");
-        }
     }
 }
 

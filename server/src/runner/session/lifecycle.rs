@@ -17,7 +17,7 @@ use super::super::run::{self, RunIo, StartRequest};
 use super::super::RunnerError;
 use super::{
     Session, DRAIN_WAIT, EOF_GRACE, HOUSEKEEPING_IDLE, HOUSEKEEPING_RUNNING, KILL_WAIT,
-    SAMPLE_INTERVAL, STORE_WAIT,
+    SAMPLE_INTERVAL,
 };
 use crate::store::{NewRun, RunFinish};
 
@@ -133,7 +133,7 @@ impl Session {
         tracing::info!(user = %self.user.username, run_id = %ended.run_id,
             reason = reason.as_str(), exit_code = ?ended.exit_code, cpu_ms = ended.cpu_ms,
             duration_ms = ended.duration_ms, output_bytes = ended.output_bytes, "run ended");
-        Self::record_finish(&self.shared, &ended).await;
+        Self::record_finish(&self.shared, &ended);
         let stop = run.stop_request.take();
         drop(run); // releases the admission slot
         self.announce_end(ended, stop);
@@ -151,8 +151,9 @@ impl Session {
         self.idle_since = Instant::now();
     }
 
-    pub(super) async fn record_finish(shared: &Shared, ended: &RunEnded) {
-        let Some(store) = &shared.store else {
+    /// Hand the run's end to the record writer (never waits for the database).
+    pub(super) fn record_finish(shared: &Shared, ended: &RunEnded) {
+        let Some(records) = &shared.records else {
             return;
         };
         let finish = RunFinish {
@@ -163,13 +164,7 @@ impl Session {
             peak_memory_bytes: ended.peak_memory_bytes as i64,
             output_bytes: ended.output_bytes as i64,
         };
-        match timeout(STORE_WAIT, store.finish_run(&ended.run_id, finish)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!(run_id = %ended.run_id, error = %e, "recording run end failed")
-            }
-            Err(_) => tracing::error!(run_id = %ended.run_id, "recording run end timed out"),
-        }
+        records.run_finished(&ended.run_id, finish);
     }
 
     /// Admission, rate limit, replacing a live run, then spawning the new one.
@@ -229,7 +224,7 @@ impl Session {
             tokio::task::spawn_blocking(move || run::start(Arc::clone(&sh.sandbox), &sh.cfg, req))
                 .await
                 .map_err(|e| RunnerError::Internal(format!("spawn task: {e}")))?;
-        Self::record_start(&shared, self.user.id, &run_id, &path, mode).await;
+        Self::record_start(&shared, self.user.id, &run_id, &path, mode);
         let start_seq = self.log.next_seq();
         let started_msg = |is_req: bool| ServerMsg::RunStarted {
             id: if is_req { req_id } else { None },
@@ -289,21 +284,22 @@ impl Session {
                     output_bytes: 0,
                     message: ending::message(EndReason::StartFailed, &facts),
                 };
-                Self::record_finish(&self.shared, &ended).await;
+                Self::record_finish(&self.shared, &ended);
                 self.announce_end(ended, Some((conn_id.to_string(), req_id)));
             }
         }
         Ok(())
     }
 
-    pub(super) async fn record_start(
+    /// Hand the run's start to the record writer (never waits for the database).
+    pub(super) fn record_start(
         shared: &Shared,
         user_id: i64,
         run_id: &str,
         path: &str,
         mode: RunMode,
     ) {
-        let Some(store) = &shared.store else {
+        let Some(records) = &shared.records else {
             return;
         };
         let new = NewRun {
@@ -313,11 +309,7 @@ impl Session {
             mode,
             started_at_ms: crate::store::now_ms(),
         };
-        match timeout(STORE_WAIT, store.insert_run(new)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(run_id, error = %e, "recording run start failed"),
-            Err(_) => tracing::error!(run_id, "recording run start timed out"),
-        }
+        records.run_started(new);
     }
 
     /// The earliest moment something time-based may need doing.

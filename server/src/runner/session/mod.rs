@@ -35,8 +35,6 @@ const EOF_GRACE: Duration = Duration::from_secs(2);
 const KILL_WAIT: Duration = Duration::from_secs(5);
 /// Per-chunk timeout while draining a dead run's PTY.
 const DRAIN_WAIT: Duration = Duration::from_secs(1);
-/// Bound on database calls made by the actor.
-const STORE_WAIT: Duration = Duration::from_secs(5);
 
 struct Conn {
     tx: mpsc::Sender<SessionEvent>,
