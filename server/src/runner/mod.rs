@@ -97,6 +97,7 @@ mod output;
 mod priority;
 pub mod probe;
 mod proc;
+mod quota_watch;
 mod registry;
 mod run;
 mod session;
