@@ -237,6 +237,11 @@ pub enum EndReason {
     MemoryLimit,
     /// The program wrote more than the total output cap.
     OutputLimit,
+    /// The workspace reached its quota (bytes or entries): either the kernel
+    /// refused the program's writes (EDQUOT) and it failed, or the usage scan
+    /// (where the filesystem enforces no quota) found it past the quota and
+    /// stopped it.
+    DiskQuota,
     /// An admin stopped the session.
     KilledByAdmin,
     /// Nobody was attached for longer than the reattach window.
@@ -259,6 +264,7 @@ impl EndReason {
             EndReason::CpuLimit => "cpu_limit",
             EndReason::MemoryLimit => "memory_limit",
             EndReason::OutputLimit => "output_limit",
+            EndReason::DiskQuota => "disk_quota",
             EndReason::KilledByAdmin => "killed_by_admin",
             EndReason::Abandoned => "abandoned",
             EndReason::ServerShutdown => "server_shutdown",

@@ -339,17 +339,26 @@ async fn run_inner(args: RunArgs) -> anyhow::Result<i32> {
         .user_by_username(&args.as_user)
         .await?
         .ok_or_else(|| anyhow::anyhow!("no user named {:?}", args.as_user))?;
-    let sandbox = Arc::new(Sandbox::new(SandboxConfig {
+    let mut sandbox = Sandbox::new(SandboxConfig {
         helper_exe: args.limits.helper_exe()?,
         production: false,
         uid_base: args.limits.sandbox_uid_base,
         cgroup_group: format!("{}-cli", args.limits.cgroup_group),
         ..SandboxConfig::default()
-    })?);
+    })?;
+    let root = args.storage.workspaces_dir();
+    std::fs::create_dir_all(&root)?;
+    // The same limits as `serve`: quotas where enforced, else the usage scan.
+    sandbox.probe_disk_quota(&root);
+    let sandbox = Arc::new(sandbox);
     let workspaces = workspace_fs::Workspaces::new(
         args.storage.workspaces_dir(),
         args.storage.workspace_meta_dir(),
-        workspace_fs::Limits::default(),
+        workspace_fs::Limits {
+            quota_bytes: args.limits.workspace_quota_mb.saturating_mul(1 << 20),
+            max_entries: args.limits.workspace_max_entries,
+            ..workspace_fs::Limits::default()
+        },
     )?;
     let key = user.id.to_string();
     let uid = sandbox
@@ -411,33 +420,37 @@ pub async fn sandbox_check(args: CheckArgs) -> i32 {
             return 1;
         }
     };
-    let sandbox = match Sandbox::new(SandboxConfig {
+    let mut sandbox = match Sandbox::new(SandboxConfig {
         helper_exe,
         production: false,
         uid_base: args.limits.sandbox_uid_base,
         cgroup_group: args.limits.cgroup_group.clone(),
         force_fallback: false,
     }) {
-        Ok(s) => Arc::new(s),
+        Ok(s) => s,
         Err(e) => {
             eprintln!("campus: {e}");
             return 1;
         }
     };
+    let root = args.storage.workspaces_dir();
+    // `serve` creates it the same way on its first start.
+    if let Err(e) = std::fs::create_dir_all(&root) {
+        println!("isolation features:");
+        print!("{}", format_report(sandbox.report()));
+        println!("probe run: FAILED (cannot create {}: {e})", root.display());
+        println!("sandbox check: NOT READY");
+        return 1;
+    }
+    let quota_enforced = sandbox.probe_disk_quota(&root).enforced;
+    let sandbox = Arc::new(sandbox);
     println!("isolation features:");
     print!("{}", format_report(sandbox.report()));
-    let root = args.storage.workspaces_dir();
     println!();
     println!(
         "probe run (a real run through the student path, in {}):",
         root.display()
     );
-    // `serve` creates it the same way on its first start.
-    if let Err(e) = std::fs::create_dir_all(&root) {
-        println!("probe run: FAILED (cannot create {}: {e})", root.display());
-        println!("sandbox check: NOT READY");
-        return 1;
-    }
     let setup = ProbeSetup {
         sandbox: Arc::clone(&sandbox),
         runner: RunnerConfig::from_args(&args.limits),
@@ -449,11 +462,20 @@ pub async fn sandbox_check(args: CheckArgs) -> i32 {
     probe.shutdown().await;
     print!("{}", report.format());
     let complete = sandbox.report().complete;
-    let verdict = match (complete, report.ok) {
-        (true, true) => "sandbox check: ready (isolation complete, the probe run passed)",
-        (false, true) => "sandbox check: INCOMPLETE isolation (runs work without it; production mode will refuse to start)",
-        (_, false) => "sandbox check: NOT READY (the probe run failed: student programs do not run)",
+    // As `serve` in production: a missing disk quota counts unless waived.
+    let quota_ok = quota_enforced || args.limits.allow_no_disk_quota;
+    let verdict = match (complete, report.ok, quota_ok) {
+        (true, true, true) if quota_enforced => {
+            "sandbox check: ready (isolation complete, disk quotas enforced, the probe run passed)"
+        }
+        (true, true, true) => "sandbox check: ready (isolation complete, the probe run passed; \
+             disk quotas NOT enforced, waived by CAMPUS_ALLOW_NO_DISK_QUOTA)",
+        (true, true, false) => "sandbox check: INCOMPLETE: disk quotas are not enforced (runs \
+             work, stopped by a usage scan; production mode will refuse to start unless \
+             CAMPUS_ALLOW_NO_DISK_QUOTA=true)",
+        (false, true, _) => "sandbox check: INCOMPLETE isolation (runs work without it; production mode will refuse to start)",
+        (_, false, _) => "sandbox check: NOT READY (the probe run failed: student programs do not run)",
     };
     println!("{verdict}");
-    i32::from(!(complete && report.ok))
+    i32::from(!(complete && report.ok && quota_ok))
 }

@@ -173,6 +173,25 @@ impl StorageArgs {
         }
     }
 
+    /// The SQLite database file, when the database is SQLite on disk (None for
+    /// PostgreSQL and in-memory databases).
+    pub fn sqlite_file(&self) -> Option<PathBuf> {
+        let url = self.effective_database_url();
+        let rest = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))?;
+        let path = rest.split('?').next().unwrap_or_default();
+        if path.is_empty() || path == ":memory:" {
+            return None;
+        }
+        // Undo the encoding of `sqlite_url`.
+        let decoded = path
+            .replace("%3F", "?")
+            .replace("%23", "#")
+            .replace("%25", "%");
+        Some(PathBuf::from(decoded))
+    }
+
     /// Pool settings from the flags.
     pub fn pool_settings(&self) -> crate::store::PoolSettings {
         crate::store::PoolSettings {
@@ -258,6 +277,18 @@ pub struct RunLimitArgs {
     /// First uid of the per-student sandbox uid range (uid = base + user id).
     #[arg(long, env = "CAMPUS_SANDBOX_UID_BASE", default_value_t = 200_000)]
     pub sandbox_uid_base: u32,
+    /// Workspace quota per user, MiB (the API's accounting, and the kernel's
+    /// disk quota of the student's runs; see docs/security.md, "Storage").
+    #[arg(long, env = "CAMPUS_WORKSPACE_QUOTA_MB", default_value_t = 150)]
+    pub workspace_quota_mb: u64,
+    /// Maximum files and directories per workspace.
+    #[arg(long, env = "CAMPUS_WORKSPACE_MAX_ENTRIES", default_value_t = 5000)]
+    pub workspace_max_entries: u64,
+    /// Run even though the workspaces' filesystem enforces no disk quota
+    /// (production refuses to start otherwise): runs are then stopped by a
+    /// periodic usage scan instead, which a fast writer can overshoot.
+    #[arg(long, env = "CAMPUS_ALLOW_NO_DISK_QUOTA", default_value_t = false)]
+    pub allow_no_disk_quota: bool,
 }
 
 /// Everything `campus serve` needs.
@@ -300,12 +331,6 @@ pub struct ServeArgs {
     /// Largest file, MiB (API and sandbox).
     #[arg(long, env = "CAMPUS_MAX_FILE_MB", default_value_t = 10)]
     pub max_file_mb: u64,
-    /// Workspace quota per user, MiB.
-    #[arg(long, env = "CAMPUS_WORKSPACE_QUOTA_MB", default_value_t = 150)]
-    pub workspace_quota_mb: u64,
-    /// Maximum files and directories per workspace.
-    #[arg(long, env = "CAMPUS_WORKSPACE_MAX_ENTRIES", default_value_t = 5000)]
-    pub workspace_max_entries: u64,
     /// An upload (`PUT /api/files/…`) that receives no body bytes for this long is cancelled
     /// and writes nothing, seconds.
     #[arg(long, env = "CAMPUS_UPLOAD_IDLE_TIMEOUT_SECS", default_value_t = 30)]
@@ -515,6 +540,20 @@ mod tests {
             s.effective_database_url(),
             "sqlite:///srv/class/campus-data/campus.db"
         );
+        assert_eq!(
+            s.sqlite_file().as_deref(),
+            Some(Path::new("/srv/class/campus-data/campus.db"))
+        );
+        s.database_url = Some("sqlite:///a%3Fb/100%25/c.db?mode=rwc".into());
+        assert_eq!(
+            s.sqlite_file().as_deref(),
+            Some(Path::new("/a?b/100%/c.db"))
+        );
+        s.database_url = Some("postgres://u@db/campus".into());
+        assert_eq!(s.sqlite_file(), None);
+        s.database_url = Some("sqlite::memory:".into());
+        assert_eq!(s.sqlite_file(), None);
+        s.database_url = None;
         s.data_dir = PathBuf::new();
         assert!(s.resolve_paths(Path::new("/srv")).is_err());
     }

@@ -145,8 +145,8 @@ pub fn limits(args: &ServeArgs) -> Limits {
         file_ops_per_min: args.file_ops_per_min,
         runs_per_min: args.run.runs_per_min,
         max_file_bytes: args.max_file_mb * MIB,
-        workspace_quota_bytes: args.workspace_quota_mb * MIB,
-        workspace_max_entries: args.workspace_max_entries,
+        workspace_quota_bytes: args.run.workspace_quota_mb * MIB,
+        workspace_max_entries: args.run.workspace_max_entries,
         max_ws_message_bytes: args.ws_max_message_kb * 1024,
         run_memory_bytes: args.run.memory_limit_mb * MIB,
         run_cpu_secs: args.run.cpu_time_limit_secs,
@@ -207,16 +207,16 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
         .run
         .helper_exe()
         .context("cannot find the campus binary")?;
-    let sandbox = Arc::new(
-        Sandbox::new(SandboxConfig {
-            helper_exe,
-            production: args.is_production(),
-            uid_base: args.run.sandbox_uid_base,
-            cgroup_group: args.run.cgroup_group.clone(),
-            ..SandboxConfig::default()
-        })
-        .context("the sandbox is not usable")?,
-    );
+    let mut sandbox = Sandbox::new(SandboxConfig {
+        helper_exe,
+        production: args.is_production(),
+        uid_base: args.run.sandbox_uid_base,
+        cgroup_group: args.run.cgroup_group.clone(),
+        ..SandboxConfig::default()
+    })
+    .context("the sandbox is not usable")?;
+    check_storage(&args, &mut sandbox)?;
+    let sandbox = Arc::new(sandbox);
     for (name, ok, detail) in &sandbox.report().features {
         tracing::info!(feature = %name, ok, detail = %detail, "sandbox");
     }
@@ -231,8 +231,8 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
 
     let fs_limits = workspace_fs::Limits {
         max_file_bytes: args.max_file_mb * MIB,
-        quota_bytes: args.workspace_quota_mb * MIB,
-        max_entries: args.workspace_max_entries,
+        quota_bytes: args.run.workspace_quota_mb * MIB,
+        max_entries: args.run.workspace_max_entries,
         ..workspace_fs::Limits::default()
     };
     let workspaces = workspace_fs::Workspaces::new(
@@ -331,6 +331,72 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
     });
     tracing::info!(%addr, backend = state.store.backend(), "campus is listening");
     Ok(Running { addr, state, task })
+}
+
+/// The disk side of the sandbox (docs/security.md, "Storage"): find out
+/// whether the kernel enforces the runs' workspace quota; production refuses
+/// to start without it unless `CAMPUS_ALLOW_NO_DISK_QUOTA` waives it (then,
+/// as in development, a usage scan stops runs over the quota). And the
+/// database must not share a filesystem that programs can fill: SQLite on the
+/// workspaces' filesystem without quotas is refused likewise; with quotas, the
+/// root-only reserve is reported (it keeps the server writing when the
+/// students' quotas add up to more than the disk).
+fn check_storage(args: &ServeArgs, sandbox: &mut Sandbox) -> anyhow::Result<()> {
+    let root = args.storage.workspaces_dir();
+    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+    let status = sandbox.probe_disk_quota(&root).clone();
+    let db = args.storage.sqlite_file();
+    let layout = crate::sandbox::storage_layout(&root, db.as_deref())
+        .with_context(|| format!("cannot inspect the filesystem of {}", root.display()))?;
+    let waived = args.run.allow_no_disk_quota;
+    if status.enforced {
+        tracing::info!(detail = %status.detail, "disk quota: enforced by the kernel");
+        if layout.shared {
+            if layout.reserved_bytes == 0 {
+                tracing::warn!(
+                    "the SQLite database shares the workspaces' filesystem, which keeps no \
+                     space for root: if the students' quotas add up to more than the disk, \
+                     their programs can fill it and stop logins (reserve blocks with \
+                     `tune2fs -m`, or put the database elsewhere)"
+                );
+            } else {
+                tracing::info!(
+                    reserved_mib = layout.reserved_bytes >> 20,
+                    "the SQLite database shares the workspaces' filesystem; its root-only \
+                     reserve keeps the server writing when the students' space is used up"
+                );
+            }
+        }
+        return Ok(());
+    }
+    if args.is_production() && !waived {
+        anyhow::bail!(
+            "disk quotas are not enforced for student programs ({}); a program could fill the \
+             disk{}. Enable quotas (see docs/security.md, \"Storage\", and `campus sandbox \
+             check`), or set CAMPUS_ALLOW_NO_DISK_QUOTA=true to run with the usage-scan \
+             fallback",
+            status.detail,
+            if layout.shared {
+                " that also holds the database, and stop logins"
+            } else {
+                ""
+            }
+        );
+    }
+    tracing::warn!(
+        detail = %status.detail,
+        waived,
+        "!!! DISK QUOTA NOT ENFORCED: student programs can write past their workspace quota \
+         until a usage scan (every few seconds) stops them; a fast writer can fill the disk \
+         in between !!!"
+    );
+    if layout.shared {
+        tracing::warn!(
+            "!!! the SQLite database is on the same filesystem as the workspaces, without \
+             quotas: a program filling it can stop logins and saves for everyone !!!"
+        );
+    }
+    Ok(())
 }
 
 /// The sandbox probe run (see [`crate::runner::probe`]): one real run through

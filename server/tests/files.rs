@@ -482,7 +482,7 @@ async fn hostile_paths_and_symlinks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_streaming_conditional_requests_and_limits() {
     let db = test_databases().await.remove(0);
-    let server = TestServer::start(&db.url, |a| a.workspace_quota_mb = 12).await;
+    let server = TestServer::start(&db.url, |a| a.run.workspace_quota_mb = 12).await;
     let (_, token) = server.student("pat").await;
     let http = reqwest::Client::new();
     let url = server.url("/api/files/data/blob.bin");
@@ -639,7 +639,7 @@ async fn http_streaming_conditional_requests_and_limits() {
 async fn entry_quota_rate_limit_and_concurrent_writers() {
     let db = test_databases().await.remove(0);
     let server = TestServer::start(&db.url, |a| {
-        a.workspace_max_entries = 5;
+        a.run.workspace_max_entries = 5;
         a.file_ops_per_min = 60;
     })
     .await;

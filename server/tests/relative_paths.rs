@@ -296,6 +296,8 @@ fn sandbox_check_probes_a_real_run_in_the_data_dir() {
     let cwd = tempfile::tempdir().unwrap();
     let out = campus(cwd.path())
         .args(["sandbox", "check"])
+        // This host's kernel enforces no disk quotas (tests/disk_quota.rs covers that line).
+        .env("CAMPUS_ALLOW_NO_DISK_QUOTA", "true")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -368,7 +370,9 @@ fn production_refuses_to_start_when_the_probe_run_fails() {
         .env("CAMPUS_JWT_SECRET", "9f1c2e7a4b6d8e0f1a3c5e7b9d1f3a5c")
         .env("CAMPUS_LISTEN", format!("127.0.0.1:{}", free_port()))
         // Isolation is complete here; only the run itself cannot work.
-        .env("CAMPUS_PYTHON", "/nonexistent/python3");
+        .env("CAMPUS_PYTHON", "/nonexistent/python3")
+        // (This host's kernel enforces no disk quotas: waive that refusal to reach the probe.)
+        .env("CAMPUS_ALLOW_NO_DISK_QUOTA", "true");
     let out = finish(cmd, "");
     assert!(!out.status.success(), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);

@@ -56,6 +56,10 @@ export function describeEnding(e: RunEnded, limits?: Limits | null): string {
       return `Stopped: your program used more than ${mib(e.memory_limit_bytes)} of memory (limit ${mib(e.memory_limit_bytes)})`;
     case "output_limit":
       return `Stopped: your program wrote too much output (${mib(e.output_bytes)})`;
+    case "disk_quota": {
+      const limit = limits ? ` (limit ${mib(limits.workspace_quota_bytes)}, ${limits.workspace_max_entries} files and folders)` : "";
+      return `Stopped: your workspace is full${limit}, so your program could not write to it. Delete files you no longer need, then run it again.`;
+    }
     case "killed_by_admin":
       return `Stopped by an administrator after ${took}`;
     case "abandoned":

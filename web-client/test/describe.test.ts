@@ -51,6 +51,12 @@ describe("endings in plain words", () => {
       "Stopped: your program wrote too much output (50 MiB)",
     );
     expect(describeEnding({ ...base, reason: "timeout" })).toContain("longer than the time limit");
+    expect(describeEnding({ ...base, reason: "disk_quota", exit_code: undefined })).toBe(
+      "Stopped: your workspace is full, so your program could not write to it. Delete files you no longer need, then run it again.",
+    );
+    const limits = { workspace_quota_bytes: 150 * 1024 * 1024, workspace_max_entries: 5000 } as Parameters<typeof describeEnding>[1];
+    expect(describeEnding({ ...base, reason: "disk_quota" }, limits)).toContain("(limit 150 MiB, 5000 files and folders)");
+    expect(endingOutcome({ ...base, reason: "disk_quota" })).toBe("error");
     expect(describeEnding({ ...base, reason: "start_failed", message: "no sandbox" })).toBe("Could not start your program: no sandbox");
   });
   it("usage figures", () => {

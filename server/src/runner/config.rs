@@ -57,6 +57,8 @@ impl Default for RunnerConfig {
                 open_files: 256,
                 tmp_bytes: 16 << 20,
                 cpu_quota: 1.0,
+                disk_bytes: 150 << 20,
+                disk_entries: 5000,
             },
             script_max_age: Duration::from_secs(30 * 60),
             repl_max_age: Duration::from_secs(60 * 60),
@@ -88,6 +90,8 @@ impl RunnerConfig {
                 pids: args.pids_limit.max(1),
                 cpu_secs: args.cpu_time_limit_secs.max(1),
                 file_size_bytes: args.file_size_limit_mb.max(1) << 20,
+                disk_bytes: args.workspace_quota_mb.saturating_mul(1 << 20),
+                disk_entries: args.workspace_max_entries,
                 ..d.limits.clone()
             },
             script_max_age: Duration::from_secs(args.script_max_age_secs.max(1)),

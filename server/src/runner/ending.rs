@@ -44,11 +44,20 @@ pub(crate) struct EndFacts {
     pub max_age: Duration,
     /// The detached grace (for `abandoned`).
     pub detached_grace: Duration,
+    /// The workspace was at its kernel disk quota when the run ended (its
+    /// writes were failing with EDQUOT).
+    pub disk_full: bool,
+    /// Workspace quota, bytes.
+    pub disk_quota_bytes: u64,
+    /// Workspace quota, files and directories.
+    pub disk_quota_entries: u64,
 }
 
 /// The reason, from the facts. Runner-initiated endings win (they say what
 /// the runner did); otherwise the kernel's evidence decides: an OOM kill in the
-/// cgroup means `memory_limit`, SIGXCPU or CPU at the limit means `cpu_limit`.
+/// cgroup means `memory_limit`, SIGXCPU or CPU at the limit means `cpu_limit`,
+/// a workspace at its disk quota means `disk_quota` (the program failed
+/// because its writes were refused; a clean exit stays `exited`).
 pub(crate) fn classify(f: &EndFacts) -> EndReason {
     if let Some(r) = f.kill_reason {
         return r;
@@ -61,6 +70,9 @@ pub(crate) fn classify(f: &EndFacts) -> EndReason {
         || (!clean_exit && f.cpu_limit_ms > 0 && f.cpu_ms >= f.cpu_limit_ms)
     {
         return EndReason::CpuLimit;
+    }
+    if f.disk_full && !clean_exit {
+        return EndReason::DiskQuota;
     }
     match (f.signal, f.exit_code) {
         (Some(SIGINT), _) if f.interrupted => EndReason::Interrupted,
@@ -111,6 +123,16 @@ pub(crate) fn fmt_bytes(b: u64) -> String {
     }
 }
 
+/// The workspace quota in words: "150 MiB and 5000 files and folders".
+fn fmt_quota(bytes: u64, entries: u64) -> String {
+    match (bytes, entries) {
+        (0, 0) => "its disk quota".to_string(),
+        (b, 0) => fmt_bytes(b),
+        (0, n) => format!("{n} files and folders"),
+        (b, n) => format!("{} and {n} files and folders", fmt_bytes(b)),
+    }
+}
+
 /// Common signal names, for messages.
 fn signal_name(sig: i32) -> String {
     nix::sys::signal::Signal::try_from(sig)
@@ -157,6 +179,17 @@ pub(crate) fn message(reason: EndReason, f: &EndFacts) -> String {
             "Stopped: your program wrote more than {} of output (limit {})",
             fmt_bytes(f.output_limit_bytes),
             fmt_bytes(f.output_limit_bytes)
+        ),
+        // The usage scan stopped it, or the kernel refused its writes and it failed.
+        EndReason::DiskQuota if f.kill_reason == Some(EndReason::DiskQuota) => format!(
+            "Stopped: your workspace is over its quota (limit {}). \
+             Delete files you no longer need, then run your program again.",
+            fmt_quota(f.disk_quota_bytes, f.disk_quota_entries)
+        ),
+        EndReason::DiskQuota => format!(
+            "Ended: your workspace is full (limit {}), so your program could not write to it. \
+             Delete files you no longer need, then run it again.",
+            fmt_quota(f.disk_quota_bytes, f.disk_quota_entries)
         ),
         EndReason::KilledByAdmin => format!("Stopped by an administrator after {took}"),
         EndReason::Abandoned => format!(
@@ -231,6 +264,31 @@ mod tests {
         );
         f.signal = Some(SIGXCPU);
         assert_eq!(classify(&f), EndReason::CpuLimit);
+        f.signal = None;
+        f.exit_code = Some(1);
+        f.disk_full = true;
+        assert_eq!(classify(&f), EndReason::DiskQuota, "a traceback of EDQUOT");
+        f.disk_quota_bytes = 150 << 20;
+        f.disk_quota_entries = 5000;
+        assert_eq!(
+            message(EndReason::DiskQuota, &f),
+            "Ended: your workspace is full (limit 150 MiB and 5000 files and folders), so your \
+             program could not write to it. Delete files you no longer need, then run it again."
+        );
+        let mut k = f.clone();
+        k.kill_reason = Some(EndReason::DiskQuota);
+        assert_eq!(classify(&k), EndReason::DiskQuota);
+        assert!(message(EndReason::DiskQuota, &k)
+            .starts_with("Stopped: your workspace is over its quota (limit 150 MiB"));
+        f.exit_code = Some(0);
+        assert_eq!(
+            classify(&f),
+            EndReason::Exited,
+            "it coped with the full disk"
+        );
+        f.exit_code = Some(1);
+        f.disk_full = false;
+        assert_eq!(classify(&f), EndReason::Exited);
         f.kill_reason = Some(EndReason::Stopped);
         assert_eq!(classify(&f), EndReason::Stopped);
     }

@@ -58,6 +58,9 @@
 //!   /proc) CPU time reaching the limit → `cpu_limit`.
 //! - **memory** — only when the cgroup's OOM-kill counter rose → `memory_limit`.
 //! - **output** — more than the output cap → `output_limit`.
+//! - **disk** — the workspace at its quota ([`quota_watch`]): a program that
+//!   failed while the kernel refused its writes (EDQUOT), or, without kernel
+//!   quotas, a usage scan finding the tree over the quota → `disk_quota`.
 //! - **abandoned** — nobody attached for `detached_grace` (5 min) *and* the
 //!   program is idle: a REPL (waiting at its prompt or not), or a script that
 //!   used no CPU and printed nothing during the whole window (e.g. blocked in
@@ -97,6 +100,7 @@ mod output;
 mod priority;
 pub mod probe;
 mod proc;
+mod quota_watch;
 mod registry;
 mod run;
 mod session;

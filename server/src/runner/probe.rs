@@ -9,7 +9,10 @@
 //! into the workspace, writes an answer back, and reports what it sees from
 //! inside: its uid, the network namespace (no interface but `lo` up, no route
 //! but via `lo`; read from `/proc/net`, nothing is sent anywhere) and that a loopback port
-//! the server listens on cannot be reached. The server then checks the
+//! the server listens on cannot be reached. Where the kernel enforces disk
+//! quotas, the probe uid gets a tiny one ([`PROBE_QUOTA_BYTES`],
+//! [`PROBE_QUOTA_ENTRIES`]) and the program checks that writing and creating
+//! files past it fail with EDQUOT. The server then checks the
 //! program's exit, its report, the answer file and its owner.
 //!
 //! [`SandboxProbe`] keeps the last result for `/readyz`, `campus sandbox check`
@@ -47,6 +50,11 @@ const ANSWER_FILE: &str = "probe-answer.txt";
 const CONN_ID: &str = "probe";
 /// Request id of the probe's `run`.
 const REQ_ID: u64 = 1;
+/// The probe uid's workspace quota where the kernel enforces quotas (the
+/// program writes past it and must be refused).
+pub const PROBE_QUOTA_BYTES: u64 = 1 << 20;
+/// The probe uid's entry quota (the program creates more files and must be refused).
+pub const PROBE_QUOTA_ENTRIES: u64 = 32;
 
 /// One thing the probe checked.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -191,11 +199,15 @@ impl SandboxProbe {
         max_age: Option<Duration>,
         shutdown: &CancellationToken,
     ) -> Arc<SandboxProbe> {
-        let cfg = RunnerConfig {
+        let mut cfg = RunnerConfig {
             max_concurrent_runs: 1,
             runs_per_min: u32::MAX,
             ..setup.runner.clone()
         };
+        if setup.sandbox.disk_quota_enforced() {
+            cfg.limits.disk_bytes = PROBE_QUOTA_BYTES;
+            cfg.limits.disk_entries = PROBE_QUOTA_ENTRIES;
+        }
         let token = shutdown.child_token();
         // Its start-up line must not read like the class's runner.
         let runner = {
@@ -300,6 +312,8 @@ struct Expect {
     isolated: bool,
     /// (label, address) pairs the program must fail to connect to.
     targets: Vec<(String, SocketAddr)>,
+    /// The kernel enforces disk quotas: writes past the probe's must fail.
+    quota: bool,
 }
 
 async fn run_checks(
@@ -335,6 +349,7 @@ async fn run_checks(
         uid,
         isolated,
         targets,
+        quota: isolated && sandbox.disk_quota_enforced(),
     };
     let source = program(&expect);
     let (dir, nonce) = (workspace.to_path_buf(), expect.nonce.clone());
@@ -507,6 +522,10 @@ fn reported_checks(expect: &Expect, text: &str) -> Vec<ProbeCheck> {
         wanted.push("network".into());
         wanted.extend(expect.targets.iter().map(|(label, _)| label.clone()));
     }
+    if expect.quota {
+        wanted.push("disk quota".into());
+        wanted.push("inode quota".into());
+    }
     for name in wanted {
         if !out.iter().any(|c| c.name == name) {
             out.push(check(&name, false, "not reported by the probe program"));
@@ -585,6 +604,9 @@ NONCE = {nonce}
 EXPECT_UID = {uid}
 ISOLATED = {isolated}
 TARGETS = [{targets}]
+QUOTA = {quota}
+QUOTA_BYTES = {quota_bytes}
+QUOTA_ENTRIES = {quota_entries}
 
 def report(name, ok, detail):
     print("campus-probe\t%s\t%s\t%s" % (name, "ok" if ok else "fail", detail), flush=True)
@@ -654,11 +676,41 @@ if ISOLATED:
         finally:
             s.close()
 
+if QUOTA:
+    # Past the probe uid's tiny quota, the kernel must refuse (EDQUOT = 122).
+    big = "probe-quota.bin"
+    try:
+        with open(big, "wb") as f:
+            for _ in range(4 * QUOTA_BYTES // 65536):
+                f.write(bytes(65536))
+        report("disk quota", False, "wrote %d bytes past the %d-byte quota" % (4 * QUOTA_BYTES, QUOTA_BYTES))
+    except OSError as e:
+        report("disk quota", e.errno == 122, "a write past the %d-byte quota failed: %s" % (QUOTA_BYTES, e))
+    finally:
+        try:
+            os.unlink(big)
+        except OSError:
+            pass
+    made = []
+    try:
+        for i in range(4 * QUOTA_ENTRIES):
+            name = "probe-quota-%d" % i
+            open(name, "w").close()
+            made.append(name)
+        report("inode quota", False, "created %d files past the %d-entry quota" % (len(made), QUOTA_ENTRIES))
+    except OSError as e:
+        report("inode quota", e.errno == 122, "file %d past the %d-entry quota failed: %s" % (len(made) + 1, QUOTA_ENTRIES, e))
+    for name in made:
+        os.unlink(name)
+
 print("campus-probe\tdone\tok\t" + NONCE, flush=True)
 "#,
         nonce = py_str(&e.nonce),
         isolated = if e.isolated { "True" } else { "False" },
         targets = targets.join(", "),
+        quota = if e.quota { "True" } else { "False" },
+        quota_bytes = PROBE_QUOTA_BYTES,
+        quota_entries = PROBE_QUOTA_ENTRIES,
         nonce_file = NONCE_FILE,
         answer_file = ANSWER_FILE,
     )
@@ -675,6 +727,7 @@ mod tests {
             uid: Some(200_000),
             isolated: true,
             targets: vec![("probe port".into(), "127.0.0.1:9".parse().unwrap())],
+            quota: true,
         }
     }
 
@@ -690,11 +743,19 @@ mod tests {
             .collect();
         assert_eq!(
             failed,
-            ["uid", "network", "probe port", "program finished"],
+            [
+                "uid",
+                "network",
+                "probe port",
+                "disk quota",
+                "inode quota",
+                "program finished"
+            ],
             "{checks:?}"
         );
         let all = "campus-probe\tworkspace\tok\tw\ncampus-probe\tuid\tok\tu\n\
                    campus-probe\tnetwork\tok\tn\ncampus-probe\tprobe port\tok\tp\n\
+                   campus-probe\tdisk quota\tok\tq\ncampus-probe\tinode quota\tok\ti\n\
                    campus-probe\tdone\tok\tabc\n";
         assert!(reported_checks(&e, all).iter().all(|c| c.ok));
         let bad = all.replace("network\tok", "network\tfail");

@@ -15,6 +15,7 @@ use super::config::RunnerConfig;
 use super::launcher;
 use super::output::MarkerStripper;
 use super::proc::{self, ExitInfo, PtyMaster};
+use super::quota_watch::QuotaWatch;
 use crate::sandbox::{self, RunCgroup, RunSpec, Sandbox};
 
 /// Input chunks buffered for the PTY writer thread.
@@ -62,6 +63,8 @@ pub(crate) struct LiveRun {
     pub last_data: Instant,
     /// The admission slot (taken over by a run that replaces this one).
     pub permit: Option<OwnedSemaphorePermit>,
+    /// The workspace quota: what tells a full workspace (see [`QuotaWatch`]).
+    pub quota: QuotaWatch,
 }
 
 /// The receivers of a run, kept outside [`LiveRun`] so the session's select
@@ -100,6 +103,7 @@ pub(crate) fn start(
         rows,
         permit,
     } = req;
+    let quota = QuotaWatch::new(&sandbox, user_id, &workspace_dir, &cfg.limits);
     let spec = RunSpec {
         run_id: run_id.clone(),
         user_id,
@@ -203,6 +207,7 @@ pub(crate) fn start(
         detached_snapshot: None,
         last_data: now,
         permit: Some(permit),
+        quota,
     };
     let io = RunIo {
         reader: Some(reader),

@@ -9,7 +9,8 @@
 //! Modules: `cgroup` (v1/v2 run cgroups), `exec` (the re-exec helper),
 //! `mounts` (the run's root filesystem), `probe` (startup probe), `fsown`
 //! (workspace ownership), `seccomp` (the system-call filter and private
-//! keyring), `watch` (no run outlives the server).
+//! keyring), `watch` (no run outlives the server), `quota` (kernel disk
+//! quotas of the per-student uids).
 
 mod cgroup;
 // fork, signal handlers, raw wait statuses, TIOCSCTTY: the helper is all OS calls.
@@ -28,6 +29,9 @@ mod seccomp;
 // pidfd_open, ppoll and waitpid: the watch is raw OS calls.
 #[allow(unsafe_code)]
 mod watch;
+// quotactl_fd has no safe wrapper.
+#[allow(unsafe_code)]
+mod quota;
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -35,6 +39,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
 pub use cgroup::{CpuPriority, OrphanSweep, RunCgroup};
+pub use quota::{storage_layout, DiskQuotaStatus, QuotaUsage, StorageLayout};
 pub use watch::kill_descendants;
 
 /// Resource limits of one run.
@@ -54,6 +59,11 @@ pub struct SandboxLimits {
     pub tmp_bytes: u64,
     /// CPU bandwidth, in CPUs (e.g. 1.0 = one full core).
     pub cpu_quota: f64,
+    /// The workspace quota in bytes (the kernel's disk quota of the run's uid
+    /// is derived from it, see [`Sandbox::disk_quota`]); 0: none.
+    pub disk_bytes: u64,
+    /// The workspace quota in files and directories; 0: none.
+    pub disk_entries: u64,
 }
 
 impl Default for SandboxLimits {
@@ -67,6 +77,8 @@ impl Default for SandboxLimits {
             open_files: 256,
             tmp_bytes: 16 << 20,
             cpu_quota: 1.0,
+            disk_bytes: 150 << 20,
+            disk_entries: 5000,
         }
     }
 }
@@ -148,6 +160,9 @@ pub struct SandboxReport {
     pub complete: bool,
     /// One line per feature: (name, working, detail).
     pub features: Vec<(String, bool, String)>,
+    /// Whether the kernel limits the runs' workspace writes (None until
+    /// [`Sandbox::probe_disk_quota`] ran).
+    pub disk_quota: Option<DiskQuotaStatus>,
 }
 
 /// A prepared run: the helper command for the PTY and its cgroup.
@@ -216,6 +231,8 @@ pub struct Sandbox {
     mode: Mode,
     /// Run cgroups whose removal failed, retried by [`Sandbox::sweep_orphans`].
     orphans: Arc<cgroup::Orphans>,
+    /// The workspaces' filesystem's user quotas, when enforced.
+    disk_quota: Option<quota::DiskQuota>,
 }
 
 impl Sandbox {
@@ -234,6 +251,7 @@ impl Sandbox {
                     false,
                     "dev fallback forced: rlimits only".into(),
                 )],
+                disk_quota: None,
             };
             warn_fallback(&report);
             return Ok(Sandbox {
@@ -241,6 +259,7 @@ impl Sandbox {
                 report,
                 mode: Mode::Fallback,
                 orphans: Arc::default(),
+                disk_quota: None,
             });
         }
         let probe::Probe { report, layout } = probe::probe(&config);
@@ -265,7 +284,60 @@ impl Sandbox {
             report,
             mode,
             orphans: Arc::default(),
+            disk_quota: None,
         })
+    }
+
+    /// Find out whether the filesystem holding `workspaces_root` enforces user
+    /// quotas (call once, before sharing the sandbox); the result is in
+    /// [`SandboxReport::disk_quota`] and a feature line. Without isolation runs
+    /// keep the server's uid, so no quota can tell them apart: not enforced.
+    pub fn probe_disk_quota(&mut self, workspaces_root: &Path) -> &DiskQuotaStatus {
+        let (status, quota) = if self.isolated() {
+            quota::probe(workspaces_root)
+        } else {
+            let status = DiskQuotaStatus {
+                enforced: false,
+                filesystem: String::new(),
+                detail: "not enforced: runs are not isolated (no per-student uid)".into(),
+            };
+            (status, None)
+        };
+        self.disk_quota = quota;
+        // Not part of `complete`: the server decides (production refuses
+        // unless waived; see `server::check_storage`).
+        self.report.features.push((
+            "disk quota (workspaces)".into(),
+            status.enforced,
+            status.detail.clone(),
+        ));
+        self.report.disk_quota.insert(status)
+    }
+
+    /// True when the kernel limits every run's workspace writes.
+    pub fn disk_quota_enforced(&self) -> bool {
+        self.disk_quota.is_some()
+    }
+
+    /// The kernel quota usage of `user_id`'s runs, when quotas are enforced
+    /// (one system call; call it off the async workers).
+    pub fn disk_usage(&self, user_id: i64) -> Option<std::io::Result<QuotaUsage>> {
+        let q = self.disk_quota.as_ref()?;
+        Some(
+            self.student_uid(user_id)
+                .map_err(|e| match e {
+                    SandboxError::Io(e) => e,
+                    other => std::io::Error::other(other.to_string()),
+                })
+                .and_then(|uid| q.usage(uid)),
+        )
+    }
+
+    /// True when `user_id`'s workspace is at its kernel quota: the next write
+    /// or file creation of a run fails with EDQUOT.
+    pub fn disk_full(&self, user_id: i64) -> bool {
+        let margin = self.disk_quota.as_ref().map_or(0, |q| q.full_margin());
+        matches!(self.disk_usage(user_id), Some(Ok(u)) if u.at_limit(margin))
     }
 
     /// What the probe found.
@@ -302,6 +374,17 @@ impl Sandbox {
         if root {
             // The program runs as `uid` and must be able to write its workspace.
             fsown::chown_tree(&spec.workspace_dir, uid, uid)?;
+        }
+        if let (Some(q), true) = (&self.disk_quota, spec.limits.disk_bytes > 0) {
+            // Every run sets them: a changed quota applies from the next run on.
+            // No run starts without its limits.
+            q.set_limits(uid, spec.limits.disk_bytes, spec.limits.disk_entries)
+                .map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("setting the disk quota of uid {uid}: {e}"),
+                    )
+                })?;
         }
         let mut cmd = Command::new(helper_program(&self.config.helper_exe));
         cmd.arg("sandbox-exec");
@@ -416,5 +499,13 @@ pub fn format_report(report: &SandboxReport) -> String {
     } else {
         "isolation: INCOMPLETE (production mode will refuse to start)\n"
     });
+    match &report.disk_quota {
+        Some(q) if q.enforced => out.push_str("disk quota: enforced by the kernel\n"),
+        Some(_) => out.push_str(
+            "disk quota: NOT ENFORCED (runs are stopped by a usage scan instead; production \
+             mode refuses to start unless CAMPUS_ALLOW_NO_DISK_QUOTA=true)\n",
+        ),
+        None => {}
+    }
     out
 }

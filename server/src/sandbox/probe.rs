@@ -45,7 +45,11 @@ pub(super) fn probe(config: &SandboxConfig) -> Probe {
     features.push(landlock());
     let complete = features.iter().all(|(n, ok, _)| *ok || !required(n));
     Probe {
-        report: SandboxReport { complete, features },
+        report: SandboxReport {
+            complete,
+            features,
+            disk_quota: None,
+        },
         layout: if complete { layout } else { None },
     }
 }

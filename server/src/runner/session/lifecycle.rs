@@ -86,6 +86,7 @@ impl Session {
             exit: None,
         };
         run.sample();
+        let disk_full = run.quota.full_at_end().await;
         let cfg = &self.shared.cfg;
         let exit = run.exit.clone().unwrap_or_default();
         let facts = EndFacts {
@@ -104,6 +105,9 @@ impl Session {
             output_limit_bytes: cfg.output_limit_bytes,
             max_age: run.max_age(cfg),
             detached_grace: cfg.detached_grace,
+            disk_full,
+            disk_quota_bytes: cfg.limits.disk_bytes,
+            disk_quota_entries: cfg.limits.disk_entries,
         };
         if let Some(cg) = run.cgroup.take() {
             // Killing and rmdir retry with short sleeps: keep them off the
@@ -371,6 +375,11 @@ impl Session {
             self.next_sample = now + SAMPLE_INTERVAL;
             if run.cpu_ms >= cfg.cpu_limit_ms() {
                 self.end_run(Some(EndReason::CpuLimit)).await;
+                return false;
+            }
+            // Only without a kernel quota: a usage scan found the tree over it.
+            if run.quota.poll(now) {
+                self.end_run(Some(EndReason::DiskQuota)).await;
                 return false;
             }
             if let Some(priority) = self.priority.observe(now.into_std(), run.cpu_ms) {
