@@ -92,33 +92,31 @@ pub(crate) fn fork_into(cgroup: &OwnedFd, flags: libc::c_int) -> std::io::Result
 }
 
 /// The startup probe's test: clone a child into the (empty, throw-away) v2
-/// cgroup `dir` and check the kernel lists it there before it exits.
-/// Safe to call from a multi-threaded process: the child only makes raw
-/// system calls (close, read, _exit).
+/// cgroup `dir`, check the kernel lists it there, then kill it. Safe to call
+/// from a multi-threaded process: the child only makes raw system calls
+/// (prctl, pause, _exit) and waits for nothing but its SIGKILL, so no
+/// descriptor another thread's clone inherits can keep it alive.
 pub(crate) fn probe(dir: &Path) -> Result<(), String> {
     let cgroup = v2_target(&[dir.join("cgroup.procs")])
         .ok_or_else(|| format!("{} is not a cgroup2 directory", dir.display()))?;
-    let (hold_r, hold_w) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-    let (r, w) = (hold_r.as_raw_fd(), hold_w.as_raw_fd());
     match fork_into(&cgroup, 0).map_err(|e| format!("clone3(CLONE_INTO_CGROUP): {e}"))? {
         Forked::Child => {
-            // SAFETY: async-signal-safe calls only; wait until the parent has
-            // looked (EOF once it closes its end), then leave without unwinding.
+            // SAFETY: async-signal-safe calls only; the parent kills us (and
+            // if its thread dies first, so do we); never returns or unwinds.
             unsafe {
-                libc::close(w);
-                let mut b = 0u8;
-                libc::read(r, (&mut b as *mut u8).cast(), 1);
-                libc::_exit(0)
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                loop {
+                    libc::pause();
+                }
             }
         }
         Forked::Parent(pid) => {
-            drop(hold_r);
             let listed = std::fs::read_to_string(dir.join("cgroup.procs"))
                 .map(|s| s.lines().any(|l| l.trim() == pid.to_string()))
                 .unwrap_or(false);
-            drop(hold_w);
-            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            let child = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(child, None);
             if listed {
                 Ok(())
             } else {
