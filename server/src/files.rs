@@ -37,9 +37,12 @@ impl FileService {
 
     /// The workspace of `owner` (created on first use, owned by their sandbox uid).
     pub fn workspace(&self, owner: i64) -> Result<Arc<Workspace>, AppError> {
-        let uid = self
-            .uid_base
-            .map(|b| b.saturating_add(u32::try_from(owner).unwrap_or(0)));
+        let uid = match self.uid_base {
+            Some(base) => Some(crate::sandbox::student_uid(base, owner).ok_or_else(|| {
+                AppError::internal(format!("no sandbox uid for user id {owner}"))
+            })?),
+            None => None,
+        };
         self.workspaces
             .open(&owner.to_string(), uid.map(|u| (u, u)))
             .map_err(map_fs_error)

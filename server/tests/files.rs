@@ -185,7 +185,11 @@ async fn crud_versions_trash_and_change_events() {
             })
             .await
         {
-            ServerMsg::File { content, .. } => assert_eq!(content, "print(1)\n"),
+            // A version of a Python file is reported as Python, as the file itself is.
+            ServerMsg::File { content, mime, .. } => {
+                assert_eq!(content, "print(1)\n");
+                assert_eq!(mime, "text/x-python");
+            }
             other => panic!("{other:?}"),
         }
         assert!(matches!(

@@ -93,7 +93,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::FsError;
 pub use path::{validate_path, MAX_DEPTH, MAX_NAME_BYTES, MAX_PATH_BYTES, TEMP_PREFIX};
-pub use workspace::Workspace;
+pub use workspace::{mime_type, Workspace};
 pub use write::PendingWrite;
 
 use error::map_errno;

@@ -271,7 +271,8 @@ impl FileWorker {
             ClientMsg::ReadVersion { id, path, version } => {
                 let (p, v) = (path.clone(), version.clone());
                 let bytes = blocking(ws, move |w| w.read_version(&p, &v)).await?;
-                let mime = mime_guess::from_path(&path).first().map(|m| m.to_string());
+                // The same type a normal read of this path reports.
+                let mime = Some(workspace_fs::mime_type(&path));
                 file_reply(id, path, version, mime, bytes)
             }
             ClientMsg::RestoreVersion { id, path, version } => {
