@@ -145,7 +145,7 @@ pub async fn admit(
         tracing::warn!(owner, what, "cross-user file access refused");
         return Err(denied.into());
     }
-    state.file_ops.check(actor.id)?;
+    state.file_ops.check_key(&actor.id)?;
     // Never create a workspace for a user that does not exist.
     if owner != actor.id && state.store.user_by_id(owner).await?.is_none() {
         return Err(AppError::new(ErrorCode::NotFound, "no such user"));

@@ -10,6 +10,7 @@ pub mod files;
 pub mod http;
 pub mod hub;
 pub mod logging;
+pub mod ratelimit;
 pub mod records;
 pub mod runner;
 pub mod sandbox;

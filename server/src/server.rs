@@ -15,15 +15,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::account_status::AccountStatus;
-use crate::auth::login_limit::LoginLimiter;
 use crate::auth::{password, TokenKeys};
 use crate::config::{self, ServeArgs};
 use crate::files::FileService;
 use crate::hub::Hub;
+use crate::ratelimit::{KeyedRateLimit, MINUTE};
 use crate::records::{self, Records};
 use crate::runner::probe::{self, ProbeSetup, SandboxProbe};
 use crate::sandbox::{Sandbox, SandboxConfig};
-use crate::state::{AppState, KeyedLimiter, SharedState};
+use crate::state::{AppState, SharedState};
 use crate::store::{self, DynStore, NewAudit, NewUser};
 
 const MIB: u64 = 1024 * 1024;
@@ -278,11 +278,12 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
         hash_slots: tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(2, |n| n.get()),
         ),
-        login_limiter: LoginLimiter::new(
+        login_limiter: KeyedRateLimit::keyed(
             args.login_attempts,
             Duration::from_secs(args.login_window_secs),
+            "login attempts",
         ),
-        file_ops: KeyedLimiter::per_minute(args.file_ops_per_min, "file operations"),
+        file_ops: KeyedRateLimit::keyed(args.file_ops_per_min, MINUTE, "file operations"),
         accounts: Arc::clone(&accounts),
         allowed_origins: args
             .allowed_origins

@@ -1,22 +1,19 @@
 //! Shared application state, passed to every handler through axum `State`
 //! (no globals, so tests can run several servers in one process).
 
-use std::num::NonZeroU32;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use campus_protocol::Limits;
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::account_status::AccountStatus;
-use crate::auth::login_limit::LoginLimiter;
 use crate::auth::TokenKeys;
 use crate::config::ServeArgs;
-use crate::error::AppError;
 use crate::hub::Hub;
+use crate::ratelimit::KeyedRateLimit;
 use crate::records::Records;
 use crate::sandbox::Sandbox;
 use crate::store::{DbHealth, DynStore};
@@ -34,15 +31,15 @@ pub struct AppState {
     pub records: Records,
     /// JWT keys.
     pub keys: TokenKeys,
-    /// Login brute-force limiter.
-    pub login_limiter: LoginLimiter,
+    /// Login attempts per (lower-cased username, client address).
+    pub login_limiter: KeyedRateLimit<(String, IpAddr)>,
     /// Last known account states for the heartbeat re-check (refreshed in the background).
     pub accounts: Arc<AccountStatus>,
     /// Concurrent password hashes (each costs 19 MiB and a core for ~20 ms):
     /// a login storm queues here instead of exhausting memory.
     pub hash_slots: tokio::sync::Semaphore,
     /// File operations per user (WebSocket and HTTP share it).
-    pub file_ops: KeyedLimiter,
+    pub file_ops: KeyedRateLimit<i64>,
     /// Live connections per user.
     pub hub: Arc<Hub>,
     /// The host sandbox.
@@ -67,44 +64,6 @@ pub struct AppState {
 
 /// Shared handle.
 pub type SharedState = Arc<AppState>;
-
-/// A per-key rate limiter with a clock to compute wait hints.
-pub struct KeyedLimiter {
-    limiter: DefaultKeyedRateLimiter<i64>,
-    clock: DefaultClock,
-    what: &'static str,
-}
-
-impl std::fmt::Debug for KeyedLimiter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "KeyedLimiter({})", self.what)
-    }
-}
-
-impl KeyedLimiter {
-    /// `per_min` events per minute per key, with a burst of the same size.
-    pub fn per_minute(per_min: u32, what: &'static str) -> Self {
-        let n = NonZeroU32::new(per_min.max(1)).unwrap_or(NonZeroU32::MIN);
-        KeyedLimiter {
-            limiter: RateLimiter::keyed(Quota::per_minute(n)),
-            clock: DefaultClock::default(),
-            what,
-        }
-    }
-
-    /// Count one event for `key`, or refuse with `rate_limited` + `retry_after_ms`.
-    pub fn check(&self, key: i64) -> Result<(), AppError> {
-        self.limiter
-            .check_key(&key)
-            .map_err(|nu| AppError::rate_limited(self.what, nu.wait_time_from(self.clock.now())))
-    }
-
-    /// Forget keys that are back at full quota.
-    pub fn shrink(&self) {
-        self.limiter.retain_recent();
-        self.limiter.shrink_to_fit();
-    }
-}
 
 impl AppState {
     /// DB reachability, cached for a second so a probe storm cannot load the DB.

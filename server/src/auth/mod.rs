@@ -1,8 +1,6 @@
-//! Authentication: argon2id passwords, HS256 JWTs, the login brute-force limiter,
-//! and resolving a request's credentials (Bearer header or cookie) to a user.
+//! Authentication: argon2id passwords, HS256 JWTs, and resolving a request's credentials (Bearer header or cookie) to a user.
 
 pub mod account_status;
-pub mod login_limit;
 pub mod password;
 pub mod token;
 

@@ -79,9 +79,12 @@ pub async fn login(
     };
     // Audit entries go to the background writer: the only database call a
     // login waits for is the account lookup.
-    if let Err(wait) = state.login_limiter.check(&req.username, ip) {
+    if let Err(refused) = state
+        .login_limiter
+        .check_key(&(req.username.to_lowercase(), ip))
+    {
         state.records.audit(audit("login.rate_limited", None));
-        return Err(AppError::rate_limited("login attempts", wait));
+        return Err(refused);
     }
     let user = state.store.user_by_username(&req.username).await?;
     let hash = user

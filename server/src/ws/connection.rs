@@ -11,14 +11,11 @@
 //! always sees the save the client sent first.
 
 use std::collections::VecDeque;
-use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use campus_protocol::{close_codes, ClientMsg, ErrorCode, ServerMsg, UserInfo, PROTOCOL_VERSION};
 use futures_util::{SinkExt, StreamExt};
-use governor::clock::{Clock, DefaultClock};
-use governor::{Quota, RateLimiter};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
@@ -27,6 +24,7 @@ use super::file_worker::FileQueue;
 use crate::auth::Claims;
 use crate::error::AppError;
 use crate::hub::Outbound;
+use crate::ratelimit::{RateLimit, MINUTE};
 use crate::state::SharedState;
 
 /// Queue of events waiting for this connection's socket.
@@ -93,12 +91,8 @@ async fn serve(
         return Exit::Gone;
     }
 
-    let per_min = NonZeroU32::new(state.cfg.ws_messages_per_min.max(1)).unwrap_or(NonZeroU32::MIN);
-    let limiter = RateLimiter::direct(Quota::per_minute(per_min));
-    let ping_limiter = RateLimiter::direct(Quota::per_minute(
-        NonZeroU32::new(PINGS_PER_MIN).unwrap_or(NonZeroU32::MIN),
-    ));
-    let clock = DefaultClock::default();
+    let limiter = RateLimit::direct(state.cfg.ws_messages_per_min, MINUTE, "messages");
+    let ping_limiter = RateLimit::direct(PINGS_PER_MIN, MINUTE, "pings");
     let mut strikes = 0u32;
     let heartbeat = Duration::from_secs(state.cfg.heartbeat_secs.max(1));
     let dead_after = Duration::from_secs(state.cfg.heartbeat_timeout_secs.max(2));
@@ -169,12 +163,12 @@ async fn serve(
                     // operations or a waiting `run`, from a budget of its own.
                     let reply = match ping_limiter.check() {
                         Ok(()) => ServerMsg::Pong { id: *id },
-                        Err(nu) => {
+                        Err(refused) => {
                             strikes += 1;
                             if strikes >= FLOOD_STRIKES {
                                 break Exit::Close(close_codes::FLOODING, "too many messages");
                             }
-                            AppError::rate_limited("pings", nu.wait_time_from(clock.now())).to_msg(*id)
+                            refused.to_msg(*id)
                         }
                     };
                     if send_json(&mut sink, &reply).await.is_err() { break Exit::Gone; }
@@ -184,14 +178,13 @@ async fn serve(
                 // not count against the message limit.
                 let counted = !matches!(parsed, Ok(ClientMsg::Ack { .. }));
                 if counted {
-                    if let Err(nu) = limiter.check() {
+                    if let Err(refused) = limiter.check() {
                         strikes += 1;
                         if strikes >= FLOOD_STRIKES {
                             break Exit::Close(close_codes::FLOODING, "too many messages");
                         }
                         let id = campus_protocol::client::salvage_id(text.as_str());
-                        let e = AppError::rate_limited("messages", nu.wait_time_from(clock.now()));
-                        if send_json(&mut sink, &e.to_msg(id)).await.is_err() { break Exit::Gone; }
+                        if send_json(&mut sink, &refused.to_msg(id)).await.is_err() { break Exit::Gone; }
                         continue;
                     }
                     strikes = 0;
