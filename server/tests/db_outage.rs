@@ -185,7 +185,7 @@ async fn postgres_outage_keeps_live_classes_going() {
 
     // A REPL started during the outage and still running when the database returns.
     let repl_id = timed("REPL start", start_run(&mut class[0].2, "", RunMode::Repl)).await;
-    let stats = server.state().records.stats();
+    let stats = server.records().stats();
     assert!(
         stats.journal_bytes > 0,
         "run records of the outage should wait in the journal: {stats:?}"
@@ -244,7 +244,7 @@ async fn postgres_outage_keeps_live_classes_going() {
             previous_end = end;
         }
     }
-    let stats = server.state().records.stats();
+    let stats = server.records().stats();
     assert_eq!((stats.journal_bytes, stats.dropped), (0, 0), "{stats:?}");
 
     // The REPL is marked alive once the database is back, then recorded when it ends.

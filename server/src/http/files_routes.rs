@@ -57,15 +57,16 @@ pub async fn get_file(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let owner = q.owner.unwrap_or(user.id);
-    files::admit(
-        &state,
-        &user,
-        owner,
-        Action::Read,
-        &path,
-        Some(peer.ip().to_string()),
-    )
-    .await?;
+    state
+        .files
+        .admit(
+            &user,
+            owner,
+            Action::Read,
+            &path,
+            Some(peer.ip().to_string()),
+        )
+        .await?;
     let ws = state.files.workspace(owner)?;
     let p = path.clone();
     let (file, entry) = blocking(ws, move |w| w.open_read(&p)).await?;
@@ -141,15 +142,16 @@ pub async fn put_file(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, AppError> {
-    files::admit(
-        &state,
-        &user,
-        user.id,
-        Action::Write,
-        &path,
-        Some(peer.ip().to_string()),
-    )
-    .await?;
+    state
+        .files
+        .admit(
+            &user,
+            user.id,
+            Action::Write,
+            &path,
+            Some(peer.ip().to_string()),
+        )
+        .await?;
     let conditional;
     let pre = if let Some(im) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
         conditional = true;
@@ -226,8 +228,7 @@ pub async fn put_file(
         }
     };
     let version = outcome.entry.version.clone().unwrap_or_default();
-    files::notify(
-        &state,
+    state.files.notify(
         user.id,
         "http",
         &path,
@@ -304,8 +305,8 @@ async fn receive_body(
     declared: Option<u64>,
     tx: &tokio::sync::mpsc::Sender<Upload>,
 ) -> BodyEnd {
-    let idle = Duration::from_secs(state.cfg.upload_idle_timeout_secs.max(1));
-    let total = Duration::from_secs(state.cfg.upload_timeout_secs.max(1));
+    let idle = state.settings.upload_idle_timeout;
+    let total = state.settings.upload_timeout;
     let deadline = tokio::time::Instant::now() + total;
     let mut stream = body.into_data_stream();
     let mut received = 0u64;

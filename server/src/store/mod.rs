@@ -113,7 +113,7 @@ impl StoreError {
                 let sqlite_full = code.parse::<i32>().is_ok_and(|c| c & 0xff == SQLITE_FULL);
                 sqlite_full || code == PG_DISK_FULL
             }
-            sqlx::Error::Io(io) => crate::files::out_of_space(io),
+            sqlx::Error::Io(io) => crate::disk::out_of_space(io),
             _ => false,
         }
     }

@@ -11,6 +11,7 @@
 //! always sees the save the client sent first.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -77,7 +78,12 @@ async fn serve(
     let (tx, mut rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
     let _guard = state.hub.register(user.id, &conn_id, tx);
     let mut conn = Conn::new(state.clone(), user.clone(), conn_id.clone());
-    let mut files = FileQueue::spawn(state.clone(), user.clone(), conn_id.clone());
+    let mut files = FileQueue::spawn(
+        Arc::clone(&state.files),
+        &state.tracker,
+        user.clone(),
+        conn_id.clone(),
+    );
     // Session messages waiting for the file operations queued before them: (ticket, msg).
     let mut deferred: VecDeque<(u64, ClientMsg)> = VecDeque::new();
 
@@ -85,17 +91,17 @@ async fn serve(
         protocol: PROTOCOL_VERSION,
         connection_id: conn_id,
         user: user.clone(),
-        limits: state.limits.clone(),
+        limits: state.settings.limits.clone(),
     };
     if send_json(&mut sink, &hello).await.is_err() {
         return Exit::Gone;
     }
 
-    let limiter = RateLimit::direct(state.cfg.ws_messages_per_min, MINUTE, "messages");
+    let limiter = RateLimit::direct(state.settings.ws_messages_per_min, MINUTE, "messages");
     let ping_limiter = RateLimit::direct(PINGS_PER_MIN, MINUTE, "pings");
     let mut strikes = 0u32;
-    let heartbeat = Duration::from_secs(state.cfg.heartbeat_secs.max(1));
-    let dead_after = Duration::from_secs(state.cfg.heartbeat_timeout_secs.max(2));
+    let heartbeat = state.settings.heartbeat;
+    let dead_after = state.settings.heartbeat_timeout;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     let mut last_seen = Instant::now();
 
@@ -137,7 +143,7 @@ async fn serve(
                 if last_seen.elapsed() > dead_after {
                     break Exit::Close(close_codes::HEARTBEAT_TIMEOUT, "no heartbeat");
                 }
-                if !still_authorized(state, &claims) {
+                if !state.auth.still_authorized(&claims) {
                     break Exit::Close(close_codes::UNAUTHORIZED, "session expired or account disabled");
                 }
                 if send_with_timeout(&mut sink, Message::Ping(Default::default())).await.is_err() {
@@ -231,22 +237,6 @@ async fn serve(
         let _ = send_with_timeout(&mut sink, Message::Close(Some(frame))).await;
     }
     exit
-}
-
-/// The token is not expired and the account still enabled, as last known:
-/// never waits for the database (see [`crate::auth::account_status`]).
-fn still_authorized(state: &SharedState, claims: &Claims) -> bool {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    if claims.exp <= now {
-        return false;
-    }
-    let Some(id) = claims.user_id() else {
-        return false;
-    };
-    state.accounts.check(id)
 }
 
 /// The sending half of the socket.

@@ -5,15 +5,17 @@
 //! connection makes a `run` wait until the file operations sent before it are
 //! done (see [`super::connection`]).
 
+use std::sync::Arc;
+
 use base64::Engine;
 use campus_protocol::{ChangeKind, ClientMsg, Encoding, ErrorCode, ServerMsg, UserInfo};
 use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
 use workspace_fs::Precondition;
 
 use crate::authz::Action;
 use crate::error::AppError;
-use crate::files::{self, blocking};
-use crate::state::SharedState;
+use crate::files::{self, blocking, FileService};
 
 /// File operations one connection may have queued (beyond that: `busy`).
 pub const FILE_QUEUE: usize = 16;
@@ -47,16 +49,21 @@ pub struct FileQueue {
 
 impl FileQueue {
     /// Start the task; it ends when this queue is dropped and its jobs are done.
-    pub fn spawn(state: SharedState, user: UserInfo, conn_id: String) -> FileQueue {
+    pub fn spawn(
+        files: Arc<FileService>,
+        tracker: &TaskTracker,
+        user: UserInfo,
+        conn_id: String,
+    ) -> FileQueue {
         let (tx, rx) = mpsc::channel(FILE_QUEUE);
         let (reply_tx, replies) = mpsc::channel(FILE_QUEUE);
         let worker = FileWorker {
-            state: state.clone(),
+            files,
             user,
             conn_id,
         };
         // Tracked: a graceful shutdown waits for saves already accepted.
-        tokio::spawn(state.tracker.track_future(worker.serve(rx, reply_tx)));
+        tokio::spawn(tracker.track_future(worker.serve(rx, reply_tx)));
         FileQueue {
             tx,
             replies,
@@ -108,7 +115,7 @@ impl FileQueue {
 
 /// The task that owns the file operations of one connection.
 struct FileWorker {
-    state: SharedState,
+    files: Arc<FileService>,
     user: UserInfo,
     conn_id: String,
 }
@@ -128,7 +135,6 @@ impl FileWorker {
     }
 
     async fn op(&self, msg: ClientMsg) -> Result<ServerMsg, AppError> {
-        let state = &self.state;
         let owner = self.user.id;
         let action = match msg {
             ClientMsg::List { .. }
@@ -139,8 +145,10 @@ impl FileWorker {
             | ClientMsg::TrashList { .. } => Action::Read,
             _ => Action::Write,
         };
-        files::admit(state, &self.user, owner, action, "websocket", None).await?;
-        let files = state.files.as_ref();
+        let files = self.files.as_ref();
+        files
+            .admit(&self.user, owner, action, "websocket", None)
+            .await?;
         let ws = files.workspace(owner)?;
         let conn = self.conn_id.as_str();
         let reply = match msg {
@@ -184,8 +192,7 @@ impl FileWorker {
                 let p = path.clone();
                 let out = blocking(ws, move |w| w.write(&p, &bytes, pre)).await?;
                 let version = out.entry.version.clone().unwrap_or_default();
-                files::notify(
-                    state,
+                files.notify(
                     owner,
                     conn,
                     &path,
@@ -204,7 +211,7 @@ impl FileWorker {
             ClientMsg::Mkdir { id, path } => {
                 let p = path.clone();
                 let e = blocking(ws, move |w| w.mkdir(&p)).await?;
-                files::notify(state, owner, conn, &path, ChangeKind::Created, None, None);
+                files.notify(owner, conn, &path, ChangeKind::Created, None, None);
                 ServerMsg::Entry {
                     id,
                     entry: files::entry(e),
@@ -218,8 +225,7 @@ impl FileWorker {
             } => {
                 let (f, t) = (from.clone(), to.clone());
                 let e = blocking(ws, move |w| w.rename(&f, &t, overwrite)).await?;
-                files::notify(
-                    state,
+                files.notify(
                     owner,
                     conn,
                     &to,
@@ -235,8 +241,7 @@ impl FileWorker {
             ClientMsg::Copy { id, from, to } => {
                 let (f, t) = (from.clone(), to.clone());
                 let e = blocking(ws, move |w| w.copy(&f, &t)).await?;
-                files::notify(
-                    state,
+                files.notify(
                     owner,
                     conn,
                     &to,
@@ -252,7 +257,7 @@ impl FileWorker {
             ClientMsg::Delete { id, path } => {
                 let p = path.clone();
                 let item = blocking(ws, move |w| w.delete(&p)).await?;
-                files::notify(state, owner, conn, &path, ChangeKind::Deleted, None, None);
+                files.notify(owner, conn, &path, ChangeKind::Deleted, None, None);
                 ServerMsg::Deleted {
                     id,
                     path,
@@ -279,8 +284,7 @@ impl FileWorker {
                 let p = path.clone();
                 let out = blocking(ws, move |w| w.restore_version(&p, &version)).await?;
                 let v = out.entry.version.clone().unwrap_or_default();
-                files::notify(
-                    state,
+                files.notify(
                     owner,
                     conn,
                     &path,
@@ -305,8 +309,7 @@ impl FileWorker {
             }
             ClientMsg::TrashRestore { id, trash_id, to } => {
                 let e = blocking(ws, move |w| w.trash_restore(&trash_id, to.as_deref())).await?;
-                files::notify(
-                    state,
+                files.notify(
                     owner,
                     conn,
                     &e.path,

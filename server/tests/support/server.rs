@@ -66,7 +66,7 @@ impl TestServer {
             .await
             .expect("bind");
         let running = server::start(args, listener).await.expect("server starts");
-        let store = running.state.store.clone();
+        let store = running.store.clone();
         TestServer {
             addr: running.addr,
             running: Some(running),
@@ -126,14 +126,19 @@ impl TestServer {
         &self.running.as_ref().expect("server running").state
     }
 
+    /// The server's background writer of run records and audit entries.
+    pub fn records(&self) -> &campus_server::records::Records {
+        &self.running.as_ref().expect("server running").records
+    }
+
     /// Wait until every run record and audit entry handed to the background
     /// writer so far is in the database (they are written off the hot path).
     pub async fn records_flushed(&self) {
         assert!(
-            self.state().records.flush(wait_limit()).await,
+            self.records().flush(wait_limit()).await,
             "records did not reach the database within {:?}: {:?}",
             wait_limit(),
-            self.state().records.stats()
+            self.records().stats()
         );
     }
 
