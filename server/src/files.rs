@@ -39,7 +39,8 @@ impl UserWorkspaces {
         }
     }
 
-    /// The workspace of `owner` (created on first use, owned by their sandbox uid).
+    /// The workspace of `owner` (created on first use, owned by their sandbox uid). Blocking:
+    /// a cold open scans the whole tree (async callers use [`FileService::workspace`]).
     pub fn open(&self, owner: i64) -> Result<Arc<Workspace>, AppError> {
         let uid = match self.uid_base {
             Some(base) => Some(crate::sandbox::student_uid(base, owner).ok_or_else(|| {
@@ -50,6 +51,11 @@ impl UserWorkspaces {
         self.workspaces
             .open(&owner.to_string(), uid.map(|u| (u, u)))
             .map_err(map_fs_error)
+    }
+
+    /// `owner`'s workspace if it is open; never blocks.
+    pub fn get(&self, owner: i64) -> Option<Arc<Workspace>> {
+        self.workspaces.get(&owner.to_string())
     }
 
     /// Close the workspaces nobody has used for `idle` and nobody holds (blocking: closes
@@ -139,9 +145,18 @@ impl FileService {
         &self.workspaces
     }
 
-    /// The workspace of `owner` (created on first use, owned by their sandbox uid).
-    pub fn workspace(&self, owner: i64) -> Result<Arc<Workspace>, AppError> {
-        self.workspaces.open(owner)
+    /// The workspace of `owner` (created on first use, owned by their sandbox uid). An open
+    /// one is answered at once; a cold open (directories, a scan of the whole tree, the
+    /// temporaries and trash swept) runs on the blocking pool, and only waits for another
+    /// open of the same workspace.
+    pub async fn workspace(&self, owner: i64) -> Result<Arc<Workspace>, AppError> {
+        if let Some(ws) = self.workspaces.get(owner) {
+            return Ok(ws);
+        }
+        let workspaces = Arc::clone(&self.workspaces);
+        tokio::task::spawn_blocking(move || workspaces.open(owner))
+            .await
+            .map_err(AppError::internal)?
     }
 
     /// Host path of `owner`'s visible tree (what the sandbox mounts).

@@ -125,7 +125,7 @@ impl Conn {
         self.session = None;
         let dir = self.state.files.tree_path(self.user.id)?;
         // Make sure the workspace exists (and is owned by the student's uid).
-        self.state.files.workspace(self.user.id)?;
+        self.state.files.workspace(self.user.id).await?;
         let att = self
             .state
             .runner
@@ -186,14 +186,18 @@ impl Conn {
     /// A run may have changed files behind the file service's back: recount
     /// usage, once per run however many tabs see it end.
     fn rescan_workspace(&self, run_id: &str) {
-        if let Ok(ws) = self.state.files.workspace(self.user.id) {
-            let run_id = run_id.to_string();
-            tokio::task::spawn_blocking(move || {
-                if let Err(e) = ws.rescan_once(&run_id) {
-                    tracing::warn!(error = %e, "workspace rescan failed");
-                }
-            });
-        }
+        let workspaces = std::sync::Arc::clone(self.state.files.workspaces());
+        let (owner, run_id) = (self.user.id, run_id.to_string());
+        // The open (cold after an eviction) and the rescan both block.
+        tokio::task::spawn_blocking(move || {
+            let rescanned = workspaces
+                .open(owner)
+                .map_err(|e| e.to_string())
+                .and_then(|ws| ws.rescan_once(&run_id).map_err(|e| e.to_string()));
+            if let Err(e) = rescanned {
+                tracing::warn!(error = %e, "workspace rescan failed");
+            }
+        });
     }
 
     /// Detach from the session when the connection ends (the program keeps running).

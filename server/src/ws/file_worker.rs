@@ -149,7 +149,7 @@ impl FileWorker {
         files
             .admit(&self.user, owner, action, "websocket", None)
             .await?;
-        let ws = files.workspace(owner)?;
+        let ws = files.workspace(owner).await?;
         let conn = self.conn_id.as_str();
         let reply = match msg {
             ClientMsg::List {
