@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use campus_protocol::FileMsg;
 use campus_protocol::{
     ChangeKind, EntryKind, ErrorCode, FileEntry, ServerMsg, TrashItem, UserInfo, VersionInfo,
 };
@@ -206,13 +207,13 @@ impl FileService {
         version: Option<String>,
         from: Option<String>,
     ) {
-        let msg = ServerMsg::FileChanged {
+        let msg = ServerMsg::Files(FileMsg::FileChanged {
             path: path.to_string(),
             kind,
             version,
             from,
             by_connection: by_connection.to_string(),
-        };
+        });
         self.hub.send_to_user(owner, Some(by_connection), &msg);
     }
 

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use campus_protocol::{close_codes, ClientMsg, ErrorCode, ServerMsg, UserInfo, PROTOCOL_VERSION};
+use campus_protocol::{ConnectionMsg, ConnectionRequest, SessionRequest};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -85,14 +86,14 @@ async fn serve(
         conn_id.clone(),
     );
     // Session messages waiting for the file operations queued before them: (ticket, msg).
-    let mut deferred: VecDeque<(u64, ClientMsg)> = VecDeque::new();
+    let mut deferred: VecDeque<(u64, SessionRequest)> = VecDeque::new();
 
-    let hello = ServerMsg::Hello {
+    let hello = ServerMsg::Connection(ConnectionMsg::Hello {
         protocol: PROTOCOL_VERSION,
         connection_id: conn_id,
         user: user.clone(),
         limits: state.settings.limits.clone(),
-    };
+    });
     if send_json(&mut sink, &hello).await.is_err() {
         return Exit::Gone;
     }
@@ -109,10 +110,10 @@ async fn serve(
         tokio::select! {
             biased;
             _ = state.shutdown.cancelled() => {
-                let msg = ServerMsg::Shutdown {
+                let msg = ServerMsg::Connection(ConnectionMsg::Shutdown {
                     message: "The server is restarting. Your files are saved; reconnecting shortly.".into(),
                     reconnect_after_ms: 2000,
-                };
+                });
                 let _ = send_json(&mut sink, &msg).await;
                 break Exit::Close(close_codes::SHUTDOWN, "server shutting down");
             }
@@ -164,11 +165,11 @@ async fn serve(
                     Message::Close(_) => break Exit::Gone,
                 };
                 let parsed = serde_json::from_str::<ClientMsg>(text.as_str());
-                if let Ok(ClientMsg::Ping { id }) = &parsed {
+                if let Ok(ClientMsg::Connection(ConnectionRequest::Ping { id })) = &parsed {
                     // Liveness: answered at once, never queued behind file
                     // operations or a waiting `run`, from a budget of its own.
                     let reply = match ping_limiter.check() {
-                        Ok(()) => ServerMsg::Pong { id: *id },
+                        Ok(()) => ServerMsg::Connection(ConnectionMsg::Pong { id: *id }),
                         Err(refused) => {
                             strikes += 1;
                             if strikes >= FLOOD_STRIKES {
@@ -182,7 +183,7 @@ async fn serve(
                 }
                 // Acks are flow-control bookkeeping the client sends on its own; they do
                 // not count against the message limit.
-                let counted = !matches!(parsed, Ok(ClientMsg::Ack { .. }));
+                let counted = !matches!(parsed, Ok(ClientMsg::Session(SessionRequest::Ack { .. })));
                 if counted {
                     if let Err(refused) = limiter.check() {
                         strikes += 1;
@@ -196,12 +197,12 @@ async fn serve(
                     strikes = 0;
                 }
                 let reply = match parsed {
-                    Ok(msg) if msg.is_file_op() => {
-                        let id = msg.id();
-                        files.submit(msg).err().map(|e| e.to_msg(id))
+                    Ok(ClientMsg::Files(req)) => {
+                        let id = req.id();
+                        files.submit(req).err().map(|e| e.to_msg(id))
                     }
-                    Ok(msg) => {
-                        let waits = matches!(msg, ClientMsg::Run { .. })
+                    Ok(ClientMsg::Session(msg)) => {
+                        let waits = matches!(msg, SessionRequest::Run { .. })
                             && !files.done_up_to(files.dispatched());
                         if !waits && deferred.is_empty() {
                             conn.handle(msg).await
@@ -217,6 +218,8 @@ async fn serve(
                             Some(e.to_msg(msg.id()))
                         }
                     }
+                    // Answered above, before the message limit.
+                    Ok(ClientMsg::Connection(ConnectionRequest::Ping { .. })) => None,
                     Err(e) => {
                         let id = campus_protocol::client::salvage_id(text.as_str());
                         Some(ServerMsg::error(id, ErrorCode::BadRequest, format!("invalid message: {e}")))

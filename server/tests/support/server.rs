@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use campus_protocol::ConnectionMsg;
 use campus_protocol::{ClientMsg, Role, ServerMsg};
 use campus_server::config::ServeArgs;
 use campus_server::server::{self, Running};
@@ -169,7 +170,7 @@ pub async fn connect_to(ws_url: &str, token: &str) -> WsClient {
             pending: Vec::new(),
         };
         match c.recv().await {
-            ServerMsg::Hello { .. } => {}
+            ServerMsg::Connection(ConnectionMsg::Hello { .. }) => {}
             other => panic!("expected hello, got {other:?}"),
         }
         c
@@ -331,7 +332,7 @@ pub async fn connect_url(ws_url: &str, token: &str) -> WsClient {
         pending: Vec::new(),
     };
     match c.recv().await {
-        ServerMsg::Hello { .. } => {}
+        ServerMsg::Connection(ConnectionMsg::Hello { .. }) => {}
         other => panic!("expected hello, got {other:?}"),
     }
     c
