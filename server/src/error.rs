@@ -186,6 +186,13 @@ impl IntoResponse for AppError {
     }
 }
 
+/// A rate limit's refusal at the boundary: `rate_limited` + `retry_after_ms`.
+impl From<crate::ratelimit::Refused> for AppError {
+    fn from(r: crate::ratelimit::Refused) -> Self {
+        AppError::rate_limited(r.what, r.wait)
+    }
+}
+
 /// A wait as `retry_after_ms`: rounded up (a client that waits exactly this
 /// long must be let in) and at least 1.
 pub fn retry_ms(wait: Duration) -> u64 {

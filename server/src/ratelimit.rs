@@ -2,8 +2,10 @@
 //! the server (a connection's messages and pings, a user's file operations, a
 //! username+address's login attempts). A GCRA over [governor]: the first N
 //! events pass at once (the burst), then one more every `window / N`.
-//! A refusal is `rate_limited` with a message naming what was limited and
-//! `retry_after_ms` saying when the next event would pass.
+//! A refusal is a [`Refused`] naming what was limited and when the next event
+//! would pass; the server boundary turns it into `rate_limited` with
+//! `retry_after_ms` (`From<Refused> for AppError`). This module depends on no
+//! other part of the server, so the runner can count runs with it too.
 //!
 //! [`RateLimit::direct`] counts one stream (an atomic; a connection owns one),
 //! [`RateLimit::keyed`] counts per key (a map; shared, and shrunk by
@@ -18,7 +20,14 @@ use governor::state::keyed::DefaultKeyedStateStore;
 use governor::state::{InMemoryState, NotKeyed, StateStore};
 use governor::{Quota, RateLimiter};
 
-use crate::error::AppError;
+/// A refused event: what was limited, and how long until the next one passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    /// The limited events, plural ("messages", "file operations").
+    pub what: &'static str,
+    /// Wait this long before the next event passes.
+    pub wait: Duration,
+}
 
 /// One minute, the window of most limits.
 pub const MINUTE: Duration = Duration::from_secs(60);
@@ -53,8 +62,11 @@ fn quota(events: u32, window: Duration) -> Quota {
 
 impl<S: StateStore> RateLimit<S> {
     /// The refusal for a check that did not pass at `not_until`.
-    fn refusal(&self, not_until: governor::NotUntil<<DefaultClock as Clock>::Instant>) -> AppError {
-        AppError::rate_limited(self.what, not_until.wait_time_from(self.clock.now()))
+    fn refusal(&self, not_until: governor::NotUntil<<DefaultClock as Clock>::Instant>) -> Refused {
+        Refused {
+            what: self.what,
+            wait: not_until.wait_time_from(self.clock.now()),
+        }
     }
 }
 
@@ -69,8 +81,8 @@ impl RateLimit<InMemoryState> {
         }
     }
 
-    /// Count one event, or refuse it (`rate_limited` + `retry_after_ms`).
-    pub fn check(&self) -> Result<(), AppError> {
+    /// Count one event, or refuse it.
+    pub fn check(&self) -> Result<(), Refused> {
         self.limiter.check().map_err(|nu| self.refusal(nu))
     }
 }
@@ -85,8 +97,8 @@ impl<K: Hash + Eq + Clone> RateLimit<DefaultKeyedStateStore<K>> {
         }
     }
 
-    /// Count one event for `key`, or refuse it (`rate_limited` + `retry_after_ms`).
-    pub fn check_key(&self, key: &K) -> Result<(), AppError> {
+    /// Count one event for `key`, or refuse it.
+    pub fn check_key(&self, key: &K) -> Result<(), Refused> {
         self.limiter.check_key(key).map_err(|nu| self.refusal(nu))
     }
 
@@ -111,6 +123,7 @@ impl<K: Hash + Eq + Clone> RateLimit<DefaultKeyedStateStore<K>> {
 mod tests {
     use super::*;
 
+    use crate::error::AppError;
     use campus_protocol::ErrorCode;
 
     #[test]
@@ -119,7 +132,7 @@ mod tests {
         for _ in 0..3 {
             limit.check().unwrap();
         }
-        let e = limit.check().unwrap_err();
+        let e = AppError::from(limit.check().unwrap_err());
         assert_eq!(e.code, ErrorCode::RateLimited);
         assert!(
             e.message.starts_with("too many messages; try again in "),
@@ -136,9 +149,10 @@ mod tests {
         let limit = KeyedRateLimit::<i64>::keyed(2, MINUTE, "file operations");
         limit.check_key(&1).unwrap();
         limit.check_key(&1).unwrap();
-        let e = limit.check_key(&1).unwrap_err();
+        let e = AppError::from(limit.check_key(&1).unwrap_err());
         assert!(
-            e.message.starts_with("too many file operations;"),
+            e.message
+                .starts_with("too many file operations; try again in "),
             "{}",
             e.message
         );
@@ -164,7 +178,7 @@ mod tests {
         for _ in 0..10 {
             limit.check_key(&key).unwrap();
         }
-        let ms = limit.check_key(&key).unwrap_err().retry_after_ms().unwrap();
+        let ms = limit.check_key(&key).unwrap_err().wait.as_millis();
         assert!(ms > 89_000 && ms <= 90_000, "{ms}");
         // Zero counts as one.
         let one = RateLimit::direct(0, MINUTE, "runs");

@@ -121,7 +121,7 @@ impl AuthService {
         };
         if let Err(refused) = self.login_limit.check_key(&(username.to_lowercase(), ip)) {
             self.records.audit(audit("login.rate_limited", None));
-            return Err(refused);
+            return Err(refused.into());
         }
         let user = self.store.user_by_username(username).await?;
         let phc = user.as_ref().map(|u| u.password_hash.clone());

@@ -175,7 +175,7 @@ async fn serve(
                             if strikes >= FLOOD_STRIKES {
                                 break Exit::Close(close_codes::FLOODING, "too many messages");
                             }
-                            refused.to_msg(*id)
+                            AppError::from(refused).to_msg(*id)
                         }
                     };
                     if send_json(&mut sink, &reply).await.is_err() { break Exit::Gone; }
@@ -191,7 +191,7 @@ async fn serve(
                             break Exit::Close(close_codes::FLOODING, "too many messages");
                         }
                         let id = campus_protocol::client::salvage_id(text.as_str());
-                        if send_json(&mut sink, &refused.to_msg(id)).await.is_err() { break Exit::Gone; }
+                        if send_json(&mut sink, &AppError::from(refused).to_msg(id)).await.is_err() { break Exit::Gone; }
                         continue;
                     }
                     strikes = 0;
