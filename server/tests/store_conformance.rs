@@ -7,7 +7,7 @@
 //!
 //! PostgreSQL: see tests/support/db.rs (`CAMPUS_TEST_PG_URL`, `.ci/postgres.sh`).
 
-#![allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic there is a failed test (clippy.toml)
 
 #[path = "support/db.rs"]
 mod db;

@@ -1,4 +1,6 @@
-//! Extractors: the authenticated user and the client address.
+//! What handlers take from a request: the one extractor, [`AuthUser`] (the
+//! caller, authenticated by token), and [`client_ip`] (a plain function: the
+//! peer address, read from the connection info).
 
 use std::net::{IpAddr, SocketAddr};
 
