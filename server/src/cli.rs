@@ -365,8 +365,9 @@ async fn run_inner(args: RunArgs) -> anyhow::Result<i32> {
         .isolated()
         .then(|| sandbox.student_uid(user.id))
         .transpose()?;
-    workspaces.open(&key, uid.map(|u| (u, u)))?;
     let dir = workspaces.tree_path(&key)?;
+    // A cold open scans the whole tree: on a blocking thread.
+    tokio::task::spawn_blocking(move || workspaces.open(&key, uid.map(|u| (u, u)))).await??;
     // Run records go through the same background writer as the server's.
     let (store, health) = crate::store::guard(store);
     let records = crate::records::Records::start(

@@ -7,6 +7,44 @@ use std::time::Duration;
 
 use clap::Args;
 
+/// A secret from the configuration (the JWT signing key). Its `Debug` prints
+/// `<redacted>` and it has no `Display`, so logging the configuration (or
+/// anything holding it) never shows it; [`Secret::expose`] is the one way in.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Secret(s)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_string())
+    }
+}
+
 /// Where the data lives: shared by `serve`, `migrate`, `user …` and `run`.
 #[derive(Debug, Clone, Args)]
 pub struct StorageArgs {
@@ -302,7 +340,7 @@ pub struct ServeArgs {
     pub storage: StorageArgs,
     /// JWT signing secret (at least 32 bytes in production; generated in dev).
     #[arg(long, env = "CAMPUS_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<Secret>,
     /// `production` turns on strict checks (secrets, sandbox).
     #[arg(long = "env", env = "CAMPUS_ENV", default_value = "development")]
     pub environment: String,
@@ -510,6 +548,16 @@ mod tests {
     /// Defaults as `campus serve` parses them (no flags, no environment).
     fn defaults() -> ServeArgs {
         Serve::parse_from(["campus"]).serve
+    }
+
+    #[test]
+    fn the_jwt_secret_is_never_printed() {
+        let secret = "s3cr3t-0123456789-abcdefghij-klmnopq";
+        let args = Serve::parse_from(["campus", "--jwt-secret", secret]).serve;
+        assert_eq!(args.jwt_secret.as_ref().map(Secret::expose), Some(secret));
+        let shown = format!("{args:?} {args:#?}");
+        assert!(!shown.contains(secret), "{shown}");
+        assert!(shown.contains("Secret(<redacted>)"), "{shown}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use campus_protocol::ConnectionMsg;
 use campus_protocol::{ErrorCode, ServerMsg};
 use serde::Serialize;
 
@@ -93,14 +94,14 @@ impl AppError {
 
     /// As a WebSocket `error` message answering request `id`.
     pub fn to_msg(&self, id: Option<u64>) -> ServerMsg {
-        ServerMsg::Error {
+        ServerMsg::Connection(ConnectionMsg::Error {
             id,
             code: self.code,
             message: self.message.clone(),
             retry_after_ms: self.retry_after_ms(),
             current_version: self.current_version.clone(),
             request_id: self.request_id.clone(),
-        }
+        })
     }
 }
 
@@ -182,6 +183,13 @@ impl IntoResponse for AppError {
             }
         }
         resp
+    }
+}
+
+/// A rate limit's refusal at the boundary: `rate_limited` + `retry_after_ms`.
+impl From<crate::ratelimit::Refused> for AppError {
+    fn from(r: crate::ratelimit::Refused) -> Self {
+        AppError::rate_limited(r.what, r.wait)
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use campus_protocol::SessionMsg;
 use campus_protocol::{EndReason, Phase, Role, RunEnded, RunMode, ServerMsg, UserInfo};
 use campus_server::runner::{Attachment, Runner, RunnerConfig, RunnerError, SessionEvent};
 use campus_server::sandbox::{Sandbox, SandboxConfig};
@@ -99,7 +100,7 @@ struct Client {
 
 impl Client {
     fn new(att: Attachment) -> Client {
-        let ServerMsg::Attached { replay_from, .. } = &att.attached else {
+        let ServerMsg::Session(SessionMsg::Attached { replay_from, .. }) = &att.attached else {
             panic!("expected attached, got {:?}", att.attached)
         };
         Client {
@@ -185,16 +186,16 @@ impl Client {
         self.until("run_ended", |c| {
             c.msgs
                 .iter()
-                .any(|m| matches!(m, ServerMsg::RunEnded { .. }))
+                .any(|m| matches!(m, ServerMsg::Session(SessionMsg::RunEnded { .. })))
         })
         .await;
         let pos = self
             .msgs
             .iter()
-            .position(|m| matches!(m, ServerMsg::RunEnded { .. }))
+            .position(|m| matches!(m, ServerMsg::Session(SessionMsg::RunEnded { .. })))
             .unwrap();
         match self.msgs.remove(pos) {
-            ServerMsg::RunEnded { ended, .. } => ended,
+            ServerMsg::Session(SessionMsg::RunEnded { ended, .. }) => ended,
             _ => unreachable!(),
         }
     }
@@ -202,11 +203,11 @@ impl Client {
     /// `script_error` of the `phase {repl}` message (None if it has none or came not yet).
     fn phase_script_error(&self) -> Option<String> {
         self.msgs.iter().find_map(|m| match m {
-            ServerMsg::Phase {
+            ServerMsg::Session(SessionMsg::Phase {
                 phase: Phase::Repl,
                 script_error,
                 ..
-            } => script_error.clone(),
+            }) => script_error.clone(),
             _ => None,
         })
     }
@@ -215,10 +216,10 @@ impl Client {
         self.msgs.iter().any(|m| {
             matches!(
                 m,
-                ServerMsg::Phase {
+                ServerMsg::Session(SessionMsg::Phase {
                     phase: Phase::Repl,
                     ..
-                }
+                })
             )
         })
     }
@@ -262,13 +263,13 @@ async fn print_and_exit_code() {
     assert_eq!(ended.memory_limit_bytes, 128 << 20);
     assert_eq!(ended.cpu_limit_ms, 30_000);
     match &c.msgs[0] {
-        ServerMsg::RunStarted {
+        ServerMsg::Session(SessionMsg::RunStarted {
             id,
             mode,
             start_seq,
             replaced_previous,
             ..
-        } => {
+        }) => {
             assert_eq!(*id, Some(7));
             assert_eq!(*mode, RunMode::Script);
             assert_eq!(*start_seq, 0);
@@ -405,12 +406,12 @@ async fn hybrid_exception_still_reaches_the_repl() {
     assert_eq!(c.phase_script_error().as_deref(), Some("ValueError"));
     // A connection attaching now learns it too.
     let late = env.attach(1, "c2", u64::MAX).await;
-    let ServerMsg::Attached {
+    let ServerMsg::Session(SessionMsg::Attached {
         script_error,
         mode,
         path,
         ..
-    } = &late.att.attached
+    }) = &late.att.attached
     else {
         unreachable!()
     };
@@ -551,9 +552,9 @@ async fn max_age_warns_then_times_out_per_phase() {
         .msgs
         .iter()
         .find_map(|m| match m {
-            ServerMsg::Warning {
+            ServerMsg::Session(SessionMsg::Warning {
                 reason, stop_in_ms, ..
-            } => Some((reason.clone(), *stop_in_ms)),
+            }) => Some((reason.clone(), *stop_in_ms)),
             _ => None,
         })
         .expect("a warning before the timeout");
@@ -572,11 +573,11 @@ async fn max_age_warns_then_times_out_per_phase() {
     let phase_at = c
         .msgs
         .iter()
-        .position(|m| matches!(m, ServerMsg::Phase { .. }));
+        .position(|m| matches!(m, ServerMsg::Session(SessionMsg::Phase { .. })));
     let warn_at = c
         .msgs
         .iter()
-        .position(|m| matches!(m, ServerMsg::Warning { .. }));
+        .position(|m| matches!(m, ServerMsg::Session(SessionMsg::Warning { .. })));
     assert!(phase_at.unwrap() < warn_at.expect("warning in the REPL phase"));
 }
 
@@ -632,7 +633,7 @@ async fn flood_of_a_million_lines_arrives_in_order_with_bounded_buffers() {
     while !c
         .msgs
         .iter()
-        .any(|m| matches!(m, ServerMsg::RunEnded { .. }))
+        .any(|m| matches!(m, ServerMsg::Session(SessionMsg::RunEnded { .. })))
     {
         assert!(c.pump(deadline).await, "flood stalled");
         events += 1;
@@ -786,13 +787,13 @@ async fn reattach_replays_exactly_the_missed_bytes_and_the_program_keeps_running
         .attach(&user(1), env.workspace(1), "tab-a", have)
         .await
         .unwrap();
-    let ServerMsg::Attached {
+    let ServerMsg::Session(SessionMsg::Attached {
         running,
         replay_from,
         dropped_bytes,
         next_seq,
         ..
-    } = b.attached.clone()
+    }) = b.attached.clone()
     else {
         panic!()
     };
@@ -851,13 +852,13 @@ async fn replay_older_than_the_tail_reports_dropped_bytes() {
     let total = info.next_seq;
     assert_eq!(total, 100_000 * 9);
     let mut c = env.attach(1, "c2", 0).await;
-    let ServerMsg::Attached {
+    let ServerMsg::Session(SessionMsg::Attached {
         replay_from,
         dropped_bytes,
         running,
         last_ended,
         ..
-    } = c.att.attached.clone()
+    }) = c.att.attached.clone()
     else {
         panic!()
     };
@@ -878,7 +879,7 @@ async fn a_second_run_replaces_the_first() {
     c.run("wait.py", RunMode::Script).await.unwrap();
     c.text_after(0, "waiting ").await;
     let first = match &c.msgs[0] {
-        ServerMsg::RunStarted { run_id, .. } => run_id.clone(),
+        ServerMsg::Session(SessionMsg::RunStarted { run_id, .. }) => run_id.clone(),
         other => panic!("{other:?}"),
     };
     c.run("wait.py", RunMode::Script).await.unwrap();
@@ -887,7 +888,7 @@ async fn a_second_run_replaces_the_first() {
     assert_eq!(ended.reason, EndReason::Stopped);
     c.until("second run_started", |c| {
         c.msgs.iter().any(|m| {
-            matches!(m, ServerMsg::RunStarted { replaced_previous: true, run_id, .. } if *run_id != first)
+            matches!(m, ServerMsg::Session(SessionMsg::RunStarted { replaced_previous: true, run_id, .. }) if *run_id != first)
         })
     })
     .await;

@@ -9,39 +9,47 @@ mod support;
 use campus_protocol::{
     ClientMsg, Encoding, EndReason, ErrorCode, Phase, RunEnded, RunMode, ServerMsg,
 };
+use campus_protocol::{ConnectionMsg, FileMsg, FileRequest, SessionMsg, SessionRequest};
 use support::db::test_databases;
 use support::server::{TestServer, WsClient};
 
 async fn put(c: &mut WsClient, path: &str, code: &str) {
     let (p, content) = (path.to_string(), code.to_string());
     let m = c
-        .request(move |id| ClientMsg::Write {
-            id,
-            path: p,
-            content,
-            encoding: Encoding::Utf8,
-            base_version: None,
+        .request(move |id| {
+            ClientMsg::Files(FileRequest::Write {
+                id,
+                path: p,
+                content,
+                encoding: Encoding::Utf8,
+                base_version: None,
+            })
         })
         .await;
-    assert!(matches!(m, ServerMsg::Written { .. }), "{m:?}");
+    assert!(
+        matches!(m, ServerMsg::Files(FileMsg::Written { .. })),
+        "{m:?}"
+    );
 }
 
 fn run(path: &str, mode: RunMode) -> ClientMsg {
-    ClientMsg::Run {
+    ClientMsg::Session(SessionRequest::Run {
         id: Some(77),
         path: path.into(),
         mode,
         cols: Some(80),
         rows: Some(24),
-    }
+    })
 }
 
 async fn ended(c: &mut WsClient) -> RunEnded {
     match c
-        .wait_for("run_ended", |m| matches!(m, ServerMsg::RunEnded { .. }))
+        .wait_for("run_ended", |m| {
+            matches!(m, ServerMsg::Session(SessionMsg::RunEnded { .. }))
+        })
         .await
     {
-        ServerMsg::RunEnded { ended, .. } => ended,
+        ServerMsg::Session(SessionMsg::RunEnded { ended, .. }) => ended,
         _ => unreachable!(),
     }
 }
@@ -78,10 +86,12 @@ async fn script_input_hybrid_and_history() {
         .await;
         c.send(&run("main.py", RunMode::Script)).await;
         match c
-            .wait_for("run_started", |m| matches!(m, ServerMsg::RunStarted { .. }))
+            .wait_for("run_started", |m| {
+                matches!(m, ServerMsg::Session(SessionMsg::RunStarted { .. }))
+            })
             .await
         {
-            ServerMsg::RunStarted { id, mode, .. } => {
+            ServerMsg::Session(SessionMsg::RunStarted { id, mode, .. }) => {
                 assert_eq!(id, Some(77));
                 assert_eq!(mode, RunMode::Script);
             }
@@ -102,10 +112,10 @@ async fn script_input_hybrid_and_history() {
         .await;
         c.send(&run("ask.py", RunMode::Script)).await;
         output_contains(&mut c, "name? ").await;
-        c.send(&ClientMsg::Input {
+        c.send(&ClientMsg::Session(SessionRequest::Input {
             id: None,
             data: "zoe\r".into(),
-        })
+        }))
         .await;
         let e = ended(&mut c).await;
         assert_eq!(e.exit_code, Some(0));
@@ -122,21 +132,22 @@ async fn script_input_hybrid_and_history() {
         c.wait_for("phase", |m| {
             matches!(
                 m,
-                ServerMsg::Phase {
+                ServerMsg::Session(SessionMsg::Phase {
                     phase: Phase::Repl,
                     ..
-                }
+                })
             )
         })
         .await;
         output_contains(&mut c, "ValueError: boom").await;
-        c.send(&ClientMsg::Input {
+        c.send(&ClientMsg::Session(SessionRequest::Input {
             id: None,
             data: "print(f(21) + 0)\r".into(),
-        })
+        }))
         .await;
         output_contains(&mut c, "42").await;
-        c.send(&ClientMsg::Stop { id: Some(5) }).await;
+        c.send(&ClientMsg::Session(SessionRequest::Stop { id: Some(5) }))
+            .await;
         let e = ended(&mut c).await;
         assert_eq!(e.reason, EndReason::Stopped);
 
@@ -173,18 +184,20 @@ async fn reattach_replays_missed_output_exactly_once() {
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let mut d = server.connect(&token).await;
     match d
-        .request(|id| ClientMsg::Attach {
-            id,
-            since_seq: have,
+        .request(|id| {
+            ClientMsg::Session(SessionRequest::Attach {
+                id,
+                since_seq: have,
+            })
         })
         .await
     {
-        ServerMsg::Attached {
+        ServerMsg::Session(SessionMsg::Attached {
             running,
             replay_from,
             dropped_bytes,
             ..
-        } => {
+        }) => {
             assert!(running, "the program is still running");
             assert_eq!(replay_from, have);
             assert_eq!(dropped_bytes, 0);
@@ -211,7 +224,8 @@ async fn reattach_replays_missed_output_exactly_once() {
         lines, expect,
         "no loss, no duplicates (stream started at {start})"
     );
-    d.send(&ClientMsg::Stop { id: None }).await;
+    d.send(&ClientMsg::Session(SessionRequest::Stop { id: None }))
+        .await;
     assert_eq!(ended(&mut d).await.reason, EndReason::Stopped);
     server.stop().await;
 }
@@ -246,9 +260,12 @@ async fn limits_end_runs_in_plain_words() {
 
     // Stop an infinite loop.
     c.send(&run("spin.py", RunMode::Script)).await;
-    c.wait_for("run_started", |m| matches!(m, ServerMsg::RunStarted { .. }))
+    c.wait_for("run_started", |m| {
+        matches!(m, ServerMsg::Session(SessionMsg::RunStarted { .. }))
+    })
+    .await;
+    c.send(&ClientMsg::Session(SessionRequest::Stop { id: None }))
         .await;
-    c.send(&ClientMsg::Stop { id: None }).await;
     assert_eq!(ended(&mut c).await.reason, EndReason::Stopped);
 
     // No network: not even the server's own port.
@@ -270,19 +287,23 @@ async fn limits_end_runs_in_plain_words() {
         c.send(&run("quick.py", RunMode::Script)).await;
         match c
             .wait_for("run reply", |m| {
-                matches!(m, ServerMsg::Error { .. } | ServerMsg::RunStarted { .. })
+                matches!(
+                    m,
+                    ServerMsg::Connection(ConnectionMsg::Error { .. })
+                        | ServerMsg::Session(SessionMsg::RunStarted { .. })
+                )
             })
             .await
         {
-            ServerMsg::Error {
+            ServerMsg::Connection(ConnectionMsg::Error {
                 code: ErrorCode::RateLimited,
                 retry_after_ms,
                 ..
-            } => {
+            }) => {
                 refused = retry_after_ms;
                 break;
             }
-            ServerMsg::RunStarted { .. } => {
+            ServerMsg::Session(SessionMsg::RunStarted { .. }) => {
                 ended(&mut c).await;
             }
             other => panic!("{other:?}"),
@@ -305,18 +326,18 @@ async fn a_run_sees_the_saves_sent_just_before_it() {
         // its run, sent back to back without waiting for the save's reply.
         let path = format!("r{round}.py");
         let code = format!("# {}\nprint('round', {round})\n", "x".repeat(500 * 1024));
-        c.send(&ClientMsg::Write {
+        c.send(&ClientMsg::Files(FileRequest::Write {
             id: Some(1000 + round),
             path: path.clone(),
             content: code,
             encoding: Encoding::Utf8,
             base_version: None,
-        })
+        }))
         .await;
-        c.send(&ClientMsg::Read {
+        c.send(&ClientMsg::Files(FileRequest::Read {
             id: Some(2000 + round),
             path: path.clone(),
-        })
+        }))
         .await;
         c.send(&run(&path, RunMode::Script)).await;
         let written = c
@@ -324,13 +345,16 @@ async fn a_run_sees_the_saves_sent_just_before_it() {
                 support::server::reply_id(m) == Some(1000 + round)
             })
             .await;
-        assert!(matches!(written, ServerMsg::Written { .. }), "{written:?}");
+        assert!(
+            matches!(written, ServerMsg::Files(FileMsg::Written { .. })),
+            "{written:?}"
+        );
         let read = c
             .wait_for("file", |m| {
                 support::server::reply_id(m) == Some(2000 + round)
             })
             .await;
-        let ServerMsg::File { content, .. } = read else {
+        let ServerMsg::Files(FileMsg::File { content, .. }) = read else {
             panic!("{read:?}")
         };
         assert!(content.ends_with(&format!("print('round', {round})\n")));
@@ -338,7 +362,7 @@ async fn a_run_sees_the_saves_sent_just_before_it() {
             .wait_for("run reply", |m| support::server::reply_id(m) == Some(77))
             .await;
         assert!(
-            matches!(started, ServerMsg::RunStarted { .. }),
+            matches!(started, ServerMsg::Session(SessionMsg::RunStarted { .. })),
             "the run must wait for the save: {started:?}"
         );
         let e = ended(&mut c).await;

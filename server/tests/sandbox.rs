@@ -2,7 +2,7 @@
 //! per-student uids, rlimits, killing. Every run goes through `Sandbox::prepare`
 //! and the real `campus sandbox-exec` helper, mostly inside a real PTY.
 
-#![allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic there is a failed test (clippy.toml)
 
 use std::fs::File;
 use std::io::{Read, Write};

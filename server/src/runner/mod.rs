@@ -107,6 +107,7 @@ mod session;
 mod terminal;
 
 use bytes::Bytes;
+use campus_protocol::ConnectionMsg;
 use campus_protocol::{ErrorCode, Phase, RunEnded, RunMode, ServerMsg};
 
 pub use config::RunnerConfig;
@@ -245,13 +246,13 @@ impl RunnerError {
             RunnerError::Internal(_) => "internal error".to_string(),
             other => other.to_string(),
         };
-        ServerMsg::Error {
+        ServerMsg::Connection(ConnectionMsg::Error {
             id,
             code: self.code(),
             message,
             retry_after_ms: self.retry_after_ms(),
             current_version: None,
             request_id: None,
-        }
+        })
     }
 }

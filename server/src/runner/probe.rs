@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use campus_protocol::SessionMsg;
 use campus_protocol::{EndReason, Role, RunEnded, RunMode, ServerMsg, UserInfo};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -456,12 +457,12 @@ async fn one_run(runner: &Arc<Runner>, workspace: &Path) -> Result<(RunEnded, Ve
                 }
                 let _ = att.handle.ack(CONN_ID, seq + bytes.len() as u64).await;
             }
-            Some(SessionEvent::Msg(ServerMsg::RunStarted {
+            Some(SessionEvent::Msg(ServerMsg::Session(SessionMsg::RunStarted {
                 id: Some(REQ_ID),
                 run_id,
                 ..
-            })) => ours = Some(run_id),
-            Some(SessionEvent::Msg(ServerMsg::RunEnded { ended, .. }))
+            }))) => ours = Some(run_id),
+            Some(SessionEvent::Msg(ServerMsg::Session(SessionMsg::RunEnded { ended, .. })))
                 if ours.as_deref() == Some(ended.run_id.as_str()) =>
             {
                 return Ok((ended, output));

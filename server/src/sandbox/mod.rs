@@ -83,6 +83,18 @@ impl Default for SandboxLimits {
     }
 }
 
+/// The uid (= gid) a user's programs run as and their workspace is owned by:
+/// `base + user_id`. The one mapping, used by the sandbox and the file service
+/// alike. `None` when there is none: a negative id, one past `u32`, a sum that
+/// overflows, and the two uids that must never be handed out, 0 (root) and
+/// `u32::MAX` (`(uid_t)-1`, which `chown` reads as "leave unchanged").
+pub fn student_uid(base: u32, user_id: i64) -> Option<u32> {
+    u32::try_from(user_id)
+        .ok()
+        .and_then(|id| base.checked_add(id))
+        .filter(|uid| *uid != 0 && *uid != u32::MAX)
+}
+
 /// Host-wide sandbox settings.
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
@@ -355,12 +367,9 @@ impl Sandbox {
         matches!(self.mode, Mode::Isolated(_))
     }
 
-    /// The per-student uid (= gid) of a user.
+    /// The per-student uid (= gid) of a user (see [`student_uid`]).
     pub fn student_uid(&self, user_id: i64) -> Result<u32, SandboxError> {
-        u32::try_from(user_id)
-            .ok()
-            .and_then(|id| self.config.uid_base.checked_add(id))
-            .filter(|uid| *uid != 0 && *uid != u32::MAX)
+        student_uid(self.config.uid_base, user_id)
             .ok_or_else(|| invalid(format!("no sandbox uid for user id {user_id}")))
     }
 
@@ -508,4 +517,30 @@ pub fn format_report(report: &SandboxReport) -> String {
         None => {}
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::student_uid;
+
+    #[test]
+    fn student_uid_edge_cases() {
+        assert_eq!(student_uid(200_000, 7), Some(200_007));
+        // Id 0 (the sandbox probe's) gets the base itself, unless that is root.
+        assert_eq!(student_uid(200_000, 0), Some(200_000));
+        assert_eq!(student_uid(0, 0), None, "root");
+        assert_eq!(student_uid(0, 1), Some(1));
+        // Negative ids never wrap around to a uid.
+        assert_eq!(student_uid(200_000, -1), None);
+        assert_eq!(student_uid(200_000, i64::MIN), None);
+        // Beyond u32, and sums that overflow, are refused rather than saturated.
+        assert_eq!(student_uid(0, i64::from(u32::MAX) + 1), None);
+        assert_eq!(student_uid(200_000, i64::from(u32::MAX - 100)), None);
+        assert_eq!(student_uid(u32::MAX, 1), None);
+        // (uid_t)-1 means "unchanged" to chown: never a student's uid.
+        assert_eq!(student_uid(u32::MAX, 0), None);
+        assert_eq!(student_uid(0, i64::from(u32::MAX)), None);
+        assert_eq!(student_uid(1, i64::from(u32::MAX - 1)), None);
+        assert_eq!(student_uid(1, i64::from(u32::MAX - 2)), Some(u32::MAX - 1));
+    }
 }

@@ -2,7 +2,7 @@
 //! runner, and the results into replies; file operations go to
 //! [`super::file_worker`]. No socket I/O here except forwarding session events.
 
-use campus_protocol::{ClientMsg, ErrorCode, ServerMsg, UserInfo};
+use campus_protocol::{ErrorCode, ServerMsg, SessionMsg, SessionRequest, UserInfo};
 
 use axum::extract::ws::Message;
 use bytes::Bytes;
@@ -33,31 +33,28 @@ impl Conn {
         }
     }
 
-    /// Handle one message; `Some(reply)` goes back to this connection.
-    pub async fn handle(&mut self, msg: ClientMsg) -> Option<ServerMsg> {
+    /// Handle one session message; `Some(reply)` goes back to this connection.
+    pub async fn handle(&mut self, msg: SessionRequest) -> Option<ServerMsg> {
         let id = msg.id();
-        let result = match msg {
-            ClientMsg::Ping { id } => Ok(Some(ServerMsg::Pong { id })),
-            other => self.session_op(other).await,
-        };
-        match result {
+        match self.session_op(msg).await {
             Ok(reply) => reply,
             Err(e) => Some(e.to_msg(id)),
         }
     }
 
-    async fn session_op(&mut self, msg: ClientMsg) -> Result<Option<ServerMsg>, AppError> {
+    async fn session_op(&mut self, msg: SessionRequest) -> Result<Option<ServerMsg>, AppError> {
         let owner = self.user.id;
         authz::authorize(&self.user, Action::Run, Resource::Workspace { owner })?;
         match msg {
-            ClientMsg::Attach { id, since_seq } => {
+            SessionRequest::Attach { id, since_seq } => {
                 let mut attached = self.attach(since_seq).await?;
-                if let ServerMsg::Attached { id: reply_id, .. } = &mut attached {
+                if let ServerMsg::Session(SessionMsg::Attached { id: reply_id, .. }) = &mut attached
+                {
                     *reply_id = id;
                 }
                 Ok(Some(attached))
             }
-            ClientMsg::Run {
+            SessionRequest::Run {
                 id,
                 path,
                 mode,
@@ -82,23 +79,23 @@ impl Conn {
                 // `run_started` (carrying `id`) arrives through the session events.
                 Ok(None)
             }
-            ClientMsg::Input { data, .. } => {
+            SessionRequest::Input { data, .. } => {
                 self.session_handle()?
                     .input(Bytes::from(data.into_bytes()))
                     .await?;
                 Ok(None)
             }
-            ClientMsg::Resize { cols, rows, .. } => {
+            SessionRequest::Resize { cols, rows, .. } => {
                 self.session_handle()?
                     .resize(cols.max(1), rows.max(1))
                     .await?;
                 Ok(None)
             }
-            ClientMsg::Interrupt { .. } => {
+            SessionRequest::Interrupt { .. } => {
                 self.session_handle()?.interrupt().await?;
                 Ok(None)
             }
-            ClientMsg::Stop { id } => {
+            SessionRequest::Stop { id } => {
                 let stopped = self.session_handle()?.stop(&self.conn_id, id).await?;
                 if stopped {
                     Ok(None)
@@ -106,16 +103,12 @@ impl Conn {
                     Err(AppError::new(ErrorCode::NotFound, "nothing is running"))
                 }
             }
-            ClientMsg::Ack { seq } => {
+            SessionRequest::Ack { seq } => {
                 if let Some(a) = &self.session {
                     a.handle.ack(&self.conn_id, seq).await?;
                 }
                 Ok(None)
             }
-            other => Err(AppError::new(
-                ErrorCode::BadRequest,
-                format!("{} is not handled here", msg_type(&other)),
-            )),
         }
     }
 
@@ -125,7 +118,7 @@ impl Conn {
         self.session = None;
         let dir = self.state.files.tree_path(self.user.id)?;
         // Make sure the workspace exists (and is owned by the student's uid).
-        self.state.files.workspace(self.user.id)?;
+        self.state.files.workspace(self.user.id).await?;
         let att = self
             .state
             .runner
@@ -169,7 +162,7 @@ impl Conn {
                     .map_err(|_| Forward::Gone)
             }
             Some(SessionEvent::Msg(msg)) => {
-                if let ServerMsg::RunEnded { ended, .. } = &msg {
+                if let ServerMsg::Session(SessionMsg::RunEnded { ended, .. }) = &msg {
                     self.rescan_workspace(&ended.run_id);
                 }
                 send_json(sink, &msg).await.map_err(|_| Forward::Gone)
@@ -186,14 +179,18 @@ impl Conn {
     /// A run may have changed files behind the file service's back: recount
     /// usage, once per run however many tabs see it end.
     fn rescan_workspace(&self, run_id: &str) {
-        if let Ok(ws) = self.state.files.workspace(self.user.id) {
-            let run_id = run_id.to_string();
-            tokio::task::spawn_blocking(move || {
-                if let Err(e) = ws.rescan_once(&run_id) {
-                    tracing::warn!(error = %e, "workspace rescan failed");
-                }
-            });
-        }
+        let workspaces = std::sync::Arc::clone(self.state.files.workspaces());
+        let (owner, run_id) = (self.user.id, run_id.to_string());
+        // The open (cold after an eviction) and the rescan both block.
+        tokio::task::spawn_blocking(move || {
+            let rescanned = workspaces
+                .open(owner)
+                .map_err(|e| e.to_string())
+                .and_then(|ws| ws.rescan_once(&run_id).map_err(|e| e.to_string()));
+            if let Err(e) = rescanned {
+                tracing::warn!(error = %e, "workspace rescan failed");
+            }
+        });
     }
 
     /// Detach from the session when the connection ends (the program keeps running).
@@ -208,11 +205,4 @@ pub enum Forward {
     Gone,
     /// The client could not keep up; it should reconnect and re-attach.
     TooSlow,
-}
-
-fn msg_type(msg: &ClientMsg) -> String {
-    serde_json::to_value(msg)
-        .ok()
-        .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_string))
-        .unwrap_or_default()
 }

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use campus_protocol::SessionMsg;
 use campus_protocol::{EndReason, Phase, RunEnded, RunMode, ServerMsg};
 use governor::clock::Clock;
 use tokio::time::{timeout, Instant};
@@ -146,9 +147,11 @@ impl Session {
     pub(super) fn announce_end(&mut self, ended: RunEnded, stop: Option<(String, Option<u64>)>) {
         let requester = stop.as_ref().map(|(c, _)| c.clone());
         let req_id = stop.and_then(|(_, id)| id);
-        self.broadcast(requester.as_deref(), |is_req| ServerMsg::RunEnded {
-            id: if is_req { req_id } else { None },
-            ended: ended.clone(),
+        self.broadcast(requester.as_deref(), |is_req| {
+            ServerMsg::Session(SessionMsg::RunEnded {
+                id: if is_req { req_id } else { None },
+                ended: ended.clone(),
+            })
         });
         self.last_run_id = Some(ended.run_id.clone());
         self.last_ended = Some(ended);
@@ -230,13 +233,15 @@ impl Session {
                 .map_err(|e| RunnerError::Internal(format!("spawn task: {e}")))?;
         Self::record_start(&shared, self.user.id, &run_id, &path, mode);
         let start_seq = self.log.next_seq();
-        let started_msg = |is_req: bool| ServerMsg::RunStarted {
-            id: if is_req { req_id } else { None },
-            run_id: run_id.clone(),
-            path: path.clone(),
-            mode,
-            start_seq,
-            replaced_previous: replaced,
+        let started_msg = |is_req: bool| {
+            ServerMsg::Session(SessionMsg::RunStarted {
+                id: if is_req { req_id } else { None },
+                run_id: run_id.clone(),
+                path: path.clone(),
+                mode,
+                start_seq,
+                replaced_previous: replaced,
+            })
         };
         match started {
             Ok((mut live, io)) => {
@@ -405,11 +410,13 @@ impl Session {
                 ending::fmt_duration(stop_in),
                 ending::fmt_duration(limit)
             );
-            self.broadcast(None, |_| ServerMsg::Warning {
-                run_id: run_id.clone(),
-                reason: "max_age".into(),
-                message: message.clone(),
-                stop_in_ms: stop_in.as_millis() as u64,
+            self.broadcast(None, |_| {
+                ServerMsg::Session(SessionMsg::Warning {
+                    run_id: run_id.clone(),
+                    reason: "max_age".into(),
+                    message: message.clone(),
+                    stop_in_ms: stop_in.as_millis() as u64,
+                })
             });
             return false;
         }

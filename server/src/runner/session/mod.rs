@@ -10,6 +10,7 @@ use std::time::Duration;
 mod lifecycle;
 
 use bytes::{Bytes, BytesMut};
+use campus_protocol::SessionMsg;
 use campus_protocol::{EndReason, Phase, RunEnded, ServerMsg, UserInfo};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
@@ -319,7 +320,7 @@ impl Session {
         }
         self.update_pause();
         let running = self.run.is_some();
-        let msg = ServerMsg::Attached {
+        let msg = ServerMsg::Session(SessionMsg::Attached {
             id: None,
             run_id: self
                 .run
@@ -339,7 +340,7 @@ impl Session {
             } else {
                 self.last_ended.clone().map(Box::new)
             },
-        };
+        });
         (msg, rx, serial)
     }
 
@@ -485,10 +486,12 @@ impl Session {
                 run.script_error = out.script_error.clone();
                 run_id = run.run_id.clone();
             }
-            self.broadcast(None, |_| ServerMsg::Phase {
-                run_id: run_id.clone(),
-                phase: Phase::Repl,
-                script_error: out.script_error.clone(),
+            self.broadcast(None, |_| {
+                ServerMsg::Session(SessionMsg::Phase {
+                    run_id: run_id.clone(),
+                    phase: Phase::Repl,
+                    script_error: out.script_error.clone(),
+                })
             });
             over |= self.push_output(&after);
         }
