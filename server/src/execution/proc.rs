@@ -1,4 +1,4 @@
-//! The blocking edges of a run: the PTY pair, the PTY reader and writer
+//! The blocking edges of an execution: the PTY pair, the PTY reader and writer
 //! threads, the waiter thread, signals, and /proc-based usage when there is
 //! no cgroup.
 
@@ -13,7 +13,6 @@ use bytes::Bytes;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use portable_pty::PtySize;
 use rustix::pty::OpenptFlags;
 use rustix::termios::Winsize;
 use tokio::sync::{mpsc, oneshot};
@@ -25,6 +24,15 @@ pub(crate) const READ_BUF: usize = 16 << 10;
 const READER_CHANNEL: usize = 4;
 /// Small stacks: these threads only shovel bytes.
 const THREAD_STACK: usize = 128 << 10;
+
+/// A terminal size in character cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TermSize {
+    /// Columns (at least 1).
+    pub cols: u16,
+    /// Rows (at least 1).
+    pub rows: u16,
+}
 
 /// How the run's main process ended, read before it is reaped.
 #[derive(Debug, Clone, Default)]
@@ -47,7 +55,7 @@ pub(crate) struct PtyMaster {
 /// atomically (no window in which a concurrent spawn of another run could
 /// inherit them); the slave becomes the helper's stdio through dup2, which
 /// clears the flag on the copies only.
-pub(crate) fn open_pty(size: PtySize) -> std::io::Result<(PtyMaster, OwnedFd)> {
+pub(crate) fn open_pty(size: TermSize) -> std::io::Result<(PtyMaster, OwnedFd)> {
     let master =
         rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
     rustix::pty::grantpt(&master)?;
@@ -69,14 +77,14 @@ pub(crate) fn open_pty(size: PtySize) -> std::io::Result<(PtyMaster, OwnedFd)> {
 
 impl PtyMaster {
     /// Set the terminal size (the foreground process group gets SIGWINCH).
-    pub fn resize(&self, size: PtySize) -> std::io::Result<()> {
+    pub fn resize(&self, size: TermSize) -> std::io::Result<()> {
         rustix::termios::tcsetwinsize(
             &self.fd,
             Winsize {
-                ws_row: size.rows,
-                ws_col: size.cols,
-                ws_xpixel: size.pixel_width,
-                ws_ypixel: size.pixel_height,
+                ws_row: size.rows.max(1),
+                ws_col: size.cols.max(1),
+                ws_xpixel: 0,
+                ws_ypixel: 0,
             },
         )?;
         Ok(())
@@ -94,8 +102,7 @@ impl PtyMaster {
         self.fd.try_clone()
     }
 
-    /// A second handle for the writer thread. Unlike portable-pty's writer,
-    /// dropping it types nothing into the terminal.
+    /// A second handle for the writer thread (dropping it types nothing into the terminal).
     pub fn take_writer(&self) -> std::io::Result<File> {
         self.fd.try_clone()
     }

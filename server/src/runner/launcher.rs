@@ -1,7 +1,7 @@
 //! What a run executes: the argv per mode (with the embedded hybrid launcher),
 //! the minimal environment, and validation of the script path.
 
-use std::path::{Component, Path};
+use std::path::Path;
 
 use campus_protocol::RunMode;
 
@@ -160,28 +160,10 @@ pub(crate) fn env() -> Vec<(String, String)> {
 /// Check a script path: relative, no `..`, no symlinks on the way, a regular
 /// file inside `workspace`. Returns the normalized `/`-separated path.
 pub(crate) fn validate_script(workspace: &Path, path: &str) -> Result<String, RunnerError> {
-    let trimmed = path.trim_start_matches("./");
-    if trimmed.is_empty() {
-        return Err(RunnerError::InvalidPath("no file given to run".into()));
-    }
-    if trimmed.contains('\0') {
-        return Err(RunnerError::InvalidPath(format!(
-            "{path:?} is not a valid path"
-        )));
-    }
-    let rel = Path::new(trimmed);
-    let mut parts = Vec::new();
-    for c in rel.components() {
-        match c {
-            Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
-            Component::CurDir => {}
-            _ => {
-                return Err(RunnerError::InvalidPath(format!(
-                    "{path:?} must be a path inside your workspace"
-                )))
-            }
-        }
-    }
+    // The one path rule of the workspace (no `.`/`..`, no control or bidi
+    // characters, no absolute paths …), then what a script needs on top.
+    let parts = workspace_fs::validate_path(path)
+        .map_err(|e| RunnerError::InvalidPath(format!("{path:?}: {e}")))?;
     if parts.is_empty() {
         return Err(RunnerError::InvalidPath("no file given to run".into()));
     }
@@ -222,9 +204,13 @@ mod tests {
         std::fs::create_dir(dir.path().join("sub")).unwrap();
         std::fs::write(dir.path().join("sub/a.py"), "").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join("evil.py")).unwrap();
-        let ok = validate_script(dir.path(), "./sub/a.py").unwrap();
+        let ok = validate_script(dir.path(), "sub/a.py").unwrap();
         assert_eq!(ok, "sub/a.py");
         for bad in [
+            "./sub/a.py",
+            "sub/./a.py",
+            "sub\u{202e}a.py",
+            "sub/a.py\n",
             "../x.py",
             "/etc/passwd",
             "",

@@ -1,4 +1,5 @@
-//! The runner: per-user sessions owning a sandboxed PTY process.
+//! The runner: per-user interactive sessions, each owning at most one
+//! sandboxed execution on a PTY (the interactive user of [`crate::execution`]).
 //!
 //! # Sessions
 //! Each user has at most one session: an actor task ([`session`]) that owns
@@ -85,18 +86,29 @@
 //! ends at its CPU limit, only later in wall-clock time when others are busy.
 //!
 //! # Admission
-//! A semaphore of `max_concurrent_runs` slots (a run replacing another takes
-//! over its slot): when full, `busy` with `retry_after_ms`, never a queue.
-//! Runs per user per minute are limited (`rate_limited` + `retry_after_ms`).
+//! Runs are the interactive class of the host's shared admission
+//! ([`crate::execution::admission`]): `max_concurrent_runs` slots for every
+//! kind of execution, of which batch work never takes the last
+//! `batch_reserve_slots`. A run takes a free slot at once (a run replacing
+//! another takes over its slot) or is refused with `busy` +
+//! `retry_after_ms`, never queued. Runs per user per minute are limited
+//! (`rate_limited` + `retry_after_ms`).
+//!
+//! # Blocking work
+//! The session actor never blocks a runtime worker: killing a tree (which
+//! waits, bounded, for the cgroup to empty), sampling and writing the
+//! cgroup's files, removing it, starting a run and checking the script path
+//! all run on the blocking pool. The actor awaits them (its own session
+//! waits; nobody else does: connections send commands and read replies
+//! without waiting on the actor, see [`crate::ws`]).
 
-mod config;
-mod ending;
+pub mod config;
+mod context;
 mod handle;
 mod launcher;
 mod output;
 mod priority;
 pub mod probe;
-mod proc;
 mod registry;
 mod run;
 mod session;
@@ -105,10 +117,10 @@ mod terminal;
 use bytes::Bytes;
 use campus_protocol::{ErrorCode, Phase, RunEnded, RunMode, ServerMsg};
 
+pub use crate::execution::self_rss_bytes;
 pub use config::RunnerConfig;
 pub use handle::{Attachment, SessionHandle};
 pub use launcher::SANDBOX_HOME;
-pub use proc::self_rss_bytes;
 pub use registry::Runner;
 pub use terminal::run_in_terminal;
 

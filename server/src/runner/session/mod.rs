@@ -14,13 +14,14 @@ use campus_protocol::{EndReason, Phase, RunEnded, ServerMsg, UserInfo};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
+use super::context::Context;
 use super::handle::Command;
 use super::output::OutputLog;
 use super::priority::PriorityPolicy;
-use super::proc::ExitInfo;
-use super::registry::Shared;
 use super::run::{LiveRun, RunIo};
 use super::{BufferStats, SessionEvent, SessionInfo};
+use crate::execution::proc::ExitInfo;
+use crate::execution::TermSize;
 use crate::sandbox::CpuPriority;
 
 /// How often usage is sampled while a run is live (CPU limit, peak memory).
@@ -53,7 +54,7 @@ pub(crate) struct Session {
     id: u64,
     user: UserInfo,
     workspace_dir: PathBuf,
-    shared: Arc<Shared>,
+    ctx: Arc<Context>,
     cmd_rx: mpsc::Receiver<Command>,
     conns: HashMap<String, Conn>,
     next_serial: u64,
@@ -107,16 +108,16 @@ impl Session {
         id: u64,
         user: UserInfo,
         workspace_dir: PathBuf,
-        shared: Arc<Shared>,
+        ctx: Arc<Context>,
         cmd_rx: mpsc::Receiver<Command>,
     ) -> Self {
         let now = Instant::now();
-        let cap = shared.cfg.log_tail_bytes;
+        let cap = ctx.cfg.log_tail_bytes;
         Session {
             id,
             user,
             workspace_dir,
-            shared,
+            ctx,
             cmd_rx,
             conns: HashMap::new(),
             next_serial: 0,
@@ -147,13 +148,13 @@ impl Session {
 
     /// The actor loop; returns when the session is removed or the server shuts down.
     pub async fn run(mut self) {
-        let token = self.shared.token.clone();
+        let token = self.ctx.token.clone();
         loop {
             let now = Instant::now();
             let read_enabled = self.io.reader.is_some() && !self.paused;
             let exit_pending = self.io.exit.is_some();
-            let flush_at = (!self.pending.is_empty())
-                .then(|| self.last_flush + self.shared.cfg.frame_interval);
+            let flush_at =
+                (!self.pending.is_empty()).then(|| self.last_flush + self.ctx.cfg.frame_interval);
             let wake_at = self.next_wake(now);
             // Not biased: a program flooding output must not starve `stop`,
             // and a client flooding commands must not starve output.
@@ -181,10 +182,6 @@ impl Session {
         if self.run.is_some() {
             self.end_run(Some(EndReason::ServerShutdown)).await;
         }
-        let id = self.id;
-        self.shared
-            .sessions
-            .remove_if(&self.user.id, |_, h| h.id == id);
     }
 
     async fn on_command(&mut self, cmd: Command) {
@@ -251,11 +248,9 @@ impl Session {
                 self.cols = cols.max(1);
                 self.rows = rows.max(1);
                 if let Some(run) = &self.run {
-                    let _ = run.master.resize(portable_pty::PtySize {
+                    let _ = run.master.resize(TermSize {
                         rows: self.rows,
                         cols: self.cols,
-                        pixel_width: 0,
-                        pixel_height: 0,
                     });
                 }
             }
@@ -292,12 +287,8 @@ impl Session {
         since_seq: u64,
     ) -> (ServerMsg, mpsc::Receiver<SessionEvent>, u64) {
         self.flush();
-        let replay = self.log.replay(since_seq, self.shared.cfg.max_frame_bytes);
-        let cap = self
-            .shared
-            .cfg
-            .connection_buffer
-            .max(replay.frames.len() + 16);
+        let replay = self.log.replay(since_seq, self.ctx.cfg.max_frame_bytes);
+        let cap = self.ctx.cfg.connection_buffer.max(replay.frames.len() + 16);
         let (tx, rx) = mpsc::channel(cap);
         for (seq, bytes) in replay.frames {
             // Cannot fail: the channel is new and large enough.
@@ -388,7 +379,7 @@ impl Session {
     fn update_pause(&mut self) {
         let unacked = self.unacked();
         self.max_unacked = self.max_unacked.max(unacked);
-        let cfg = &self.shared.cfg;
+        let cfg = &self.ctx.cfg;
         if self.paused {
             if unacked <= cfg.low_water_bytes {
                 self.paused = false;
@@ -406,7 +397,7 @@ impl Session {
         // An exact-size copy: the log must not pin the pending buffer's capacity.
         let bytes = Bytes::copy_from_slice(&self.pending);
         self.pending.clear();
-        if self.pending.capacity() > 4 * self.shared.cfg.max_frame_bytes {
+        if self.pending.capacity() > 4 * self.ctx.cfg.max_frame_bytes {
             self.pending = BytesMut::new();
         }
         let seq = self.log.next_seq();
@@ -437,10 +428,10 @@ impl Session {
             return false;
         };
         run.output_bytes += data.len() as u64;
-        let over = run.output_bytes > self.shared.cfg.output_limit_bytes;
+        let over = run.output_bytes > self.ctx.cfg.output_limit_bytes;
         self.pending.extend_from_slice(data);
         self.max_pending = self.max_pending.max(self.pending.len());
-        if self.pending.len() >= self.shared.cfg.max_frame_bytes || self.take_frame_credit() {
+        if self.pending.len() >= self.ctx.cfg.max_frame_bytes || self.take_frame_credit() {
             self.flush();
         }
         over
@@ -449,7 +440,7 @@ impl Session {
     /// Refill the frame bucket and take one frame from it, if there is one.
     fn take_frame_credit(&mut self) -> bool {
         let now = Instant::now();
-        let interval = self.shared.cfg.frame_interval.as_secs_f64().max(1e-3);
+        let interval = self.ctx.cfg.frame_interval.as_secs_f64().max(1e-3);
         let refill = now.duration_since(self.credit_at).as_secs_f64() / interval;
         self.frame_credit = (self.frame_credit + refill).min(FRAME_BURST);
         self.credit_at = now;
