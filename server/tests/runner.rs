@@ -1253,3 +1253,26 @@ async fn the_program_sees_the_terminal_size_and_resizes() {
         (EndReason::Exited, Some(0))
     );
 }
+
+/// What the coming admin view uses: every session's snapshot, and ending a
+/// user's run as `killed_by_admin`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_view_lists_sessions_and_kills_a_run() {
+    let env = setup(test_config());
+    env.write(31, "wait.py", "input('waiting ')\n");
+    let mut a = env.attach(31, "a", 0).await;
+    let _b = env.attach(32, "b", 0).await;
+    a.run("wait.py", RunMode::Script).await.unwrap();
+    a.text_after(0, "waiting ").await;
+    let sessions = env.runner.sessions().await;
+    let ids: Vec<(i64, bool)> = sessions.iter().map(|s| (s.user_id, s.running)).collect();
+    assert_eq!(ids, vec![(31, true), (32, false)]);
+    assert_eq!(sessions[0].path.as_deref(), Some("wait.py"));
+    assert!(env.runner.kill_by_admin(31).await.unwrap());
+    let ended = a.ended().await;
+    assert_eq!(ended.reason, EndReason::KilledByAdmin, "{ended:?}");
+    assert!(ended.message.contains("administrator"), "{}", ended.message);
+    assert!(!env.runner.kill_by_admin(31).await.unwrap(), "nothing is running any more");
+    assert!(!env.runner.kill_by_admin(99).await.unwrap(), "no session at all");
+    assert_eq!(env.runner.active_runs(), 0);
+}

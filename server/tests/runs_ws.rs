@@ -346,3 +346,57 @@ async fn a_run_sees_the_saves_sent_just_before_it() {
         output_contains(&mut c, &format!("round {round}\r\n")).await;
     }
 }
+
+/// The connection never waits on its session: while a `run` is replacing a
+/// live run (kill, wait for the exit, drain, then a whole sandbox start), a
+/// ping sent right after it is answered before the new run has started. The
+/// old loop handled `run` inline and forwarded the session's events before
+/// reading the next frame, so its pong always came after `run_started`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pings_are_answered_while_a_run_replaces_a_live_run() {
+    let db = support::db::sqlite();
+    let server = TestServer::start(&db.url, |_| {}).await;
+    let (_, token) = server.student("pia").await;
+    let mut c = server.connect(&token).await;
+    put(
+        &mut c,
+        "busy.py",
+        "print('up', flush=True)\nwhile True:\n    pass\n",
+    )
+    .await;
+    put(&mut c, "next.py", "print('next')\n").await;
+    for round in 0..3u64 {
+        c.send(&run("busy.py", RunMode::Script)).await;
+        c.wait_for("run_started", |m| matches!(m, ServerMsg::RunStarted { .. }))
+            .await;
+        output_contains(&mut c, "up").await;
+        c.pending.clear();
+        c.output.clear();
+        // The replacing run, and a ping right behind it.
+        c.send(&run("next.py", RunMode::Script)).await;
+        c.send(&ClientMsg::Ping {
+            id: Some(900 + round),
+        })
+        .await;
+        let mut order = Vec::new();
+        loop {
+            let m = c.recv().await;
+            match &m {
+                ServerMsg::Pong { id } if *id == Some(900 + round) => order.push("pong"),
+                ServerMsg::RunEnded { .. } => order.push("run_ended"),
+                ServerMsg::RunStarted { id: Some(77), .. } => order.push("run_started"),
+                _ => {}
+            }
+            if order.contains(&"pong") && order.contains(&"run_started") {
+                break;
+            }
+        }
+        let at = |what| order.iter().position(|o| *o == what).unwrap();
+        assert!(
+            at("pong") < at("run_started"),
+            "the connection waited for the run to be replaced: {order:?}"
+        );
+        ended(&mut c).await;
+    }
+    server.stop().await;
+}
