@@ -349,9 +349,12 @@ async fn a_run_sees_the_saves_sent_just_before_it() {
 
 /// The connection never waits on its session: while a `run` is replacing a
 /// live run (kill, wait for the exit, drain, then a whole sandbox start), a
-/// ping sent right after it is answered before the new run has started. The
+/// ping sent right behind it is answered before the new run has started. The
 /// old loop handled `run` inline and forwarded the session's events before
-/// reading the next frame, so its pong always came after `run_started`.
+/// reading the next frame, so its pong came after `run_started` every time,
+/// deterministically. Now it comes first unless the machine stalls the
+/// connection's task for the whole replacement; so that a loaded machine
+/// cannot fail the test by chance, it passes if any of five rounds shows it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pings_are_answered_while_a_run_replaces_a_live_run() {
     let db = support::db::sqlite();
@@ -365,7 +368,8 @@ async fn pings_are_answered_while_a_run_replaces_a_live_run() {
     )
     .await;
     put(&mut c, "next.py", "print('next')\n").await;
-    for round in 0..3u64 {
+    let mut orders = Vec::new();
+    for round in 0..5u64 {
         c.send(&run("busy.py", RunMode::Script)).await;
         c.wait_for("run_started", |m| matches!(m, ServerMsg::RunStarted { .. }))
             .await;
@@ -379,24 +383,25 @@ async fn pings_are_answered_while_a_run_replaces_a_live_run() {
         })
         .await;
         let mut order = Vec::new();
-        loop {
-            let m = c.recv().await;
-            match &m {
-                ServerMsg::Pong { id } if *id == Some(900 + round) => order.push("pong"),
+        while !(order.contains(&"pong") && order.contains(&"run_started")) {
+            match c.recv().await {
+                ServerMsg::Pong { id } if id == Some(900 + round) => order.push("pong"),
                 ServerMsg::RunEnded { .. } => order.push("run_ended"),
                 ServerMsg::RunStarted { id: Some(77), .. } => order.push("run_started"),
                 _ => {}
             }
-            if order.contains(&"pong") && order.contains(&"run_started") {
-                break;
-            }
         }
-        let at = |what| order.iter().position(|o| *o == what).unwrap();
-        assert!(
-            at("pong") < at("run_started"),
-            "the connection waited for the run to be replaced: {order:?}"
-        );
-        ended(&mut c).await;
+        if order.iter().filter(|o| **o == "run_ended").count() < 2 {
+            // The new run's own end is still to come.
+            ended(&mut c).await;
+        }
+        let pong_first = order.iter().position(|o| *o == "pong")
+            < order.iter().position(|o| *o == "run_started");
+        orders.push(order);
+        if pong_first {
+            server.stop().await;
+            return;
+        }
     }
-    server.stop().await;
+    panic!("the connection waited for the run to be replaced in every round: {orders:?}");
 }
