@@ -109,7 +109,7 @@ fn start(sb: &Sandbox, spec: &RunSpec) -> PtyRun {
     } = sb.prepare(spec).expect("prepare");
     let (master, slave) = open_pty();
     // Consumes our copies of the slave, or the master would never see EOF.
-    let child = spawn_on_terminal(command, slave).unwrap();
+    let (child, _) = spawn_on_terminal(command, slave, None).unwrap();
     let mut reader = master.try_clone().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {

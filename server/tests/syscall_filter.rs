@@ -116,7 +116,7 @@ fn run_wrapped(sb: &Sandbox, spec: &RunSpec, wrapper: &str) -> (ExitStatus, Stri
 
 fn run_command(command: Command, cgroup: Option<RunCgroup>) -> (ExitStatus, String) {
     let (master, slave) = open_pty();
-    let mut child = spawn_on_terminal(command, slave).unwrap();
+    let (mut child, _) = spawn_on_terminal(command, slave, None).unwrap();
     let mut reader = master;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {

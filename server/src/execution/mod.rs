@@ -11,8 +11,8 @@
 //!
 //! Users, in dependency order above this module:
 //! - the interactive session ([`crate::runner`]): the PTY case, one live
-//!   execution per user, with the hybrid launcher, the phase marker and flow
-//!   control on top (and its own per-phase wall clocks);
+//!   execution per user, with the hybrid launcher (whose phase report comes
+//!   on the result channel), flow control and its own per-phase wall clocks;
 //! - the sandbox probe run ([`crate::runner::probe`]), through a session;
 //! - batch work ([`Executor::execute_batch`]): pipes, queued admission;
 //!   grading and course jobs will call it.
@@ -35,6 +35,9 @@
 //! | capture caps | the batch loop (beyond: counted, dropped, `truncated`) |
 //!
 //! # Result channel
+//! With `PtySpec::result_channel` the program finds a pipe at fd 3 whose first
+//! line the PTY reader delivers in order with the output (the hybrid launcher
+//! reports the start of the REPL there, so nothing printed can fake it).
 //! With `PipeSpec::result_cap`, the program finds a pipe at fd 3
 //! ([`crate::sandbox::RESULT_FD`], also in `CAMPUS_RESULT_FD`) and a fresh
 //! nonce in `CAMPUS_RESULT_NONCE`. Only that pipe reaches the server's
@@ -148,10 +151,20 @@ impl Default for ExecLimits {
 /// How the program's stdio is connected.
 #[derive(Debug, Clone)]
 pub enum Stdio {
-    /// A terminal of this size (interactive).
-    Pty(TermSize),
+    /// A terminal (interactive).
+    Pty(PtySpec),
     /// Pipes (batch).
     Pipes(PipeSpec),
+}
+
+/// A terminal for interactive work.
+#[derive(Debug, Clone, Copy)]
+pub struct PtySpec {
+    /// Its size.
+    pub size: TermSize,
+    /// A result channel at fd 3 whose first line arrives in order with the
+    /// output (see [`proc::PtyRead`]); the hybrid launcher's phase report.
+    pub result_channel: bool,
 }
 
 /// Pipes for batch work.

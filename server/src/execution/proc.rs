@@ -108,32 +108,119 @@ impl PtyMaster {
     }
 }
 
-/// Start the reader thread: PTY master → bounded channel. Ends at EOF/EIO
+/// What the PTY reader thread hands over, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PtyRead {
+    /// Bytes the program wrote to its terminal.
+    Output(Bytes),
+    /// The first line (at most [`MAX_RESULT_LINE`] bytes) the program wrote
+    /// on its result channel; nothing on the terminal can produce this.
+    Result(Bytes),
+}
+
+/// Longest line read from an interactive execution's result channel; the
+/// channel is closed after its first line (or this many bytes).
+pub(crate) const MAX_RESULT_LINE: usize = 256;
+
+/// Start the reader thread: PTY master → bounded channel, and with a result
+/// channel its first line, in order: when the channel becomes readable, all
+/// the terminal output already written is read first, so output the program
+/// wrote before its report is never delivered after it. Ends at EOF/EIO
 /// (every slave fd closed) or when the session drops the receiver.
 pub(crate) fn spawn_reader(
-    mut reader: impl Read + Send + 'static,
-) -> std::io::Result<mpsc::Receiver<Bytes>> {
+    reader: File,
+    result: Option<OwnedFd>,
+) -> std::io::Result<mpsc::Receiver<PtyRead>> {
     let (tx, rx) = mpsc::channel(READER_CHANNEL);
     std::thread::Builder::new()
         .name("campus-pty-read".into())
         .stack_size(THREAD_STACK)
-        .spawn(move || {
-            let mut buf = vec![0u8; READ_BUF];
-            loop {
-                match reader.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        if tx.blocking_send(Bytes::copy_from_slice(&buf[..n])).is_err() {
-                            break;
+        .spawn(move || read_loop(reader, result, &tx))?;
+    Ok(rx)
+}
+
+fn read_loop(mut reader: File, mut result: Option<OwnedFd>, tx: &mpsc::Sender<PtyRead>) {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let mut buf = vec![0u8; READ_BUF];
+    let mut line = Vec::new();
+    loop {
+        if let Some(channel) = result.as_ref() {
+            let mut fds = [
+                PollFd::new(&reader, PollFlags::IN),
+                PollFd::new(channel, PollFlags::IN),
+            ];
+            match poll(&mut fds, None) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => return,
+            }
+            // The terminal first: a ready terminal is read before the channel.
+            let terminal_ready = !fds[0].revents().is_empty();
+            if !terminal_ready && !fds[1].revents().is_empty() {
+                match read_result(channel, &mut line) {
+                    Some(done) => {
+                        if done {
+                            result = None;
+                            if !line.is_empty()
+                                && tx
+                                    .blocking_send(PtyRead::Result(Bytes::from(std::mem::take(
+                                        &mut line,
+                                    ))))
+                                    .is_err()
+                            {
+                                return;
+                            }
                         }
+                        continue;
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    // EIO once the slave side is closed: that is EOF for a PTY.
-                    Err(_) => break,
+                    None => {
+                        // A broken channel is no reason to stop the terminal.
+                        result = None;
+                        continue;
+                    }
                 }
             }
-        })?;
-    Ok(rx)
+        }
+        match reader.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if tx
+                    .blocking_send(PtyRead::Output(Bytes::copy_from_slice(&buf[..n])))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // EIO once the slave side is closed: that is EOF for a PTY.
+            Err(_) => return,
+        }
+    }
+}
+
+/// Read what the result channel has into `line`; `Some(true)` once its first
+/// line is complete (or the channel ended or overflowed), `None` on a read error.
+fn read_result(channel: &OwnedFd, line: &mut Vec<u8>) -> Option<bool> {
+    let mut chunk = [0u8; MAX_RESULT_LINE];
+    match rustix::io::read(channel, &mut chunk) {
+        Ok(0) => Some(true),
+        Ok(n) => {
+            line.extend_from_slice(&chunk[..n]);
+            match line.iter().position(|b| *b == b'\n') {
+                Some(end) => {
+                    line.truncate(end + 1);
+                    Some(true)
+                }
+                None if line.len() >= MAX_RESULT_LINE => {
+                    line.truncate(MAX_RESULT_LINE);
+                    Some(true)
+                }
+                None => Some(false),
+            }
+        }
+        Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => Some(false),
+        Err(_) => None,
+    }
 }
 
 /// Start the writer thread: the single owner of the PTY writer, fed through a

@@ -48,7 +48,7 @@ pub(crate) enum StartedIo {
     /// A terminal: the master, its reader and writer threads.
     Pty {
         master: Arc<PtyMaster>,
-        reader: mpsc::Receiver<Bytes>,
+        reader: mpsc::Receiver<proc::PtyRead>,
         writer: mpsc::Sender<Bytes>,
     },
     /// Pipes (close-on-exec, blocking mode): write stdin, read the rest.
@@ -82,7 +82,10 @@ struct Inner {
 /// (blocking: call from `spawn_blocking`). The caller holds the admission
 /// slot; a failure leaves nothing behind.
 pub(crate) fn start(sandbox: &Sandbox, spec: &ExecutionSpec) -> Result<Started, String> {
-    let result_channel = matches!(&spec.stdio, Stdio::Pipes(p) if p.result_cap.is_some());
+    let result_channel = match &spec.stdio {
+        Stdio::Pty(p) => p.result_channel,
+        Stdio::Pipes(p) => p.result_cap.is_some(),
+    };
     let run_spec = RunSpec {
         run_id: spec.id.clone(),
         user_id: spec.user_id,
@@ -116,14 +119,14 @@ pub(crate) fn start(sandbox: &Sandbox, spec: &ExecutionSpec) -> Result<Started, 
         Err(msg)
     };
     match &spec.stdio {
-        Stdio::Pty(size) => {
-            let (master, slave) = match proc::open_pty(*size) {
+        Stdio::Pty(pty) => {
+            let (master, slave) = match proc::open_pty(pty.size) {
                 Ok(p) => p,
                 Err(e) => return fail(format!("openpty: {e}"), cgroup),
             };
             // posix_spawn, not fork (see `sandbox::spawn_on_terminal`); our
             // copies of the slave are closed on return, or EOF would never arrive.
-            let child = match sandbox::spawn_on_terminal(command, slave) {
+            let (child, result) = match sandbox::spawn_on_terminal(command, slave, result) {
                 Ok(c) => c,
                 Err(e) => return fail(format!("spawn: {e}"), cgroup),
             };
@@ -132,7 +135,7 @@ pub(crate) fn start(sandbox: &Sandbox, spec: &ExecutionSpec) -> Result<Started, 
             let io = master
                 .try_clone_reader()
                 .map_err(|e| e.to_string())
-                .and_then(|r| proc::spawn_reader(r).map_err(|e| e.to_string()))
+                .and_then(|r| proc::spawn_reader(r, result).map_err(|e| e.to_string()))
                 .and_then(|rx| {
                     let w = master.take_writer().map_err(|e| e.to_string())?;
                     let tx = proc::spawn_writer(w, WRITER_CHANNEL).map_err(|e| e.to_string())?;

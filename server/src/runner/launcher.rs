@@ -49,9 +49,10 @@ macro_rules! readline_hook {
 /// The hybrid launcher, passed with `python3 -c`. It runs the script in the
 /// real `__main__` namespace (exactly what `python -i script.py` does), prints
 /// a traceback for any exception (SystemExit and KeyboardInterrupt included,
-/// like `-i`) without its own frame, then prints the private phase marker
-/// (naming the exception's class when the script raised: `;raised=NAME`) and
-/// sets PYTHONINSPECT so the interpreter's own interactive loop starts with the
+/// like `-i`) without its own frame, then reports the start of the REPL on
+/// the result channel at fd 3 (`repl`, or `repl;raised=NAME` naming the
+/// exception's class when the script raised; never on the terminal, so
+/// nothing printed can fake it), closes the channel and sets PYTHONINSPECT so the interpreter's own interactive loop starts with the
 /// script's globals when the `-c` program returns. Everything it needs is local
 /// to `_campus_hybrid`, which removes itself and the readline hook from the
 /// globals, so the script and the REPL see only the script's names.
@@ -60,6 +61,12 @@ pub(crate) const HYBRID_LAUNCHER: &str = concat!(
     r#"
 def _campus_hybrid():
     import os, sys, traceback, __main__
+    # The phase channel: not inherited by anything the script starts.
+    try:
+        os.set_inheritable(3, False)
+        channel = 3
+    except OSError:
+        channel = None
     g = __main__.__dict__
     g.pop("_campus_hybrid", None)
     hook = g.pop("_campus_readline", None)
@@ -99,13 +106,16 @@ def _campus_hybrid():
             stream.flush()
         except Exception:
             pass
-    marker = "\x1b]7771;campus;phase=repl" + ("" if raised is None else ";raised=" + raised) + "\x07"
-    out = sys.__stdout__ or sys.stdout
-    try:
-        out.write(marker)
-        out.flush()
-    except Exception:
-        os.write(1, marker.encode("ascii"))
+    if channel is not None:
+        report = "repl" + ("" if raised is None else ";raised=" + raised) + "\n"
+        try:
+            os.write(channel, report.encode("ascii"))
+        except OSError:
+            pass
+        try:
+            os.close(channel)
+        except OSError:
+            pass
 _campus_hybrid()
 "#
 );

@@ -43,12 +43,19 @@
 //! # Hybrid mode
 //! `hybrid` runs [`launcher::HYBRID_LAUNCHER`] with `python3 -c`: the script
 //! runs in the real `__main__` namespace, any exception prints its traceback,
-//! then the launcher prints a private OSC marker naming the exception's class
-//! if the script raised (stripped from the stream here, even when split
-//! across reads) that becomes `phase {repl, script_error}`, and the
-//! interpreter's own REPL starts with the script's globals. Only the first
-//! marker is honoured; a script that prints it itself can at worst switch its
-//! own run to the REPL clock early.
+//! then the launcher reports the start of the REPL (naming the exception's
+//! class if the script raised) on the run's result channel, a pipe at fd 3
+//! that the PTY reader delivers in order with the output; that becomes
+//! `phase {repl, script_error}`, and the interpreter's own REPL starts with
+//! the script's globals. The report never travels in the output stream, so
+//! nothing that prints (the script, a child, a file it cats, the old private
+//! OSC marker `ESC ]7771;campus;phase=repl BEL`) can switch the phase: such
+//! bytes are ordinary output. Only the first line on the channel counts and
+//! the launcher closes it; the descriptor is not inherited by the script's
+//! children. The script itself runs in the launcher's interpreter, so code
+//! that deliberately writes to fd 3 could still end its script phase early;
+//! that buys nothing a student cannot get by typing at the REPL (the REPL
+//! clock and the REPL's abandonment rules then apply).
 //!
 //! # Endings and culling rules
 //! Every ending has one exact reason ([`campus_protocol::EndReason`]):

@@ -11,10 +11,9 @@ use tokio::time::Instant;
 
 use super::config::RunnerConfig;
 use super::launcher;
-use super::output::MarkerStripper;
-use crate::execution::proc::{ExitInfo, PtyMaster};
+use crate::execution::proc::{ExitInfo, PtyMaster, PtyRead};
 use crate::execution::process::{self, Process, StartedIo, Usage};
-use crate::execution::{Class, ExecLimits, ExecutionSpec, Mounts, Slot, Stdio, TermSize};
+use crate::execution::{Class, ExecLimits, ExecutionSpec, Mounts, PtySpec, Slot, Stdio, TermSize};
 use crate::sandbox::{CpuPriority, Sandbox};
 
 /// Everything a started run owns. Dropping it releases its admission slot.
@@ -30,8 +29,9 @@ pub(crate) struct LiveRun {
     pub process: Process,
     pub master: Arc<PtyMaster>,
     pub writer: Option<mpsc::Sender<Bytes>>,
-    /// Strips the hybrid launcher's marker (hybrid only, until found).
-    pub stripper: Option<MarkerStripper>,
+    /// Hybrid, until the launcher's phase report arrived on the result
+    /// channel (only the first report counts).
+    pub awaiting_repl: bool,
     /// Exit status, once the waiter reported it.
     pub exit: Option<ExitInfo>,
     /// Why the runner is ending it, if it is.
@@ -59,7 +59,7 @@ pub(crate) struct LiveRun {
 /// The receivers of a run, kept outside [`LiveRun`] so the session's select
 /// loop can borrow them next to the rest of the state.
 pub(crate) struct RunIo {
-    pub reader: Option<mpsc::Receiver<Bytes>>,
+    pub reader: Option<mpsc::Receiver<PtyRead>>,
     pub exit: Option<oneshot::Receiver<ExitInfo>>,
 }
 
@@ -88,7 +88,13 @@ fn spec(cfg: &RunnerConfig, req: &StartRequest) -> ExecutionSpec {
             wall: cfg.script_max_age.max(cfg.repl_max_age),
             output_bytes: cfg.output_limit_bytes,
         },
-        stdio: Stdio::Pty(req.size),
+        // Hybrid: the launcher reports the start of the REPL on fd 3, which
+        // nothing that merely prints (the script, its children, a file it
+        // cats) can write to.
+        stdio: Stdio::Pty(PtySpec {
+            size: req.size,
+            result_channel: req.mode == RunMode::Hybrid,
+        }),
         class: Class::Interactive,
     }
 }
@@ -127,7 +133,7 @@ pub(crate) fn start(
         process: started.process,
         master,
         writer: Some(writer),
-        stripper: (mode == RunMode::Hybrid).then(MarkerStripper::default),
+        awaiting_repl: mode == RunMode::Hybrid,
         exit: None,
         kill_reason: None,
         interrupted: false,

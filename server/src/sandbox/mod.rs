@@ -1,10 +1,13 @@
 //! The sandbox: how one run is isolated (cgroup, namespaces, rlimits, uid).
 //!
-//! INTERFACE CONTRACT (used by `runner`): `Sandbox::new` probes the host once,
-//! `Sandbox::prepare` creates the run's cgroup and returns the PTY command that
-//! starts `campus sandbox-exec …`, which sets everything up and then execs the
-//! given argv. The runner owns the returned `RunCgroup` and asks it for stats
-//! and to kill the tree.
+//! INTERFACE CONTRACT (used by [`crate::execution`]): `Sandbox::new` probes
+//! the host once, `Sandbox::prepare` creates the run's cgroup and returns the
+//! command that starts `campus sandbox-exec …` (spawned with
+//! [`spawn_on_terminal`] or [`spawn_with_pipes`]), which sets everything up
+//! (mounts: the home tree read-write or read-only, read-only trees at
+//! `/course/<name>`, a scratch tree; an optional result channel at fd 3) and
+//! then execs the given argv. The caller owns the returned `RunCgroup` and
+//! asks it for stats and to kill the tree.
 //!
 //! Modules: `cgroup` (v1/v2 run cgroups), `exec` (the re-exec helper),
 //! `mounts` (the run's root filesystem), `probe` (startup probe), `fsown`
@@ -212,13 +215,9 @@ pub struct ResultPipe {
 /// spawned, so no other run's helper can receive it.
 static SPAWN_LOCK: Mutex<()> = Mutex::new(());
 
-fn spawn_locked(command: &mut Command) -> std::io::Result<Child> {
-    let _guard = SPAWN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    command.spawn()
-}
-
 /// Spawn a prepared helper command with the terminal `tty` (a PTY slave) as
-/// its stdin, stdout and stderr.
+/// its stdin, stdout and stderr, and the result channel as in
+/// [`spawn_with_pipes`] (its read end is returned).
 ///
 /// The command has no `pre_exec`, uid, gid, groups or process group and an
 /// absolute program path, so std spawns it with `posix_spawn` (glibc:
@@ -227,16 +226,17 @@ fn spawn_locked(command: &mut Command) -> std::io::Result<Child> {
 /// terminal and closes every inherited descriptor above 2 before anything else.
 /// The command is consumed: it holds copies of `tty` that must not outlive
 /// the spawn (the reader would never see EOF).
-pub fn spawn_on_terminal(mut command: Command, tty: OwnedFd) -> std::io::Result<Child> {
-    command
-        .stdin(Stdio::from(tty.try_clone()?))
-        .stdout(Stdio::from(tty.try_clone()?))
-        .stderr(Stdio::from(tty));
-    spawn_locked(&mut command)
+pub fn spawn_on_terminal(
+    command: Command,
+    tty: OwnedFd,
+    result: Option<ResultPipe>,
+) -> std::io::Result<(Child, Option<OwnedFd>)> {
+    let (stdin, stdout) = (tty.try_clone()?, tty.try_clone()?);
+    spawn_with_pipes(command, stdin, stdout, tty, result)
 }
 
-/// Spawn a prepared helper command on pipes (batch work): `stdin`, `stdout`
-/// and `stderr` become the helper's (and so the program's) fds 0–2, and the
+/// Spawn a prepared helper command on pipes (batch work; or three handles of
+/// one terminal, see [`spawn_on_terminal`]): `stdin`, `stdout` and `stderr` become the helper's (and so the program's) fds 0–2, and the
 /// result channel's write end, if any, is inherited by this one spawn only
 /// (it is close-on-exec everywhere else) and closed here afterwards; the
 /// channel's read end is returned. posix_spawn as in [`spawn_on_terminal`].

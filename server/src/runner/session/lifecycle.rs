@@ -67,7 +67,6 @@ impl Session {
                 _ => self.io.reader = None,
             }
         }
-        self.release_held_marker();
         self.finish_run().await;
     }
 

@@ -16,11 +16,11 @@ use tokio::time::{sleep_until, Instant};
 
 use super::context::Context;
 use super::handle::Command;
-use super::output::OutputLog;
+use super::output::{parse_phase_report, OutputLog};
 use super::priority::PriorityPolicy;
 use super::run::{LiveRun, RunIo};
 use super::{BufferStats, SessionEvent, SessionInfo};
-use crate::execution::proc::ExitInfo;
+use crate::execution::proc::{ExitInfo, PtyRead};
 use crate::execution::TermSize;
 use crate::sandbox::CpuPriority;
 
@@ -85,7 +85,7 @@ pub(crate) struct Session {
     max_unacked: u64,
 }
 
-async fn recv_chunk(rx: &mut Option<mpsc::Receiver<Bytes>>) -> Option<Bytes> {
+async fn recv_chunk(rx: &mut Option<mpsc::Receiver<PtyRead>>) -> Option<PtyRead> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
@@ -452,44 +452,45 @@ impl Session {
         }
     }
 
-    /// Strip the phase marker (hybrid), emit `phase`, buffer the rest.
-    fn process_chunk(&mut self, chunk: Bytes) -> bool {
+    /// Buffer output; a hybrid run's phase report (from its result
+    /// channel, in order with the output) switches it to the REPL.
+    fn process_chunk(&mut self, chunk: PtyRead) -> bool {
         let Some(run) = self.run.as_mut() else {
             return false;
         };
         if run.exit.is_some() {
             run.last_data = Instant::now();
         }
-        let Some(stripper) = run.stripper.as_mut() else {
-            return self.push_output(&chunk);
+        let report = match chunk {
+            PtyRead::Output(bytes) => return self.push_output(&bytes),
+            PtyRead::Result(line) => line,
         };
-        let out = stripper.feed(&chunk);
-        let mut over = self.push_output(&out.before);
-        if let Some(after) = out.after_marker {
-            self.flush();
-            let mut run_id = String::new();
-            if let Some(run) = self.run.as_mut() {
-                run.stripper = None;
-                run.phase = Phase::Repl;
-                run.phase_started = Instant::now();
-                run.warned_max_age = false;
-                run.script_error = out.script_error.clone();
-                run_id = run.run_id.clone();
-            }
-            self.broadcast(None, |_| ServerMsg::Phase {
-                run_id: run_id.clone(),
-                phase: Phase::Repl,
-                script_error: out.script_error.clone(),
-            });
-            over |= self.push_output(&after);
+        if !run.awaiting_repl {
+            return false;
         }
-        over
+        run.awaiting_repl = false;
+        let Some(report) = parse_phase_report(&report) else {
+            tracing::debug!(run_id = %run.run_id, "ignored a malformed phase report");
+            return false;
+        };
+        run.phase = Phase::Repl;
+        run.phase_started = Instant::now();
+        run.warned_max_age = false;
+        run.script_error = report.raised.clone();
+        let run_id = run.run_id.clone();
+        // What the script printed goes out before the phase change.
+        self.flush();
+        self.broadcast(None, |_| ServerMsg::Phase {
+            run_id: run_id.clone(),
+            phase: Phase::Repl,
+            script_error: report.raised.clone(),
+        });
+        false
     }
 
-    async fn on_chunk(&mut self, chunk: Option<Bytes>) {
+    async fn on_chunk(&mut self, chunk: Option<PtyRead>) {
         let Some(chunk) = chunk else {
             self.io.reader = None;
-            self.release_held_marker();
             if self.run.as_ref().is_some_and(|r| r.exit.is_some()) {
                 self.finish_run().await;
             }
@@ -503,16 +504,6 @@ impl Session {
         if over && live {
             self.end_run(Some(EndReason::OutputLimit)).await;
         }
-    }
-
-    fn release_held_marker(&mut self) {
-        let held = self
-            .run
-            .as_mut()
-            .and_then(|r| r.stripper.as_mut())
-            .map(|s| s.finish())
-            .unwrap_or_default();
-        self.push_output(&held);
     }
 
     fn info(&self) -> SessionInfo {
