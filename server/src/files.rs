@@ -150,6 +150,19 @@ pub async fn admit(
     Ok(())
 }
 
+/// Open `owner`'s workspace on the blocking pool: a cold open creates its
+/// directories, scans the tree and sweeps temporaries, which must not run
+/// on an async worker.
+pub async fn open_workspace(
+    files: &Arc<FileService>,
+    owner: i64,
+) -> Result<Arc<Workspace>, AppError> {
+    let files = Arc::clone(files);
+    tokio::task::spawn_blocking(move || files.workspace(owner))
+        .await
+        .map_err(AppError::internal)?
+}
+
 /// Run a blocking workspace operation on the blocking pool.
 pub async fn blocking<T, F>(ws: Arc<Workspace>, f: F) -> Result<T, AppError>
 where

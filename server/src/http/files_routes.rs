@@ -66,7 +66,7 @@ pub async fn get_file(
         Some(peer.ip().to_string()),
     )
     .await?;
-    let ws = state.files.workspace(owner)?;
+    let ws = files::open_workspace(&state.files, owner).await?;
     let p = path.clone();
     let (file, entry) = blocking(ws, move |w| w.open_read(&p)).await?;
     let version = entry.version.clone().unwrap_or_default();
@@ -156,7 +156,7 @@ pub async fn put_file(
         if im.trim() == "*" {
             // "*" matches any existing file: update only, never create.
             let p = path.clone();
-            let ws = state.files.workspace(user.id)?;
+            let ws = files::open_workspace(&state.files, user.id).await?;
             match blocking(ws, move |w| w.stat(&p)).await {
                 Ok(e) => Precondition::Match(e.version.unwrap_or_default()),
                 Err(e) if e.code == ErrorCode::NotFound => return Err(precondition_failed(None)),
@@ -181,7 +181,7 @@ pub async fn put_file(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
 
-    let ws = state.files.workspace(user.id)?;
+    let ws = files::open_workspace(&state.files, user.id).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Upload>(UPLOAD_QUEUE);
     let p = path.clone();
     // One blocking task owns the temporary file; the socket side feeds it. It commits only

@@ -140,8 +140,7 @@ impl FileWorker {
             _ => Action::Write,
         };
         files::admit(state, &self.user, owner, action, "websocket", None).await?;
-        let files = state.files.as_ref();
-        let ws = files.workspace(owner)?;
+        let ws = files::open_workspace(&state.files, owner).await?;
         let conn = self.conn_id.as_str();
         let reply = match msg {
             ClientMsg::List {
