@@ -193,11 +193,7 @@ impl From<crate::ratelimit::Refused> for AppError {
     }
 }
 
-/// A wait as `retry_after_ms`: rounded up (a client that waits exactly this
-/// long must be let in) and at least 1.
-pub fn retry_ms(wait: Duration) -> u64 {
-    (wait.as_micros().div_ceil(1000) as u64).max(1)
-}
+pub use crate::retry::retry_ms;
 
 #[cfg(test)]
 mod tests {

@@ -254,10 +254,15 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
         .complete
         .then_some(args.run.sandbox_uid_base);
     let workspaces = Arc::new(UserWorkspaces::new(workspaces, uid_base));
-    spawn_temp_sweep(&workspaces);
+    // Every task of the server is tracked by this tracker and ends with
+    // this token (the runner's and the probe's tokens are its children).
+    let tracker = TaskTracker::new();
+    let shutdown = CancellationToken::new();
+    spawn_temp_sweep(&workspaces, &tracker);
 
-    let runner_config = crate::runner::RunnerConfig::from_args(&args.run);
-    let sandbox_probe = start_sandbox_probe(&args, &sandbox, &runner_config, &listener).await?;
+    let runner_config = args.run.runner_config();
+    let sandbox_probe =
+        start_sandbox_probe(&args, &sandbox, &runner_config, &listener, &shutdown).await?;
 
     // From here on the database is only reached through the breaker, and run
     // records only through the background writer.
@@ -271,12 +276,9 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
         runner_config,
         Arc::clone(&sandbox),
         Some(records.clone()),
-        CancellationToken::new(),
+        shutdown.clone(),
     );
     let hub = Arc::new(Hub::default());
-    let tracker = TaskTracker::new();
-    let shutdown = CancellationToken::new();
-
     let auth = AuthService::start(
         AuthDeps {
             keys: TokenKeys::new(&secret, Duration::from_secs(args.token_ttl_secs.max(60))),
@@ -339,15 +341,17 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
     let task = tokio::spawn(async move {
         let token = st.shutdown.clone();
         spawn_housekeeping(&st);
-        axum::serve(
+        let served = axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move { token.cancelled().await })
-        .await
-        .context("server error")?;
+        .await;
+        // Drain whatever ended the listener: runs are recorded and the
+        // pool closed even when `serve` failed.
+        st.shutdown.cancel();
         drain(&st, grace, &db, &writer).await;
-        Ok(())
+        served.context("server error")
     });
     tracing::info!(%addr, backend = store.backend(), "campus is listening");
     Ok(Running {
@@ -433,6 +437,7 @@ async fn start_sandbox_probe(
     sandbox: &Arc<Sandbox>,
     runner_config: &crate::runner::RunnerConfig,
     listener: &TcpListener,
+    shutdown: &CancellationToken,
 ) -> anyhow::Result<Arc<SandboxProbe>> {
     let setup = ProbeSetup {
         sandbox: Arc::clone(sandbox),
@@ -442,7 +447,7 @@ async fn start_sandbox_probe(
     };
     let max_age =
         (args.sandbox_probe_secs > 0).then(|| Duration::from_secs(args.sandbox_probe_secs));
-    let probe = SandboxProbe::start(setup, max_age, &CancellationToken::new()).await;
+    let probe = SandboxProbe::start(setup, max_age, shutdown).await;
     let report = probe.last();
     for c in &report.checks {
         if c.ok {
@@ -501,7 +506,7 @@ async fn drain(state: &SharedState, grace: Duration, store: &DynStore, records: 
 /// are purged when they are next opened).
 fn spawn_housekeeping(state: &SharedState) {
     let st = state.clone();
-    tokio::spawn(async move {
+    state.tracker.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         let mut minutes = 0u64;
         loop {
@@ -543,9 +548,11 @@ const TEMP_SWEEP_BUDGET: Duration = Duration::from_secs(120);
 /// Remove the temporaries (`.campus-tmp-*`) a crash (`kill -9`, power loss) left in every
 /// workspace, also of students who do not come back, on a blocking thread: start-up does not
 /// wait for it, and it never races a write (see `Workspaces::sweep_temporaries`).
-fn spawn_temp_sweep(files: &Arc<UserWorkspaces>) {
+fn spawn_temp_sweep(files: &Arc<UserWorkspaces>, tracker: &TaskTracker) {
     let files = Arc::clone(files);
-    tokio::task::spawn_blocking(move || {
+    // Tracked: shutdown waits for it (bounded by the grace period; it stops
+    // at its own budget).
+    tracker.spawn_blocking(move || {
         let started = std::time::Instant::now();
         match files.sweep_temporaries(started + TEMP_SWEEP_BUDGET) {
             Ok(r) => {
@@ -581,10 +588,15 @@ pub async fn serve_until(
 ) -> anyhow::Result<()> {
     let running = start(args, listener).await?;
     let token = running.state.shutdown.clone();
-    tokio::spawn(async move {
-        signal.await;
-        tracing::info!("shutdown signal received");
-        token.cancel();
+    running.state.tracker.spawn(async move {
+        tokio::select! {
+            _ = signal => {
+                tracing::info!("shutdown signal received");
+                token.cancel();
+            }
+            // Ended some other way: this watcher must not hold the drain up.
+            _ = token.cancelled() => {}
+        }
     });
     running.wait().await
 }

@@ -57,6 +57,10 @@ fn spec(name: &str, user_id: i64, workspace: &Path, code: &str) -> RunSpec {
         user_id,
         workspace_dir: workspace.to_path_buf(),
         read_only_mounts: vec![],
+        workspace_read_only: false,
+        scratch_dir: None,
+        cwd: None,
+        result_channel: false,
         argv: vec![PYTHON.into(), "-c".into(), code.into()],
         env: vec![
             ("PYTHONUNBUFFERED".into(), "1".into()),
@@ -100,10 +104,12 @@ fn open_pty() -> (File, OwnedFd) {
 }
 
 fn start(sb: &Sandbox, spec: &RunSpec) -> PtyRun {
-    let PreparedRun { command, cgroup } = sb.prepare(spec).expect("prepare");
+    let PreparedRun {
+        command, cgroup, ..
+    } = sb.prepare(spec).expect("prepare");
     let (master, slave) = open_pty();
     // Consumes our copies of the slave, or the master would never see EOF.
-    let child = spawn_on_terminal(command, slave).unwrap();
+    let (child, _) = spawn_on_terminal(command, slave, None).unwrap();
     let mut reader = master.try_clone().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -318,9 +324,9 @@ fn sees_only_its_own_files() {
          \x20       print('DENIED', p, type(e).__name__)\n\
          print('MINE', open('/home/student/mine.txt').read())\n\
          open('/home/student/new.txt', 'w').write('written')\n\
-         print('COURSE', open('/courses/c101/notes.txt').read())\n\
+         print('COURSE', open('/course/c101/notes.txt').read())\n\
          try:\n\
-         \x20   open('/courses/c101/x', 'w')\n\
+         \x20   open('/course/c101/x', 'w')\n\
          \x20   print('COURSE-WRITABLE')\n\
          except OSError as e:\n\
          \x20   print('COURSE-RO', e.errno)\n\

@@ -15,6 +15,10 @@
 //! files past it fail with EDQUOT. The server then checks the
 //! program's exit, its report, the answer file and its owner.
 //!
+//! The run is an ordinary interactive execution ([`crate::execution`], the
+//! PTY case) started through a session, so the probe checks the same code
+//! path as a student's run, including the execution layer.
+//!
 //! [`SandboxProbe`] keeps the last result for `/readyz`, `campus sandbox check`
 //! and the start-up log, and re-runs it in the background when `/readyz` finds
 //! it older than its maximum age, so a sandbox that breaks later is reported.

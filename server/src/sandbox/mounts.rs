@@ -5,8 +5,9 @@
 //! /                 tmpfs, read-only after setup
 //! /usr /bin /lib…   read-only binds of the host's (symlinks recreated as symlinks)
 //! /etc              generated passwd/group/hosts + read-only ld.so.cache, localtime, python3.*
-//! /home/student     the workspace, read-write (nosuid, nodev)
-//! /courses/NAME     course material, read-only
+//! /home/student     the workspace, read-write, or read-only (a snapshot) (nosuid, nodev)
+//! /course/NAME      course material, read-only (bind remounted MS_RDONLY, no submounts)
+//! /scratch          a per-execution host directory, read-write, when asked for
 //! /tmp, /dev/shm    size-limited tmpfs, mode 1777
 //! /dev              null zero full random urandom tty, a private devpts
 //! /proc             fresh procfs of the new pid namespace (hidepid=2)
@@ -34,10 +35,14 @@ const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
 /// What the run's root contains.
 pub(super) struct RootPlan<'a> {
-    /// Host workspace (read-write at /home/student).
+    /// Host workspace (at /home/student).
     pub workspace: &'a Path,
-    /// (host path, name under /courses), read-only.
+    /// Mount the workspace read-only.
+    pub workspace_read_only: bool,
+    /// (host path, name under /course), read-only.
     pub read_only: &'a [(PathBuf, String)],
+    /// Host scratch directory (read-write at /scratch).
+    pub scratch: Option<&'a Path>,
     /// Size of /tmp, bytes.
     pub tmp_bytes: u64,
     /// The student's uid/gid (for /etc/passwd).
@@ -69,11 +74,12 @@ pub(super) fn enter_new_root(plan: &RootPlan<'_>) -> R {
     let ws = open_path(plan.workspace, true)?;
     let mut courses = Vec::new();
     for (host, name) in plan.read_only {
-        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-            return Err(format!("invalid course mount name {name:?}"));
+        if !super::valid_mount_name(name) {
+            return Err(format!("invalid read-only mount name {name:?}"));
         }
         courses.push((open_path(host, false)?, name));
     }
+    let scratch = plan.scratch.map(|p| open_path(p, true)).transpose()?;
 
     let root = Path::new(STAGING);
     mount_tmpfs(root, "size=1m,mode=0755", MsFlags::empty())?;
@@ -97,20 +103,30 @@ pub(super) fn enter_new_root(plan: &RootPlan<'_>) -> R {
 
     let home = root.join("home/student");
     fs::create_dir_all(&home).map_err(|e| err("mkdir", &home, e))?;
-    bind(&fd_path(&ws), &home, false)?;
+    if plan.workspace_read_only {
+        bind_read_only_tree(&fd_path(&ws), &home)?;
+    } else {
+        bind(&fd_path(&ws), &home, false)?;
+    }
 
+    let course_root = root.join(super::READ_ONLY_ROOT.trim_start_matches('/'));
     if !courses.is_empty() {
-        mkdir(&root.join("courses"))?;
+        mkdir(&course_root)?;
     }
     for (file, name) in &courses {
-        let dst = root.join("courses").join(name);
+        let dst = course_root.join(name);
         let is_dir = file.metadata().map(|m| m.is_dir()).unwrap_or(true);
         if is_dir {
             mkdir(&dst)?;
         } else {
             File::create(&dst).map_err(|e| err("create", &dst, e))?;
         }
-        bind(&fd_path(file), &dst, true)?;
+        bind_read_only_tree(&fd_path(file), &dst)?;
+    }
+    if let Some(scratch) = &scratch {
+        let dst = root.join(super::SCRATCH_DIR.trim_start_matches('/'));
+        mkdir(&dst)?;
+        bind(&fd_path(scratch), &dst, false)?;
     }
 
     let tmp = root.join("tmp");
@@ -194,6 +210,24 @@ fn bind(src: &Path, dst: &Path, read_only: bool) -> R {
         flags |= MsFlags::MS_RDONLY;
     }
     remount(dst, flags)
+}
+
+/// Bind a tree read-only for the program: a non-recursive bind (mounts
+/// below `src` are not carried along, so none of them can be writable), then
+/// a remount with MS_RDONLY at the mount level, checked with statvfs: every
+/// write, create, rename, link or chmod through it fails with EROFS.
+fn bind_read_only_tree(src: &Path, dst: &Path) -> R {
+    mount(Some(src), dst, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(|e| err("bind", dst, e))?;
+    remount(
+        dst,
+        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+    )?;
+    let st = nix::sys::statvfs::statvfs(dst).map_err(|e| err("statvfs", dst, e))?;
+    if !st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
+        return Err(err("read-only mount", dst, "still writable after remount"));
+    }
+    Ok(())
 }
 
 /// Change the per-mount flags of a mount (bind remount: the superblock is untouched).

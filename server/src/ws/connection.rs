@@ -1,14 +1,18 @@
 //! One actor task per WebSocket connection. It owns the socket and waits on:
 //! shutdown, queued events for this connection (other tabs' file changes),
-//! replies of its file task, the session's output, the heartbeat tick, and the
-//! next client message. Every exit path drops the hub guard, so the connection
-//! is unregistered however it ends.
+//! replies of its file task and of its session task, the session's output,
+//! the heartbeat tick, and the next client message. Every exit path drops the
+//! hub guard, so the connection is unregistered however it ends.
 //!
-//! File operations go to the connection's file task ([`FileQueue`]) so a save
-//! never delays a keystroke or its echo. Order is kept where it matters: file
-//! operations run in arrival order, and a `run` (with every session message
-//! after it) waits until the file operations sent before it are done, so a run
-//! always sees the save the client sent first.
+//! The loop never waits on anything but the socket: file operations go to
+//! the connection's file task ([`FileQueue`]) so a save never delays a
+//! keystroke or its echo, and session commands to its session task
+//! ([`super::session_worker`]) so a `run` replacing a slow-to-die run never
+//! stops this connection from forwarding output or answering pings. Order is
+//! kept where it matters: file operations run in arrival order, session
+//! commands too, and a `run` (with every session message after it) waits
+//! until the file operations sent before it are done, so a run always sees
+//! the save the client sent first.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -17,12 +21,14 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use campus_protocol::{close_codes, ClientMsg, ErrorCode, ServerMsg, UserInfo, PROTOCOL_VERSION};
 use campus_protocol::{ConnectionMsg, ConnectionRequest, SessionRequest};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::dispatch::{Conn, Forward};
 use super::file_worker::FileQueue;
+use super::session_worker::SessionQueue;
+use super::socket::{send_json, send_with_timeout};
 use crate::auth::Claims;
 use crate::error::AppError;
 use crate::hub::Outbound;
@@ -31,8 +37,6 @@ use crate::state::SharedState;
 
 /// Queue of events waiting for this connection's socket.
 const OUTBOUND_QUEUE: usize = 256;
-/// A send that takes longer than this means the client stopped reading.
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Refused messages in a row before a flooding client is disconnected.
 const FLOOD_STRIKES: u32 = 30;
 /// Session messages that may wait behind a `run` waiting for file operations.
@@ -78,7 +82,8 @@ async fn serve(
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
     let _guard = state.hub.register(user.id, &conn_id, tx);
-    let mut conn = Conn::new(state.clone(), user.clone(), conn_id.clone());
+    let mut conn = Conn::new(state.clone(), user.clone());
+    let mut sessions = SessionQueue::new(state.clone(), user.clone(), conn_id.clone());
     let mut files = FileQueue::spawn(
         Arc::clone(&state.files),
         &state.tracker,
@@ -128,9 +133,14 @@ async fn serve(
                 if send_json(&mut sink, &done.msg).await.is_err() { break Exit::Gone; }
                 while deferred.front().is_some_and(|(ticket, _)| files.done_up_to(*ticket)) {
                     let Some((_, msg)) = deferred.pop_front() else { break };
-                    if let Some(reply) = conn.handle(msg).await {
+                    if let Some(reply) = conn.handle(msg, &mut sessions) {
                         if send_json(&mut sink, &reply).await.is_err() { break 'conn Exit::Gone; }
                     }
+                }
+            }
+            Some(reply) = sessions.next_reply() => {
+                if let Some(msg) = conn.on_reply(reply) {
+                    if send_json(&mut sink, &msg).await.is_err() { break Exit::Gone; }
                 }
             }
             ev = conn.next_session_event() => {
@@ -205,7 +215,7 @@ async fn serve(
                         let waits = matches!(msg, SessionRequest::Run { .. })
                             && !files.done_up_to(files.dispatched());
                         if !waits && deferred.is_empty() {
-                            conn.handle(msg).await
+                            conn.handle(msg, &mut sessions)
                         } else if deferred.len() < DEFERRED_MAX {
                             deferred.push_back((files.dispatched(), msg));
                             None
@@ -231,7 +241,7 @@ async fn serve(
             }
         }
     };
-    conn.detach().await;
+    conn.detach();
     if let Exit::Close(code, reason) = &exit {
         let frame = CloseFrame {
             code: *code,
@@ -240,23 +250,4 @@ async fn serve(
         let _ = send_with_timeout(&mut sink, Message::Close(Some(frame))).await;
     }
     exit
-}
-
-/// The sending half of the socket.
-pub type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
-
-/// Serialize and send a JSON message.
-pub async fn send_json(sink: &mut Sink, msg: &ServerMsg) -> Result<(), ()> {
-    let text = serde_json::to_string(msg).map_err(|e| {
-        tracing::error!(error = %e, "cannot serialize a server message");
-    })?;
-    send_with_timeout(sink, Message::Text(text.into())).await
-}
-
-/// Send one frame, giving up on a client that stopped reading.
-pub async fn send_with_timeout(sink: &mut Sink, msg: Message) -> Result<(), ()> {
-    match tokio::time::timeout(SEND_TIMEOUT, sink.send(msg)).await {
-        Ok(Ok(())) => Ok(()),
-        _ => Err(()),
-    }
 }

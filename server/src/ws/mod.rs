@@ -4,6 +4,8 @@
 mod connection;
 mod dispatch;
 mod file_worker;
+mod session_worker;
+mod socket;
 
 pub use connection::PINGS_PER_MIN;
 
