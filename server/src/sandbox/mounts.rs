@@ -122,6 +122,8 @@ const PROC_MASKED_DIRS: &[&str] = &[
     "scsi",
     "tty",
 ];
+/// Top-level directories the run's root makes itself: never taken from the host.
+const SANDBOX_OWNED: [&str; 7] = ["home", "course", "scratch", "tmp", "dev", "proc", "etc"];
 /// How many symlinks one path of the view may pass through.
 const MAX_LINKS: usize = 16;
 /// Host /etc entries that programs need and that hold no secrets.
@@ -272,7 +274,13 @@ pub(super) fn enter_new_root(plan: &RootPlan<'_>) -> R {
 /// stdlib, and nothing else of its prefix).
 fn python_paths(program: Option<&Path>) -> Vec<PathBuf> {
     let mut paths: Vec<PathBuf> = PYTHON_VIEW.iter().map(PathBuf::from).collect();
-    let Some(program) = program.filter(|p| p.is_absolute()) else {
+    // A program inside the run's own trees (the workspace, /tmp…) is not the host's.
+    let own = |p: &Path| {
+        SANDBOX_OWNED
+            .iter()
+            .any(|d| p.starts_with(Path::new("/").join(d)))
+    };
+    let Some(program) = program.filter(|p| p.is_absolute() && !own(p)) else {
         return paths;
     };
     paths.push(program.to_path_buf());
@@ -720,10 +728,9 @@ mod tests {
         assert!(paths.contains(&PathBuf::from("/opt/py/lib/libpython3*")));
         assert!(!paths.iter().any(|p| p.starts_with("/usr/local")));
         assert!(!paths.iter().any(|p| p == Path::new("/opt/py")));
-        // A relative program adds nothing.
-        assert_eq!(
-            python_paths(Some(Path::new("python3"))).len(),
-            PYTHON_VIEW.len()
-        );
+        // A relative program, or one in the run's own trees, adds nothing.
+        for p in ["python3", "/home/student/python3", "/tmp/x/bin/python3"] {
+            assert_eq!(python_paths(Some(Path::new(p))).len(), PYTHON_VIEW.len());
+        }
     }
 }
