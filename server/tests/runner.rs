@@ -1135,16 +1135,18 @@ async fn no_child_process_outlives_its_run() {
         3000 + std::process::id() % 1000,
         std::process::id()
     );
-    let cmdline = format!("sleep\0{tag}\0").into_bytes();
+    // The child is python itself: the sandbox has no coreutils (docs/security.md).
+    let sleeper = "import time; time.sleep(600)";
+    let cmdline = format!("python3\0-c\0{sleeper}\0{tag}\0").into_bytes();
     env.write(
         1,
         "bg.py",
-        &format!("import subprocess, sys\nsubprocess.Popen(['sleep', '{tag}'])\nprint('spawned')\nif sys.argv[-1:] != ['exit']:\n    input('wait ')\n"),
+        &format!("import subprocess, sys\nsubprocess.Popen(['python3', '-c', '{sleeper}', '{tag}'])\nprint('spawned')\nif sys.argv[-1:] != ['exit']:\n    input('wait ')\n"),
     );
     env.write(
         1,
         "bg_exit.py",
-        &format!("import subprocess\nsubprocess.Popen(['sleep', '{tag}'])\nprint('spawned')\n"),
+        &format!("import subprocess\nsubprocess.Popen(['python3', '-c', '{sleeper}', '{tag}'])\nprint('spawned')\n"),
     );
     let mut c = env.attach(1, "c1", 0).await;
     // Stopped while a background child runs.

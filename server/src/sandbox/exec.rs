@@ -592,12 +592,16 @@ fn reaper(
     if parent_gone(alive_r) {
         return Ok(EXIT_SETUP_FAILED);
     }
-    // 3. B's own mount, network, ipc and uts namespaces (the program inherits them).
+    // 3. B's own mount, network, ipc, uts and cgroup namespaces (the program
+    //    inherits them). A put us in the run's cgroup before forking, so that
+    //    cgroup (in every v1 hierarchy: the ones not joined are the server's)
+    //    becomes the namespace's root: /proc/self/cgroup shows `/` paths only.
     unshare(
         CloneFlags::CLONE_NEWNS
             | CloneFlags::CLONE_NEWNET
             | CloneFlags::CLONE_NEWIPC
-            | CloneFlags::CLONE_NEWUTS,
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWCGROUP,
     )
     .map_err(|e| format!("unshare namespaces: {e}"))?;
     loopback_up()?;
@@ -609,6 +613,7 @@ fn reaper(
         tmp_bytes: args.tmp_bytes,
         uid: args.uid,
         gid: args.gid,
+        program: args.argv.first().map(Path::new),
     })?;
     nix::unistd::sethostname(HOSTNAME).map_err(|e| format!("sethostname: {e}"))?;
     // SAFETY: still single-threaded.
@@ -736,6 +741,7 @@ fn probe(args: &ExecArgs, parent: &mut watch::Parent) -> Result<i32, String> {
         ("namespace: network", CloneFlags::CLONE_NEWNET),
         ("namespace: ipc", CloneFlags::CLONE_NEWIPC),
         ("namespace: uts", CloneFlags::CLONE_NEWUTS),
+        ("namespace: cgroup", CloneFlags::CLONE_NEWCGROUP),
     ];
     for (name, flag) in kinds {
         // SAFETY: single-threaded; the child only calls unshare and _exit.
@@ -799,6 +805,29 @@ fn probe_inside(args: &ExecArgs) -> i32 {
         .map(|p| p != Path::new("1"))
         .unwrap_or(false);
     report("fresh /proc", pid1, "procfs of the new pid namespace");
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let cg_ok = !cgroup.is_empty() && cgroup.lines().all(|l| l.ends_with(":/"));
+    report(
+        "cgroup namespace",
+        cg_ok,
+        &format!("/proc/self/cgroup: {}", cgroup.trim().replace('\n', " ")),
+    );
+    let hidden: Vec<&str> = ["/usr/local", "/usr/sbin", "/usr/include", "/usr/libexec"]
+        .into_iter()
+        .filter(|p| Path::new(p).exists())
+        .collect();
+    let masked = ["/proc/kallsyms", "/proc/cmdline", "/proc/config.gz"]
+        .into_iter()
+        .all(reads_nothing);
+    report(
+        "host hidden",
+        hidden.is_empty() && masked,
+        &if hidden.is_empty() && masked {
+            "no /usr/local, /usr/sbin; host /proc files masked".to_string()
+        } else {
+            format!("visible: {hidden:?}; /proc masked: {masked}")
+        },
+    );
     // Isolation is read from the namespace itself; nothing is sent anywhere but
     // to the prober's own loopback port.
     let (net_ok, net_detail) = network_view();
@@ -820,6 +849,15 @@ fn probe_inside(args: &ExecArgs) -> i32 {
     }
     let _ = std::io::stdout().flush();
     0
+}
+
+/// True when `path` is missing, unreadable or empty (proc files report size 0:
+/// read one byte).
+fn reads_nothing(path: &str) -> bool {
+    let mut byte = [0u8; 1];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut byte))
+        .map_or(true, |n| n == 0)
 }
 
 /// This network namespace as seen from /proc/net: every interface but `lo`
