@@ -38,7 +38,7 @@ const WORKSPACE_IDLE: Duration = Duration::from_secs(10 * 60);
 pub fn validate(args: &ServeArgs) -> anyhow::Result<()> {
     args.check_resolved()?;
     if args.is_production() {
-        config::validate_secret(args.jwt_secret.as_deref())?;
+        config::validate_secret(args.jwt_secret.as_ref().map(config::Secret::expose))?;
         config::ensure_data_dir(&args.storage.data_dir, false)?;
     } else {
         config::ensure_data_dir(&args.storage.data_dir, true)?;
@@ -51,7 +51,12 @@ pub fn validate(args: &ServeArgs) -> anyhow::Result<()> {
 
 /// The configured secret, or in development one generated once and kept in the data dir.
 pub fn jwt_secret(args: &ServeArgs) -> anyhow::Result<Vec<u8>> {
-    if let Some(s) = args.jwt_secret.as_deref().filter(|s| !s.trim().is_empty()) {
+    if let Some(s) = args
+        .jwt_secret
+        .as_ref()
+        .map(config::Secret::expose)
+        .filter(|s| !s.trim().is_empty())
+    {
         return Ok(s.trim().as_bytes().to_vec());
     }
     let path = args.storage.data_dir.join("jwt-secret");
