@@ -92,7 +92,9 @@ use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
 pub use error::FsError;
-pub use path::{validate_path, MAX_DEPTH, MAX_NAME_BYTES, MAX_PATH_BYTES, TEMP_PREFIX};
+pub use path::{
+    normalize_path, validate_path, MAX_DEPTH, MAX_NAME_BYTES, MAX_PATH_BYTES, TEMP_PREFIX,
+};
 pub use workspace::Workspace;
 pub use write::PendingWrite;
 
