@@ -19,6 +19,7 @@ pub enum ClientMsg {
         id: Option<u64>,
     },
     /// List a directory (`path` empty = root); `recursive` lists the whole subtree.
+    /// Replies come in pages: a `listing` with `next_cursor` has more.
     List {
         /// Request id, echoed.
         #[serde(default)]
@@ -29,6 +30,12 @@ pub enum ClientMsg {
         /// List every descendant, not only direct children.
         #[serde(default)]
         recursive: bool,
+        /// Continue after this point: the `next_cursor` of the previous page (absent: first page).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cursor: Option<String>,
+        /// Most entries wanted in this page (default and maximum: 1000).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
     },
     /// Metadata of one entry.
     Stat {

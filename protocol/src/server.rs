@@ -58,8 +58,12 @@ pub enum ServerMsg {
         id: Option<u64>,
         /// The listed directory.
         path: String,
-        /// Entries, sorted by path.
+        /// Entries of this page, in pre-order (a folder right before its contents, names
+        /// sorted by their bytes).
         entries: Vec<FileEntry>,
+        /// Set when the listing has more entries: send `list` again with this as `cursor`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next_cursor: Option<String>,
     },
     /// Reply to `stat`, `mkdir`, `rename`, `copy` and `trash_restore`.
     Entry {

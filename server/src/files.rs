@@ -150,6 +150,16 @@ pub async fn admit(
     Ok(())
 }
 
+/// Entries of a listing page that count as one more file operation.
+pub const LISTING_ENTRIES_PER_OP: usize = 250;
+
+/// File operations a listing page costs beyond the one `admit` counted: one per
+/// [`LISTING_ENTRIES_PER_OP`] entries (a full page of 1000: 4 more), so paging through a
+/// huge tree spends the rate limit by its size.
+pub fn listing_cost(entries: usize) -> u32 {
+    u32::try_from(entries / LISTING_ENTRIES_PER_OP).unwrap_or(u32::MAX)
+}
+
 /// Run a blocking workspace operation on the blocking pool.
 pub async fn blocking<T, F>(ws: Arc<Workspace>, f: F) -> Result<T, AppError>
 where

@@ -99,6 +99,23 @@ impl KeyedLimiter {
             .map_err(|nu| AppError::rate_limited(self.what, nu.wait_time_from(self.clock.now())))
     }
 
+    /// Count `n` events for `key` at once (an operation whose cost grows with its size), or
+    /// refuse with `rate_limited`; a cost above the whole burst waits for a full bucket.
+    pub fn check_n(&self, key: i64, n: u32) -> Result<(), AppError> {
+        let Some(n) = NonZeroU32::new(n) else {
+            return Ok(());
+        };
+        match self.limiter.check_key_n(&key, n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(nu)) => Err(AppError::rate_limited(
+                self.what,
+                nu.wait_time_from(self.clock.now()),
+            )),
+            // More than the burst: never admissible as one charge; take the whole burst.
+            Err(governor::InsufficientCapacity(cap)) => self.check_n(key, cap),
+        }
+    }
+
     /// Forget keys that are back at full quota.
     pub fn shrink(&self) {
         self.limiter.retain_recent();

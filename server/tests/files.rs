@@ -114,6 +114,8 @@ async fn crud_versions_trash_and_change_events() {
                 id,
                 path: String::new(),
                 recursive: true,
+                cursor: None,
+                limit: None,
             })
             .await
         {
@@ -346,6 +348,8 @@ async fn hostile_paths_and_symlinks() {
             id,
             path: String::new(),
             recursive: true,
+            cursor: None,
+            limit: None,
         })
         .await
     {
@@ -385,6 +389,8 @@ async fn hostile_paths_and_symlinks() {
                 id: Some(903),
                 path: "etc".into(),
                 recursive: false,
+                cursor: None,
+                limit: None,
             },
             "list link",
         ),
