@@ -7,8 +7,12 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::runner::config as runner;
+use crate::sandbox;
+
 /// Where the data lives: shared by `serve`, `migrate`, `user …` and `run`.
-#[derive(Debug, Clone, Args)]
+/// Its `Debug` hides the password of the database URL.
+#[derive(Clone, Args)]
 pub struct StorageArgs {
     /// Data directory (SQLite database, workspaces, dev JWT secret).
     #[arg(long, env = "CAMPUS_DATA_DIR", default_value = "./campus-data")]
@@ -32,6 +36,33 @@ pub struct StorageArgs {
 }
 
 impl RunLimitArgs {
+    /// The runner's settings (its plain struct; the runner knows nothing of clap).
+    pub fn runner_config(&self) -> crate::runner::RunnerConfig {
+        let d = crate::runner::RunnerConfig::default();
+        crate::runner::RunnerConfig {
+            limits: crate::sandbox::SandboxLimits {
+                memory_bytes: self.memory_limit_mb.max(1) << 20,
+                pids: self.pids_limit.max(1),
+                cpu_secs: self.cpu_time_limit_secs.max(1),
+                file_size_bytes: self.file_size_limit_mb.max(1) << 20,
+                disk_bytes: self.workspace_quota_mb.saturating_mul(1 << 20),
+                disk_entries: self.workspace_max_entries,
+                ..d.limits.clone()
+            },
+            script_max_age: Duration::from_secs(self.script_max_age_secs.max(1)),
+            repl_max_age: Duration::from_secs(self.repl_max_age_secs.max(1)),
+            output_limit_bytes: self.output_limit_mb.max(1) << 20,
+            detached_grace: Duration::from_secs(self.detached_grace_secs.max(1)),
+            reaper_interval: Duration::from_secs(self.reaper_interval_secs.max(1)),
+            max_concurrent_runs: self.max_concurrent_runs as usize,
+            batch_reserve_slots: self.batch_reserve_slots as usize,
+            batch_queue: self.batch_queue,
+            runs_per_min: self.runs_per_min.max(1),
+            python: self.python.clone(),
+            ..d
+        }
+    }
+
     /// The sandbox helper binary.
     pub fn helper_exe(&self) -> std::io::Result<PathBuf> {
         match &self.sandbox_helper {
@@ -232,25 +263,25 @@ impl StorageArgs {
 #[derive(Debug, Clone, Args)]
 pub struct RunLimitArgs {
     /// Wall-clock limit of the script phase, seconds.
-    #[arg(long, env = "CAMPUS_SCRIPT_MAX_AGE_SECS", default_value_t = 1800)]
+    #[arg(long, env = "CAMPUS_SCRIPT_MAX_AGE_SECS", default_value_t = runner::DEFAULT_SCRIPT_MAX_AGE_SECS)]
     pub script_max_age_secs: u64,
     /// Wall-clock limit of the REPL phase, seconds.
-    #[arg(long, env = "CAMPUS_REPL_MAX_AGE_SECS", default_value_t = 3600)]
+    #[arg(long, env = "CAMPUS_REPL_MAX_AGE_SECS", default_value_t = runner::DEFAULT_REPL_MAX_AGE_SECS)]
     pub repl_max_age_secs: u64,
     /// CPU-time limit of a run, seconds.
-    #[arg(long, env = "CAMPUS_CPU_TIME_LIMIT_SECS", default_value_t = 30)]
+    #[arg(long, env = "CAMPUS_CPU_TIME_LIMIT_SECS", default_value_t = sandbox::DEFAULT_CPU_SECS)]
     pub cpu_time_limit_secs: u64,
     /// Memory limit of a run, MiB (no swap).
-    #[arg(long, env = "CAMPUS_MEMORY_LIMIT_MB", default_value_t = 128)]
+    #[arg(long, env = "CAMPUS_MEMORY_LIMIT_MB", default_value_t = sandbox::DEFAULT_MEMORY_MIB)]
     pub memory_limit_mb: u64,
     /// Maximum processes/threads of a run.
-    #[arg(long, env = "CAMPUS_PIDS_LIMIT", default_value_t = 50)]
+    #[arg(long, env = "CAMPUS_PIDS_LIMIT", default_value_t = sandbox::DEFAULT_PIDS)]
     pub pids_limit: u64,
     /// Largest file a run may write, MiB.
-    #[arg(long, env = "CAMPUS_FILE_SIZE_LIMIT_MB", default_value_t = 10)]
+    #[arg(long, env = "CAMPUS_FILE_SIZE_LIMIT_MB", default_value_t = sandbox::DEFAULT_FILE_SIZE_MIB)]
     pub file_size_limit_mb: u64,
     /// Total output cap of a run, MiB.
-    #[arg(long, env = "CAMPUS_OUTPUT_LIMIT_MB", default_value_t = 50)]
+    #[arg(long, env = "CAMPUS_OUTPUT_LIMIT_MB", default_value_t = crate::execution::DEFAULT_OUTPUT_MIB)]
     pub output_limit_mb: u64,
     /// How long a session with nobody attached is kept for reattach, seconds.
     #[arg(long, env = "CAMPUS_DETACHED_GRACE_SECS", default_value_t = 300)]
@@ -258,11 +289,19 @@ pub struct RunLimitArgs {
     /// How often the reaper runs, seconds.
     #[arg(long, env = "CAMPUS_REAPER_INTERVAL_SECS", default_value_t = 300)]
     pub reaper_interval_secs: u64,
-    /// Maximum concurrently running sandboxes on this host (0 = derive from memory and CPUs).
+    /// Maximum concurrently running sandboxes on this host, interactive and
+    /// batch together (0 = derive from memory and CPUs).
     #[arg(long, env = "CAMPUS_MAX_CONCURRENT_RUNS", default_value_t = 0)]
     pub max_concurrent_runs: u32,
+    /// Sandbox slots batch work (grading, course jobs) always leaves free for
+    /// students' interactive runs (0 = a quarter of the slots, at least 1).
+    #[arg(long, env = "CAMPUS_BATCH_RESERVE_SLOTS", default_value_t = 0)]
+    pub batch_reserve_slots: u32,
+    /// Batch executions that may wait for a slot (beyond: `busy`).
+    #[arg(long, env = "CAMPUS_BATCH_QUEUE", default_value_t = runner::DEFAULT_BATCH_QUEUE)]
+    pub batch_queue: usize,
     /// Runs a user may start per minute.
-    #[arg(long, env = "CAMPUS_RUNS_PER_MIN", default_value_t = 10)]
+    #[arg(long, env = "CAMPUS_RUNS_PER_MIN", default_value_t = runner::DEFAULT_RUNS_PER_MIN)]
     pub runs_per_min: u32,
     /// Python interpreter inside the sandbox.
     #[arg(long, env = "CAMPUS_PYTHON", default_value = "/usr/bin/python3")]
@@ -302,10 +341,11 @@ pub struct ServeArgs {
     pub storage: StorageArgs,
     /// JWT signing secret (at least 32 bytes in production; generated in dev).
     #[arg(long, env = "CAMPUS_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
-    /// `production` turns on strict checks (secrets, sandbox).
+    pub jwt_secret: Option<Secret>,
+    /// `development` or `production` (strict checks: secrets, sandbox, quotas);
+    /// any other value is refused at start-up.
     #[arg(long = "env", env = "CAMPUS_ENV", default_value = "development")]
-    pub environment: String,
+    pub environment: Environment,
     /// Token lifetime, seconds.
     #[arg(long, env = "CAMPUS_TOKEN_TTL_SECS", default_value_t = 12 * 3600)]
     pub token_ttl_secs: u64,
@@ -377,7 +417,7 @@ pub const DEFAULT_WEB_DIRS: &[&str] = &["web-client/dist", "../web-client/dist"]
 impl ServeArgs {
     /// True in production mode.
     pub fn is_production(&self) -> bool {
-        self.environment.eq_ignore_ascii_case("production")
+        self.environment == Environment::Production
     }
 
     /// Make every configured path absolute against `cwd`, once, before anything
@@ -415,6 +455,110 @@ impl ServeArgs {
             }
         }
         Ok(())
+    }
+}
+
+/// `CAMPUS_ENV`: exactly `development` or `production`. A typo (`prod`,
+/// `Production `) must not silently mean development, which drops the
+/// production checks, so anything else is a start-up error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Environment {
+    /// Generated secrets, the rlimits-only sandbox allowed.
+    #[default]
+    Development,
+    /// Strict start-up checks.
+    Production,
+}
+
+impl std::str::FromStr for Environment {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "development" => Ok(Environment::Development),
+            "production" => Ok(Environment::Production),
+            other => Err(format!(
+                "CAMPUS_ENV (--env) must be `development` or `production`, not {other:?}"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Environment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Environment::Development => "development",
+            Environment::Production => "production",
+        })
+    }
+}
+
+/// A secret from the configuration: `Debug` and `Display` print `[redacted]`,
+/// so logging a configuration (or the `AppState` holding it) cannot leak it;
+/// [`Secret::expose`] is the one, greppable, way to the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret value itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Secret(s)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_string())
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// `url` with the password of its `user:password@` part replaced by `[redacted]`.
+fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:[redacted]@{host}{tail}"),
+        None => url.to_string(),
+    }
+}
+
+impl std::fmt::Debug for StorageArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageArgs")
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url_password),
+            )
+            .field("db_max_connections", &self.db_max_connections)
+            .field("db_acquire_timeout_secs", &self.db_acquire_timeout_secs)
+            .field("db_idle_timeout_secs", &self.db_idle_timeout_secs)
+            .field("run_liveness_secs", &self.run_liveness_secs)
+            .finish()
     }
 }
 
@@ -510,6 +654,16 @@ mod tests {
     /// Defaults as `campus serve` parses them (no flags, no environment).
     fn defaults() -> ServeArgs {
         Serve::parse_from(["campus"]).serve
+    }
+
+    #[test]
+    fn the_jwt_secret_is_never_printed() {
+        let secret = "s3cr3t-0123456789-abcdefghij-klmnopq";
+        let args = Serve::parse_from(["campus", "--jwt-secret", secret]).serve;
+        assert_eq!(args.jwt_secret.as_ref().map(Secret::expose), Some(secret));
+        let shown = format!("{args:?} {args:#?}");
+        assert!(!shown.contains(secret), "{shown}");
+        assert!(shown.contains("Secret(<redacted>)"), "{shown}");
     }
 
     #[test]
@@ -671,5 +825,61 @@ mod tests {
             Err(ConfigError::DefaultSecret)
         ));
         assert!(validate_secret(Some("0123456789abcdef0123456789abcdef")).is_ok());
+    }
+
+    #[test]
+    fn campus_env_accepts_the_documented_spellings_only() {
+        let parse = |v: &str| Serve::try_parse_from(["campus", "--env", v]).map(|s| s.serve);
+        assert_eq!(defaults().environment, Environment::Development);
+        assert!(!defaults().is_production());
+        assert!(parse("production").unwrap().is_production());
+        assert!(!parse("development").unwrap().is_production());
+        for bad in ["prod", "Production", "production ", "dev", "", "staging"] {
+            let e = parse(bad).err().unwrap().to_string();
+            assert!(
+                e.contains("must be `development` or `production`"),
+                "{bad:?}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn formatting_the_configuration_never_shows_a_secret() {
+        let secret = "s3cr3t-0123456789-abcdefghij-klmnopqrstuv";
+        let mut a = Serve::try_parse_from(["campus", "--jwt-secret", secret])
+            .unwrap()
+            .serve;
+        assert_eq!(a.jwt_secret.as_ref().map(Secret::expose), Some(secret));
+        a.storage.database_url =
+            Some("postgres://campus:pg-pass-42@db:5432/campus?sslmode=require".into());
+        for shown in [
+            format!("{a:?}"),
+            format!("{a:#?}"),
+            format!("{:?}", a.storage),
+        ] {
+            assert!(!shown.contains(secret), "{shown}");
+            assert!(!shown.contains("pg-pass-42"), "{shown}");
+            assert!(shown.contains("[redacted]"), "{shown}");
+        }
+        assert!(format!("{a:?}")
+            .contains("postgres://campus:[redacted]@db:5432/campus?sslmode=require"));
+        let s = Secret::from(secret);
+        assert_eq!(
+            format!("{s} {s:?} {s:#?}"),
+            "[redacted] [redacted] [redacted]"
+        );
+        // URLs without a password are shown whole.
+        assert_eq!(
+            redact_url_password("postgres://u@db/c"),
+            "postgres://u@db/c"
+        );
+        assert_eq!(
+            redact_url_password("sqlite:///a@b:c/x.db"),
+            "sqlite:///a@b:c/x.db"
+        );
+        assert_eq!(
+            redact_url_password("postgres://u:p@ss@db/c"),
+            "postgres://u:[redacted]@db/c"
+        );
     }
 }

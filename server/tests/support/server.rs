@@ -6,10 +6,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use campus_protocol::ConnectionMsg;
 use campus_protocol::{ClientMsg, Role, ServerMsg};
 use campus_server::config::ServeArgs;
 use campus_server::server::{self, Running};
-use campus_server::store::{DynStore, NewUser};
+use campus_server::store::{DynStore, NewUser, StoreError};
 use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -66,7 +67,7 @@ impl TestServer {
             .await
             .expect("bind");
         let running = server::start(args, listener).await.expect("server starts");
-        let store = running.state.store.clone();
+        let store = running.store.clone();
         TestServer {
             addr: running.addr,
             running: Some(running),
@@ -85,16 +86,43 @@ impl TestServer {
 
     /// Create a user directly in the store.
     pub async fn add_user(&self, username: &str, password: &str, role: Role) -> i64 {
-        let hash = campus_server::auth::password::hash(password).expect("hash");
-        self.store
-            .create_user(NewUser {
-                username: username.into(),
-                password_hash: hash,
-                role,
-            })
+        // Hashing takes a while in debug builds: off the runtime's threads,
+        // or a single-threaded test runtime stalls the server it also runs.
+        let pw = password.to_string();
+        let hash = tokio::task::spawn_blocking(move || campus_server::auth::password::hash(&pw))
             .await
-            .expect("create user")
-            .id
+            .expect("hash task")
+            .expect("hash");
+        // Set-up, not the subject of any test: on a loaded machine the
+        // store breaker may briefly call the database down (a slow call is
+        // what it watches for); wait for it to come back, bounded.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut retried = false;
+        loop {
+            let created = self
+                .store
+                .create_user(NewUser {
+                    username: username.into(),
+                    password_hash: hash.clone(),
+                    role,
+                })
+                .await;
+            match created {
+                Ok(u) => return u.id,
+                Err(StoreError::Unavailable) if tokio::time::Instant::now() < deadline => {
+                    retried = true;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                // The call the breaker gave up on did insert the row.
+                Err(StoreError::Conflict) if retried => {
+                    if let Ok(Some(u)) = self.store.user_by_username(username).await {
+                        return u.id;
+                    }
+                    panic!("create user {username}: conflict after a retry");
+                }
+                Err(e) => panic!("create user {username}: {e:?}"),
+            }
+        }
     }
 
     /// Log in over HTTP; returns the token.
@@ -126,14 +154,19 @@ impl TestServer {
         &self.running.as_ref().expect("server running").state
     }
 
+    /// The server's background writer of run records and audit entries.
+    pub fn records(&self) -> &campus_server::records::Records {
+        &self.running.as_ref().expect("server running").records
+    }
+
     /// Wait until every run record and audit entry handed to the background
     /// writer so far is in the database (they are written off the hot path).
     pub async fn records_flushed(&self) {
         assert!(
-            self.state().records.flush(wait_limit()).await,
+            self.records().flush(wait_limit()).await,
             "records did not reach the database within {:?}: {:?}",
             wait_limit(),
-            self.state().records.stats()
+            self.records().stats()
         );
     }
 
@@ -164,7 +197,7 @@ pub async fn connect_to(ws_url: &str, token: &str) -> WsClient {
             pending: Vec::new(),
         };
         match c.recv().await {
-            ServerMsg::Hello { .. } => {}
+            ServerMsg::Connection(ConnectionMsg::Hello { .. }) => {}
             other => panic!("expected hello, got {other:?}"),
         }
         c
@@ -326,7 +359,7 @@ pub async fn connect_url(ws_url: &str, token: &str) -> WsClient {
         pending: Vec::new(),
     };
     match c.recv().await {
-        ServerMsg::Hello { .. } => {}
+        ServerMsg::Connection(ConnectionMsg::Hello { .. }) => {}
         other => panic!("expected hello, got {other:?}"),
     }
     c
