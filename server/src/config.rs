@@ -663,7 +663,7 @@ mod tests {
         assert_eq!(args.jwt_secret.as_ref().map(Secret::expose), Some(secret));
         let shown = format!("{args:?} {args:#?}");
         assert!(!shown.contains(secret), "{shown}");
-        assert!(shown.contains("Secret(<redacted>)"), "{shown}");
+        assert!(shown.contains("[redacted]"), "{shown}");
     }
 
     #[test]
