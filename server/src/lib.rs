@@ -9,6 +9,7 @@ pub mod error;
 pub mod files;
 pub mod http;
 pub mod hub;
+pub mod instance;
 pub mod logging;
 pub mod records;
 pub mod runner;

@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::account_status::AccountStatus;
+use crate::auth::account_status::{AccountStatus, Refresher};
 use crate::auth::login_limit::LoginLimiter;
 use crate::auth::{password, TokenKeys};
 use crate::config::{self, ServeArgs};
@@ -180,6 +180,9 @@ impl Running {
 pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Running> {
     validate(&args)?;
     let secret = jwt_secret(&args)?;
+    let instance_id = crate::instance::load_or_create(&args.storage.data_dir)
+        .context("cannot establish this server's instance id")?;
+    tracing::info!(instance = %instance_id, "server instance");
     let db = open_store(&args.storage).await?;
     // Records a crashed (or database-less) earlier process could not write
     // first, so the repair below sees the runs' real ends and last marks.
@@ -194,14 +197,26 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
             "wrote run records left in the journal by an earlier process"
         );
     }
-    let closed = db.close_dangling_runs().await?;
+    // Only this instance's runs: another server sharing the database keeps its live ones.
+    let closed = db.close_dangling_runs(&instance_id).await?;
     if closed > 0 {
         tracing::warn!(
             closed,
-            "runs left open by a previous crash recorded as ended at their last sign of life"
+            instance = %instance_id,
+            "runs left open by a previous crash of this instance recorded as ended at their last sign of life"
         );
     }
     bootstrap_admin(&db).await?;
+    // Tokens logged out and not yet expired, and the cursor of the account poll.
+    let revocations = db
+        .live_revocations(store::now_ms())
+        .await
+        .context("cannot load the revoked tokens")?;
+    let account_cursor = db
+        .account_changes(i64::MAX)
+        .await
+        .context("cannot read the database clock")?
+        .now_ms;
 
     let helper_exe = args
         .run
@@ -211,7 +226,8 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
         helper_exe,
         production: args.is_production(),
         uid_base: args.run.sandbox_uid_base,
-        cgroup_group: args.run.cgroup_group.clone(),
+        // Per instance: the cleanup below never reaches another server's runs.
+        cgroup_group: crate::instance::cgroup_group(&args.run.cgroup_group, &instance_id),
         ..SandboxConfig::default()
     })
     .context("the sandbox is not usable")?;
@@ -220,12 +236,12 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
     for (name, ok, detail) in &sandbox.report().features {
         tracing::info!(feature = %name, ok, detail = %detail, "sandbox");
     }
-    // Runs left behind by a crash of a previous server on this host.
+    // Runs left behind by a crash of this instance (its own cgroup group only).
     let stale = sandbox.cleanup_stale();
     if stale > 0 {
         tracing::warn!(
             stale,
-            "removed sandboxes left by a previous run of the server"
+            "removed sandboxes left by a previous run of this server instance"
         );
     }
 
@@ -255,7 +271,9 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
     // records only through the background writer.
     let (store, db_health) = store::guard(db);
     let records = Records::start(
-        args.storage.records_config("server"),
+        args.storage
+            .records_config("server")
+            .with_instance(&instance_id),
         Arc::clone(&store),
         Arc::clone(&db_health),
     );
@@ -268,6 +286,9 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
     let (accounts, account_rechecks) =
         AccountStatus::new(Duration::from_millis(args.heartbeat_secs.max(1) * 500));
     let accounts = Arc::new(accounts);
+    for t in &revocations {
+        accounts.deny(t);
+    }
     let hub = Arc::new(Hub::default());
     let tracker = TaskTracker::new();
 
@@ -302,10 +323,21 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
         ready: tokio::sync::Mutex::new(None),
+        instance_id,
         cfg: args,
     });
 
-    tracker.spawn(accounts.refresher(account_rechecks, store, hub, shutdown.clone()));
+    tracker.spawn(accounts.refresher(
+        account_rechecks,
+        Refresher {
+            store,
+            hub,
+            runner: Arc::clone(&state.runner),
+            poll: Duration::from_millis(state.cfg.account_poll_ms.max(50)),
+            since_ms: account_cursor,
+        },
+        shutdown.clone(),
+    ));
 
     let addr = listener.local_addr()?;
     let app = crate::http::router(state.clone());
@@ -486,6 +518,11 @@ fn spawn_housekeeping(state: &SharedState) {
                     st.login_limiter.shrink();
                     st.file_ops.shrink();
                     st.accounts.shrink();
+                    match st.store.purge_revocations(store::now_ms()).await {
+                        Ok(n) if n > 0 => tracing::debug!(purged = n, "forgot revocations of expired tokens"),
+                        Ok(_) => {}
+                        Err(e) => tracing::debug!(error = %e, "cannot purge expired revocations now"),
+                    }
                     if minutes.is_multiple_of(60) {
                         let files = Arc::clone(&st.files);
                         let purged = tokio::task::spawn_blocking(move || purge_trash(&files)).await;

@@ -61,6 +61,8 @@ pub struct AppState {
     pub ready: tokio::sync::Mutex<Option<(Instant, bool)>>,
     /// Limits announced in `hello`.
     pub limits: Limits,
+    /// This server instance's id (`<data dir>/instance-id`, see [`crate::instance`]).
+    pub instance_id: String,
     /// Allowed browser origins (empty: only the server's own origin).
     pub allowed_origins: Vec<String>,
 }

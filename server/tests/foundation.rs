@@ -168,7 +168,7 @@ async fn websocket_gate_and_hello() {
             b"another-secret-another-secret-xx",
             std::time::Duration::from_secs(600),
         );
-        let (forged, _) = other.issue(id, "dora", Role::Admin).unwrap();
+        let (forged, _) = other.issue(id, "dora", Role::Admin, 0).unwrap();
         assert_eq!(
             ws_status(&server, &[("authorization", format!("Bearer {forged}"))]).await,
             401,

@@ -10,6 +10,7 @@ use axum::http::HeaderMap;
 use campus_protocol::UserInfo;
 
 use crate::store::DynStore;
+use account_status::AccountStatus;
 
 pub use token::{Claims, TokenKeys};
 
@@ -28,6 +29,9 @@ pub enum AuthError {
     /// The user no longer exists or is disabled.
     #[error("account disabled or removed")]
     Disabled,
+    /// The token was logged out, or the account's password or role changed since it was issued.
+    #[error("this session was signed out (logout, or a password or role change); log in again")]
+    Revoked,
     /// The database could not be asked.
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
@@ -62,24 +66,32 @@ pub fn extract_token(headers: &HeaderMap) -> Option<(String, bool)> {
     None
 }
 
-/// Verify the token and that its user still exists and is enabled.
+/// Verify the token, that it was not logged out, and that its user still
+/// exists, is enabled and has the token's generation (no password or role
+/// change since); remembers the account in `accounts`.
 pub async fn authenticate(
     keys: &TokenKeys,
     store: &DynStore,
+    accounts: &AccountStatus,
     token: &str,
 ) -> Result<(UserInfo, Claims), AuthError> {
     let claims = keys.verify(token).map_err(|_| AuthError::Invalid)?;
     let id = claims.user_id().ok_or(AuthError::Invalid)?;
+    if accounts.is_denied(&claims.jti) {
+        return Err(AuthError::Revoked);
+    }
     let user = store.user_by_id(id).await?.ok_or(AuthError::Disabled)?;
     if user.disabled || user.username != claims.username {
         return Err(AuthError::Disabled);
     }
-    Ok((
-        UserInfo {
-            id: user.id,
-            username: user.username,
-            role: user.role,
-        },
-        claims,
-    ))
+    if user.token_generation != claims.generation {
+        return Err(AuthError::Revoked);
+    }
+    let info = UserInfo {
+        id: user.id,
+        username: user.username,
+        role: user.role,
+    };
+    accounts.remember(&info, user.token_generation);
+    Ok((info, claims))
 }

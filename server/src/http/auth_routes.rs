@@ -13,7 +13,7 @@ use super::AuthUser;
 use crate::auth::{password, COOKIE_NAME};
 use crate::error::AppError;
 use crate::state::SharedState;
-use crate::store::NewAudit;
+use crate::store::{NewAudit, RevokedToken};
 
 /// Login request body.
 #[derive(Debug, Deserialize)]
@@ -112,9 +112,17 @@ pub async fn login(
     };
     let (token, exp) = state
         .keys
-        .issue(user.id, &user.username, user.role)
+        .issue(user.id, &user.username, user.role, user.token_generation)
         .map_err(AppError::internal)?;
     state.records.audit(audit("login.ok", Some(user.id)));
+    state.accounts.remember(
+        &UserInfo {
+            id: user.id,
+            username: user.username.clone(),
+            role: user.role,
+        },
+        user.token_generation,
+    );
     // The data dir running out (SQLite lives there: that is its disk), or a
     // PostgreSQL server on its own disk refusing the writer's last records for
     // lack of space (the only way the server learns of that): say so.
@@ -151,8 +159,44 @@ pub async fn login(
     Ok(resp)
 }
 
-/// Clear the session cookie.
-pub async fn logout(State(state): State<SharedState>) -> Response {
+/// Revoke the token the request carries (Bearer or cookie) and clear the
+/// session cookie. The token is refused from this moment (every tab and
+/// device using it: their WebSockets close with 4013 at once); the
+/// revocation is recorded through the record writer, so it survives a
+/// database outage and reaches every instance sharing the database. The
+/// user's run is stopped when no other of their connections is left. A
+/// missing, invalid or expired token is simply logged out (200).
+pub async fn logout(
+    State(state): State<SharedState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request_headers: HeaderMap,
+) -> Response {
+    let claims = crate::auth::extract_token(&request_headers)
+        .and_then(|(token, _)| state.keys.verify(&token).ok());
+    if let Some((claims, user_id)) = claims.and_then(|c| c.user_id().map(|id| (c, id))) {
+        let revoked = RevokedToken {
+            jti: claims.jti.clone(),
+            user_id,
+            expires_at_ms: i64::try_from(claims.exp.saturating_mul(1000)).unwrap_or(i64::MAX),
+        };
+        // Memory first (refused from now on), then the durable record.
+        let fresh = state.accounts.deny(&revoked);
+        state.records.token_revoked(revoked.clone());
+        if fresh {
+            state.records.audit(NewAudit {
+                actor_id: Some(user_id),
+                actor: Some(claims.username.clone()),
+                action: "logout".into(),
+                target: None,
+                detail: None,
+                ip: Some(peer.ip().to_string()),
+            });
+        }
+        state
+            .accounts
+            .token_revoked(&revoked, &state.hub, &state.runner)
+            .await;
+    }
     let mut headers = HeaderMap::new();
     let cookie = session_cookie("", 0, state.cfg.is_production());
     if let Ok(v) = HeaderValue::from_str(&cookie) {

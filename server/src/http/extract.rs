@@ -20,11 +20,8 @@ impl FromRequestParts<SharedState> for AuthUser {
     async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, AppError> {
         let (token, _) = auth::extract_token(&parts.headers)
             .ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "log in first"))?;
-        match auth::authenticate(&state.keys, &state.store, &token).await {
-            Ok((user, _)) => {
-                state.accounts.remember(&user);
-                Ok(AuthUser(user))
-            }
+        match auth::authenticate(&state.keys, &state.store, &state.accounts, &token).await {
+            Ok((user, _)) => Ok(AuthUser(user)),
             // The database cannot be asked: a user with a live connection keeps
             // its last known account state (downloads and uploads go on);
             // anyone else is told to come back (`unavailable`).

@@ -142,6 +142,9 @@ pub struct User {
     pub disabled: bool,
     /// Creation time, ms since the epoch.
     pub created_at_ms: i64,
+    /// Carried in every token (`gen`): a password change, disable, enable or
+    /// role change adds one, and tokens of an older generation are refused.
+    pub token_generation: i64,
 }
 
 /// Fields for a new user.
@@ -206,6 +209,10 @@ pub struct NewRun {
     pub mode: RunMode,
     /// Start time, ms since the epoch.
     pub started_at_ms: i64,
+    /// The server instance running it (`cli` for `campus run`); stamped by
+    /// the record writer. Absent in journals written before instances existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
 
 /// How a run finished.
@@ -252,6 +259,32 @@ pub struct RunRecord {
     pub output_bytes: Option<i64>,
     /// Last time the run was seen alive (start, liveness marks, end).
     pub last_seen_ms: Option<i64>,
+    /// The server instance that ran it (`None` before instances existed).
+    pub instance_id: Option<String>,
+}
+
+/// A token ended before its expiry (logout).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RevokedToken {
+    /// The token's id (`jti`).
+    pub jti: String,
+    /// Whose token it was.
+    pub user_id: i64,
+    /// When it would have expired anyway (ms since the epoch): the entry is
+    /// kept until then.
+    pub expires_at_ms: i64,
+}
+
+/// What changed in the database since a poll cursor (see [`Store::account_changes`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountChanges {
+    /// The database's clock when asked (ms since the epoch): the next cursor,
+    /// less an overlap for transactions that committed late.
+    pub now_ms: i64,
+    /// Users whose row changed (password, disabled, role, generation).
+    pub users: Vec<User>,
+    /// Tokens revoked (logout), by any process sharing the database.
+    pub revoked: Vec<RevokedToken>,
 }
 
 /// One write of the ordered record stream (run history and audit log) that
@@ -287,6 +320,9 @@ pub enum Record {
         /// What.
         entry: NewAudit,
     },
+    /// A token was revoked (logout): refused until its expiry by every
+    /// process sharing the database. Skipped if already recorded or the user is gone.
+    TokenRevoked(RevokedToken),
 }
 
 /// Explicit pool settings (never left to sqlx defaults).
@@ -343,6 +379,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn set_user_disabled(&self, username: &str, disabled: bool) -> StoreResult<()>;
     /// Replace a user's password hash; `NotFound` if no such user.
     async fn set_password_hash(&self, username: &str, password_hash: &str) -> StoreResult<()>;
+    /// Change a user's role; `NotFound` if no such user.
+    ///
+    /// This, [`Store::set_user_disabled`] and [`Store::set_password_hash`]
+    /// each add one to the user's `token_generation` (revoking every token
+    /// issued before) and stamp `updated_at_ms` with the database's clock.
+    async fn set_user_role(&self, username: &str, role: Role) -> StoreResult<()>;
+    /// Users changed and tokens revoked since `since_ms` (a previous
+    /// [`AccountChanges::now_ms`] less an overlap), by the database's clock:
+    /// two index range scans, empty while nothing changes.
+    async fn account_changes(&self, since_ms: i64) -> StoreResult<AccountChanges>;
+    /// Revoked tokens not yet expired at `now_ms` (loaded at start).
+    async fn live_revocations(&self, now_ms: i64) -> StoreResult<Vec<RevokedToken>>;
+    /// Forget revocations of tokens expired before `now_ms`; returns how many.
+    async fn purge_revocations(&self, now_ms: i64) -> StoreResult<u64>;
     /// Number of users with this role (used for the first-start admin).
     async fn count_users_with_role(&self, role: Role) -> StoreResult<i64>;
 
@@ -360,10 +410,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn recent_runs(&self, user_id: i64, limit: i64) -> StoreResult<Vec<RunRecord>>;
     /// Runs started per hour since `since_ms`: `(hour_start_ms, count)`, oldest first.
     async fn runs_per_hour(&self, since_ms: i64) -> StoreResult<Vec<(i64, i64)>>;
-    /// Close the runs still open after a crash: each ends with `server_shutdown`
-    /// at the last time it was seen alive (`last_seen_ms`; its start if never
-    /// marked), not at the time of the repair. Returns how many.
-    async fn close_dangling_runs(&self) -> StoreResult<u64>;
+    /// Close the runs of server instance `instance` still open after a crash
+    /// (and those recorded before instances existed, `instance_id` NULL): each
+    /// ends with `server_shutdown` at the last time it was seen alive
+    /// (`last_seen_ms`; its start if never marked), not at the time of the
+    /// repair. Runs of other instances are never touched. Returns how many.
+    async fn close_dangling_runs(&self, instance: &str) -> StoreResult<u64>;
 
     /// Apply `records` in order, in one transaction. Replaying records is
     /// harmless for the run history (a start already recorded is skipped, an

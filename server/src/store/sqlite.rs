@@ -21,15 +21,24 @@ use sqlx::sqlite::{
 };
 
 use super::rows::{
-    self, db_err, found, AuditRow, RunRow, UserRow, AUDIT_COLUMNS, RUN_COLUMNS, USER_COLUMNS,
+    self, db_err, found, AuditRow, RevokedRow, RunRow, UserRow, AUDIT_COLUMNS, REVOKED_COLUMNS,
+    RUN_COLUMNS, USER_COLUMNS,
 };
 use super::{
-    now_ms, AuditRecord, NewAudit, NewRun, NewUser, PoolSettings, Record, RunFinish, RunRecord,
-    Store, StoreError, StoreResult, User,
+    now_ms, AccountChanges, AuditRecord, NewAudit, NewRun, NewUser, PoolSettings, Record,
+    RevokedToken, RunFinish, RunRecord, Store, StoreError, StoreResult, User,
 };
 
 /// The embedded SQLite migrations.
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// The database's clock in ms since the epoch: `updated_at_ms` and
+/// `recorded_at_ms` are stamped with it, so every process polling them shares
+/// one clock whatever its own says.
+/// What every change of an account's credentials or rights also sets.
+const BUMP: &str =
+    "token_generation = token_generation + 1, updated_at_ms = CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
+const SQL_NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
 
 /// How long a writer waits for another connection's write lock before `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -198,8 +207,33 @@ impl Store for SqliteStore {
     }
 
     async fn set_user_disabled(&self, username: &str, disabled: bool) -> StoreResult<()> {
-        let done = sqlx::query("UPDATE users SET disabled = ? WHERE username = ?")
-            .bind(disabled)
+        let done = sqlx::query(&format!(
+            "UPDATE users SET disabled = ?, {BUMP} WHERE username = ?"
+        ))
+        .bind(disabled)
+        .bind(username)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        found(done.rows_affected())
+    }
+
+    async fn set_password_hash(&self, username: &str, password_hash: &str) -> StoreResult<()> {
+        let done = sqlx::query(&format!(
+            "UPDATE users SET password_hash = ?, {BUMP} WHERE username = ?"
+        ))
+        .bind(password_hash)
+        .bind(username)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        found(done.rows_affected())
+    }
+
+    async fn set_user_role(&self, username: &str, role: Role) -> StoreResult<()> {
+        let sql = format!("UPDATE users SET role = ?, {BUMP} WHERE username = ?");
+        let done = sqlx::query(&sql)
+            .bind(role.as_str())
             .bind(username)
             .execute(&self.pool)
             .await
@@ -207,14 +241,49 @@ impl Store for SqliteStore {
         found(done.rows_affected())
     }
 
-    async fn set_password_hash(&self, username: &str, password_hash: &str) -> StoreResult<()> {
-        let done = sqlx::query("UPDATE users SET password_hash = ? WHERE username = ?")
-            .bind(password_hash)
-            .bind(username)
+    async fn account_changes(&self, since_ms: i64) -> StoreResult<AccountChanges> {
+        // The clock first: a change stamped before it and committed after the
+        // queries below is found by the next poll (its cursor overlaps).
+        let now_ms: i64 = sqlx::query_scalar(&format!("SELECT {SQL_NOW_MS}"))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE updated_at_ms > ?");
+        let users: Vec<UserRow> = sqlx::query_as(&sql)
+            .bind(since_ms)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let sql = format!("SELECT {REVOKED_COLUMNS} FROM revoked_tokens WHERE recorded_at_ms > ?");
+        let revoked: Vec<RevokedRow> = sqlx::query_as(&sql)
+            .bind(since_ms)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(AccountChanges {
+            now_ms,
+            users: rows::users(users)?,
+            revoked: revoked.into_iter().map(RevokedToken::from).collect(),
+        })
+    }
+
+    async fn live_revocations(&self, now_ms: i64) -> StoreResult<Vec<RevokedToken>> {
+        let sql = format!("SELECT {REVOKED_COLUMNS} FROM revoked_tokens WHERE expires_at_ms > ?");
+        let rows: Vec<RevokedRow> = sqlx::query_as(&sql)
+            .bind(now_ms)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(rows.into_iter().map(RevokedToken::from).collect())
+    }
+
+    async fn purge_revocations(&self, now_ms: i64) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM revoked_tokens WHERE expires_at_ms <= ?")
+            .bind(now_ms)
             .execute(&self.pool)
             .await
             .map_err(db_err)?;
-        found(done.rows_affected())
+        Ok(done.rows_affected())
     }
 
     async fn count_users_with_role(&self, role: Role) -> StoreResult<i64> {
@@ -275,8 +344,8 @@ impl Store for SqliteStore {
 
     async fn insert_run(&self, run: NewRun) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO runs (id, user_id, path, mode, started_at_ms, last_seen_ms) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO runs (id, user_id, path, mode, started_at_ms, last_seen_ms, instance_id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(run.id)
         .bind(run.user_id)
@@ -284,6 +353,7 @@ impl Store for SqliteStore {
         .bind(run.mode.as_str())
         .bind(run.started_at_ms)
         .bind(run.started_at_ms)
+        .bind(run.instance)
         .execute(&self.pool)
         .await
         .map_err(db_err)?;
@@ -333,12 +403,13 @@ impl Store for SqliteStore {
         .map_err(db_err)
     }
 
-    async fn close_dangling_runs(&self) -> StoreResult<u64> {
+    async fn close_dangling_runs(&self, instance: &str) -> StoreResult<u64> {
         let done = sqlx::query(
             "UPDATE runs SET ended_at_ms = COALESCE(last_seen_ms, started_at_ms), reason = ? \
-             WHERE ended_at_ms IS NULL",
+             WHERE ended_at_ms IS NULL AND (instance_id = ? OR instance_id IS NULL)",
         )
         .bind(EndReason::ServerShutdown.as_str())
+        .bind(instance)
         .execute(&self.pool)
         .await
         .map_err(db_err)?;
@@ -352,8 +423,8 @@ impl Store for SqliteStore {
                 Record::RunStarted(run) => {
                     // Skipped (not an error) when already recorded or the user is gone.
                     sqlx::query(
-                        "INSERT INTO runs (id, user_id, path, mode, started_at_ms, last_seen_ms) \
-                         SELECT ?1, ?2, ?3, ?4, ?5, ?5 WHERE EXISTS (SELECT 1 FROM users WHERE id = ?2) \
+                        "INSERT INTO runs (id, user_id, path, mode, started_at_ms, last_seen_ms, instance_id) \
+                         SELECT ?1, ?2, ?3, ?4, ?5, ?5, ?6 WHERE EXISTS (SELECT 1 FROM users WHERE id = ?2) \
                          ON CONFLICT (id) DO NOTHING",
                     )
                     .bind(&run.id)
@@ -361,6 +432,7 @@ impl Store for SqliteStore {
                     .bind(&run.path)
                     .bind(run.mode.as_str())
                     .bind(run.started_at_ms)
+                    .bind(&run.instance)
                     .execute(&mut *tx)
                     .await
                     .map_err(db_err)?;
@@ -413,6 +485,19 @@ impl Store for SqliteStore {
                     .bind(&entry.target)
                     .bind(&entry.detail)
                     .bind(&entry.ip)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                }
+                Record::TokenRevoked(t) => {
+                    sqlx::query(&format!(
+                        "INSERT INTO revoked_tokens (jti, user_id, expires_at_ms, recorded_at_ms) \
+                         SELECT ?1, ?2, ?3, {SQL_NOW_MS} WHERE EXISTS (SELECT 1 FROM users WHERE id = ?2) \
+                         ON CONFLICT (jti) DO NOTHING"
+                    ))
+                    .bind(&t.jti)
+                    .bind(t.user_id)
+                    .bind(t.expires_at_ms)
                     .execute(&mut *tx)
                     .await
                     .map_err(db_err)?;

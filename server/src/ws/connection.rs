@@ -77,7 +77,19 @@ async fn serve(
 ) -> Exit {
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
-    let _guard = state.hub.register(user.id, &conn_id, tx);
+    let guard = state
+        .hub
+        .register(user.id, &conn_id, tx, &claims.jti, claims.generation);
+    // Revoked between the gate's check and this registration: the refresher
+    // could not reach this connection yet, so look once more.
+    if let Some((code, reason)) = state.accounts.refusal(&claims) {
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        };
+        let _ = send_with_timeout(&mut sink, Message::Close(Some(frame))).await;
+        return Exit::Close(code, reason);
+    }
     let mut conn = Conn::new(state.clone(), user.clone(), conn_id.clone());
     let mut files = FileQueue::spawn(state.clone(), user.clone(), conn_id.clone());
     // Session messages waiting for the file operations queued before them: (ticket, msg).
@@ -116,6 +128,9 @@ async fn serve(
                 let _ = send_json(&mut sink, &msg).await;
                 break Exit::Close(close_codes::SHUTDOWN, "server shutting down");
             }
+            // Logout, a password or role change, or the account disabled:
+            // ends now, not at the next heartbeat.
+            (code, reason) = guard.revoked() => break Exit::Close(code, reason),
             Some(out) = rx.recv() => match out {
                 Outbound::Msg(msg) => {
                     if send_json(&mut sink, &msg).await.is_err() { break Exit::Gone; }
@@ -143,8 +158,8 @@ async fn serve(
                 if last_seen.elapsed() > dead_after {
                     break Exit::Close(close_codes::HEARTBEAT_TIMEOUT, "no heartbeat");
                 }
-                if !still_authorized(state, &claims) {
-                    break Exit::Close(close_codes::UNAUTHORIZED, "session expired or account disabled");
+                if let Some((code, reason)) = state.accounts.check(&claims) {
+                    break Exit::Close(code, reason);
                 }
                 if send_with_timeout(&mut sink, Message::Ping(Default::default())).await.is_err() {
                     break Exit::Gone;
@@ -153,6 +168,13 @@ async fn serve(
             incoming = stream.next() => {
                 let Some(Ok(msg)) = incoming else { break Exit::Gone };
                 last_seen = Instant::now();
+                // Every message is checked against the in-memory account state
+                // (two map lookups): a revoked token's message is never handled.
+                if matches!(msg, Message::Text(_) | Message::Binary(_)) {
+                    if let Some((code, reason)) = state.accounts.refusal(&claims) {
+                        break Exit::Close(code, reason);
+                    }
+                }
                 let text = match msg {
                     Message::Text(t) => t,
                     Message::Binary(_) => {
@@ -238,22 +260,6 @@ async fn serve(
         let _ = send_with_timeout(&mut sink, Message::Close(Some(frame))).await;
     }
     exit
-}
-
-/// The token is not expired and the account still enabled, as last known:
-/// never waits for the database (see [`crate::auth::account_status`]).
-fn still_authorized(state: &SharedState, claims: &Claims) -> bool {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    if claims.exp <= now {
-        return false;
-    }
-    let Some(id) = claims.user_id() else {
-        return false;
-    };
-    state.accounts.check(id)
 }
 
 /// The sending half of the socket.

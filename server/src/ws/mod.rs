@@ -43,12 +43,12 @@ pub async fn upgrade(
     // A new connection needs the database's word on the account: while it is
     // unreachable this is `unavailable` within a second (the breaker), never a
     // wait for the pool.
-    let (user, claims) = match auth::authenticate(&state.keys, &state.store, &token).await {
-        Ok(v) => v,
-        Err(AuthError::Store(e)) => return AppError::from(e).into_response(),
-        Err(e) => return AppError::new(ErrorCode::Unauthorized, e.to_string()).into_response(),
-    };
-    state.accounts.remember(&user);
+    let (user, claims) =
+        match auth::authenticate(&state.keys, &state.store, &state.accounts, &token).await {
+            Ok(v) => v,
+            Err(AuthError::Store(e)) => return AppError::from(e).into_response(),
+            Err(e) => return AppError::new(ErrorCode::Unauthorized, e.to_string()).into_response(),
+        };
     let max = (state.cfg.ws_max_message_kb.max(4) * 1024) as usize;
     let tracker = state.tracker.clone();
     // Small socket buffers: most connections idle between keystrokes, and the

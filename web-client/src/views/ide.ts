@@ -178,7 +178,13 @@ export const ideView: View = {
     });
     conn.on("state", (s) => {
       if (s.kind === "closed" && s.reason !== "logged_out") {
-        notices.show(s.reason === "kicked" ? "An administrator ended your session." : "Your session has ended. Please log in again.", "error");
+        const text =
+          s.reason === "kicked"
+            ? "An administrator ended your session."
+            : s.reason === "revoked"
+              ? (s.detail ?? "You were signed out. Please log in again.")
+              : "Your session has ended. Please log in again.";
+        notices.show(text, "error");
         ctx.refreshUser(null);
       }
     });
