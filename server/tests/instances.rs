@@ -18,6 +18,7 @@
 #[path = "support/mod.rs"]
 mod support;
 
+use campus_protocol::SessionMsg;
 use campus_protocol::{RunMode, ServerMsg};
 use support::class::{output_contains, save, start_run};
 use support::db;
@@ -53,7 +54,7 @@ async fn still_running(ws: &mut WsClient, what: &str) {
     assert!(
         !ws.pending
             .iter()
-            .any(|m| matches!(m, ServerMsg::RunEnded { .. })),
+            .any(|m| matches!(m, ServerMsg::Session(SessionMsg::RunEnded { .. }))),
         "{what}: the run ended: {:?} (after {seen} ticks)",
         ws.pending
     );

@@ -23,6 +23,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use campus_protocol::{close_codes, ClientMsg, Encoding, RunMode, ServerMsg};
+use campus_protocol::{FileMsg, FileRequest};
 use futures_util::StreamExt;
 use support::class::{output_contains, save, start_run};
 use support::db::{self, TestDb};
@@ -200,13 +201,13 @@ async fn logout_in_one_tab_stops_another_tab_with_the_same_token() {
         let _ = futures_util::SinkExt::send(
             &mut tab_b.ws,
             Message::Text(
-                serde_json::to_string(&ClientMsg::Write {
+                serde_json::to_string(&ClientMsg::Files(FileRequest::Write {
                     id: Some(99),
                     path: "notes.txt".into(),
                     content: "after logout".into(),
                     encoding: Encoding::Utf8,
                     base_version: Some(v),
-                })
+                }))
                 .unwrap()
                 .into(),
             ),
@@ -219,7 +220,7 @@ async fn logout_in_one_tab_stops_another_tab_with_the_same_token() {
             !tab_b
                 .pending
                 .iter()
-                .any(|m| matches!(m, ServerMsg::Written { .. })),
+                .any(|m| matches!(m, ServerMsg::Files(FileMsg::Written { .. }))),
             "{}: the save after logout was acknowledged: {:?}",
             db.backend,
             tab_b.pending
@@ -229,6 +230,7 @@ async fn logout_in_one_tab_stops_another_tab_with_the_same_token() {
             .state()
             .files
             .workspace(uid)
+            .await
             .unwrap()
             .read("notes.txt")
             .unwrap();

@@ -1,17 +1,17 @@
-//! Authentication: argon2id passwords, HS256 JWTs, the login brute-force limiter,
-//! and resolving a request's credentials (Bearer header or cookie) to a user.
+//! Authentication: argon2id passwords (verified in bounded hash slots),
+//! HS256 JWTs, the login limiter, the last known account states, and
+//! resolving a request's credentials (Bearer header or cookie) to a user —
+//! all behind [`AuthService`].
 
 pub mod account_status;
-pub mod login_limit;
+pub mod hash_slots;
 pub mod password;
+mod service;
 pub mod token;
 
 use axum::http::HeaderMap;
-use campus_protocol::UserInfo;
 
-use crate::store::DynStore;
-use account_status::AccountStatus;
-
+pub use service::{AuthDeps, AuthService, LoggedIn};
 pub use token::{Claims, TokenKeys};
 
 /// Name of the cookie that carries the token for browser pages.
@@ -64,34 +64,4 @@ pub fn extract_token(headers: &HeaderMap) -> Option<(String, bool)> {
         }
     }
     None
-}
-
-/// Verify the token, that it was not logged out, and that its user still
-/// exists, is enabled and has the token's generation (no password or role
-/// change since); remembers the account in `accounts`.
-pub async fn authenticate(
-    keys: &TokenKeys,
-    store: &DynStore,
-    accounts: &AccountStatus,
-    token: &str,
-) -> Result<(UserInfo, Claims), AuthError> {
-    let claims = keys.verify(token).map_err(|_| AuthError::Invalid)?;
-    let id = claims.user_id().ok_or(AuthError::Invalid)?;
-    if accounts.is_denied(&claims.jti) {
-        return Err(AuthError::Revoked);
-    }
-    let user = store.user_by_id(id).await?.ok_or(AuthError::Disabled)?;
-    if user.disabled || user.username != claims.username {
-        return Err(AuthError::Disabled);
-    }
-    if user.token_generation != claims.generation {
-        return Err(AuthError::Revoked);
-    }
-    let info = UserInfo {
-        id: user.id,
-        username: user.username,
-        role: user.role,
-    };
-    accounts.remember(&info, user.token_generation);
-    Ok((info, claims))
 }

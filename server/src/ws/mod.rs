@@ -4,6 +4,8 @@
 mod connection;
 mod dispatch;
 mod file_worker;
+mod session_worker;
+mod socket;
 
 pub use connection::PINGS_PER_MIN;
 
@@ -13,7 +15,7 @@ use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use campus_protocol::ErrorCode;
 
-use crate::auth::{self, AuthError};
+use crate::auth;
 use crate::error::AppError;
 use crate::state::SharedState;
 
@@ -32,7 +34,7 @@ pub async fn upgrade(
     let Some((token, _from_cookie)) = auth::extract_token(&headers) else {
         return AppError::new(ErrorCode::Unauthorized, "log in first").into_response();
     };
-    if !origin_allowed(&headers, &state.allowed_origins) {
+    if !origin_allowed(&headers, &state.settings.allowed_origins) {
         tracing::warn!(origin = ?headers.get(header::ORIGIN), "refused WebSocket from a foreign origin");
         return AppError::new(
             ErrorCode::Forbidden,
@@ -43,13 +45,11 @@ pub async fn upgrade(
     // A new connection needs the database's word on the account: while it is
     // unreachable this is `unavailable` within a second (the breaker), never a
     // wait for the pool.
-    let (user, claims) =
-        match auth::authenticate(&state.keys, &state.store, &state.accounts, &token).await {
-            Ok(v) => v,
-            Err(AuthError::Store(e)) => return AppError::from(e).into_response(),
-            Err(e) => return AppError::new(ErrorCode::Unauthorized, e.to_string()).into_response(),
-        };
-    let max = (state.cfg.ws_max_message_kb.max(4) * 1024) as usize;
+    let (user, claims) = match state.auth.authenticate_connection(&token).await {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let max = state.settings.ws_max_message_bytes;
     let tracker = state.tracker.clone();
     // Small socket buffers: most connections idle between keystrokes, and the
     // 128 KiB defaults made an idle connection cost ~130 KiB (4 KiB: ~17 KiB).

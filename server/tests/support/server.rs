@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use campus_protocol::ConnectionMsg;
 use campus_protocol::{ClientMsg, Role, ServerMsg};
 use campus_server::config::ServeArgs;
 use campus_server::server::{self, Running};
@@ -66,7 +67,7 @@ impl TestServer {
             .await
             .expect("bind");
         let running = server::start(args, listener).await.expect("server starts");
-        let store = running.state.store.clone();
+        let store = running.store.clone();
         TestServer {
             addr: running.addr,
             running: Some(running),
@@ -126,14 +127,19 @@ impl TestServer {
         &self.running.as_ref().expect("server running").state
     }
 
+    /// The server's background writer of run records and audit entries.
+    pub fn records(&self) -> &campus_server::records::Records {
+        &self.running.as_ref().expect("server running").records
+    }
+
     /// Wait until every run record and audit entry handed to the background
     /// writer so far is in the database (they are written off the hot path).
     pub async fn records_flushed(&self) {
         assert!(
-            self.state().records.flush(wait_limit()).await,
+            self.records().flush(wait_limit()).await,
             "records did not reach the database within {:?}: {:?}",
             wait_limit(),
-            self.state().records.stats()
+            self.records().stats()
         );
     }
 
@@ -164,7 +170,7 @@ pub async fn connect_to(ws_url: &str, token: &str) -> WsClient {
             pending: Vec::new(),
         };
         match c.recv().await {
-            ServerMsg::Hello { .. } => {}
+            ServerMsg::Connection(ConnectionMsg::Hello { .. }) => {}
             other => panic!("expected hello, got {other:?}"),
         }
         c
@@ -326,7 +332,7 @@ pub async fn connect_url(ws_url: &str, token: &str) -> WsClient {
         pending: Vec::new(),
     };
     match c.recv().await {
-        ServerMsg::Hello { .. } => {}
+        ServerMsg::Connection(ConnectionMsg::Hello { .. }) => {}
         other => panic!("expected hello, got {other:?}"),
     }
     c
