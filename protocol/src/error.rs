@@ -113,4 +113,9 @@ pub mod close_codes {
     pub const TOO_SLOW: u16 = 4010;
     /// An admin ended the connection.
     pub const KICKED: u16 = 4011;
+    /// The connection's token was revoked (logout, in this or another tab),
+    /// all the account's tokens were (password or role change), or the account
+    /// was disabled. The close reason says which; the client shows it and
+    /// returns to the login page (no automatic reconnect).
+    pub const REVOKED: u16 = 4013;
 }

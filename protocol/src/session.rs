@@ -257,6 +257,10 @@ pub enum EndReason {
     DiskQuota,
     /// An admin stopped the session.
     KilledByAdmin,
+    /// The user's session was revoked while the program ran: logout (with no
+    /// other device still connected), a password or role change, or the
+    /// account was disabled.
+    Revoked,
     /// Nobody was attached for longer than the reattach window.
     Abandoned,
     /// The server shut down.
@@ -279,6 +283,7 @@ impl EndReason {
             EndReason::OutputLimit => "output_limit",
             EndReason::DiskQuota => "disk_quota",
             EndReason::KilledByAdmin => "killed_by_admin",
+            EndReason::Revoked => "revoked",
             EndReason::Abandoned => "abandoned",
             EndReason::ServerShutdown => "server_shutdown",
             EndReason::StartFailed => "start_failed",

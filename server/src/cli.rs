@@ -45,6 +45,15 @@ pub enum UserCommand {
         /// Login name.
         username: String,
     },
+    /// Change a user's role (student, professor or admin). Like `passwd` and
+    /// `disable`, this signs the user out everywhere: every token issued
+    /// before is refused, open connections close within about a second.
+    Role {
+        /// Login name.
+        username: String,
+        /// student, professor or admin.
+        role: String,
+    },
 }
 
 /// `campus run`.
@@ -224,7 +233,7 @@ async fn user_inner(storage: StorageArgs, cmd: UserCommand) -> anyhow::Result<()
                 store
                     .append_audit(audit("user.password_changed", &username))
                     .await?;
-                println!("password of {username} changed");
+                println!("password of {username} changed; their sessions were signed out");
                 Ok(())
             }
             UserCommand::List => {
@@ -254,13 +263,26 @@ async fn user_inner(storage: StorageArgs, cmd: UserCommand) -> anyhow::Result<()
                 store
                     .append_audit(audit("user.disabled", &username))
                     .await?;
-                println!("disabled {username}");
+                println!("disabled {username}; their sessions were signed out");
                 Ok(())
             }
             UserCommand::Enable { username } => {
                 set_disabled(&store, &username, false).await?;
                 store.append_audit(audit("user.enabled", &username)).await?;
                 println!("enabled {username}");
+                Ok(())
+            }
+            UserCommand::Role { username, role } => {
+                let role: Role = role.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+                match store.set_user_role(&username, role).await {
+                    Ok(()) => {}
+                    Err(StoreError::NotFound) => anyhow::bail!("no user named {username:?}"),
+                    Err(e) => return Err(e.into()),
+                }
+                let mut entry = audit("user.role_changed", &username);
+                entry.detail = Some(format!("role {role}"));
+                store.append_audit(entry).await?;
+                println!("role of {username} is now {role}; their sessions were signed out");
                 Ok(())
             }
         }
@@ -371,7 +393,7 @@ async fn run_inner(args: RunArgs) -> anyhow::Result<i32> {
     // Run records go through the same background writer as the server's.
     let (store, health) = crate::store::guard(store);
     let records = crate::records::Records::start(
-        args.storage.records_config("cli"),
+        args.storage.records_config("cli").with_instance("cli"),
         Arc::clone(&store),
         health,
     );

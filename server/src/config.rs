@@ -349,6 +349,11 @@ pub struct ServeArgs {
     /// Token lifetime, seconds.
     #[arg(long, env = "CAMPUS_TOKEN_TTL_SECS", default_value_t = 12 * 3600)]
     pub token_ttl_secs: u64,
+    /// How often the server polls the database for account changes made by
+    /// another process (`campus user passwd/disable/role`, other instances'
+    /// logouts), milliseconds: the longest such a change waits to take effect.
+    #[arg(long, env = "CAMPUS_ACCOUNT_POLL_MS", default_value_t = 1000)]
+    pub account_poll_ms: u64,
     /// Allowed browser origins for the WebSocket and CORS, comma-separated
     /// (default: the server's own origin).
     #[arg(long, env = "CAMPUS_ALLOWED_ORIGINS", value_delimiter = ',')]

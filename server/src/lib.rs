@@ -11,6 +11,7 @@ pub mod execution;
 pub mod files;
 pub mod http;
 pub mod hub;
+pub mod instance;
 pub mod logging;
 pub mod ratelimit;
 pub mod readiness;

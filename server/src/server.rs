@@ -188,6 +188,9 @@ impl Running {
 pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Running> {
     validate(&args)?;
     let secret = jwt_secret(&args)?;
+    let instance_id = crate::instance::load_or_create(&args.storage.data_dir)
+        .context("cannot establish this server's instance id")?;
+    tracing::info!(instance = %instance_id, "server instance");
     let db = open_store(&args.storage).await?;
     // Records a crashed (or database-less) earlier process could not write
     // first, so the repair below sees the runs' real ends and last marks.
@@ -202,14 +205,26 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
             "wrote run records left in the journal by an earlier process"
         );
     }
-    let closed = db.close_dangling_runs().await?;
+    // Only this instance's runs: another server sharing the database keeps its live ones.
+    let closed = db.close_dangling_runs(&instance_id).await?;
     if closed > 0 {
         tracing::warn!(
             closed,
-            "runs left open by a previous crash recorded as ended at their last sign of life"
+            instance = %instance_id,
+            "runs left open by a previous crash of this instance recorded as ended at their last sign of life"
         );
     }
     bootstrap_admin(&db).await?;
+    // Tokens logged out and not yet expired, and the cursor of the account poll.
+    let revocations = db
+        .live_revocations(store::now_ms())
+        .await
+        .context("cannot load the revoked tokens")?;
+    let account_cursor = db
+        .account_changes(i64::MAX)
+        .await
+        .context("cannot read the database clock")?
+        .now_ms;
 
     let helper_exe = args
         .run
@@ -219,7 +234,8 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
         helper_exe,
         production: args.is_production(),
         uid_base: args.run.sandbox_uid_base,
-        cgroup_group: args.run.cgroup_group.clone(),
+        // Per instance: the cleanup below never reaches another server's runs.
+        cgroup_group: crate::instance::cgroup_group(&args.run.cgroup_group, &instance_id),
         ..SandboxConfig::default()
     })
     .context("the sandbox is not usable")?;
@@ -228,12 +244,12 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
     for (name, ok, detail) in &sandbox.report().features {
         tracing::info!(feature = %name, ok, detail = %detail, "sandbox");
     }
-    // Runs left behind by a crash of a previous server on this host.
+    // Runs left behind by a crash of this instance (its own cgroup group only).
     let stale = sandbox.cleanup_stale();
     if stale > 0 {
         tracing::warn!(
             stale,
-            "removed sandboxes left by a previous run of the server"
+            "removed sandboxes left by a previous run of this server instance"
         );
     }
 
@@ -268,7 +284,9 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
     // records only through the background writer.
     let (store, db_health) = store::guard(db);
     let records = Records::start(
-        args.storage.records_config("server"),
+        args.storage
+            .records_config("server")
+            .with_instance(&instance_id),
         Arc::clone(&store),
         Arc::clone(&db_health),
     );
@@ -291,6 +309,10 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
             hash_slots: std::thread::available_parallelism().map_or(2, |n| n.get()),
             // Half a heartbeat keeps detection within about 1.5 heartbeats.
             recheck_after: Duration::from_millis(args.heartbeat_secs.max(1) * 500),
+            runner: Arc::clone(&runner),
+            account_poll: Duration::from_millis(args.account_poll_ms.max(50)),
+            account_cursor_ms: account_cursor,
+            revocations,
         },
         &tracker,
         shutdown.clone(),
@@ -323,6 +345,7 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
         hub,
         readiness,
         settings: Settings::new(&args, limits(&args)),
+        instance_id,
         shutdown,
         tracker,
     });
@@ -514,6 +537,7 @@ fn spawn_housekeeping(state: &SharedState) {
                 _ = st.shutdown.cancelled() => break,
                 _ = tick.tick() => {
                     st.auth.shrink();
+                    st.auth.purge_revocations().await;
                     st.files.shrink();
                     if minutes.is_multiple_of(60) {
                         let files = Arc::clone(st.files.workspaces());

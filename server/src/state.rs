@@ -38,6 +38,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Tracks connection tasks (and what they start) so shutdown can wait for them.
     pub tracker: TaskTracker,
+    /// This server instance's id (`<data dir>/instance-id`, see [`crate::instance`]).
+    pub instance_id: String,
 }
 
 /// Shared handle.

@@ -126,6 +126,7 @@ async fn start_up_writes_a_left_journal_before_repairing_runs() {
             path: "long.py".into(),
             mode: RunMode::Script,
             started_at_ms: t,
+            instance: None,
         })
         .await
         .unwrap();
@@ -151,6 +152,7 @@ async fn start_up_writes_a_left_journal_before_repairing_runs() {
             path: "main.py".into(),
             mode: RunMode::Script,
             started_at_ms: t + 100,
+            instance: None,
         }),
         Record::RunFinished {
             run_id: "in-journal".into(),

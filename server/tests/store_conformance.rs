@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use campus_protocol::{EndReason, Role, RunMode};
 use campus_server::store::{
-    connect, guard, now_ms, DynStore, NewAudit, NewRun, NewUser, PoolSettings, Record, RunFinish,
-    StoreError,
+    connect, guard, now_ms, DynStore, NewAudit, NewRun, NewUser, PoolSettings, Record,
+    RevokedToken, RunFinish, StoreError,
 };
 use db::TestDb;
 
@@ -45,6 +45,7 @@ fn new_run(id: &str, user_id: i64, started_at_ms: i64) -> NewRun {
         path: format!("{id}.py"),
         mode: RunMode::Script,
         started_at_ms,
+        instance: Some("i1".into()),
     }
 }
 
@@ -70,6 +71,165 @@ async fn postgres_conformance_behind_the_breaker() {
     if let Some(db) = db::postgres().await {
         story(&db, true).await;
     }
+}
+
+#[tokio::test]
+async fn sqlite_tokens_and_instances() {
+    tokens_and_instances(&db::sqlite(), false).await;
+}
+
+#[tokio::test]
+async fn postgres_tokens_and_instances() {
+    if let Some(db) = db::postgres().await {
+        tokens_and_instances(&db, false).await;
+    }
+}
+
+#[tokio::test]
+async fn sqlite_tokens_and_instances_behind_the_breaker() {
+    tokens_and_instances(&db::sqlite(), true).await;
+}
+
+#[tokio::test]
+async fn postgres_tokens_and_instances_behind_the_breaker() {
+    if let Some(db) = db::postgres().await {
+        tokens_and_instances(&db, true).await;
+    }
+}
+
+/// Token generations, the account poll, revoked tokens, and the per-instance
+/// repair of runs left open; `guarded` runs it through the breaker.
+async fn tokens_and_instances(db: &TestDb, guarded: bool) {
+    let b = db.backend;
+    let store = open(db).await;
+    let store = if guarded { guard(store).0 } else { store };
+    let ann = store
+        .create_user(new_user("ann", Role::Student))
+        .await
+        .unwrap();
+    let bob = store
+        .create_user(new_user("bob", Role::Student))
+        .await
+        .unwrap();
+    assert_eq!(ann.token_generation, 0, "{b}");
+
+    // The cursor: the database clock, nothing changed since.
+    let start = store.account_changes(i64::MAX).await.unwrap();
+    assert!(start.users.is_empty() && start.revoked.is_empty(), "{b}");
+    let since = start.now_ms - 2_000;
+    assert!(
+        (start.now_ms - now_ms()).abs() < 60_000,
+        "{b}: database clock is ms since the epoch"
+    );
+    let quiet = store.account_changes(start.now_ms).await.unwrap();
+    assert!(quiet.users.is_empty(), "{b}: nothing changed");
+
+    // Each credential or rights change moves the generation on and shows in the poll.
+    store.set_password_hash("ann", "new-hash").await.unwrap();
+    store.set_user_role("ann", Role::Professor).await.unwrap();
+    store.set_user_disabled("ann", true).await.unwrap();
+    let ch = store.account_changes(since).await.unwrap();
+    assert_eq!(ch.users.len(), 1, "{b}: only ann changed: {:?}", ch.users);
+    let u = &ch.users[0];
+    assert_eq!(
+        (u.id, u.token_generation, u.role, u.disabled),
+        (ann.id, 3, Role::Professor, true),
+        "{b}"
+    );
+    assert!(ch.now_ms >= start.now_ms, "{b}");
+    assert!(
+        store
+            .account_changes(ch.now_ms)
+            .await
+            .unwrap()
+            .users
+            .is_empty(),
+        "{b}: a later cursor does not see it again"
+    );
+    assert!(matches!(
+        store.set_user_role("nobody", Role::Admin).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        store
+            .user_by_id(bob.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .token_generation,
+        0,
+        "{b}: bob untouched"
+    );
+
+    // Revoked tokens: recorded once, polled, live until expiry, then purged.
+    let now = now_ms();
+    let t = |jti: &str, user_id: i64, exp: i64| RevokedToken {
+        jti: jti.into(),
+        user_id,
+        expires_at_ms: exp,
+    };
+    let records = [
+        Record::TokenRevoked(t("j-live", bob.id, now + HOUR_MS)),
+        Record::TokenRevoked(t("j-live", bob.id, now + HOUR_MS)),
+        Record::TokenRevoked(t("j-old", bob.id, now - 1)),
+        Record::TokenRevoked(t("j-ghost", 999_999, now + HOUR_MS)),
+    ];
+    store.apply_records(&records).await.unwrap();
+    let ch = store.account_changes(since).await.unwrap();
+    let mut jtis: Vec<_> = ch.revoked.iter().map(|r| r.jti.as_str()).collect();
+    jtis.sort();
+    assert_eq!(
+        jtis,
+        ["j-live", "j-old"],
+        "{b}: replay-safe, unknown users skipped"
+    );
+    assert_eq!(
+        store.live_revocations(now).await.unwrap(),
+        vec![t("j-live", bob.id, now + HOUR_MS)],
+        "{b}"
+    );
+    assert_eq!(store.purge_revocations(now).await.unwrap(), 1, "{b}");
+    assert_eq!(store.live_revocations(now).await.unwrap().len(), 1, "{b}");
+
+    // Runs of two instances sharing the database: each repair closes its own
+    // (and those recorded before instances existed), never the other's.
+    let run = |id: &str, instance: Option<&str>| NewRun {
+        instance: instance.map(str::to_string),
+        ..new_run(id, bob.id, now)
+    };
+    store.insert_run(run("a-1", Some("aaaa"))).await.unwrap();
+    store
+        .apply_records(&[Record::RunStarted(run("b-1", Some("bbbb")))])
+        .await
+        .unwrap();
+    store.insert_run(run("legacy", None)).await.unwrap();
+    store.insert_run(run("cli-1", Some("cli"))).await.unwrap();
+    assert_eq!(
+        store.close_dangling_runs("aaaa").await.unwrap(),
+        2,
+        "{b}: a-1 and legacy"
+    );
+    let runs = store.recent_runs(bob.id, 10).await.unwrap();
+    let get = |id: &str| runs.iter().find(|r| r.id == id).unwrap().clone();
+    assert_eq!(get("a-1").reason.as_deref(), Some("server_shutdown"), "{b}");
+    assert_eq!(
+        get("legacy").reason.as_deref(),
+        Some("server_shutdown"),
+        "{b}"
+    );
+    assert_eq!(
+        get("b-1").ended_at_ms,
+        None,
+        "{b}: the other instance's live run untouched"
+    );
+    assert_eq!(get("b-1").instance_id.as_deref(), Some("bbbb"), "{b}");
+    assert_eq!(
+        get("cli-1").ended_at_ms,
+        None,
+        "{b}: command-line runs untouched"
+    );
+    assert_eq!(store.close_dangling_runs("bbbb").await.unwrap(), 1, "{b}");
+    store.close().await;
 }
 
 /// The whole story for one backend: every store method, in the order a
@@ -473,7 +633,7 @@ async fn runs(store: &DynStore, b: &str) {
     // Dangling: r-old, r3, r4, m1 never finished. Each ends at its last sign
     // of life (mark, or its start), not at the repair time.
     assert_eq!(
-        store.close_dangling_runs().await.unwrap(),
+        store.close_dangling_runs("i1").await.unwrap(),
         4,
         "{b}: dangling count"
     );
@@ -508,7 +668,7 @@ async fn runs(store: &DynStore, b: &str) {
         "{b}: r1 unchanged"
     );
     assert_eq!(
-        store.close_dangling_runs().await.unwrap(),
+        store.close_dangling_runs("i1").await.unwrap(),
         0,
         "{b}: nothing left open"
     );
@@ -629,7 +789,7 @@ async fn records(store: &DynStore, b: &str) {
 
     // A start replayed after the crash repair closed the run changes nothing;
     // a real end arriving later (from the journal) wins over the repair.
-    assert_eq!(store.close_dangling_runs().await.unwrap(), 1, "{b}: j2");
+    assert_eq!(store.close_dangling_runs("i1").await.unwrap(), 1, "{b}: j2");
     store
         .apply_records(&[
             Record::RunStarted(new_run("j2", mike.id, t + 1)),
@@ -677,7 +837,7 @@ async fn records(store: &DynStore, b: &str) {
         .filter(|r| r.id.starts_with("bulk-") && r.last_seen_ms == Some(t + 5_000))
         .count();
     assert_eq!(marked, ids.len(), "{b}: every run of a big mark");
-    assert_eq!(store.close_dangling_runs().await.unwrap(), 1_200, "{b}");
+    assert_eq!(store.close_dangling_runs("i1").await.unwrap(), 1_200, "{b}");
 
     // A batch the database refuses for something in it (an audit entry naming
     // an unknown actor id breaks its foreign key) is all-or-nothing, and the

@@ -34,6 +34,8 @@ export interface LoginWarning {
 
 /** Where a login warning waits for the IDE to show it (the page changes view in between). */
 export const LOGIN_WARNING_KEY = "campus.loginWarning";
+/** sessionStorage key: why the IDE's session ended (shown once by the login view). */
+export const SIGNED_OUT_KEY = "campus.signedOut";
 
 /** Log in; the server also sets the HttpOnly session cookie. */
 export async function login(username: string, password: string): Promise<{ user: UserInfo; warning?: LoginWarning }> {

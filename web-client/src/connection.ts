@@ -42,7 +42,10 @@ export type ConnState =
   | { kind: "connecting"; attempt: number }
   | { kind: "open" }
   | { kind: "reconnecting"; attempt: number; retryAt: number; lastCode?: number }
-  | { kind: "closed"; reason: "logged_out" | "unauthorized" | "kicked" };
+  | { kind: "closed"; reason: CloseReason; detail?: string };
+
+/** Why the connection ended for good (no reconnect). */
+export type CloseReason = "logged_out" | "unauthorized" | "kicked" | "revoked";
 
 /** Backoff parameters. */
 export interface BackoffOptions {
@@ -198,7 +201,7 @@ export class Connection {
   }
 
   /** Close for good (logout, or leaving the view). */
-  close(reason: "logged_out" | "unauthorized" | "kicked" = "logged_out"): void {
+  close(reason: CloseReason = "logged_out", detail?: string): void {
     this.stopped = true;
     if (this.retryTimer !== null) this.timers.clearTimeout(this.retryTimer);
     this.retryTimer = null;
@@ -211,7 +214,7 @@ export class Connection {
       s.close(1000, reason);
     }
     this.failPending();
-    this.setState({ kind: "closed", reason });
+    this.setState(detail ? { kind: "closed", reason, detail } : { kind: "closed", reason });
   }
 
   /**
@@ -273,6 +276,12 @@ export class Connection {
       }
       if (ev.code === 4011) {
         this.close("kicked");
+        return;
+      }
+      if (ev.code === 4013) {
+        // Signed out by the server (logout in another tab, password or role
+        // change, account disabled): its reason says which; never reconnect.
+        this.close("revoked", ev.reason || undefined);
         return;
       }
       if (!gotHello && this.opts.checkAuth) {

@@ -62,6 +62,8 @@ export function describeEnding(e: RunEnded, limits?: Limits | null): string {
     }
     case "killed_by_admin":
       return `Stopped by an administrator after ${took}`;
+    case "revoked":
+      return `Stopped after ${took}: you were signed out (logged out, your password or role changed, or your account was disabled)`;
     case "abandoned":
       return "Stopped: nobody was connected to it for too long";
     case "server_shutdown":
@@ -82,6 +84,7 @@ export function endingOutcome(e: RunEnded): Outcome {
     case "interrupted":
     case "stopped":
     case "killed_by_admin":
+    case "revoked":
     case "abandoned":
     case "server_shutdown":
       return "neutral";

@@ -137,6 +137,19 @@ describe("Connection", () => {
     expect(FakeSocket.all.length).toBe(1);
   });
 
+  it("closes for good on 4013 (signed out) and keeps the server's reason to show", () => {
+    const { conn, sock, clock } = setup();
+    sock().open();
+    sock().serverClose(4013, "Signed out: the password of this account was changed. Log in again.");
+    clock.advance(60_000);
+    expect(conn.state).toEqual({
+      kind: "closed",
+      reason: "revoked",
+      detail: "Signed out: the password of this account was changed. Log in again.",
+    });
+    expect(FakeSocket.all.length).toBe(1);
+  });
+
   it("asks HTTP whether we are logged in when the upgrade fails before hello", async () => {
     FakeSocket.all = [];
     const clock = new ManualClock();

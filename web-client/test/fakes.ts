@@ -77,10 +77,10 @@ export class FakeSocket implements SocketLike {
     const f = encodeOutputFrame(seq, new TextEncoder().encode(text));
     this.onmessage?.({ data: f.buffer });
   }
-  serverClose(code = 1006): void {
+  serverClose(code = 1006, reason = ""): void {
     if (this.readyState === 3) return;
     this.readyState = 3;
-    this.onclose?.({ code, reason: "" });
+    this.onclose?.({ code, reason });
   }
   /** Sent messages of a type. */
   sentOf(type: string): Record<string, unknown>[] {

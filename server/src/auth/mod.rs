@@ -29,6 +29,9 @@ pub enum AuthError {
     /// The user no longer exists or is disabled.
     #[error("account disabled or removed")]
     Disabled,
+    /// The token was logged out, or the account's password or role changed since it was issued.
+    #[error("this session was signed out (logout, or a password or role change); log in again")]
+    Revoked,
     /// The database could not be asked.
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),

@@ -1,8 +1,9 @@
 //! The auth service: everything that decides who a caller is. It owns the
-//! token keys, the login limiter, the hash slots and the last known account
-//! states, and reaches the database (through the breaker) and the audit log
-//! (through the record writer) itself; handlers give it credentials and get a
-//! user or a refusal.
+//! token keys, the login limiter, the hash slots and the account status (last
+//! known account states, token generations and logged-out tokens, kept in step
+//! with the database by its refresher), and reaches the database (through the
+//! breaker) and the audit log (through the record writer) itself; handlers
+//! give it credentials and get a user or a refusal.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -12,14 +13,15 @@ use campus_protocol::{ErrorCode, UserInfo};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::account_status::AccountStatus;
+use super::account_status::{AccountStatus, Refresher};
 use super::hash_slots::HashSlots;
 use super::{AuthError, Claims, TokenKeys};
 use crate::error::AppError;
-use crate::hub::Hub;
+use crate::hub::{Hub, Revocation};
 use crate::ratelimit::KeyedRateLimit;
 use crate::records::Records;
-use crate::store::{DbHealth, DynStore, NewAudit};
+use crate::runner::Runner;
+use crate::store::{now_ms, DbHealth, DynStore, NewAudit, RevokedToken};
 
 /// The refusal of a login, whatever was wrong (no user enumeration).
 const BAD_CREDENTIALS: &str = "wrong username or password";
@@ -45,6 +47,15 @@ pub struct AuthDeps {
     pub hash_slots: usize,
     /// A known account state older than this is re-checked in the background.
     pub recheck_after: Duration,
+    /// Runs, stopped when their user's tokens are revoked.
+    pub runner: Arc<Runner>,
+    /// How often the database is polled for account changes made elsewhere
+    /// (`CAMPUS_ACCOUNT_POLL_MS`).
+    pub account_poll: Duration,
+    /// The first poll's cursor (the database clock at start-up).
+    pub account_cursor_ms: i64,
+    /// Tokens logged out and not yet expired (loaded at start-up).
+    pub revocations: Vec<RevokedToken>,
 }
 
 /// Logins, token checks and account re-checks (see the module docs).
@@ -55,6 +66,7 @@ pub struct AuthService {
     db: Arc<DbHealth>,
     records: Records,
     hub: Arc<Hub>,
+    runner: Arc<Runner>,
     login_limit: KeyedRateLimit<(String, IpAddr)>,
     hashes: HashSlots,
     accounts: Arc<AccountStatus>,
@@ -76,10 +88,18 @@ impl AuthService {
     pub fn start(deps: AuthDeps, tracker: &TaskTracker, shutdown: CancellationToken) -> Self {
         let (accounts, rechecks) = AccountStatus::new(deps.recheck_after);
         let accounts = Arc::new(accounts);
+        for t in &deps.revocations {
+            accounts.deny(t);
+        }
         tracker.spawn(Arc::clone(&accounts).refresher(
             rechecks,
-            Arc::clone(&deps.store),
-            Arc::clone(&deps.hub),
+            Refresher {
+                store: Arc::clone(&deps.store),
+                hub: Arc::clone(&deps.hub),
+                runner: Arc::clone(&deps.runner),
+                poll: deps.account_poll,
+                since_ms: deps.account_cursor_ms,
+            },
             shutdown,
         ));
         AuthService {
@@ -88,6 +108,7 @@ impl AuthService {
             db: deps.db,
             records: deps.records,
             hub: deps.hub,
+            runner: deps.runner,
             login_limit: KeyedRateLimit::keyed(
                 deps.login_attempts,
                 deps.login_window,
@@ -140,24 +161,31 @@ impl AuthService {
         };
         let (token, expires_at) = self
             .keys
-            .issue(user.id, &user.username, user.role)
+            .issue(user.id, &user.username, user.role, user.token_generation)
             .map_err(AppError::internal)?;
         self.records.audit(audit("login.ok", Some(user.id)));
+        let info = UserInfo {
+            id: user.id,
+            username: user.username,
+            role: user.role,
+        };
+        self.accounts.remember(&info, user.token_generation);
         Ok(LoggedIn {
-            user: UserInfo {
-                id: user.id,
-                username: user.username,
-                role: user.role,
-            },
+            user: info,
             token,
             expires_at,
         })
     }
 
-    /// Verify the token and that its user still exists and is enabled (asks the database).
+    /// Verify the token, that it was not logged out, and that its user still
+    /// exists, is enabled and has the token's generation (no password or role
+    /// change since; asks the database); remembers the account.
     async fn authenticate(&self, token: &str) -> Result<(UserInfo, Claims), AuthError> {
         let claims = self.keys.verify(token).map_err(|_| AuthError::Invalid)?;
         let id = claims.user_id().ok_or(AuthError::Invalid)?;
+        if self.accounts.is_denied(&claims.jti) {
+            return Err(AuthError::Revoked);
+        }
         let user = self
             .store
             .user_by_id(id)
@@ -166,13 +194,16 @@ impl AuthService {
         if user.disabled || user.username != claims.username {
             return Err(AuthError::Disabled);
         }
-        let user = UserInfo {
+        if user.token_generation != claims.generation {
+            return Err(AuthError::Revoked);
+        }
+        let info = UserInfo {
             id: user.id,
             username: user.username,
             role: user.role,
         };
-        self.accounts.remember(&user);
-        Ok((user, claims))
+        self.accounts.remember(&info, user.token_generation);
+        Ok((info, claims))
     }
 
     /// The caller of an HTTP request. While the database cannot be asked, a
@@ -203,18 +234,54 @@ impl AuthService {
         self.authenticate(token).await.map_err(refusal)
     }
 
-    /// Heartbeat re-check: the token is not expired and the account still
-    /// enabled, as last known. Never waits for the database (see
-    /// [`super::account_status`]).
-    pub fn still_authorized(&self, claims: &Claims) -> bool {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        if claims.exp <= now {
-            return false;
+    /// Heartbeat re-check: why the connection must end (token expired or
+    /// logged out, account disabled, password or role changed), as last
+    /// known; `None` to go on. Never waits for the database; schedules a
+    /// background re-check of a stale account (see [`super::account_status`]).
+    pub fn still_authorized(&self, claims: &Claims) -> Option<Revocation> {
+        self.accounts.check(claims)
+    }
+
+    /// The same answer from memory only, without scheduling anything: checked
+    /// before every WebSocket message is handled (two map lookups).
+    pub fn refusal(&self, claims: &Claims) -> Option<Revocation> {
+        self.accounts.refusal(claims)
+    }
+
+    /// Log out the token the request carries (already verified or not): it is
+    /// refused from this moment (every tab and device using it: their
+    /// WebSockets close with 4013 at once); the revocation is recorded through
+    /// the record writer, so it survives a database outage and reaches every
+    /// instance sharing the database. The user's run is stopped when no other
+    /// of their connections is left. An invalid or expired token is ignored.
+    pub async fn logout(&self, token: &str, ip: IpAddr) {
+        let Ok(claims) = self.keys.verify(token) else {
+            return;
+        };
+        let Some(user_id) = claims.user_id() else {
+            return;
+        };
+        let revoked = RevokedToken {
+            jti: claims.jti.clone(),
+            user_id,
+            expires_at_ms: i64::try_from(claims.exp.saturating_mul(1000)).unwrap_or(i64::MAX),
+        };
+        // Memory first (refused from now on), then the durable record.
+        let fresh = self.accounts.deny(&revoked);
+        self.records.token_revoked(revoked.clone());
+        if fresh {
+            self.records.audit(NewAudit {
+                actor_id: Some(user_id),
+                actor: Some(claims.username.clone()),
+                action: "logout".into(),
+                target: None,
+                detail: None,
+                ip: Some(ip.to_string()),
+            });
         }
-        claims.user_id().is_some_and(|id| self.accounts.check(id))
+        self.accounts
+            .token_revoked(&revoked, &self.hub, &self.runner)
+            .await;
     }
 
     /// How long issued tokens are valid.
@@ -226,6 +293,15 @@ impl AuthService {
     pub fn shrink(&self) {
         self.login_limit.shrink();
         self.accounts.shrink();
+    }
+
+    /// Housekeeping: delete revocations of tokens that have expired anyway.
+    pub async fn purge_revocations(&self) {
+        match self.store.purge_revocations(now_ms()).await {
+            Ok(n) if n > 0 => tracing::debug!(purged = n, "forgot revocations of expired tokens"),
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "cannot purge expired revocations now"),
+        }
     }
 }
 

@@ -214,6 +214,10 @@ pub(crate) fn message(reason: EndReason, f: &EndFacts) -> String {
             fmt_quota(f.disk_quota_bytes, f.disk_quota_entries)
         ),
         EndReason::KilledByAdmin => format!("Stopped by an administrator after {took}"),
+        EndReason::Revoked => format!(
+            "Stopped after {took}: you were signed out (logged out, your password or role \
+             changed, or your account was disabled)"
+        ),
         EndReason::Abandoned => format!(
             "Stopped: nobody was connected to it for {}",
             fmt_duration(f.detached_grace)

@@ -92,8 +92,21 @@ pub async fn login(
     Ok(resp)
 }
 
-/// Clear the session cookie.
-pub async fn logout(State(state): State<SharedState>) -> Response {
+/// Revoke the token the request carries (Bearer or cookie) and clear the
+/// session cookie. The token is refused from this moment (every tab and
+/// device using it: their WebSockets close with 4013 at once); the
+/// revocation is recorded through the record writer, so it survives a
+/// database outage and reaches every instance sharing the database. The
+/// user's run is stopped when no other of their connections is left. A
+/// missing, invalid or expired token is simply logged out (200).
+pub async fn logout(
+    State(state): State<SharedState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request_headers: HeaderMap,
+) -> Response {
+    if let Some((token, _)) = crate::auth::extract_token(&request_headers) {
+        state.auth.logout(&token, peer.ip()).await;
+    }
     let mut headers = HeaderMap::new();
     let cookie = session_cookie("", 0, state.settings.production);
     if let Ok(v) = HeaderValue::from_str(&cookie) {

@@ -71,6 +71,9 @@ pub struct RecordsConfig {
     pub liveness: Duration,
     /// Largest journal; records beyond it are dropped and counted.
     pub journal_max_bytes: u64,
+    /// The instance stamped on every run started through this writer
+    /// (docs/security.md, "Instances").
+    pub instance: Option<String>,
 }
 
 impl RecordsConfig {
@@ -81,7 +84,14 @@ impl RecordsConfig {
             name: name.to_string(),
             liveness: liveness.max(Duration::from_millis(100)),
             journal_max_bytes: DEFAULT_JOURNAL_MAX_BYTES,
+            instance: None,
         }
+    }
+
+    /// Stamp runs with `instance` (the server's id, or `cli`).
+    pub fn with_instance(mut self, instance: &str) -> Self {
+        self.instance = Some(instance.to_string());
+        self
     }
 }
 
@@ -129,12 +139,14 @@ struct Inner {
 pub struct Records {
     tx: mpsc::Sender<Msg>,
     inner: Arc<Inner>,
+    instance: Option<Arc<str>>,
 }
 
 impl Records {
     /// Start the writer task (inside a tokio runtime).
     pub fn start(cfg: RecordsConfig, store: DynStore, health: Arc<DbHealth>) -> Records {
         let (tx, rx) = mpsc::channel(CHANNEL);
+        let instance = cfg.instance.as_deref().map(Arc::from);
         let inner = Arc::new(Inner {
             counters: Counters::default(),
             drop_logged_ms: AtomicI64::new(0),
@@ -163,7 +175,11 @@ impl Records {
         if let Ok(mut slot) = inner.task.lock() {
             *slot = Some(task);
         }
-        Records { tx, inner }
+        Records {
+            tx,
+            inner,
+            instance,
+        }
     }
 
     /// Queue a record; never waits. Only if the writer is more than
@@ -191,7 +207,10 @@ impl Records {
     }
 
     /// A run started now.
-    pub fn run_started(&self, run: NewRun) {
+    pub fn run_started(&self, mut run: NewRun) {
+        if run.instance.is_none() {
+            run.instance = self.instance.as_deref().map(str::to_string);
+        }
         self.submit(Record::RunStarted(run));
     }
 
@@ -201,6 +220,12 @@ impl Records {
             run_id: run_id.to_string(),
             finish,
         });
+    }
+
+    /// A token was revoked (logout): written like every record, so the
+    /// revocation survives an outage (journal) and reaches other instances.
+    pub fn token_revoked(&self, token: crate::store::RevokedToken) {
+        self.submit(Record::TokenRevoked(token));
     }
 
     /// An audit entry, dated now.

@@ -238,6 +238,18 @@ impl Runner {
         }
     }
 
+    /// End a user's live run with `reason` (e.g. `revoked`), waiting at most
+    /// `wait` for the session to confirm. False when nothing was running.
+    pub async fn end_user_run(&self, user_id: i64, reason: EndReason, wait: Duration) -> bool {
+        let Some(h) = self.handle(user_id) else {
+            return false;
+        };
+        matches!(
+            tokio::time::timeout(wait, h.end_run(None, None, reason)).await,
+            Ok(Ok(true))
+        )
+    }
+
     /// Sandboxes running now (interactive and batch).
     pub fn active_runs(&self) -> usize {
         self.executor().admission().in_use()

@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{
-    now_ms, AuditLog, AuditRecord, DynStore, NewAudit, NewRun, NewUser, Record, RunFinish,
-    RunRecord, Runs, Store, StoreError, StoreResult, User, Users,
+    now_ms, AccountChanges, AuditLog, AuditRecord, DynStore, NewAudit, NewRun, NewUser, Record,
+    RevokedToken, RunFinish, RunRecord, Runs, Store, StoreError, StoreResult, User, Users,
 };
 
 /// Budget of an interactive call (login, the WebSocket gate, an account
@@ -274,6 +274,26 @@ impl Users for GuardedStore {
         .await
     }
 
+    async fn set_user_role(&self, username: &str, role: Role) -> StoreResult<()> {
+        self.call(INTERACTIVE_BUDGET, self.inner.set_user_role(username, role))
+            .await
+    }
+
+    async fn account_changes(&self, since_ms: i64) -> StoreResult<AccountChanges> {
+        self.call(INTERACTIVE_BUDGET, self.inner.account_changes(since_ms))
+            .await
+    }
+
+    async fn live_revocations(&self, now_ms: i64) -> StoreResult<Vec<RevokedToken>> {
+        self.call(BATCH_BUDGET, self.inner.live_revocations(now_ms))
+            .await
+    }
+
+    async fn purge_revocations(&self, now_ms: i64) -> StoreResult<u64> {
+        self.call(BATCH_BUDGET, self.inner.purge_revocations(now_ms))
+            .await
+    }
+
     async fn count_users_with_role(&self, role: Role) -> StoreResult<i64> {
         self.call(INTERACTIVE_BUDGET, self.inner.count_users_with_role(role))
             .await
@@ -314,8 +334,8 @@ impl Runs for GuardedStore {
             .await
     }
 
-    async fn close_dangling_runs(&self) -> StoreResult<u64> {
-        self.call(BATCH_BUDGET, self.inner.close_dangling_runs())
+    async fn close_dangling_runs(&self, instance: &str) -> StoreResult<u64> {
+        self.call(BATCH_BUDGET, self.inner.close_dangling_runs(instance))
             .await
     }
 }

@@ -22,7 +22,7 @@ pub use guard::{guard, DbHealth, GuardedStore};
 pub use postgres::PgStore;
 pub use runs::{NewRun, RunFinish, RunRecord, Runs};
 pub use sqlite::SqliteStore;
-pub use users::{NewUser, User, Users};
+pub use users::{AccountChanges, NewUser, RevokedToken, User, Users};
 
 /// Errors of the store boundary.
 #[derive(Debug, thiserror::Error)]
@@ -166,6 +166,9 @@ pub enum Record {
         /// What.
         entry: NewAudit,
     },
+    /// A token was revoked (logout): refused until its expiry by every
+    /// process sharing the database. Skipped if already recorded or the user is gone.
+    TokenRevoked(RevokedToken),
 }
 
 /// Explicit pool settings (never left to sqlx defaults).
@@ -196,8 +199,8 @@ impl Default for PoolSettings {
 }
 
 /// The database: every aggregate, plus what is not one aggregate's: the
-/// connection itself and [`Store::apply_records`], which writes runs and audit
-/// entries in one transaction. Implemented by [`SqliteStore`] and [`PgStore`]
+/// connection itself and [`Store::apply_records`], which writes runs, audit
+/// entries and token revocations in one transaction. Implemented by [`SqliteStore`] and [`PgStore`]
 /// (each aggregate in its own file of the backend's module) and by the
 /// breaker, [`GuardedStore`]; all three pass one conformance suite
 /// (`server/tests/store_conformance.rs`).

@@ -8,14 +8,15 @@ use campus_protocol::Role;
 use super::{AuditRecord, RunRecord, StoreError, User};
 
 /// Columns of `users`, in the order every user query selects them.
-pub(crate) const USER_COLUMNS: &str = "id, username, password_hash, role, disabled, created_at_ms";
+pub(crate) const USER_COLUMNS: &str =
+    "id, username, password_hash, role, disabled, created_at_ms, token_generation";
 
 /// Columns of `audit_log`, in the order every audit query selects them.
 pub(crate) const AUDIT_COLUMNS: &str = "id, at_ms, actor_id, actor, action, target, detail, ip";
 
 /// Columns of `runs`, in the order every run query selects them.
 pub(crate) const RUN_COLUMNS: &str = "id, user_id, path, mode, started_at_ms, ended_at_ms, \
-     reason, exit_code, cpu_ms, peak_memory_bytes, output_bytes, last_seen_ms";
+     reason, exit_code, cpu_ms, peak_memory_bytes, output_bytes, last_seen_ms, instance_id";
 
 /// A `users` row as stored (role still text).
 #[derive(Debug, sqlx::FromRow)]
@@ -26,6 +27,7 @@ pub(crate) struct UserRow {
     role: String,
     disabled: bool,
     created_at_ms: i64,
+    token_generation: i64,
 }
 
 impl TryFrom<UserRow> for User {
@@ -43,6 +45,7 @@ impl TryFrom<UserRow> for User {
             role,
             disabled: row.disabled,
             created_at_ms: row.created_at_ms,
+            token_generation: row.token_generation,
         })
     }
 }
@@ -90,6 +93,7 @@ pub(crate) struct RunRow {
     peak_memory_bytes: Option<i64>,
     output_bytes: Option<i64>,
     last_seen_ms: Option<i64>,
+    instance_id: Option<String>,
 }
 
 impl From<RunRow> for RunRecord {
@@ -107,9 +111,31 @@ impl From<RunRow> for RunRecord {
             peak_memory_bytes: row.peak_memory_bytes,
             output_bytes: row.output_bytes,
             last_seen_ms: row.last_seen_ms,
+            instance_id: row.instance_id,
         }
     }
 }
+
+/// A `revoked_tokens` row.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct RevokedRow {
+    jti: String,
+    user_id: i64,
+    expires_at_ms: i64,
+}
+
+impl From<RevokedRow> for super::RevokedToken {
+    fn from(row: RevokedRow) -> Self {
+        super::RevokedToken {
+            jti: row.jti,
+            user_id: row.user_id,
+            expires_at_ms: row.expires_at_ms,
+        }
+    }
+}
+
+/// Columns of `revoked_tokens` every revocation query selects.
+pub(crate) const REVOKED_COLUMNS: &str = "jti, user_id, expires_at_ms";
 
 /// Decode a list of user rows, failing on the first corrupt one.
 pub(crate) fn users(rows: Vec<UserRow>) -> Result<Vec<User>, StoreError> {

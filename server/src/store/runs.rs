@@ -21,6 +21,10 @@ pub struct NewRun {
     pub mode: RunMode,
     /// Start time, ms since the epoch.
     pub started_at_ms: i64,
+    /// The server instance running it (`cli` for `campus run`); stamped by
+    /// the record writer. Absent in journals written before instances existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
 
 /// How a run finished.
@@ -67,6 +71,8 @@ pub struct RunRecord {
     pub output_bytes: Option<i64>,
     /// Last time the run was seen alive (start, liveness marks, end).
     pub last_seen_ms: Option<i64>,
+    /// The server instance that ran it (`None` before instances existed).
+    pub instance_id: Option<String>,
 }
 
 /// Operations on run history.
@@ -78,8 +84,10 @@ pub trait Runs: Send + Sync {
     async fn finish_run(&self, run_id: &str, finish: RunFinish) -> StoreResult<()>;
     /// A user's most recent runs, newest first.
     async fn recent_runs(&self, user_id: i64, limit: i64) -> StoreResult<Vec<RunRecord>>;
-    /// Close the runs still open after a crash: each ends with `server_shutdown`
-    /// at the last time it was seen alive (`last_seen_ms`; its start if never
-    /// marked), not at the time of the repair. Returns how many.
-    async fn close_dangling_runs(&self) -> StoreResult<u64>;
+    /// Close the runs of server instance `instance` still open after a crash
+    /// (and those recorded before instances existed, `instance_id` NULL): each
+    /// ends with `server_shutdown` at the last time it was seen alive
+    /// (`last_seen_ms`; its start if never marked), not at the time of the
+    /// repair. Runs of other instances are never touched. Returns how many.
+    async fn close_dangling_runs(&self, instance: &str) -> StoreResult<u64>;
 }

@@ -81,7 +81,19 @@ async fn serve(
 ) -> Exit {
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
-    let _guard = state.hub.register(user.id, &conn_id, tx);
+    let guard = state
+        .hub
+        .register(user.id, &conn_id, tx, &claims.jti, claims.generation);
+    // Revoked between the gate's check and this registration: the refresher
+    // could not reach this connection yet, so look once more.
+    if let Some((code, reason)) = state.auth.refusal(&claims) {
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        };
+        let _ = send_with_timeout(&mut sink, Message::Close(Some(frame))).await;
+        return Exit::Close(code, reason);
+    }
     let mut conn = Conn::new(state.clone(), user.clone());
     let mut sessions = SessionQueue::new(state.clone(), user.clone(), conn_id.clone());
     let mut files = FileQueue::spawn(
@@ -122,6 +134,9 @@ async fn serve(
                 let _ = send_json(&mut sink, &msg).await;
                 break Exit::Close(close_codes::SHUTDOWN, "server shutting down");
             }
+            // Logout, a password or role change, or the account disabled:
+            // ends now, not at the next heartbeat.
+            (code, reason) = guard.revoked() => break Exit::Close(code, reason),
             Some(out) = rx.recv() => match out {
                 Outbound::Msg(msg) => {
                     if send_json(&mut sink, &msg).await.is_err() { break Exit::Gone; }
@@ -154,8 +169,8 @@ async fn serve(
                 if last_seen.elapsed() > dead_after {
                     break Exit::Close(close_codes::HEARTBEAT_TIMEOUT, "no heartbeat");
                 }
-                if !state.auth.still_authorized(&claims) {
-                    break Exit::Close(close_codes::UNAUTHORIZED, "session expired or account disabled");
+                if let Some((code, reason)) = state.auth.still_authorized(&claims) {
+                    break Exit::Close(code, reason);
                 }
                 if send_with_timeout(&mut sink, Message::Ping(Default::default())).await.is_err() {
                     break Exit::Gone;
@@ -164,6 +179,13 @@ async fn serve(
             incoming = stream.next() => {
                 let Some(Ok(msg)) = incoming else { break Exit::Gone };
                 last_seen = Instant::now();
+                // Every message is checked against the in-memory account state
+                // (two map lookups): a revoked token's message is never handled.
+                if matches!(msg, Message::Text(_) | Message::Binary(_)) {
+                    if let Some((code, reason)) = state.auth.refusal(&claims) {
+                        break Exit::Close(code, reason);
+                    }
+                }
                 let text = match msg {
                     Message::Text(t) => t,
                     Message::Binary(_) => {

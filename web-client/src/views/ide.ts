@@ -1,6 +1,6 @@
 // The student IDE: file tree, tabs/editor, history, run toolbar, terminal,
 // connection banner and notices, wired to one connection.
-import { LOGIN_WARNING_KEY, logout, type LoginWarning } from "../api";
+import { LOGIN_WARNING_KEY, SIGNED_OUT_KEY, logout, type LoginWarning } from "../api";
 import { Connection } from "../connection";
 import { markInteractive } from "../perf";
 import type { View } from "../router";
@@ -178,7 +178,19 @@ export const ideView: View = {
     });
     conn.on("state", (s) => {
       if (s.kind === "closed" && s.reason !== "logged_out") {
-        notices.show(s.reason === "kicked" ? "An administrator ended your session." : "Your session has ended. Please log in again.", "error");
+        const text =
+          s.reason === "kicked"
+            ? "An administrator ended your session."
+            : s.reason === "revoked"
+              ? (s.detail ?? "You were signed out. Please log in again.")
+              : "Your session has ended. Please log in again.";
+        notices.show(text, "error");
+        // The login view replaces this one at once: it shows the reason.
+        try {
+          sessionStorage.setItem(SIGNED_OUT_KEY, text);
+        } catch {
+          /* storage unavailable: the login form alone */
+        }
         ctx.refreshUser(null);
       }
     });

@@ -1,5 +1,5 @@
 // The login screen.
-import { LOGIN_WARNING_KEY, login } from "../api";
+import { LOGIN_WARNING_KEY, SIGNED_OUT_KEY, login } from "../api";
 import { describeRefusal, retryText } from "../describe";
 import { CampusError } from "../protocol";
 import type { View } from "../router";
@@ -13,11 +13,20 @@ export const loginView: View = {
     const pass = h("input#login-password", { name: "password", type: "password", autocomplete: "current-password", required: true });
     const submit = h("button.primary", { type: "submit" }, "Log in");
     const error = h("p.login-error", { role: "alert" });
+    // Why the last session ended (signed out by the server, kicked), shown once.
+    let signedOut: string | null = null;
+    try {
+      signedOut = sessionStorage.getItem(SIGNED_OUT_KEY);
+      sessionStorage.removeItem(SIGNED_OUT_KEY);
+    } catch {
+      /* storage unavailable */
+    }
     let timer: ReturnType<typeof setInterval> | null = null;
     const form = h(
       "form.login-card",
       { "aria-labelledby": "login-title" },
       h("h1#login-title", null, "Campus"),
+      signedOut ? h("p.login-notice", { role: "alert" }, signedOut) : null,
       h("p.muted", null, "Log in to your workspace."),
       h("label", { for: "login-username" }, "Username"),
       user,

@@ -284,6 +284,8 @@ impl Session {
             path: path.to_string(),
             mode,
             started_at_ms: crate::store::now_ms(),
+            // Stamped by the record writer (it knows the instance).
+            instance: None,
         };
         records.run_started(new);
     }

@@ -15,8 +15,8 @@ pub(super) async fn insert_if_new<'c>(
     run: &NewRun,
 ) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO runs (id, user_id, path, mode, started_at_ms, last_seen_ms) \
-         SELECT $1, $2, $3, $4, $5, $5 WHERE EXISTS (SELECT 1 FROM users WHERE id = $2) \
+        "INSERT INTO runs (id, user_id, path, mode, started_at_ms, last_seen_ms, instance_id) \
+         SELECT $1, $2, $3, $4, $5, $5, $6 WHERE EXISTS (SELECT 1 FROM users WHERE id = $2) \
          ON CONFLICT (id) DO NOTHING",
     )
     .bind(&run.id)
@@ -24,6 +24,7 @@ pub(super) async fn insert_if_new<'c>(
     .bind(&run.path)
     .bind(run.mode.as_str())
     .bind(run.started_at_ms)
+    .bind(&run.instance)
     .execute(ex)
     .await
     .map_err(db_err)?;
@@ -75,14 +76,15 @@ pub(super) async fn mark_alive<'c>(
 impl Runs for PgStore {
     async fn insert_run(&self, run: NewRun) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO runs (id, user_id, path, mode, started_at_ms, last_seen_ms) \
-             VALUES ($1, $2, $3, $4, $5, $5)",
+            "INSERT INTO runs (id, user_id, path, mode, started_at_ms, last_seen_ms, instance_id) \
+             VALUES ($1, $2, $3, $4, $5, $5, $6)",
         )
         .bind(run.id)
         .bind(run.user_id)
         .bind(run.path)
         .bind(run.mode.as_str())
         .bind(run.started_at_ms)
+        .bind(run.instance)
         .execute(&self.pool)
         .await
         .map_err(db_err)?;
@@ -107,12 +109,13 @@ impl Runs for PgStore {
         Ok(rows.into_iter().map(RunRecord::from).collect())
     }
 
-    async fn close_dangling_runs(&self) -> StoreResult<u64> {
+    async fn close_dangling_runs(&self, instance: &str) -> StoreResult<u64> {
         let done = sqlx::query(
             "UPDATE runs SET ended_at_ms = COALESCE(last_seen_ms, started_at_ms), reason = $1 \
-             WHERE ended_at_ms IS NULL",
+             WHERE ended_at_ms IS NULL AND (instance_id = $2 OR instance_id IS NULL)",
         )
         .bind(EndReason::ServerShutdown.as_str())
+        .bind(instance)
         .execute(&self.pool)
         .await
         .map_err(db_err)?;

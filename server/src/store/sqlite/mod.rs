@@ -161,6 +161,7 @@ impl Store for SqliteStore {
                     runs::mark_alive(&mut tx, *at_ms, run_ids).await?;
                 }
                 Record::Audit { at_ms, entry } => audit::insert(&mut *tx, *at_ms, entry).await?,
+                Record::TokenRevoked(t) => users::insert_revocation(&mut *tx, t).await?,
             }
         }
         tx.commit().await.map_err(db_err)

@@ -15,8 +15,8 @@ const ALIVE_CHUNK: usize = 500;
 /// journal), in the records transaction.
 pub(super) async fn insert_if_new(conn: &mut SqliteConnection, run: &NewRun) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO runs (id, user_id, path, mode, started_at_ms, last_seen_ms) \
-         SELECT ?1, ?2, ?3, ?4, ?5, ?5 WHERE EXISTS (SELECT 1 FROM users WHERE id = ?2) \
+        "INSERT INTO runs (id, user_id, path, mode, started_at_ms, last_seen_ms, instance_id) \
+         SELECT ?1, ?2, ?3, ?4, ?5, ?5, ?6 WHERE EXISTS (SELECT 1 FROM users WHERE id = ?2) \
          ON CONFLICT (id) DO NOTHING",
     )
     .bind(&run.id)
@@ -24,6 +24,7 @@ pub(super) async fn insert_if_new(conn: &mut SqliteConnection, run: &NewRun) -> 
     .bind(&run.path)
     .bind(run.mode.as_str())
     .bind(run.started_at_ms)
+    .bind(&run.instance)
     .execute(conn)
     .await
     .map_err(db_err)?;
@@ -84,8 +85,8 @@ pub(super) async fn mark_alive(
 impl Runs for SqliteStore {
     async fn insert_run(&self, run: NewRun) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO runs (id, user_id, path, mode, started_at_ms, last_seen_ms) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO runs (id, user_id, path, mode, started_at_ms, last_seen_ms, instance_id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(run.id)
         .bind(run.user_id)
@@ -93,6 +94,7 @@ impl Runs for SqliteStore {
         .bind(run.mode.as_str())
         .bind(run.started_at_ms)
         .bind(run.started_at_ms)
+        .bind(run.instance)
         .execute(&self.pool)
         .await
         .map_err(db_err)?;
@@ -117,12 +119,13 @@ impl Runs for SqliteStore {
         Ok(rows.into_iter().map(RunRecord::from).collect())
     }
 
-    async fn close_dangling_runs(&self) -> StoreResult<u64> {
+    async fn close_dangling_runs(&self, instance: &str) -> StoreResult<u64> {
         let done = sqlx::query(
             "UPDATE runs SET ended_at_ms = COALESCE(last_seen_ms, started_at_ms), reason = ? \
-             WHERE ended_at_ms IS NULL",
+             WHERE ended_at_ms IS NULL AND (instance_id = ? OR instance_id IS NULL)",
         )
         .bind(EndReason::ServerShutdown.as_str())
+        .bind(instance)
         .execute(&self.pool)
         .await
         .map_err(db_err)?;
