@@ -113,4 +113,7 @@ pub mod close_codes {
     pub const TOO_SLOW: u16 = 4010;
     /// An admin ended the connection.
     pub const KICKED: u16 = 4011;
+    /// The user opened more WebSockets than allowed (`CAMPUS_WS_PER_USER`):
+    /// this one, the oldest, was closed. Not reconnected automatically.
+    pub const TOO_MANY_CONNECTIONS: u16 = 4012;
 }

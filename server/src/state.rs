@@ -12,10 +12,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::account_status::AccountStatus;
-use crate::auth::login_limit::LoginLimiter;
+use crate::auth::login_guard::LoginGuard;
 use crate::auth::TokenKeys;
 use crate::config::ServeArgs;
+use crate::conn::ConnLimits;
 use crate::error::AppError;
+use crate::http::origin::OriginPolicy;
 use crate::hub::Hub;
 use crate::records::Records;
 use crate::sandbox::Sandbox;
@@ -34,8 +36,12 @@ pub struct AppState {
     pub records: Records,
     /// JWT keys.
     pub keys: TokenKeys,
-    /// Login brute-force limiter.
-    pub login_limiter: LoginLimiter,
+    /// Login limiting: backoff per username and address, device cookies.
+    pub login_guard: LoginGuard,
+    /// Connection limits (per address before authentication, per user, in total).
+    pub conns: Arc<ConnLimits>,
+    /// Which browser origins may use a cookie; `Secure` cookies.
+    pub origins: OriginPolicy,
     /// Last known account states for the heartbeat re-check (refreshed in the background).
     pub accounts: Arc<AccountStatus>,
     /// Concurrent password hashes (each costs 19 MiB and a core for ~20 ms):
@@ -61,7 +67,7 @@ pub struct AppState {
     pub ready: tokio::sync::Mutex<Option<(Instant, bool)>>,
     /// Limits announced in `hello`.
     pub limits: Limits,
-    /// Allowed browser origins (empty: only the server's own origin).
+    /// Extra browser origins allowed for CORS (`CAMPUS_ALLOWED_ORIGINS`).
     pub allowed_origins: Vec<String>,
 }
 

@@ -42,7 +42,15 @@ export type ConnState =
   | { kind: "connecting"; attempt: number }
   | { kind: "open" }
   | { kind: "reconnecting"; attempt: number; retryAt: number; lastCode?: number }
-  | { kind: "closed"; reason: "logged_out" | "unauthorized" | "kicked" };
+  | { kind: "closed"; reason: CloseReason };
+
+/**
+ * Why the connection stopped for good: logged out here, the session ended
+ * (4001), an administrator ended it (4011), or the account opened more
+ * connections than the server allows and this, the oldest, was closed (4012;
+ * not retried, or two tabs would keep closing each other).
+ */
+export type CloseReason = "logged_out" | "unauthorized" | "kicked" | "replaced";
 
 /** Backoff parameters. */
 export interface BackoffOptions {
@@ -198,7 +206,7 @@ export class Connection {
   }
 
   /** Close for good (logout, or leaving the view). */
-  close(reason: "logged_out" | "unauthorized" | "kicked" = "logged_out"): void {
+  close(reason: CloseReason = "logged_out"): void {
     this.stopped = true;
     if (this.retryTimer !== null) this.timers.clearTimeout(this.retryTimer);
     this.retryTimer = null;
@@ -273,6 +281,10 @@ export class Connection {
       }
       if (ev.code === 4011) {
         this.close("kicked");
+        return;
+      }
+      if (ev.code === 4012) {
+        this.close("replaced");
         return;
       }
       if (!gotHello && this.opts.checkAuth) {

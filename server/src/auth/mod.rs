@@ -1,8 +1,8 @@
-//! Authentication: argon2id passwords, HS256 JWTs, the login brute-force limiter,
+//! Authentication: argon2id passwords, HS256 JWTs, the login guard (brute-force limits, device cookies),
 //! and resolving a request's credentials (Bearer header or cookie) to a user.
 
 pub mod account_status;
-pub mod login_limit;
+pub mod login_guard;
 pub mod password;
 pub mod token;
 

@@ -2,15 +2,17 @@
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use campus_protocol::{ErrorCode, UserInfo};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 use super::AuthUser;
+use crate::auth::login_guard::{self, Refusal};
 use crate::auth::{password, COOKIE_NAME};
+use crate::conn::ConnHandle;
 use crate::error::AppError;
 use crate::state::SharedState;
 use crate::store::NewAudit;
@@ -51,12 +53,16 @@ const DISK_FULL_WARNING: &str = "The server's disk is full, so it cannot accept 
      now: saving files may fail until an administrator frees space. You can still open and \
      read your files, and your edits are kept in this browser meanwhile.";
 
-/// Check credentials, issue a token and set the session cookie.
+/// Check credentials, issue a token and set the session cookie (and a fresh
+/// device cookie, see [`crate::auth::login_guard`]).
 pub async fn login(
     State(state): State<SharedState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    conn: Option<Extension<ConnHandle>>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
+    require_json(&headers)?;
     let req: LoginRequest = serde_json::from_slice(&body).map_err(|e| {
         AppError::new(
             ErrorCode::BadRequest,
@@ -77,13 +83,27 @@ pub async fn login(
         detail: None,
         ip: Some(ip.to_string()),
     };
+    let refused = |r: Refusal| {
+        // Once per backoff step: hammering during a wait writes nothing.
+        if r.first {
+            state.records.audit(audit("login.rate_limited", None));
+        }
+        AppError::rate_limited("failed login attempts", r.wait)
+    };
     // Audit entries go to the background writer: the only database call a
     // login waits for is the account lookup.
-    if let Err(wait) = state.login_limiter.check(&req.username, ip) {
-        state.records.audit(audit("login.rate_limited", None));
-        return Err(AppError::rate_limited("login attempts", wait));
-    }
-    let user = state.store.user_by_username(&req.username).await?;
+    let device = login_guard::device_cookie(&headers);
+    let attempt = state
+        .login_guard
+        .begin(&req.username, ip, device.as_deref())
+        .map_err(refused)?;
+    let user = match state.store.user_by_username(&req.username).await {
+        Ok(u) => u,
+        Err(e) => {
+            state.login_guard.abandoned(&attempt);
+            return Err(e.into());
+        }
+    };
     let hash = user
         .as_ref()
         .map(|u| u.password_hash.clone())
@@ -94,22 +114,30 @@ pub async fn login(
         .acquire()
         .await
         .map_err(AppError::internal)?;
+    state.login_guard.recheck(&attempt).map_err(refused)?;
     let ok = tokio::task::spawn_blocking(move || password::verify(&pw, &hash))
         .await
         .map_err(AppError::internal)?;
     let user = match user {
         Some(u) if ok && !u.disabled => u,
         Some(u) if ok => {
+            // Counted like a wrong password: the answer must not tell them apart.
+            state.login_guard.failed(&attempt);
             state.records.audit(audit("login.disabled", Some(u.id)));
             return Err(AppError::new(ErrorCode::Unauthorized, BAD_CREDENTIALS));
         }
         other => {
+            state.login_guard.failed(&attempt);
             state
                 .records
                 .audit(audit("login.failed", other.map(|u| u.id)));
             return Err(AppError::new(ErrorCode::Unauthorized, BAD_CREDENTIALS));
         }
     };
+    let device_cookie = state.login_guard.succeeded(&attempt);
+    if let Some(Extension(conn)) = &conn {
+        conn.authenticated(user.id);
+    }
     let (token, exp) = state
         .keys
         .issue(user.id, &user.username, user.role)
@@ -130,7 +158,7 @@ pub async fn login(
     let cookie = session_cookie(
         &token,
         state.keys.ttl().as_secs(),
-        state.cfg.is_production(),
+        state.origins.secure_cookies(),
     );
     let body = LoginResponse {
         token,
@@ -143,22 +171,50 @@ pub async fn login(
         warning,
     };
     let mut resp = Json(body).into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        resp.headers_mut().insert(header::SET_COOKIE, v);
+    for c in std::iter::once(cookie).chain(device_cookie) {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
     }
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
 }
 
-/// Clear the session cookie.
-pub async fn logout(State(state): State<SharedState>) -> Response {
-    let mut headers = HeaderMap::new();
-    let cookie = session_cookie("", 0, state.cfg.is_production());
+/// Clear the session cookie. JSON only, like login: a cross-site form must
+/// not be able to log a student out.
+pub async fn logout(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    require_json(&headers)?;
+    let mut out = HeaderMap::new();
+    let cookie = session_cookie("", 0, state.origins.secure_cookies());
     if let Ok(v) = HeaderValue::from_str(&cookie) {
-        headers.insert(header::SET_COOKIE, v);
+        out.insert(header::SET_COOKIE, v);
     }
-    (headers, Json(serde_json::json!({"ok": true}))).into_response()
+    Ok((out, Json(serde_json::json!({"ok": true}))).into_response())
+}
+
+/// State-changing JSON endpoints take only `Content-Type: application/json`:
+/// an HTML form on another site can send only form encodings and
+/// `text/plain` (login CSRF), and a script there cannot send JSON without a
+/// CORS preflight, which fails. Anything else is `415` with `bad_request`.
+fn require_json(headers: &HeaderMap) -> Result<(), AppError> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    if json {
+        return Ok(());
+    }
+    let mut e = AppError::new(
+        ErrorCode::BadRequest,
+        "send this request as JSON (Content-Type: application/json)",
+    );
+    e.http_status = Some(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    Err(e)
 }
 
 /// The logged-in user (lets a reloaded page know the cookie is still good).
@@ -166,7 +222,7 @@ pub async fn me(AuthUser(user): AuthUser) -> Json<UserInfo> {
     Json(user)
 }
 
-/// HttpOnly, SameSite=Strict cookie; `Secure` in production (served over TLS there).
+/// HttpOnly, SameSite=Strict cookie; `Secure` when the public URL is `https://`.
 fn session_cookie(token: &str, max_age: u64, secure: bool) -> String {
     let secure = if secure { "; Secure" } else { "" };
     format!("{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")

@@ -7,6 +7,7 @@ use axum::http::request::Parts;
 use campus_protocol::{ErrorCode, UserInfo};
 
 use crate::auth::{self, AuthError};
+use crate::conn::ConnHandle;
 use crate::error::AppError;
 use crate::state::SharedState;
 
@@ -23,6 +24,7 @@ impl FromRequestParts<SharedState> for AuthUser {
         match auth::authenticate(&state.keys, &state.store, &token).await {
             Ok((user, _)) => {
                 state.accounts.remember(&user);
+                mark_authenticated(parts, user.id);
                 Ok(AuthUser(user))
             }
             // The database cannot be asked: a user with a live connection keeps
@@ -34,11 +36,22 @@ impl FromRequestParts<SharedState> for AuthUser {
                 .ok()
                 .and_then(|claims| state.accounts.last_known(&claims))
                 .filter(|user| state.hub.is_connected(user.id))
-                .map(AuthUser)
+                .map(|user| {
+                    mark_authenticated(parts, user.id);
+                    AuthUser(user)
+                })
                 .ok_or_else(|| e.into()),
             Err(AuthError::Store(e)) => Err(e.into()),
             Err(e) => Err(AppError::new(ErrorCode::Unauthorized, e.to_string())),
         }
+    }
+}
+
+/// The request proved `user_id`: its connection leaves the unauthenticated
+/// limits (see [`crate::conn`]).
+fn mark_authenticated(parts: &Parts, user_id: i64) {
+    if let Some(conn) = parts.extensions.get::<ConnHandle>() {
+        conn.authenticated(user_id);
     }
 }
 

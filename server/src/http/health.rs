@@ -38,6 +38,7 @@ pub async fn readyz(State(state): State<SharedState>) -> impl IntoResponse {
         "sandbox": sandbox,
         "disk": disk,
         "connections": state.hub.connection_count(),
+        "sockets": state.conns.stats(),
     });
     let status = if ready {
         StatusCode::OK

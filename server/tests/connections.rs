@@ -1,0 +1,277 @@
+//! One client cannot take the server's connections away from everyone else
+//! (issue 12, section 1), against a real server on loopback with small caps:
+//! hundreds of idle and half-sent-header connections without logging in, and
+//! a logged-in student opening dozens of WebSockets, while another student
+//! keeps saving (WebSocket and HTTP) and running; the timeouts close what the
+//! attacker left; a classroom behind one address all connects; at the cap
+//! the server says `busy` instead of leaving connections hanging.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use campus_protocol::{close_codes, ClientMsg, Role, ServerMsg};
+use campus_server::store::NewUser;
+use support::class;
+use support::db::test_databases;
+use support::server::{connect_to, wait_limit, TestServer, WsClient};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// Students created straight in the store with one shared hash (argon2 is
+/// slow in a debug build), with tokens from the server's own keys.
+async fn students(server: &TestServer, prefix: &str, n: usize) -> Vec<(i64, String)> {
+    let hash = campus_server::auth::password::hash("password-123").unwrap();
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let name = format!("{prefix}{i}");
+        let u = server
+            .store
+            .create_user(NewUser {
+                username: name.clone(),
+                password_hash: hash.clone(),
+                role: Role::Student,
+            })
+            .await
+            .unwrap();
+        let (token, _) = server
+            .state()
+            .keys
+            .issue(u.id, &name, Role::Student)
+            .unwrap();
+        out.push((u.id, token));
+    }
+    out
+}
+
+/// A raw TCP connection to the server from the loopback address `from`.
+async fn raw(server: &TestServer, from: [u8; 4]) -> TcpStream {
+    let s = TcpSocket::new_v4().unwrap();
+    s.bind(SocketAddr::from((from, 0))).unwrap();
+    s.connect(server.addr).await.unwrap()
+}
+
+/// True once the server has closed `s` (EOF or reset) before `deadline`,
+/// reading and discarding whatever it sent first (e.g. a `408`).
+async fn closed_by_server(s: &mut TcpStream, deadline: tokio::time::Instant) -> bool {
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Wait (bounded) until `pred` holds.
+async fn eventually(what: &str, mut pred: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + wait_limit();
+    while !pred() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn http_put(server: &TestServer, token: &str, path: &str, body: &str) -> u16 {
+    reqwest::Client::new()
+        .put(server.url(&format!("/api/files/{path}")))
+        .bearer_auth(token)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+const LOOPBACK: [u8; 4] = [127, 0, 0, 1];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attacker_cannot_starve_a_logged_in_student() {
+    for db in test_databases().await {
+        let server = TestServer::start(&db.url, |a| {
+            a.conns.max_connections = 300;
+            a.conns.max_unauth_connections = 100;
+            a.conns.max_unauth_per_address = 50;
+            a.conns.ws_per_user = 4;
+            a.conns.header_read_timeout_secs = 3;
+            a.conns.unauth_idle_secs = 3;
+        })
+        .await;
+        let b = db.backend;
+        let users = students(&server, "s", 2).await;
+        let (vic_token, (mal_id, mal_token)) = (users[0].1.clone(), users[1].clone());
+        let mut vic = server.connect(&vic_token).await;
+        class::save(&mut vic, "ask.py", class::ASK, None).await;
+
+        // Without logging in: idle connections and half-sent headers from
+        // one address, and idle ones from three more.
+        let mut attack: Vec<TcpStream> = Vec::new();
+        for i in 0..250 {
+            let mut s = raw(&server, LOOPBACK).await;
+            if i % 5 < 2 {
+                s.write_all(b"GET / HTTP/1.1\r\nHost: campus\r\nX-Slow: ")
+                    .await
+                    .unwrap();
+            }
+            attack.push(s);
+        }
+        for from in [[127, 0, 0, 3], [127, 0, 0, 4], [127, 0, 0, 5]] {
+            for _ in 0..50 {
+                attack.push(raw(&server, from).await);
+            }
+        }
+        // The caps held: the oldest unauthenticated connections were closed
+        // to make room, of that address first.
+        let conns = &server.state().conns;
+        eventually("the unauthenticated caps hold", || {
+            let s = conns.stats();
+            s.unauthenticated <= 100
+                && conns.unauth_of(IpAddr::from(LOOPBACK)) <= 50
+                && s.total <= 300 + 16
+        })
+        .await;
+        assert!(conns.stats().evicted > 0, "[{b}] {:?}", conns.stats());
+
+        // A logged-in student with one token opens many WebSockets: each one
+        // past the cap (4) closes that student's oldest.
+        let mut mals: Vec<WsClient> = Vec::new();
+        for _ in 0..20 {
+            mals.push(connect_to(&server.ws_url(), &mal_token).await);
+        }
+        assert_eq!(conns.websockets_of(mal_id), 4, "[{b}]");
+        for c in &mut mals[..16] {
+            assert_eq!(
+                c.closed().await,
+                Some(close_codes::TOO_MANY_CONNECTIONS),
+                "[{b}]"
+            );
+        }
+        for c in &mut mals[16..] {
+            class::ping(c).await;
+        }
+
+        // Meanwhile the other student, from the attacker's very address,
+        // keeps working: the open WebSocket saves and runs; a new WebSocket
+        // and an HTTP upload get in.
+        class::timed("save on the open socket", async {
+            class::save(&mut vic, "a.txt", "one", None).await
+        })
+        .await;
+        class::ask_run(&mut vic, "Ada").await;
+        let mut again = class::timed("a new WebSocket", server.connect(&vic_token)).await;
+        class::timed("save on the new socket", async {
+            class::save(&mut again, "b.txt", "two", None).await
+        })
+        .await;
+        let put = class::timed(
+            "an HTTP upload",
+            http_put(&server, &vic_token, "c.txt", "three"),
+        )
+        .await;
+        assert_eq!(put, 201, "[{b}]");
+
+        // What the attacker still holds is closed by the header and idle
+        // timeouts (3 s), none of it by the client.
+        let mut open = 0;
+        let deadline = tokio::time::Instant::now() + wait_limit();
+        for s in &mut attack {
+            if !closed_by_server(s, deadline).await {
+                open += 1;
+            }
+        }
+        assert_eq!(open, 0, "[{b}] attacker connections left open");
+        eventually("no unauthenticated connection is left", || {
+            conns.stats().unauthenticated == 0
+        })
+        .await;
+        // The student's authenticated sockets were not touched.
+        class::ping(&mut vic).await;
+        class::ping(&mut again).await;
+        server.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_classroom_behind_one_address_all_connects() {
+    let db = test_databases().await.remove(0);
+    let server = TestServer::start(&db.url, |a| {
+        a.conns.max_connections = 400;
+        a.conns.max_unauth_connections = 40;
+        a.conns.max_unauth_per_address = 20;
+    })
+    .await;
+    let class = students(&server, "pupil", 300).await;
+    let url = server.ws_url();
+    // Arriving a few at a time, as a class does, all from 127.0.0.1.
+    let clients: Vec<WsClient> = {
+        use futures_util::StreamExt;
+        futures_util::stream::iter(class.iter().map(|(_, t)| connect_to(&url, t)))
+            .buffer_unordered(8)
+            .collect()
+            .await
+    };
+    let conns = &server.state().conns;
+    let s = conns.stats();
+    assert_eq!(clients.len(), 300);
+    assert_eq!(s.websockets, 300, "{s:?}");
+    assert_eq!(conns.unauth_of(IpAddr::from(LOOPBACK)), 0);
+    assert_eq!(s.evicted, 0, "{s:?}");
+    // Every one of them is live.
+    let mut clients = clients;
+    for c in clients.iter_mut().step_by(30) {
+        class::ping(c).await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_cap_the_server_answers_busy_at_once() {
+    let db = test_databases().await.remove(0);
+    let server = TestServer::start(&db.url, |a| {
+        a.conns.max_connections = 64;
+        a.conns.ws_per_user = 4;
+    })
+    .await;
+    let users = students(&server, "full", 16).await;
+    let mut held = Vec::new();
+    for (_, token) in &users {
+        for _ in 0..4 {
+            held.push(server.connect(token).await);
+        }
+    }
+    let conns = &server.state().conns;
+    assert_eq!(conns.stats().total, 64);
+    // Every slot is an authenticated connection: a newcomer gets a clear
+    // refusal straight away, not a connection left hanging.
+    let mut s = raw(&server, LOOPBACK).await;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: campus\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    tokio::time::timeout(wait_limit(), s.read_to_string(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        reply.starts_with("HTTP/1.1 503") && reply.contains(r#""code":"busy""#),
+        "{reply}"
+    );
+    assert!(reply.contains("retry-after: 5"), "{reply}");
+    assert!(conns.stats().refused >= 1);
+    // A student logging out frees a slot for the next one.
+    drop(held.pop());
+    eventually("a slot is free", || conns.stats().total < 64).await;
+    let r = reqwest::get(server.url("/healthz")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let m = held[0].request(|id| ClientMsg::Ping { id }).await;
+    assert!(matches!(m, ServerMsg::Pong { .. }));
+    server.stop().await;
+}
