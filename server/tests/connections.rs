@@ -275,3 +275,196 @@ async fn at_the_cap_the_server_answers_busy_at_once() {
     assert!(matches!(m, ServerMsg::Pong { .. }));
     server.stop().await;
 }
+
+/// A `campus serve` child process with its own descriptor limit.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The server's `/readyz` connection counts.
+async fn sockets(base: &str) -> serde_json::Value {
+    let r: serde_json::Value = reqwest::get(format!("{base}/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["sockets"].clone()
+}
+
+/// The verified attack, as it was made: more idle and half-sent-header
+/// connections than the server has file descriptors, against the real
+/// binary with its caps left to be derived from its open-files limit
+/// (2,048: 4,000 attacking sockets are twice that). Before the limits this
+/// ran the server out of descriptors (`accept error: Too many open files`)
+/// and a logged-in student's save timed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_idle_connections_than_descriptors_leave_the_student_served() {
+    const BIN: &str = env!("CARGO_BIN_EXE_campus");
+    const SERVER_NOFILE: u64 = 2048;
+    const ATTACK: usize = 4000;
+    // This process holds the attacker's ends: make sure it may.
+    let (soft, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    let want = (ATTACK as u64 + 2048).min(hard);
+    if soft < want {
+        nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, want, hard)
+            .unwrap();
+    }
+    assert!(
+        want >= ATTACK as u64 + 1024,
+        "hard open-files limit {hard} too low for the test"
+    );
+
+    for db in test_databases().await {
+        let b = db.backend;
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let base = format!("http://127.0.0.1:{port}");
+        let env = |c: &mut std::process::Command| {
+            c.env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("CAMPUS_DATA_DIR", dir.path())
+                .env("CAMPUS_DATABASE_URL", &db.url)
+                .env("CAMPUS_LOG", "warn")
+                .env(
+                    "CAMPUS_CGROUP_GROUP",
+                    format!("campus-test-{}", uuid::Uuid::new_v4().simple()),
+                )
+                // Shorter than the defaults (10 s) so the test ends sooner;
+                // the caps are the ones derived from the limit.
+                .env("CAMPUS_HEADER_READ_TIMEOUT_SECS", "3")
+                .env("CAMPUS_UNAUTH_IDLE_SECS", "3");
+        };
+        let mut add = std::process::Command::new(BIN);
+        env(&mut add);
+        let mut add = add
+            .args(["user", "add", "--username", "vic", "--role", "student"])
+            .arg("--password-stdin")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write as _;
+            let mut stdin = add.stdin.take().unwrap();
+            stdin.write_all(b"vics-password-123\n").unwrap();
+        }
+        assert!(add.wait().unwrap().success(), "[{b}] user add");
+
+        let mut serve = std::process::Command::new("prlimit");
+        env(&mut serve);
+        let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+        let serve = serve
+            .arg(format!("--nofile={SERVER_NOFILE}:{SERVER_NOFILE}"))
+            .arg("--")
+            .arg(BIN)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut child = Child(serve);
+        let deadline = tokio::time::Instant::now() + wait_limit() * 4;
+        loop {
+            if let Some(status) = child.0.try_wait().unwrap() {
+                let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+                panic!("[{b}] campus serve exited with {status}: {log}");
+            }
+            if let Ok(r) = reqwest::get(format!("{base}/readyz")).await {
+                if r.status() == 200 {
+                    break;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "[{b}] server never ready"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let s = sockets(&base).await;
+        // (2048 − the default reserve of 1024) / 2.
+        assert_eq!(s["max_connections"], 512, "[{b}] {s}");
+
+        let r = reqwest::Client::new()
+            .post(format!("{base}/api/auth/login"))
+            .json(&serde_json::json!({"username": "vic", "password": "vics-password-123"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "[{b}]");
+        let token = r.json::<serde_json::Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let ws_url = format!("ws://127.0.0.1:{port}/ws");
+        let mut vic = connect_to(&ws_url, &token).await;
+        class::save(&mut vic, "before.txt", "zero", None).await;
+
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut attack: Vec<TcpStream> = Vec::with_capacity(ATTACK);
+        for i in 0..ATTACK {
+            let from = [127, 0, 0, 1 + (i % 4) as u8];
+            let s = TcpSocket::new_v4().unwrap();
+            s.bind(SocketAddr::from((from, 0))).unwrap();
+            let mut s = s.connect(addr).await.unwrap();
+            if i % 5 < 2 {
+                // A refused or evicted connection may already be gone.
+                let _ = s
+                    .write_all(b"GET / HTTP/1.1\r\nHost: campus\r\nX-Slow: ")
+                    .await;
+            }
+            attack.push(s);
+        }
+
+        // The student is served while the attacker holds what it can.
+        class::timed("save on the open socket", async {
+            class::save(&mut vic, "during.txt", "one", None).await
+        })
+        .await;
+        let mut again = class::timed("a new WebSocket", connect_to(&ws_url, &token)).await;
+        class::timed("save on the new socket", async {
+            class::save(&mut again, "during2.txt", "two", None).await
+        })
+        .await;
+        let put = reqwest::Client::new()
+            .put(format!("{base}/api/files/upload.txt"))
+            .bearer_auth(&token)
+            .body("three")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.status(), 201, "[{b}]");
+        let s = sockets(&base).await;
+        assert_eq!(
+            s["accept_errors"], 0,
+            "[{b}] the server ran out of descriptors: {s}"
+        );
+        assert!(s["evicted"].as_u64().unwrap() > 0, "[{b}] {s}");
+        assert!(s["total"].as_u64().unwrap() <= 512 + 64, "[{b}] {s}");
+
+        // Everything the attacker holds is closed by the server.
+        let deadline = tokio::time::Instant::now() + wait_limit();
+        let mut open = 0;
+        for s in &mut attack {
+            if !closed_by_server(s, deadline).await {
+                open += 1;
+            }
+        }
+        assert_eq!(open, 0, "[{b}] attacker connections left open");
+        class::ping(&mut vic).await;
+        class::ping(&mut again).await;
+        let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+        assert!(!log.contains("Too many open files"), "[{b}] {log}");
+        drop(child);
+    }
+}
