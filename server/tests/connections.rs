@@ -445,6 +445,7 @@ async fn more_idle_connections_than_descriptors_leave_the_student_served() {
             .unwrap();
         assert_eq!(put.status(), 201, "[{b}]");
         let s = sockets(&base).await;
+        eprintln!("[{b}] after {ATTACK} attacking connections: {s}");
         assert_eq!(
             s["accept_errors"], 0,
             "[{b}] the server ran out of descriptors: {s}"
