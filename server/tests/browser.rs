@@ -229,6 +229,7 @@ async fn a_guesser_slows_down_but_cannot_lock_the_student_out() {
         .await;
         let b = db.backend;
         server.add_user("vic", "vics-password", Role::Student).await;
+        server.add_user("ned", "neds-password", Role::Student).await;
         let here = [127, 0, 0, 1];
         // The student logged in from her browser before: it holds a device cookie.
         let browser = client(here, true);
@@ -324,7 +325,6 @@ async fn a_guesser_slows_down_but_cannot_lock_the_student_out() {
             "[{b}] another address"
         );
         // Nor for a classmate at the attacker's address.
-        server.add_user("ned", "neds-password", Role::Student).await;
         assert_eq!(
             login(&client(here, false), &server, "ned", "neds-password")
                 .await
