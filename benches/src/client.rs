@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use campus_protocol::{frames, ClientMsg, ServerMsg};
+use campus_protocol::{ConnectionMsg, FileMsg, SessionMsg};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -67,7 +68,7 @@ impl Client {
             backlog: Default::default(),
         };
         match c.next_raw().await? {
-            Event::Msg(ServerMsg::Hello { .. }) => Ok(c),
+            Event::Msg(ServerMsg::Connection(ConnectionMsg::Hello { .. })) => Ok(c),
             other => bail!("expected hello, got {other:?}"),
         }
     }
@@ -138,18 +139,18 @@ impl Client {
 /// The `id` a reply carries.
 pub fn reply_id(m: &ServerMsg) -> Option<u64> {
     match m {
-        ServerMsg::Pong { id }
-        | ServerMsg::Error { id, .. }
-        | ServerMsg::Listing { id, .. }
-        | ServerMsg::Entry { id, .. }
-        | ServerMsg::File { id, .. }
-        | ServerMsg::Written { id, .. }
-        | ServerMsg::Deleted { id, .. }
-        | ServerMsg::Versions { id, .. }
-        | ServerMsg::Trash { id, .. }
-        | ServerMsg::RunStarted { id, .. }
-        | ServerMsg::RunEnded { id, .. }
-        | ServerMsg::Attached { id, .. } => *id,
+        ServerMsg::Connection(ConnectionMsg::Pong { id })
+        | ServerMsg::Connection(ConnectionMsg::Error { id, .. })
+        | ServerMsg::Files(FileMsg::Listing { id, .. })
+        | ServerMsg::Files(FileMsg::Entry { id, .. })
+        | ServerMsg::Files(FileMsg::File { id, .. })
+        | ServerMsg::Files(FileMsg::Written { id, .. })
+        | ServerMsg::Files(FileMsg::Deleted { id, .. })
+        | ServerMsg::Files(FileMsg::Versions { id, .. })
+        | ServerMsg::Files(FileMsg::Trash { id, .. })
+        | ServerMsg::Session(SessionMsg::RunStarted { id, .. })
+        | ServerMsg::Session(SessionMsg::RunEnded { id, .. })
+        | ServerMsg::Session(SessionMsg::Attached { id, .. }) => *id,
         _ => None,
     }
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use campus_protocol::{ClientMsg, Encoding, RunMode, ServerMsg};
+use campus_protocol::{ConnectionMsg, FileMsg, FileRequest, SessionMsg, SessionRequest};
 use serde_json::json;
 
 use crate::client::{login, Client, Event};
@@ -44,15 +45,15 @@ async fn student(
 
 async fn put(c: &mut Client, path: &str, code: &str) -> anyhow::Result<()> {
     let id = c.id();
-    let msg = ClientMsg::Write {
+    let msg = ClientMsg::Files(FileRequest::Write {
         id: Some(id),
         path: path.into(),
         content: code.into(),
         encoding: Encoding::Utf8,
         base_version: None,
-    };
+    });
     match c.request(id, &msg).await? {
-        ServerMsg::Written { .. } => Ok(()),
+        ServerMsg::Files(FileMsg::Written { .. }) => Ok(()),
         other => bail!("write failed: {other:?}"),
     }
 }
@@ -61,13 +62,13 @@ fn run_msg(c: &mut Client, path: &str, mode: RunMode) -> (u64, ClientMsg) {
     let id = c.id();
     (
         id,
-        ClientMsg::Run {
+        ClientMsg::Session(SessionRequest::Run {
             id: Some(id),
             path: path.into(),
             mode,
             cols: Some(120),
             rows: Some(40),
-        },
+        }),
     )
 }
 
@@ -81,12 +82,14 @@ async fn until_output(
         match c.next().await? {
             Event::Output(seq, bytes) => {
                 buf.extend_from_slice(&bytes);
-                c.send(&ClientMsg::Ack {
+                c.send(&ClientMsg::Session(SessionRequest::Ack {
                     seq: seq + bytes.len() as u64,
-                })
+                }))
                 .await?;
             }
-            Event::Msg(ServerMsg::Error { code, message, .. }) => bail!("{code}: {message}"),
+            Event::Msg(ServerMsg::Connection(ConnectionMsg::Error { code, message, .. })) => {
+                bail!("{code}: {message}")
+            }
             Event::Msg(_) => {}
         }
     }
@@ -96,14 +99,16 @@ async fn until_output(
 async fn until_ended(c: &mut Client) -> anyhow::Result<()> {
     loop {
         match c.next().await? {
-            Event::Msg(ServerMsg::RunEnded { .. }) => return Ok(()),
+            Event::Msg(ServerMsg::Session(SessionMsg::RunEnded { .. })) => return Ok(()),
             Event::Output(seq, bytes) => {
-                c.send(&ClientMsg::Ack {
+                c.send(&ClientMsg::Session(SessionRequest::Ack {
                     seq: seq + bytes.len() as u64,
-                })
+                }))
                 .await?
             }
-            Event::Msg(ServerMsg::Error { code, message, .. }) => bail!("{code}: {message}"),
+            Event::Msg(ServerMsg::Connection(ConnectionMsg::Error { code, message, .. })) => {
+                bail!("{code}: {message}")
+            }
             Event::Msg(_) => {}
         }
     }
@@ -218,10 +223,10 @@ pub async fn bench(p: Params) -> anyhow::Result<()> {
         buf.clear();
         let want = format!("{}", 1000 + i);
         let t = Instant::now();
-        c.send(&ClientMsg::Input {
+        c.send(&ClientMsg::Session(SessionRequest::Input {
             id: None,
             data: format!("{i}+1000\r"),
-        })
+        }))
         .await?;
         until_output(&mut c, &mut buf, |b| {
             let s = String::from_utf8_lossy(b);
@@ -236,7 +241,8 @@ pub async fn bench(p: Params) -> anyhow::Result<()> {
     ));
     let echo1 = echo_samples(&mut c, p.keys).await?;
     rows.push(("keystroke → echo (1 session)".into(), summarize(&echo1)));
-    c.send(&ClientMsg::Stop { id: None }).await?;
+    c.send(&ClientMsg::Session(SessionRequest::Stop { id: None }))
+        .await?;
     until_ended(&mut c).await?;
 
     // 3. keystroke → echo with N sessions typing (one key per 200 ms each).
@@ -255,7 +261,8 @@ pub async fn bench(p: Params) -> anyhow::Result<()> {
                 tokio::time::sleep(Duration::from_millis(150 + rand_ms(100))).await;
                 samples.extend(echo_samples(&mut c, 1).await?);
             }
-            c.send(&ClientMsg::Stop { id: None }).await?;
+            c.send(&ClientMsg::Session(SessionRequest::Stop { id: None }))
+                .await?;
             until_ended(&mut c).await?;
             anyhow::Ok(samples)
         }));
@@ -303,15 +310,15 @@ pub async fn bench(p: Params) -> anyhow::Result<()> {
                 if tail.len() > 64 {
                     tail.drain(..tail.len() - 64);
                 }
-                c.send(&ClientMsg::Ack {
+                c.send(&ClientMsg::Session(SessionRequest::Ack {
                     seq: seq + bytes.len() as u64,
-                })
+                }))
                 .await?;
                 if String::from_utf8_lossy(&tail).contains("DONE") {
                     break;
                 }
             }
-            Event::Msg(ServerMsg::RunEnded { ended, .. })
+            Event::Msg(ServerMsg::Session(SessionMsg::RunEnded { ended, .. }))
                 if !String::from_utf8_lossy(&tail).contains("DONE") =>
             {
                 bail!("flood ended early: {ended:?}")
@@ -352,7 +359,8 @@ pub async fn bench(p: Params) -> anyhow::Result<()> {
                "sandbox_pss_mb": (pss1 as f64 - pss0 as f64) / 1e6, "per_session_mb": per / 1e6}),
     );
     for mut c in idle {
-        c.send(&ClientMsg::Stop { id: None }).await?;
+        c.send(&ClientMsg::Session(SessionRequest::Stop { id: None }))
+            .await?;
         until_ended(&mut c).await?;
     }
 
@@ -378,10 +386,10 @@ async fn echo_samples(c: &mut Client, n: usize) -> anyhow::Result<Vec<Duration>>
     for i in 0..n {
         let ch = (b'a' + (i % 26) as u8) as char;
         let t = Instant::now();
-        c.send(&ClientMsg::Input {
+        c.send(&ClientMsg::Session(SessionRequest::Input {
             id: None,
             data: ch.to_string(),
-        })
+        }))
         .await?;
         let mut buf = Vec::new();
         until_output(c, &mut buf, |b| b.contains(&(ch as u8))).await?;
@@ -396,10 +404,10 @@ async fn echo_samples(c: &mut Client, n: usize) -> anyhow::Result<Vec<Duration>>
 
 /// Ctrl-U: erase the typed letters so the REPL never evaluates them.
 async fn clear_line(c: &mut Client) -> anyhow::Result<()> {
-    c.send(&ClientMsg::Input {
+    c.send(&ClientMsg::Session(SessionRequest::Input {
         id: None,
         data: "\u{15}".into(),
-    })
+    }))
     .await?;
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(

@@ -2,16 +2,33 @@
 //! terminal-output frame, the error codes shared by WebSocket and HTTP, and the
 //! protocol version. This crate does no I/O; both the server and the test/load
 //! clients depend on it so they cannot drift apart.
+//!
+//! Messages are grouped by domain, each group a module with its requests, its
+//! server messages and the value types they carry: [`files`], [`session`],
+//! [`connection`] (courses, assignments and admin will be further groups).
+//! [`ClientMsg`] and [`ServerMsg`] join the groups; on the wire each message is
+//! one tagged JSON object, as if the groups were a single enum.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod client;
+pub mod connection;
 pub mod error;
+pub mod files;
 pub mod frames;
 pub mod server;
+pub mod session;
 pub mod types;
+mod wire;
 
 pub use client::ClientMsg;
+pub use connection::{ConnectionMsg, ConnectionRequest, Limits};
 pub use error::{close_codes, ErrorCode};
+pub use files::{
+    ChangeKind, Encoding, EntryKind, FileEntry, FileMsg, FileRequest, TrashItem, VersionInfo,
+};
 pub use server::ServerMsg;
+pub use session::{EndReason, Phase, RunEnded, RunMode, SessionMsg, SessionRequest};
 pub use types::*;
 
 /// Version of this protocol, sent in the first `hello` message.

@@ -11,25 +11,46 @@ use std::path::PathBuf;
 use campus_protocol::*;
 use ts_rs::TS;
 
-/// One `export type X = ...;` declaration per wire type, in a stable order.
-fn declarations() -> Vec<String> {
+/// The declarations of each domain (`export type X = ...;`), in a stable order.
+fn domains() -> Vec<(&'static str, Vec<String>)> {
     vec![
-        ClientMsg::decl(),
-        ServerMsg::decl(),
-        ErrorCode::decl(),
-        Role::decl(),
-        UserInfo::decl(),
-        Limits::decl(),
-        EntryKind::decl(),
-        FileEntry::decl(),
-        Encoding::decl(),
-        VersionInfo::decl(),
-        TrashItem::decl(),
-        ChangeKind::decl(),
-        RunMode::decl(),
-        Phase::decl(),
-        EndReason::decl(),
-        RunEnded::decl(),
+        (
+            "Every message, and the connection itself (hello, ping/pong, error, shutdown)",
+            vec![
+                ClientMsg::decl(),
+                ServerMsg::decl(),
+                ConnectionRequest::decl(),
+                ConnectionMsg::decl(),
+                ErrorCode::decl(),
+                Role::decl(),
+                UserInfo::decl(),
+                Limits::decl(),
+            ],
+        ),
+        (
+            "Files: workspace operations, their replies and file_changed",
+            vec![
+                FileRequest::decl(),
+                FileMsg::decl(),
+                EntryKind::decl(),
+                FileEntry::decl(),
+                Encoding::decl(),
+                VersionInfo::decl(),
+                TrashItem::decl(),
+                ChangeKind::decl(),
+            ],
+        ),
+        (
+            "Session: runs, terminal input, attach and acks, and the session's events",
+            vec![
+                SessionRequest::decl(),
+                SessionMsg::decl(),
+                RunMode::decl(),
+                Phase::decl(),
+                EndReason::decl(),
+                RunEnded::decl(),
+            ],
+        ),
     ]
 }
 
@@ -49,13 +70,16 @@ fn render() -> String {
         frames::KIND_OUTPUT,
         frames::OUTPUT_HEADER_LEN
     ));
-    for d in declarations() {
-        // u64/i64 offsets and sizes stay far below 2^53 and JSON.parse yields
-        // numbers, so the client types them as `number`, not `bigint`.
-        let d = d.replace("bigint", "number");
-        out.push_str("export ");
-        out.push_str(d.trim());
-        out.push_str("\n\n");
+    for (domain, declarations) in domains() {
+        out.push_str(&format!("// --- {domain} ---\n\n"));
+        for d in declarations {
+            // u64/i64 offsets and sizes stay far below 2^53 and JSON.parse yields
+            // numbers, so the client types them as `number`, not `bigint`.
+            let d = d.replace("bigint", "number");
+            out.push_str("export ");
+            out.push_str(d.trim());
+            out.push_str("\n\n");
+        }
     }
     out.push_str(&format!(
         "/** Every error code, in documentation order. */\nexport const ERROR_CODES: ErrorCode[] = [{}];\n",

@@ -10,34 +10,38 @@ fn client_messages_parse_from_documented_json() {
     .expect("write parses");
     assert_eq!(
         m,
-        ClientMsg::Write {
+        ClientMsg::Files(FileRequest::Write {
             id: Some(7),
             path: "main.py".into(),
             content: "print(1)\n".into(),
             encoding: Encoding::Utf8,
             base_version: Some("abc".into())
-        }
+        })
     );
     assert_eq!(m.id(), Some(7));
-    assert!(m.is_file_op());
+    // File operations are their own group: the connection routes them to its file task.
+    assert!(matches!(m, ClientMsg::Files(_)));
     let run: ClientMsg =
         serde_json::from_str(r#"{"type":"run","id":1,"path":"a.py","mode":"hybrid"}"#)
             .expect("run");
-    assert!(!run.is_file_op());
+    assert!(matches!(
+        run,
+        ClientMsg::Session(SessionRequest::Run { .. })
+    ));
     assert!(serde_json::from_str::<ClientMsg>(r#"{"type":"nope","id":1}"#).is_err());
     assert_eq!(client::salvage_id(r#"{"type":"nope","id":9}"#), Some(9));
 }
 
 #[test]
 fn server_messages_serialize_tagged() {
-    let e = ServerMsg::Error {
+    let e = ServerMsg::Connection(ConnectionMsg::Error {
         id: Some(3),
         code: ErrorCode::RateLimited,
         message: "slow down".into(),
         retry_after_ms: Some(1500),
         current_version: None,
         request_id: None,
-    };
+    });
     let v: serde_json::Value = serde_json::to_value(&e).expect("ser");
     assert_eq!(v["type"], "error");
     assert_eq!(v["code"], "rate_limited");
@@ -49,7 +53,7 @@ fn server_messages_serialize_tagged() {
 
 #[test]
 fn run_ended_is_flattened() {
-    let m = ServerMsg::RunEnded {
+    let m = ServerMsg::Session(SessionMsg::RunEnded {
         id: None,
         ended: RunEnded {
             run_id: "r1".into(),
@@ -64,7 +68,7 @@ fn run_ended_is_flattened() {
             output_bytes: 0,
             message: "used more memory than the limit".into(),
         },
-    };
+    });
     let v = serde_json::to_value(&m).expect("ser");
     assert_eq!(v["type"], "run_ended");
     assert_eq!(v["reason"], "memory_limit");

@@ -319,7 +319,7 @@ pub async fn run(args: RunArgs) -> i32 {
 }
 
 async fn run_inner(args: RunArgs) -> anyhow::Result<i32> {
-    use crate::runner::{run_in_terminal, Runner, RunnerConfig};
+    use crate::runner::{run_in_terminal, Runner};
     use crate::sandbox::{Sandbox, SandboxConfig};
     use campus_protocol::{EndReason, RunMode, UserInfo};
     use std::sync::Arc;
@@ -365,8 +365,9 @@ async fn run_inner(args: RunArgs) -> anyhow::Result<i32> {
         .isolated()
         .then(|| sandbox.student_uid(user.id))
         .transpose()?;
-    workspaces.open(&key, uid.map(|u| (u, u)))?;
     let dir = workspaces.tree_path(&key)?;
+    // A cold open scans the whole tree: on a blocking thread.
+    tokio::task::spawn_blocking(move || workspaces.open(&key, uid.map(|u| (u, u)))).await??;
     // Run records go through the same background writer as the server's.
     let (store, health) = crate::store::guard(store);
     let records = crate::records::Records::start(
@@ -375,7 +376,7 @@ async fn run_inner(args: RunArgs) -> anyhow::Result<i32> {
         health,
     );
     let runner = Runner::new(
-        RunnerConfig::from_args(&args.limits),
+        args.limits.runner_config(),
         sandbox,
         Some(records.clone()),
         tokio_util::sync::CancellationToken::new(),
@@ -409,7 +410,6 @@ async fn run_inner(args: RunArgs) -> anyhow::Result<i32> {
 /// isolation is complete and the run passed.
 pub async fn sandbox_check(args: CheckArgs) -> i32 {
     use crate::runner::probe::{ProbeSetup, SandboxProbe};
-    use crate::runner::RunnerConfig;
     use crate::sandbox::{format_report, Sandbox, SandboxConfig};
     use std::sync::Arc;
 
@@ -453,7 +453,7 @@ pub async fn sandbox_check(args: CheckArgs) -> i32 {
     );
     let setup = ProbeSetup {
         sandbox: Arc::clone(&sandbox),
-        runner: RunnerConfig::from_args(&args.limits),
+        runner: args.limits.runner_config(),
         workspaces_root: root,
         server_addr: None,
     };

@@ -7,6 +7,47 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::runner::config as runner;
+use crate::sandbox;
+
+/// A secret from the configuration (the JWT signing key). Its `Debug` prints
+/// `<redacted>` and it has no `Display`, so logging the configuration (or
+/// anything holding it) never shows it; [`Secret::expose`] is the one way in.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Secret(s)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_string())
+    }
+}
+
 /// Where the data lives: shared by `serve`, `migrate`, `user …` and `run`.
 #[derive(Debug, Clone, Args)]
 pub struct StorageArgs {
@@ -32,6 +73,33 @@ pub struct StorageArgs {
 }
 
 impl RunLimitArgs {
+    /// The runner's settings (its plain struct; the runner knows nothing of clap).
+    pub fn runner_config(&self) -> crate::runner::RunnerConfig {
+        let d = crate::runner::RunnerConfig::default();
+        crate::runner::RunnerConfig {
+            limits: crate::sandbox::SandboxLimits {
+                memory_bytes: self.memory_limit_mb.max(1) << 20,
+                pids: self.pids_limit.max(1),
+                cpu_secs: self.cpu_time_limit_secs.max(1),
+                file_size_bytes: self.file_size_limit_mb.max(1) << 20,
+                disk_bytes: self.workspace_quota_mb.saturating_mul(1 << 20),
+                disk_entries: self.workspace_max_entries,
+                ..d.limits.clone()
+            },
+            script_max_age: Duration::from_secs(self.script_max_age_secs.max(1)),
+            repl_max_age: Duration::from_secs(self.repl_max_age_secs.max(1)),
+            output_limit_bytes: self.output_limit_mb.max(1) << 20,
+            detached_grace: Duration::from_secs(self.detached_grace_secs.max(1)),
+            reaper_interval: Duration::from_secs(self.reaper_interval_secs.max(1)),
+            max_concurrent_runs: self.max_concurrent_runs as usize,
+            batch_reserve_slots: self.batch_reserve_slots as usize,
+            batch_queue: self.batch_queue,
+            runs_per_min: self.runs_per_min.max(1),
+            python: self.python.clone(),
+            ..d
+        }
+    }
+
     /// The sandbox helper binary.
     pub fn helper_exe(&self) -> std::io::Result<PathBuf> {
         match &self.sandbox_helper {
@@ -232,25 +300,25 @@ impl StorageArgs {
 #[derive(Debug, Clone, Args)]
 pub struct RunLimitArgs {
     /// Wall-clock limit of the script phase, seconds.
-    #[arg(long, env = "CAMPUS_SCRIPT_MAX_AGE_SECS", default_value_t = 1800)]
+    #[arg(long, env = "CAMPUS_SCRIPT_MAX_AGE_SECS", default_value_t = runner::DEFAULT_SCRIPT_MAX_AGE_SECS)]
     pub script_max_age_secs: u64,
     /// Wall-clock limit of the REPL phase, seconds.
-    #[arg(long, env = "CAMPUS_REPL_MAX_AGE_SECS", default_value_t = 3600)]
+    #[arg(long, env = "CAMPUS_REPL_MAX_AGE_SECS", default_value_t = runner::DEFAULT_REPL_MAX_AGE_SECS)]
     pub repl_max_age_secs: u64,
     /// CPU-time limit of a run, seconds.
-    #[arg(long, env = "CAMPUS_CPU_TIME_LIMIT_SECS", default_value_t = 30)]
+    #[arg(long, env = "CAMPUS_CPU_TIME_LIMIT_SECS", default_value_t = sandbox::DEFAULT_CPU_SECS)]
     pub cpu_time_limit_secs: u64,
     /// Memory limit of a run, MiB (no swap).
-    #[arg(long, env = "CAMPUS_MEMORY_LIMIT_MB", default_value_t = 128)]
+    #[arg(long, env = "CAMPUS_MEMORY_LIMIT_MB", default_value_t = sandbox::DEFAULT_MEMORY_MIB)]
     pub memory_limit_mb: u64,
     /// Maximum processes/threads of a run.
-    #[arg(long, env = "CAMPUS_PIDS_LIMIT", default_value_t = 50)]
+    #[arg(long, env = "CAMPUS_PIDS_LIMIT", default_value_t = sandbox::DEFAULT_PIDS)]
     pub pids_limit: u64,
     /// Largest file a run may write, MiB.
-    #[arg(long, env = "CAMPUS_FILE_SIZE_LIMIT_MB", default_value_t = 10)]
+    #[arg(long, env = "CAMPUS_FILE_SIZE_LIMIT_MB", default_value_t = sandbox::DEFAULT_FILE_SIZE_MIB)]
     pub file_size_limit_mb: u64,
     /// Total output cap of a run, MiB.
-    #[arg(long, env = "CAMPUS_OUTPUT_LIMIT_MB", default_value_t = 50)]
+    #[arg(long, env = "CAMPUS_OUTPUT_LIMIT_MB", default_value_t = crate::execution::DEFAULT_OUTPUT_MIB)]
     pub output_limit_mb: u64,
     /// How long a session with nobody attached is kept for reattach, seconds.
     #[arg(long, env = "CAMPUS_DETACHED_GRACE_SECS", default_value_t = 300)]
@@ -258,11 +326,19 @@ pub struct RunLimitArgs {
     /// How often the reaper runs, seconds.
     #[arg(long, env = "CAMPUS_REAPER_INTERVAL_SECS", default_value_t = 300)]
     pub reaper_interval_secs: u64,
-    /// Maximum concurrently running sandboxes on this host (0 = derive from memory and CPUs).
+    /// Maximum concurrently running sandboxes on this host, interactive and
+    /// batch together (0 = derive from memory and CPUs).
     #[arg(long, env = "CAMPUS_MAX_CONCURRENT_RUNS", default_value_t = 0)]
     pub max_concurrent_runs: u32,
+    /// Sandbox slots batch work (grading, course jobs) always leaves free for
+    /// students' interactive runs (0 = a quarter of the slots, at least 1).
+    #[arg(long, env = "CAMPUS_BATCH_RESERVE_SLOTS", default_value_t = 0)]
+    pub batch_reserve_slots: u32,
+    /// Batch executions that may wait for a slot (beyond: `busy`).
+    #[arg(long, env = "CAMPUS_BATCH_QUEUE", default_value_t = runner::DEFAULT_BATCH_QUEUE)]
+    pub batch_queue: usize,
     /// Runs a user may start per minute.
-    #[arg(long, env = "CAMPUS_RUNS_PER_MIN", default_value_t = 10)]
+    #[arg(long, env = "CAMPUS_RUNS_PER_MIN", default_value_t = runner::DEFAULT_RUNS_PER_MIN)]
     pub runs_per_min: u32,
     /// Python interpreter inside the sandbox.
     #[arg(long, env = "CAMPUS_PYTHON", default_value = "/usr/bin/python3")]
@@ -374,7 +450,7 @@ pub struct ServeArgs {
     pub storage: StorageArgs,
     /// JWT signing secret (at least 32 bytes in production; generated in dev).
     #[arg(long, env = "CAMPUS_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<Secret>,
     /// `production` turns on strict checks (secrets, sandbox).
     #[arg(long = "env", env = "CAMPUS_ENV", default_value = "development")]
     pub environment: String,
@@ -588,6 +664,16 @@ mod tests {
     /// Defaults as `campus serve` parses them (no flags, no environment).
     fn defaults() -> ServeArgs {
         Serve::parse_from(["campus"]).serve
+    }
+
+    #[test]
+    fn the_jwt_secret_is_never_printed() {
+        let secret = "s3cr3t-0123456789-abcdefghij-klmnopq";
+        let args = Serve::parse_from(["campus", "--jwt-secret", secret]).serve;
+        assert_eq!(args.jwt_secret.as_ref().map(Secret::expose), Some(secret));
+        let shown = format!("{args:?} {args:#?}");
+        assert!(!shown.contains(secret), "{shown}");
+        assert!(shown.contains("Secret(<redacted>)"), "{shown}");
     }
 
     #[test]

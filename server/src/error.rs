@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use campus_protocol::ConnectionMsg;
 use campus_protocol::{ErrorCode, ServerMsg};
 use serde::Serialize;
 
@@ -93,14 +94,14 @@ impl AppError {
 
     /// As a WebSocket `error` message answering request `id`.
     pub fn to_msg(&self, id: Option<u64>) -> ServerMsg {
-        ServerMsg::Error {
+        ServerMsg::Connection(ConnectionMsg::Error {
             id,
             code: self.code,
             message: self.message.clone(),
             retry_after_ms: self.retry_after_ms(),
             current_version: self.current_version.clone(),
             request_id: self.request_id.clone(),
-        }
+        })
     }
 }
 
@@ -185,11 +186,14 @@ impl IntoResponse for AppError {
     }
 }
 
-/// A wait as `retry_after_ms`: rounded up (a client that waits exactly this
-/// long must be let in) and at least 1.
-pub fn retry_ms(wait: Duration) -> u64 {
-    (wait.as_micros().div_ceil(1000) as u64).max(1)
+/// A rate limit's refusal at the boundary: `rate_limited` + `retry_after_ms`.
+impl From<crate::ratelimit::Refused> for AppError {
+    fn from(r: crate::ratelimit::Refused) -> Self {
+        AppError::rate_limited(r.what, r.wait)
+    }
 }
+
+pub use crate::retry::retry_ms;
 
 #[cfg(test)]
 mod tests {

@@ -1,13 +1,15 @@
 //! The file service: the one path by which WebSocket and HTTP requests reach a
-//! workspace. It authorizes (auditing refusals), applies the per-user
-//! file-operation limit, runs the blocking `workspace-fs` call on the blocking
-//! pool, maps its errors to protocol codes, and tells the user's other
-//! connections what changed.
+//! workspace. It authorizes (auditing refusals through the record writer),
+//! applies the per-user file-operation limit, runs the blocking `workspace-fs`
+//! call on the blocking pool, maps its errors to protocol codes, and tells the
+//! user's other connections what changed (through the hub). It owns each of
+//! those dependencies; handlers hand it a user and a request.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use campus_protocol::FileMsg;
 use campus_protocol::{
     ChangeKind, EntryKind, ErrorCode, FileEntry, ServerMsg, TrashItem, UserInfo, VersionInfo,
 };
@@ -15,34 +17,46 @@ use workspace_fs::{FsError, Workspace, Workspaces};
 
 use crate::authz::{self, Action, Resource};
 use crate::error::AppError;
-use crate::state::AppState;
-use crate::store::NewAudit;
+use crate::hub::Hub;
+use crate::ratelimit::{KeyedRateLimit, MINUTE};
+use crate::records::Records;
+use crate::store::{DynStore, NewAudit};
 
-/// Owns the workspace registry.
+/// The workspaces of every user: the `workspace-fs` registry and the uid each
+/// user's tree belongs to.
 #[derive(Debug)]
-pub struct FileService {
+pub struct UserWorkspaces {
     workspaces: Workspaces,
     /// Per-student uid base when the sandbox runs students as their own uid.
     uid_base: Option<u32>,
 }
 
-impl FileService {
-    /// Open the registry under the data dir.
+impl UserWorkspaces {
+    /// The registry, with trees owned by `uid_base + user id` when given.
     pub fn new(workspaces: Workspaces, uid_base: Option<u32>) -> Self {
-        FileService {
+        UserWorkspaces {
             workspaces,
             uid_base,
         }
     }
 
-    /// The workspace of `owner` (created on first use, owned by their sandbox uid).
-    pub fn workspace(&self, owner: i64) -> Result<Arc<Workspace>, AppError> {
-        let uid = self
-            .uid_base
-            .map(|b| b.saturating_add(u32::try_from(owner).unwrap_or(0)));
+    /// The workspace of `owner` (created on first use, owned by their sandbox uid). Blocking:
+    /// a cold open scans the whole tree (async callers use [`FileService::workspace`]).
+    pub fn open(&self, owner: i64) -> Result<Arc<Workspace>, AppError> {
+        let uid = match self.uid_base {
+            Some(base) => Some(crate::sandbox::student_uid(base, owner).ok_or_else(|| {
+                AppError::internal(format!("no sandbox uid for user id {owner}"))
+            })?),
+            None => None,
+        };
         self.workspaces
             .open(&owner.to_string(), uid.map(|u| (u, u)))
             .map_err(map_fs_error)
+    }
+
+    /// `owner`'s workspace if it is open; never blocks.
+    pub fn get(&self, owner: i64) -> Option<Arc<Workspace>> {
+        self.workspaces.get(&owner.to_string())
     }
 
     /// Close the workspaces nobody has used for `idle` and nobody holds (blocking: closes
@@ -51,9 +65,21 @@ impl FileService {
         self.workspaces.evict_idle(idle)
     }
 
-    /// The workspaces currently open (used recently or in use), for periodic passes.
-    pub fn open_workspaces(&self) -> Vec<Arc<Workspace>> {
-        self.workspaces.cached()
+    /// Purge expired trash of every open workspace (blocking); returns items removed.
+    /// Workspaces not open are left closed: opening one purges its trash.
+    pub fn purge_expired_trash(&self) -> u64 {
+        let now = std::time::SystemTime::now();
+        self.workspaces
+            .cached()
+            .iter()
+            .map(|ws| match ws.purge_expired(now) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "trash purge failed");
+                    0
+                }
+            })
+            .sum()
     }
 
     /// Remove crash leftovers (temporary files) of the workspaces not open, until `deadline`
@@ -75,6 +101,125 @@ impl FileService {
         self.workspaces
             .tree_path(&owner.to_string())
             .map_err(map_fs_error)
+    }
+}
+
+/// What the file service is built from.
+#[derive(Debug)]
+pub struct FileDeps {
+    /// The workspaces (shared with the start-up sweep).
+    pub workspaces: Arc<UserWorkspaces>,
+    /// The database, behind its breaker (does a workspace's owner exist?).
+    pub store: DynStore,
+    /// Where refusals are audited.
+    pub records: Records,
+    /// Live connections (told about changes).
+    pub hub: Arc<Hub>,
+    /// File operations per user per minute (WebSocket and HTTP together).
+    pub ops_per_min: u32,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct FileService {
+    workspaces: Arc<UserWorkspaces>,
+    store: DynStore,
+    records: Records,
+    hub: Arc<Hub>,
+    ops: KeyedRateLimit<i64>,
+}
+
+impl FileService {
+    /// The service over its dependencies.
+    pub fn new(deps: FileDeps) -> Self {
+        FileService {
+            workspaces: deps.workspaces,
+            store: deps.store,
+            records: deps.records,
+            hub: deps.hub,
+            ops: KeyedRateLimit::keyed(deps.ops_per_min, MINUTE, "file operations"),
+        }
+    }
+
+    /// The workspaces, for periodic passes (eviction, trash purge, the start-up sweep).
+    pub fn workspaces(&self) -> &Arc<UserWorkspaces> {
+        &self.workspaces
+    }
+
+    /// The workspace of `owner` (created on first use, owned by their sandbox uid). An open
+    /// one is answered at once; a cold open (directories, a scan of the whole tree, the
+    /// temporaries and trash swept) runs on the blocking pool, and only waits for another
+    /// open of the same workspace.
+    pub async fn workspace(&self, owner: i64) -> Result<Arc<Workspace>, AppError> {
+        if let Some(ws) = self.workspaces.get(owner) {
+            return Ok(ws);
+        }
+        let workspaces = Arc::clone(&self.workspaces);
+        tokio::task::spawn_blocking(move || workspaces.open(owner))
+            .await
+            .map_err(AppError::internal)?
+    }
+
+    /// Host path of `owner`'s visible tree (what the sandbox mounts).
+    pub fn tree_path(&self, owner: i64) -> Result<PathBuf, AppError> {
+        self.workspaces.tree_path(owner)
+    }
+
+    /// Authorize `actor` to do `action` in `owner`'s workspace and count one file
+    /// operation. A refusal is written to the audit log.
+    pub async fn admit(
+        &self,
+        actor: &UserInfo,
+        owner: i64,
+        action: Action,
+        what: &str,
+        ip: Option<String>,
+    ) -> Result<(), AppError> {
+        if let Err(denied) = authz::authorize(actor, action, Resource::Workspace { owner }) {
+            let audit = NewAudit {
+                actor_id: Some(actor.id),
+                actor: Some(actor.username.clone()),
+                action: "files.forbidden".into(),
+                target: Some(format!("workspace:{owner}")),
+                detail: Some(what.chars().take(200).collect()),
+                ip,
+            };
+            // Written in the background: a refusal never waits for the database.
+            self.records.audit(audit);
+            tracing::warn!(owner, what, "cross-user file access refused");
+            return Err(denied.into());
+        }
+        self.ops.check_key(&actor.id)?;
+        // Never create a workspace for a user that does not exist.
+        if owner != actor.id && self.store.user_by_id(owner).await?.is_none() {
+            return Err(AppError::new(ErrorCode::NotFound, "no such user"));
+        }
+        Ok(())
+    }
+
+    /// Tell the owner's other connections about a change.
+    pub fn notify(
+        &self,
+        owner: i64,
+        by_connection: &str,
+        path: &str,
+        kind: ChangeKind,
+        version: Option<String>,
+        from: Option<String>,
+    ) {
+        let msg = ServerMsg::Files(FileMsg::FileChanged {
+            path: path.to_string(),
+            kind,
+            version,
+            from,
+            by_connection: by_connection.to_string(),
+        });
+        self.hub.send_to_user(owner, Some(by_connection), &msg);
+    }
+
+    /// Housekeeping: forget limiter keys back at full quota.
+    pub fn shrink(&self) {
+        self.ops.shrink();
     }
 }
 
@@ -105,49 +250,12 @@ pub fn map_fs_error(e: FsError) -> AppError {
         FsError::IsADirectory(p) => {
             AppError::new(ErrorCode::BadRequest, format!("{p} is a folder"))
         }
-        FsError::Io(e) if out_of_space(&e) => {
+        FsError::Io(e) if crate::disk::out_of_space(&e) => {
             AppError::insufficient_storage("nothing was saved (the file is unchanged)")
         }
         e @ FsError::Incomplete { .. } => AppError::new(ErrorCode::BadRequest, e.to_string()),
         other => AppError::internal(other),
     }
-}
-
-/// ENOSPC (the filesystem is full) or EDQUOT (the server's disk quota is spent).
-pub fn out_of_space(e: &std::io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
-}
-
-/// Authorize `actor` to do `action` in `owner`'s workspace and count one file
-/// operation. A refusal is written to the audit log.
-pub async fn admit(
-    state: &AppState,
-    actor: &UserInfo,
-    owner: i64,
-    action: Action,
-    what: &str,
-    ip: Option<String>,
-) -> Result<(), AppError> {
-    if let Err(denied) = authz::authorize(actor, action, Resource::Workspace { owner }) {
-        let audit = NewAudit {
-            actor_id: Some(actor.id),
-            actor: Some(actor.username.clone()),
-            action: "files.forbidden".into(),
-            target: Some(format!("workspace:{owner}")),
-            detail: Some(what.chars().take(200).collect()),
-            ip,
-        };
-        // Written in the background: a refusal never waits for the database.
-        state.records.audit(audit);
-        tracing::warn!(owner, what, "cross-user file access refused");
-        return Err(denied.into());
-    }
-    state.file_ops.check(actor.id)?;
-    // Never create a workspace for a user that does not exist.
-    if owner != actor.id && state.store.user_by_id(owner).await?.is_none() {
-        return Err(AppError::new(ErrorCode::NotFound, "no such user"));
-    }
-    Ok(())
 }
 
 /// Run a blocking workspace operation on the blocking pool.
@@ -160,26 +268,6 @@ where
         .await
         .map_err(AppError::internal)?
         .map_err(map_fs_error)
-}
-
-/// Tell the owner's other connections about a change.
-pub fn notify(
-    state: &AppState,
-    owner: i64,
-    by_connection: &str,
-    path: &str,
-    kind: ChangeKind,
-    version: Option<String>,
-    from: Option<String>,
-) {
-    let msg = ServerMsg::FileChanged {
-        path: path.to_string(),
-        kind,
-        version,
-        from,
-        by_connection: by_connection.to_string(),
-    };
-    state.hub.send_to_user(owner, Some(by_connection), &msg);
 }
 
 /// Wire form of an entry.

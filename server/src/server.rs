@@ -13,18 +13,18 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::account_status::AccountStatus;
 use crate::auth::login_guard::{LoginGuard, LoginRules};
-use crate::auth::{password, TokenKeys};
+use crate::auth::{password, AuthDeps, AuthService, TokenKeys};
 use crate::config::{self, ServeArgs};
 use crate::conn::{self, ConnConfig, ConnLimits};
-use crate::files::FileService;
+use crate::files::{FileDeps, FileService, UserWorkspaces};
 use crate::http::origin::OriginPolicy;
 use crate::hub::Hub;
+use crate::readiness::{DiskThresholds, Readiness, ReadinessInputs};
 use crate::records::{self, Records};
 use crate::runner::probe::{self, ProbeSetup, SandboxProbe};
 use crate::sandbox::{Sandbox, SandboxConfig};
-use crate::state::{AppState, KeyedLimiter, SharedState};
+use crate::state::{AppState, Settings, SharedState};
 use crate::store::{self, DynStore, NewAudit, NewUser};
 
 const MIB: u64 = 1024 * 1024;
@@ -39,7 +39,7 @@ const WORKSPACE_IDLE: Duration = Duration::from_secs(10 * 60);
 pub fn validate(args: &ServeArgs) -> anyhow::Result<()> {
     args.check_resolved()?;
     if args.is_production() {
-        config::validate_secret(args.jwt_secret.as_deref())?;
+        config::validate_secret(args.jwt_secret.as_ref().map(config::Secret::expose))?;
         config::ensure_data_dir(&args.storage.data_dir, false)?;
     } else {
         config::ensure_data_dir(&args.storage.data_dir, true)?;
@@ -72,7 +72,12 @@ pub fn validate(args: &ServeArgs) -> anyhow::Result<()> {
 
 /// The configured secret, or in development one generated once and kept in the data dir.
 pub fn jwt_secret(args: &ServeArgs) -> anyhow::Result<Vec<u8>> {
-    if let Some(s) = args.jwt_secret.as_deref().filter(|s| !s.trim().is_empty()) {
+    if let Some(s) = args
+        .jwt_secret
+        .as_ref()
+        .map(config::Secret::expose)
+        .filter(|s| !s.trim().is_empty())
+    {
         return Ok(s.trim().as_bytes().to_vec());
     }
     let path = args.storage.data_dir.join("jwt-secret");
@@ -182,6 +187,10 @@ pub struct Running {
     pub addr: SocketAddr,
     /// Shared state (tests inspect it).
     pub state: SharedState,
+    /// The database behind its breaker (tests inspect it; the drain closes it last).
+    pub store: DynStore,
+    /// The record writer (tests inspect it; the drain closes it).
+    pub records: Records,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
@@ -266,11 +275,16 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
         .report()
         .complete
         .then_some(args.run.sandbox_uid_base);
-    let files = Arc::new(FileService::new(workspaces, uid_base));
-    spawn_temp_sweep(&files);
+    let workspaces = Arc::new(UserWorkspaces::new(workspaces, uid_base));
+    // Every task of the server is tracked by this tracker and ends with
+    // this token (the runner's and the probe's tokens are its children).
+    let tracker = TaskTracker::new();
+    let shutdown = CancellationToken::new();
+    spawn_temp_sweep(&workspaces, &tracker);
 
-    let runner_config = crate::runner::RunnerConfig::from_args(&args.run);
-    let sandbox_probe = start_sandbox_probe(&args, &sandbox, &runner_config, &listener).await?;
+    let runner_config = args.run.runner_config();
+    let sandbox_probe =
+        start_sandbox_probe(&args, &sandbox, &runner_config, &listener, &shutdown).await?;
 
     // From here on the database is only reached through the breaker, and run
     // records only through the background writer.
@@ -284,15 +298,9 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
         runner_config,
         Arc::clone(&sandbox),
         Some(records.clone()),
-        CancellationToken::new(),
+        shutdown.clone(),
     );
-    let (accounts, account_rechecks) =
-        AccountStatus::new(Duration::from_millis(args.heartbeat_secs.max(1) * 500));
-    let accounts = Arc::new(accounts);
     let hub = Arc::new(Hub::default());
-    let tracker = TaskTracker::new();
-
-    let keys = TokenKeys::new(&secret, Duration::from_secs(args.token_ttl_secs.max(60)));
     let addr = listener.local_addr()?;
     let origins = OriginPolicy::new(args.public_url.as_deref(), &args.allowed_origins, addr)?;
     let conn_config = ConnConfig::resolve(&args.conns, conn::open_files_limit())?;
@@ -306,55 +314,79 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
         "connection limits"
     );
     let conns = ConnLimits::new(conn_config);
-    let login_guard = LoginGuard::new(
-        LoginRules::from_args(&args.login, origins.secure_cookies()),
-        &secret,
+    let auth = AuthService::start(
+        AuthDeps {
+            keys: TokenKeys::new(&secret, Duration::from_secs(args.token_ttl_secs.max(60))),
+            store: Arc::clone(&store),
+            db: Arc::clone(&db_health),
+            records: records.clone(),
+            hub: Arc::clone(&hub),
+            login_guard: LoginGuard::new(
+                LoginRules::from_args(&args.login, origins.secure_cookies()),
+                &secret,
+            ),
+            hash_slots: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            // Half a heartbeat keeps detection within about 1.5 heartbeats.
+            recheck_after: Duration::from_millis(args.heartbeat_secs.max(1) * 500),
+        },
+        &tracker,
+        shutdown.clone(),
     );
-    let shutdown = CancellationToken::new();
-    let state: SharedState = Arc::new(AppState {
-        limits: limits(&args),
-        hash_slots: tokio::sync::Semaphore::new(
-            std::thread::available_parallelism().map_or(2, |n| n.get()),
-        ),
-        login_guard,
-        conns: Arc::clone(&conns),
-        origins,
-        file_ops: KeyedLimiter::per_minute(args.file_ops_per_min, "file operations"),
-        accounts: Arc::clone(&accounts),
-        allowed_origins: args
-            .allowed_origins
-            .iter()
-            .filter(|o| !o.trim().is_empty())
-            .cloned()
-            .collect(),
-        keys,
+    let files = Arc::new(FileService::new(FileDeps {
+        workspaces,
+        store: Arc::clone(&store),
+        records: records.clone(),
+        hub: Arc::clone(&hub),
+        ops_per_min: args.file_ops_per_min,
+    }));
+    let readiness = Readiness::new(ReadinessInputs {
         store: Arc::clone(&store),
         db: db_health,
-        records,
-        hub: Arc::clone(&hub),
+        records: records.clone(),
         sandbox,
-        sandbox_probe,
+        probe: sandbox_probe,
+        disk: DiskThresholds {
+            data_dir: args.storage.data_dir.clone(),
+            min_free_bytes: args.disk_min_free_mb.saturating_mul(MIB),
+            min_free_inodes: args.disk_min_free_inodes,
+        },
+        hub: Arc::clone(&hub),
+        conns: Arc::clone(&conns),
+        shutdown: shutdown.clone(),
+    });
+    let state: SharedState = Arc::new(AppState {
+        auth,
         files,
         runner,
-        shutdown: shutdown.clone(),
-        tracker: tracker.clone(),
-        ready: tokio::sync::Mutex::new(None),
-        cfg: args,
+        hub,
+        conns: Arc::clone(&conns),
+        readiness,
+        settings: Settings::new(&args, limits(&args), origins),
+        shutdown,
+        tracker,
     });
-
-    tracker.spawn(accounts.refresher(account_rechecks, store, hub, shutdown.clone()));
 
     let app = crate::http::router(state.clone());
     let st = state.clone();
+    let grace = Duration::from_secs(args.shutdown_grace_secs.max(1));
+    let (db, writer) = (Arc::clone(&store), records.clone());
     let task = tokio::spawn(async move {
         spawn_housekeeping(&st);
-        let grace = Duration::from_secs(st.cfg.shutdown_grace_secs.max(1));
         conn::serve::serve(listener, app, conns, st.shutdown.clone(), grace).await;
-        drain(&st).await;
+        // Drain whatever ended the listener: runs are recorded and the
+        // pool closed.
+        st.shutdown.cancel();
+        drain(&st, grace, &db, &writer).await;
         Ok(())
     });
-    tracing::info!(%addr, backend = state.store.backend(), "campus is listening");
-    Ok(Running { addr, state, task })
+    tracing::info!(%addr, backend = store.backend(), "campus is listening");
+    Ok(Running {
+        addr,
+        state,
+        store,
+        records,
+        task,
+    })
 }
 
 /// The disk side of the sandbox (docs/security.md, "Storage"): find out
@@ -431,6 +463,7 @@ async fn start_sandbox_probe(
     sandbox: &Arc<Sandbox>,
     runner_config: &crate::runner::RunnerConfig,
     listener: &TcpListener,
+    shutdown: &CancellationToken,
 ) -> anyhow::Result<Arc<SandboxProbe>> {
     let setup = ProbeSetup {
         sandbox: Arc::clone(sandbox),
@@ -440,7 +473,7 @@ async fn start_sandbox_probe(
     };
     let max_age =
         (args.sandbox_probe_secs > 0).then(|| Duration::from_secs(args.sandbox_probe_secs));
-    let probe = SandboxProbe::start(setup, max_age, &CancellationToken::new()).await;
+    let probe = SandboxProbe::start(setup, max_age, shutdown).await;
     let report = probe.last();
     for c in &report.checks {
         if c.ok {
@@ -467,9 +500,8 @@ async fn start_sandbox_probe(
 }
 
 /// After the listener stops: let connections say goodbye, then close the pool.
-async fn drain(state: &SharedState) {
-    let grace = Duration::from_secs(state.cfg.shutdown_grace_secs.max(1));
-    if tokio::time::timeout(grace, state.sandbox_probe.shutdown())
+async fn drain(state: &SharedState, grace: Duration, store: &DynStore, records: &Records) {
+    if tokio::time::timeout(grace, state.readiness.probe().shutdown())
         .await
         .is_err()
     {
@@ -490,8 +522,8 @@ async fn drain(state: &SharedState) {
         tracing::warn!("some connections did not finish within the shutdown grace period");
     }
     // Run ends recorded by the runner's shutdown reach the database (or the journal).
-    state.records.close(grace).await;
-    state.store.close().await;
+    records.close(grace).await;
+    store.close().await;
     tracing::info!("shutdown complete");
 }
 
@@ -500,7 +532,7 @@ async fn drain(state: &SharedState) {
 /// are purged when they are next opened).
 fn spawn_housekeeping(state: &SharedState) {
     let st = state.clone();
-    tokio::spawn(async move {
+    state.tracker.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         let mut minutes = 0u64;
         let mut sockets = st.conns.stats();
@@ -508,20 +540,19 @@ fn spawn_housekeeping(state: &SharedState) {
             tokio::select! {
                 _ = st.shutdown.cancelled() => break,
                 _ = tick.tick() => {
-                    st.login_guard.shrink();
+                    st.auth.shrink();
+                    st.files.shrink();
                     sockets = log_connection_pressure(&sockets, st.conns.stats());
-                    st.file_ops.shrink();
-                    st.accounts.shrink();
                     if minutes.is_multiple_of(60) {
-                        let files = Arc::clone(&st.files);
-                        let purged = tokio::task::spawn_blocking(move || purge_trash(&files)).await;
+                        let files = Arc::clone(st.files.workspaces());
+                        let purged = tokio::task::spawn_blocking(move || files.purge_expired_trash()).await;
                         if let Ok(n) = purged {
                             if n > 0 {
                                 tracing::info!(purged = n, "purged expired trash");
                             }
                         }
                     }
-                    let files = Arc::clone(&st.files);
+                    let files = Arc::clone(st.files.workspaces());
                     let closed = tokio::task::spawn_blocking(move || {
                         (files.evict_idle(WORKSPACE_IDLE), files.open_count())
                     })
@@ -567,9 +598,11 @@ const TEMP_SWEEP_BUDGET: Duration = Duration::from_secs(120);
 /// Remove the temporaries (`.campus-tmp-*`) a crash (`kill -9`, power loss) left in every
 /// workspace, also of students who do not come back, on a blocking thread: start-up does not
 /// wait for it, and it never races a write (see `Workspaces::sweep_temporaries`).
-fn spawn_temp_sweep(files: &Arc<FileService>) {
+fn spawn_temp_sweep(files: &Arc<UserWorkspaces>, tracker: &TaskTracker) {
     let files = Arc::clone(files);
-    tokio::task::spawn_blocking(move || {
+    // Tracked: shutdown waits for it (bounded by the grace period; it stops
+    // at its own budget).
+    tracker.spawn_blocking(move || {
         let started = std::time::Instant::now();
         match files.sweep_temporaries(started + TEMP_SWEEP_BUDGET) {
             Ok(r) => {
@@ -597,23 +630,6 @@ fn spawn_temp_sweep(files: &Arc<FileService>) {
     });
 }
 
-/// Purge expired trash of every open workspace; returns items removed. Workspaces not open
-/// are left closed: `open` purges their trash when they are next used.
-fn purge_trash(files: &FileService) -> u64 {
-    let now = std::time::SystemTime::now();
-    files
-        .open_workspaces()
-        .iter()
-        .map(|ws| match ws.purge_expired(now) {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::warn!(error = %e, "trash purge failed");
-                0
-            }
-        })
-        .sum()
-}
-
 /// Run until `signal` resolves, then shut down gracefully.
 pub async fn serve_until(
     args: ServeArgs,
@@ -622,10 +638,15 @@ pub async fn serve_until(
 ) -> anyhow::Result<()> {
     let running = start(args, listener).await?;
     let token = running.state.shutdown.clone();
-    tokio::spawn(async move {
-        signal.await;
-        tracing::info!("shutdown signal received");
-        token.cancel();
+    running.state.tracker.spawn(async move {
+        tokio::select! {
+            _ = signal => {
+                tracing::info!("shutdown signal received");
+                token.cancel();
+            }
+            // Ended some other way: this watcher must not hold the drain up.
+            _ = token.cancelled() => {}
+        }
     });
     running.wait().await
 }
@@ -658,13 +679,13 @@ mod tests {
 
     use workspace_fs::{Precondition, Workspaces};
 
-    fn service(dir: &Path, retention: Duration) -> FileService {
+    fn service(dir: &Path, retention: Duration) -> UserWorkspaces {
         let limits = workspace_fs::Limits {
             trash_retention: retention,
             ..workspace_fs::Limits::default()
         };
         let reg = Workspaces::new(dir.join("workspaces"), dir.join("meta"), limits).unwrap();
-        FileService::new(reg, None)
+        UserWorkspaces::new(reg, None)
     }
 
     #[test]
@@ -674,25 +695,25 @@ mod tests {
         {
             let old = service(dir.path(), Duration::ZERO);
             for owner in 1..=20 {
-                let ws = old.workspace(owner).unwrap();
+                let ws = old.open(owner).unwrap();
                 ws.write("gone.txt", b"x", Precondition::CreateOnly)
                     .unwrap();
                 ws.delete("gone.txt").unwrap();
             }
         }
         let files = service(dir.path(), Duration::ZERO);
-        assert_eq!(purge_trash(&files), 0);
+        assert_eq!(files.purge_expired_trash(), 0);
         assert_eq!(files.open_count(), 0, "the pass opened closed workspaces");
 
         // An open workspace with expired trash is purged by the pass.
-        let ws = files.workspace(7).unwrap();
+        let ws = files.open(7).unwrap();
         // (Opening it already purged its old item.)
         assert!(ws.trash_list().unwrap().is_empty());
         ws.write("later.txt", b"y", Precondition::CreateOnly)
             .unwrap();
         ws.delete("later.txt").unwrap();
         drop(ws);
-        assert_eq!(purge_trash(&files), 1);
+        assert_eq!(files.purge_expired_trash(), 1);
         assert_eq!(files.open_count(), 1);
         assert_eq!(files.evict_idle(Duration::ZERO), 1);
         assert_eq!(files.open_count(), 0);

@@ -1,133 +1,100 @@
-//! Shared application state, passed to every handler through axum `State`
-//! (no globals, so tests can run several servers in one process).
+//! What every request handler is given, through axum `State` (no globals, so
+//! tests can run several servers in one process): the services, each owning
+//! its own dependencies, the plain settings of connections and HTTP, and the
+//! server's lifetime (its shutdown token and task tracker). Handlers take what
+//! they need from the services; nothing here is reached past them.
 
-use std::num::NonZeroU32;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use campus_protocol::Limits;
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::account_status::AccountStatus;
-use crate::auth::login_guard::LoginGuard;
-use crate::auth::TokenKeys;
+use crate::auth::AuthService;
 use crate::config::ServeArgs;
 use crate::conn::ConnLimits;
-use crate::error::AppError;
+use crate::files::FileService;
 use crate::http::origin::OriginPolicy;
 use crate::hub::Hub;
-use crate::records::Records;
-use crate::sandbox::Sandbox;
-use crate::store::{DbHealth, DynStore};
+use crate::readiness::Readiness;
+use crate::runner::Runner;
 
-/// Everything a request handler may need.
+/// The services and settings every handler may use.
 #[derive(Debug)]
 pub struct AppState {
-    /// Configuration.
-    pub cfg: ServeArgs,
-    /// The database, behind its breaker (calls fail fast while it is down).
-    pub store: DynStore,
-    /// Whether the database is reachable (the breaker's flag).
-    pub db: Arc<DbHealth>,
-    /// The background writer of run records and audit entries.
-    pub records: Records,
-    /// JWT keys.
-    pub keys: TokenKeys,
-    /// Login limiting: backoff per username and address, device cookies.
-    pub login_guard: LoginGuard,
-    /// Connection limits (per address before authentication, per user, in total).
-    pub conns: Arc<ConnLimits>,
-    /// Which browser origins may use a cookie; `Secure` cookies.
-    pub origins: OriginPolicy,
-    /// Last known account states for the heartbeat re-check (refreshed in the background).
-    pub accounts: Arc<AccountStatus>,
-    /// Concurrent password hashes (each costs 19 MiB and a core for ~20 ms):
-    /// a login storm queues here instead of exhausting memory.
-    pub hash_slots: tokio::sync::Semaphore,
-    /// File operations per user (WebSocket and HTTP share it).
-    pub file_ops: KeyedLimiter,
-    /// Live connections per user.
-    pub hub: Arc<Hub>,
-    /// The host sandbox.
-    pub sandbox: Arc<Sandbox>,
-    /// The sandbox probe run and its last result (for `/readyz`).
-    pub sandbox_probe: Arc<crate::runner::probe::SandboxProbe>,
-    /// Workspaces.
-    pub files: Arc<crate::files::FileService>,
+    /// Logins, token checks, account re-checks.
+    pub auth: AuthService,
+    /// Workspaces: authorization, limits, `workspace-fs`, change events.
+    pub files: Arc<FileService>,
     /// Sessions and runs.
-    pub runner: Arc<crate::runner::Runner>,
+    pub runner: Arc<Runner>,
+    /// Live connections per user (connections register here).
+    pub hub: Arc<Hub>,
+    /// Every accepted socket's slot: limits per address before
+    /// authentication, per user, and in total (see [`crate::conn`]).
+    pub conns: Arc<ConnLimits>,
+    /// What `/readyz` reports.
+    pub readiness: Readiness,
+    /// Plain settings of connections and HTTP.
+    pub settings: Settings,
     /// Cancelled when the server begins shutting down.
     pub shutdown: CancellationToken,
-    /// Tracks WebSocket connection tasks so shutdown can wait for them.
+    /// Tracks connection tasks (and what they start) so shutdown can wait for them.
     pub tracker: TaskTracker,
-    /// Readiness probe cache.
-    pub ready: tokio::sync::Mutex<Option<(Instant, bool)>>,
-    /// Limits announced in `hello`.
-    pub limits: Limits,
-    /// Extra browser origins allowed for CORS (`CAMPUS_ALLOWED_ORIGINS`).
-    pub allowed_origins: Vec<String>,
 }
 
 /// Shared handle.
 pub type SharedState = Arc<AppState>;
 
-/// A per-key rate limiter with a clock to compute wait hints.
-pub struct KeyedLimiter {
-    limiter: DefaultKeyedRateLimiter<i64>,
-    clock: DefaultClock,
-    what: &'static str,
+/// Settings of connections and HTTP requests, read from the configuration once.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Limits announced in `hello`.
+    pub limits: Limits,
+    /// WebSocket messages a connection may send per minute.
+    pub ws_messages_per_min: u32,
+    /// Largest WebSocket message accepted, bytes.
+    pub ws_max_message_bytes: usize,
+    /// Time between server pings.
+    pub heartbeat: Duration,
+    /// A connection silent this long is dropped.
+    pub heartbeat_timeout: Duration,
+    /// Which browser origins may open a WebSocket (`CAMPUS_PUBLIC_URL` and
+    /// `CAMPUS_ALLOWED_ORIGINS`), and whether cookies are `Secure`.
+    pub origins: OriginPolicy,
+    /// Extra browser origins allowed for CORS (`CAMPUS_ALLOWED_ORIGINS`).
+    pub allowed_origins: Vec<String>,
+    /// An upload receiving nothing this long is cancelled.
+    pub upload_idle_timeout: Duration,
+    /// Longest an upload may take.
+    pub upload_timeout: Duration,
+    /// The built web client, if any.
+    pub web_dir: Option<PathBuf>,
 }
 
-impl std::fmt::Debug for KeyedLimiter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "KeyedLimiter({})", self.what)
-    }
-}
-
-impl KeyedLimiter {
-    /// `per_min` events per minute per key, with a burst of the same size.
-    pub fn per_minute(per_min: u32, what: &'static str) -> Self {
-        let n = NonZeroU32::new(per_min.max(1)).unwrap_or(NonZeroU32::MIN);
-        KeyedLimiter {
-            limiter: RateLimiter::keyed(Quota::per_minute(n)),
-            clock: DefaultClock::default(),
-            what,
+impl Settings {
+    /// The settings of `args`, with `limits` as announced to clients and
+    /// `origins` resolved against the bound address.
+    pub fn new(args: &ServeArgs, limits: Limits, origins: OriginPolicy) -> Self {
+        Settings {
+            origins,
+            limits,
+            ws_messages_per_min: args.ws_messages_per_min,
+            ws_max_message_bytes: usize::try_from(args.ws_max_message_kb.max(4) * 1024)
+                .unwrap_or(usize::MAX),
+            heartbeat: Duration::from_secs(args.heartbeat_secs.max(1)),
+            heartbeat_timeout: Duration::from_secs(args.heartbeat_timeout_secs.max(2)),
+            allowed_origins: args
+                .allowed_origins
+                .iter()
+                .filter(|o| !o.trim().is_empty())
+                .cloned()
+                .collect(),
+            upload_idle_timeout: Duration::from_secs(args.upload_idle_timeout_secs.max(1)),
+            upload_timeout: Duration::from_secs(args.upload_timeout_secs.max(1)),
+            web_dir: args.web_dir.clone(),
         }
-    }
-
-    /// Count one event for `key`, or refuse with `rate_limited` + `retry_after_ms`.
-    pub fn check(&self, key: i64) -> Result<(), AppError> {
-        self.limiter
-            .check_key(&key)
-            .map_err(|nu| AppError::rate_limited(self.what, nu.wait_time_from(self.clock.now())))
-    }
-
-    /// Forget keys that are back at full quota.
-    pub fn shrink(&self) {
-        self.limiter.retain_recent();
-        self.limiter.shrink_to_fit();
-    }
-}
-
-impl AppState {
-    /// DB reachability, cached for a second so a probe storm cannot load the DB.
-    /// Answers at once while the breaker says the database is down.
-    pub async fn db_ready(&self) -> bool {
-        if !self.db.is_up() {
-            return false;
-        }
-        let mut guard = self.ready.lock().await;
-        if let Some((at, ok)) = *guard {
-            if at.elapsed() < Duration::from_millis(1000) {
-                return ok;
-            }
-        }
-        // The guarded ping has its own (sub-second) budget.
-        let ok = self.store.ping().await.is_ok();
-        *guard = Some((Instant::now(), ok));
-        ok
     }
 }

@@ -14,17 +14,22 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use campus_protocol::{close_codes, ClientMsg, Role, ServerMsg};
+use campus_protocol::{ConnectionMsg, ConnectionRequest};
 use campus_server::store::NewUser;
 use support::class;
 use support::db::test_databases;
-use support::server::{connect_to, wait_limit, TestServer, WsClient};
+use support::server::{connect_to, wait_limit, TestServer, WsClient, JWT_SECRET};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 /// Students created straight in the store with one shared hash (argon2 is
-/// slow in a debug build), with tokens from the server's own keys.
+/// slow in a debug build), with tokens signed with the server's own secret.
 async fn students(server: &TestServer, prefix: &str, n: usize) -> Vec<(i64, String)> {
     let hash = campus_server::auth::password::hash("password-123").unwrap();
+    let keys = campus_server::auth::TokenKeys::new(
+        JWT_SECRET.as_bytes(),
+        std::time::Duration::from_secs(3600),
+    );
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let name = format!("{prefix}{i}");
@@ -37,11 +42,7 @@ async fn students(server: &TestServer, prefix: &str, n: usize) -> Vec<(i64, Stri
             })
             .await
             .unwrap();
-        let (token, _) = server
-            .state()
-            .keys
-            .issue(u.id, &name, Role::Student)
-            .unwrap();
+        let (token, _) = keys.issue(u.id, &name, Role::Student).unwrap();
         out.push((u.id, token));
     }
     out
@@ -271,8 +272,13 @@ async fn at_the_cap_the_server_answers_busy_at_once() {
     eventually("a slot is free", || conns.stats().total < 64).await;
     let r = reqwest::get(server.url("/healthz")).await.unwrap();
     assert_eq!(r.status(), 200);
-    let m = held[0].request(|id| ClientMsg::Ping { id }).await;
-    assert!(matches!(m, ServerMsg::Pong { .. }));
+    let m = held[0]
+        .request(|id| ClientMsg::Connection(ConnectionRequest::Ping { id }))
+        .await;
+    assert!(matches!(
+        m,
+        ServerMsg::Connection(ConnectionMsg::Pong { .. })
+    ));
     server.stop().await;
 }
 

@@ -18,6 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use campus_protocol::{ClientMsg, Encoding, RunMode, ServerMsg};
+use campus_protocol::{ConnectionMsg, FileMsg, FileRequest, SessionMsg, SessionRequest};
 use campus_server::sandbox::{kill_descendants, RunSpec, Sandbox, SandboxConfig, SandboxLimits};
 use support::server::WsClient;
 use tokio::time::Instant;
@@ -145,32 +146,45 @@ async fn connect(port: u16, token: &str) -> WsClient {
         pending: Vec::new(),
     };
     let hello = c.recv().await;
-    assert!(matches!(hello, ServerMsg::Hello { .. }), "{hello:?}");
+    assert!(
+        matches!(hello, ServerMsg::Connection(ConnectionMsg::Hello { .. })),
+        "{hello:?}"
+    );
     c
 }
 
 /// Save `code` as main.py and run it; returns once the program printed READY.
 async fn start_stubborn_run(c: &mut WsClient) {
     let m = c
-        .request(|id| ClientMsg::Write {
-            id,
-            path: "main.py".into(),
-            content: STUBBORN.into(),
-            encoding: Encoding::Utf8,
-            base_version: None,
+        .request(|id| {
+            ClientMsg::Files(FileRequest::Write {
+                id,
+                path: "main.py".into(),
+                content: STUBBORN.into(),
+                encoding: Encoding::Utf8,
+                base_version: None,
+            })
         })
         .await;
-    assert!(matches!(m, ServerMsg::Written { .. }), "{m:?}");
+    assert!(
+        matches!(m, ServerMsg::Files(FileMsg::Written { .. })),
+        "{m:?}"
+    );
     let m = c
-        .request(|id| ClientMsg::Run {
-            id,
-            path: "main.py".into(),
-            mode: RunMode::Script,
-            cols: Some(80),
-            rows: Some(24),
+        .request(|id| {
+            ClientMsg::Session(SessionRequest::Run {
+                id,
+                path: "main.py".into(),
+                mode: RunMode::Script,
+                cols: Some(80),
+                rows: Some(24),
+            })
         })
         .await;
-    assert!(matches!(m, ServerMsg::RunStarted { .. }), "{m:?}");
+    assert!(
+        matches!(m, ServerMsg::Session(SessionMsg::RunStarted { .. })),
+        "{m:?}"
+    );
     let deadline = Instant::now() + support::server::wait_limit();
     while !String::from_utf8_lossy(&c.output_bytes()).contains("READY") {
         assert!(
@@ -387,6 +401,10 @@ fn python_spec(name: &str, user_id: i64, workspace: &Path, code: &str) -> RunSpe
         user_id,
         workspace_dir: workspace.to_path_buf(),
         read_only_mounts: vec![],
+        workspace_read_only: false,
+        scratch_dir: None,
+        cwd: None,
+        result_channel: false,
         argv: vec!["/usr/bin/python3".into(), "-c".into(), code.into()],
         env: vec![("PYTHONUNBUFFERED".into(), "1".into())],
         limits: SandboxLimits::default(),

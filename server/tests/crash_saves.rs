@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use campus_protocol::{ClientMsg, Encoding, ErrorCode, ServerMsg};
+use campus_protocol::{ConnectionMsg, FileMsg, FileRequest};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -160,13 +161,13 @@ async fn save(
     content: &str,
     base: Option<String>,
 ) -> Result<ServerMsg, String> {
-    let msg = ClientMsg::Write {
+    let msg = ClientMsg::Files(FileRequest::Write {
         id: Some(id),
         path: path.into(),
         content: content.into(),
         encoding: Encoding::Utf8,
         base_version: base,
-    };
+    });
     ws.send(Message::Text(serde_json::to_string(&msg).unwrap().into()))
         .await
         .map_err(|e| e.to_string())?;
@@ -215,14 +216,14 @@ async fn stream(port: u16, token: String, u: usize, f: usize, known: Shared, mut
             k.acked.as_ref().map(|(_, v)| v.clone())
         };
         match save(&mut ws, id, FILES[f], &body, base.clone()).await {
-            Ok(ServerMsg::Written { version, .. }) => {
+            Ok(ServerMsg::Files(FileMsg::Written { version, .. })) => {
                 let mut k = known.lock().unwrap();
                 let k = &mut k[u][f];
                 k.acked = Some((body, version));
                 k.inflight = None;
                 k.acked_this_run += 1;
             }
-            Ok(ServerMsg::Error { code, message, .. }) => {
+            Ok(ServerMsg::Connection(ConnectionMsg::Error { code, message, .. })) => {
                 panic!(
                     "{} {}: save {n} on base {base:?} refused: {code:?} {message}",
                     USERS[u], FILES[f]
@@ -325,13 +326,13 @@ async fn verify(server: &Server, data_dir: &Path, known: &Shared, tokens: &[Stri
                 .await
                 .unwrap()
             {
-                ServerMsg::Written { version, .. } => {
+                ServerMsg::Files(FileMsg::Written { version, .. }) => {
                     known.lock().unwrap()[u][f].acked = Some((body, version));
                 }
-                ServerMsg::Error {
+                ServerMsg::Connection(ConnectionMsg::Error {
                     code: ErrorCode::Conflict,
                     ..
-                } => panic!(
+                }) => panic!(
                     "{} {path}: spurious conflict on base {v} after a crash",
                     USERS[u]
                 ),

@@ -17,6 +17,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use campus_protocol::{ClientMsg, RunMode, ServerMsg};
+use campus_protocol::{SessionMsg, SessionRequest};
 use support::class::{ask_run, ping, save, start_run, timed, ASK};
 use support::pg_private::PrivatePg;
 use support::server::{wait_limit, TestServer};
@@ -185,7 +186,7 @@ async fn postgres_outage_keeps_live_classes_going() {
 
     // A REPL started during the outage and still running when the database returns.
     let repl_id = timed("REPL start", start_run(&mut class[0].2, "", RunMode::Repl)).await;
-    let stats = server.state().records.stats();
+    let stats = server.records().stats();
     assert!(
         stats.journal_bytes > 0,
         "run records of the outage should wait in the journal: {stats:?}"
@@ -244,7 +245,7 @@ async fn postgres_outage_keeps_live_classes_going() {
             previous_end = end;
         }
     }
-    let stats = server.state().records.stats();
+    let stats = server.records().stats();
     assert_eq!((stats.journal_bytes, stats.dropped), (0, 0), "{stats:?}");
 
     // The REPL is marked alive once the database is back, then recorded when it ends.
@@ -269,9 +270,12 @@ async fn postgres_outage_keeps_live_classes_going() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let c = &mut class[0].2;
-    c.send(&ClientMsg::Stop { id: None }).await;
-    c.wait_for("run_ended", |m| matches!(m, ServerMsg::RunEnded { .. }))
+    c.send(&ClientMsg::Session(SessionRequest::Stop { id: None }))
         .await;
+    c.wait_for("run_ended", |m| {
+        matches!(m, ServerMsg::Session(SessionMsg::RunEnded { .. }))
+    })
+    .await;
     server.records_flushed().await;
     let runs = server.store.recent_runs(class[0].0, 100).await.unwrap();
     let repl = runs.iter().find(|r| r.id == repl_id).unwrap();

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use campus_protocol::{ClientMsg, Encoding, ErrorCode, Role, ServerMsg};
+use campus_protocol::{ConnectionMsg, FileMsg, FileRequest};
 use campus_server::store::{connect, NewAudit, PoolSettings};
 use support::db::{in_ci, test_databases};
 use support::server::{TestServer, WsClient};
@@ -94,19 +95,22 @@ impl Drop for SmallDisk {
 
 async fn write(c: &mut WsClient, path: &str, content: &str, base: Option<String>) -> ServerMsg {
     let (p, content) = (path.to_string(), content.to_string());
-    c.request(move |id| ClientMsg::Write {
-        id,
-        path: p,
-        content,
-        encoding: Encoding::Utf8,
-        base_version: base,
+    c.request(move |id| {
+        ClientMsg::Files(FileRequest::Write {
+            id,
+            path: p,
+            content,
+            encoding: Encoding::Utf8,
+            base_version: base,
+        })
     })
     .await
 }
 
 async fn read(c: &mut WsClient, path: &str) -> ServerMsg {
     let p = path.to_string();
-    c.request(move |id| ClientMsg::Read { id, path: p }).await
+    c.request(move |id| ClientMsg::Files(FileRequest::Read { id, path: p }))
+        .await
 }
 
 async fn readyz(server: &TestServer) -> serde_json::Value {
@@ -132,7 +136,7 @@ async fn login(server: &TestServer, user: &str, pw: &str) -> (u16, serde_json::V
 
 fn assert_disk_full(m: &ServerMsg) {
     match m {
-        ServerMsg::Error { code, message, .. } => {
+        ServerMsg::Connection(ConnectionMsg::Error { code, message, .. }) => {
             assert_eq!(*code, ErrorCode::InsufficientStorage, "{message}");
             assert!(message.contains("disk is full"), "{message}");
             assert!(message.contains("nothing was saved"), "{message}");
@@ -228,7 +232,8 @@ async fn a_full_disk_refuses_saves_in_plain_words_and_logins_say_so() {
         assert!(v["disk"]["free_bytes"].as_u64().unwrap() > 1 << 20);
 
         let mut c = server.connect(&token).await;
-        let ServerMsg::Written { version, .. } = write(&mut c, "a.py", "print('v1')\n", None).await
+        let ServerMsg::Files(FileMsg::Written { version, .. }) =
+            write(&mut c, "a.py", "print('v1')\n", None).await
         else {
             panic!("{backend}: the first save works");
         };
@@ -241,11 +246,11 @@ async fn a_full_disk_refuses_saves_in_plain_words_and_logins_say_so() {
         let m = write(&mut c, "new.py", &"x = 1\n".repeat(2000), None).await;
         assert_disk_full(&m);
         match read(&mut c, "a.py").await {
-            ServerMsg::File {
+            ServerMsg::Files(FileMsg::File {
                 content,
                 version: v,
                 ..
-            } => {
+            }) => {
                 assert_eq!(
                     content, "print('v1')\n",
                     "{backend}: the old content is intact"
@@ -255,7 +260,9 @@ async fn a_full_disk_refuses_saves_in_plain_words_and_logins_say_so() {
             other => panic!("{backend}: read after a refused save: {other:?}"),
         }
         match read(&mut c, "new.py").await {
-            ServerMsg::Error { code, .. } => assert_eq!(code, ErrorCode::NotFound),
+            ServerMsg::Connection(ConnectionMsg::Error { code, .. }) => {
+                assert_eq!(code, ErrorCode::NotFound)
+            }
             other => panic!("{backend}: a refused new file must not exist: {other:?}"),
         }
 
@@ -324,7 +331,7 @@ async fn a_full_disk_refuses_saves_in_plain_words_and_logins_say_so() {
         std::fs::remove_file(&filler).unwrap();
         assert!(matches!(
             write(&mut c, "a.py", "print('v2')\n", Some(version)).await,
-            ServerMsg::Written { .. }
+            ServerMsg::Files(FileMsg::Written { .. })
         ));
         assert_eq!(readyz(&server).await["disk"]["status"], "ok");
         let (status, body) = login(&server, "dora", "password-123").await;

@@ -20,7 +20,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use campus_protocol::{ClientMsg, Encoding, EndReason, ErrorCode, RunEnded, RunMode, ServerMsg};
+use campus_protocol::{
+    ClientMsg, ConnectionMsg, Encoding, EndReason, ErrorCode, FileMsg, FileRequest, RunEnded,
+    RunMode, ServerMsg, SessionMsg, SessionRequest,
+};
 use support::db::in_ci;
 use support::server::{TestServer, WsClient};
 
@@ -155,39 +158,50 @@ fn text(o: &Output) -> String {
 
 async fn put(c: &mut WsClient, path: &str, content: &str) -> ServerMsg {
     let (p, content) = (path.to_string(), content.to_string());
-    c.request(move |id| ClientMsg::Write {
-        id,
-        path: p,
-        content,
-        encoding: Encoding::Utf8,
-        base_version: None,
+    c.request(move |id| {
+        ClientMsg::Files(FileRequest::Write {
+            id,
+            path: p,
+            content,
+            encoding: Encoding::Utf8,
+            base_version: None,
+        })
     })
     .await
 }
 
 async fn put_ok(c: &mut WsClient, path: &str, content: &str) {
     let m = put(c, path, content).await;
-    assert!(matches!(m, ServerMsg::Written { .. }), "{m:?}");
+    assert!(
+        matches!(m, ServerMsg::Files(FileMsg::Written { .. })),
+        "{m:?}"
+    );
 }
 
 /// Run `path` in script mode and wait for its ending.
 async fn run(c: &mut WsClient, path: &str) -> RunEnded {
-    c.send(&ClientMsg::Run {
+    c.send(&ClientMsg::Session(SessionRequest::Run {
         id: Some(1),
         path: path.into(),
         mode: RunMode::Script,
         cols: Some(80),
         rows: Some(24),
-    })
+    }))
     .await;
     match c
         .wait_for("run_ended", |m| {
-            matches!(m, ServerMsg::RunEnded { .. } | ServerMsg::Error { .. })
+            matches!(
+                m,
+                ServerMsg::Session(SessionMsg::RunEnded { .. })
+                    | ServerMsg::Connection(ConnectionMsg::Error { .. })
+            )
         })
         .await
     {
-        ServerMsg::RunEnded { ended, .. } => ended,
-        ServerMsg::Error { code, message, .. } => panic!("run refused: {code:?} {message}"),
+        ServerMsg::Session(SessionMsg::RunEnded { ended, .. }) => ended,
+        ServerMsg::Connection(ConnectionMsg::Error { code, message, .. }) => {
+            panic!("run refused: {code:?} {message}")
+        }
         _ => unreachable!(),
     }
 }
@@ -241,7 +255,13 @@ async fn without_kernel_quotas_the_usage_scan_stops_runs_over_the_quota() {
     };
     let server = TestServer::start_in(disk.data_dir(), "", |a| quota_args(a, 4, 100)).await;
     let state = &server.running.as_ref().unwrap().state;
-    let dq = state.sandbox.report().disk_quota.clone().unwrap();
+    let dq = state
+        .readiness
+        .sandbox()
+        .report()
+        .disk_quota
+        .clone()
+        .unwrap();
     assert!(!dq.enforced, "a tmpfs enforces no user quotas: {dq:?}");
     assert!(dq.detail.contains("not enforced"), "{dq:?}");
 
@@ -259,7 +279,9 @@ async fn without_kernel_quotas_the_usage_scan_stops_runs_over_the_quota() {
     );
     // The API refuses past its own accounting (it rescanned after the run).
     match put(&mut a, "more.txt", "x").await {
-        ServerMsg::Error { code, .. } => assert_eq!(code, ErrorCode::QuotaExceeded),
+        ServerMsg::Connection(ConnectionMsg::Error { code, .. }) => {
+            assert_eq!(code, ErrorCode::QuotaExceeded)
+        }
         other => panic!("expected quota_exceeded, got {other:?}"),
     }
 
@@ -270,7 +292,9 @@ async fn without_kernel_quotas_the_usage_scan_stops_runs_over_the_quota() {
     let e = run(&mut c, "big.py").await;
     assert_eq!(e.reason, EndReason::DiskQuota, "{e:?}\n{}", output(&c));
     match put(&mut c, "more.txt", &"y".repeat(100_000)).await {
-        ServerMsg::Error { code, .. } => assert_eq!(code, ErrorCode::QuotaExceeded),
+        ServerMsg::Connection(ConnectionMsg::Error { code, .. }) => {
+            assert_eq!(code, ErrorCode::QuotaExceeded)
+        }
         other => panic!("expected quota_exceeded, got {other:?}"),
     }
 
@@ -384,22 +408,29 @@ async fn kernel_user_quotas_refuse_writes_past_the_quota() {
     };
     let server = TestServer::start_in(disk.data_dir(), "", |a| quota_args(a, 8, 200)).await;
     let state = &server.running.as_ref().unwrap().state;
-    let dq = state.sandbox.report().disk_quota.clone().unwrap();
+    let dq = state
+        .readiness
+        .sandbox()
+        .report()
+        .disk_quota
+        .clone()
+        .unwrap();
     assert!(dq.enforced, "{dq:?}");
     assert!(
-        state.sandbox_probe.last().ok,
+        state.readiness.probe().last().ok,
         "{:?}",
-        state.sandbox_probe.last()
+        state.readiness.probe().last()
     );
     assert!(
         state
-            .sandbox_probe
+            .readiness
+            .probe()
             .last()
             .checks
             .iter()
             .any(|c| c.name == "disk quota" && c.ok),
         "{:?}",
-        state.sandbox_probe.last()
+        state.readiness.probe().last()
     );
     let (free_bytes, free_inodes) = disk.free();
 
@@ -440,7 +471,9 @@ async fn kernel_user_quotas_refuse_writes_past_the_quota() {
     assert!(wrote <= 9, "wrote {wrote} MiB past an 8 MiB quota");
     // The API refuses past its own accounting.
     match put(&mut c, "more.txt", &"y".repeat(100_000)).await {
-        ServerMsg::Error { code, .. } => assert_eq!(code, ErrorCode::QuotaExceeded),
+        ServerMsg::Connection(ConnectionMsg::Error { code, .. }) => {
+            assert_eq!(code, ErrorCode::QuotaExceeded)
+        }
         other => panic!("expected quota_exceeded, got {other:?}"),
     }
 

@@ -7,6 +7,7 @@
 mod support;
 
 use campus_protocol::{ChangeKind, ClientMsg, Encoding, EntryKind, ErrorCode, Role, ServerMsg};
+use campus_protocol::{ConnectionMsg, FileMsg, FileRequest};
 use support::db::test_databases;
 use support::server::{TestServer, WsClient};
 
@@ -16,35 +17,40 @@ fn write(path: &str, content: &str, base: Option<&str>) -> impl FnOnce(Option<u6
         content.to_string(),
         base.map(str::to_string),
     );
-    move |id| ClientMsg::Write {
-        id,
-        path,
-        content,
-        encoding: Encoding::Utf8,
-        base_version: base,
+    move |id| {
+        ClientMsg::Files(FileRequest::Write {
+            id,
+            path,
+            content,
+            encoding: Encoding::Utf8,
+            base_version: base,
+        })
     }
 }
 
 fn expect_error(m: ServerMsg, want: ErrorCode) -> ServerMsg {
     match &m {
-        ServerMsg::Error { code, .. } if *code == want => m,
+        ServerMsg::Connection(ConnectionMsg::Error { code, .. }) if *code == want => m,
         other => panic!("expected {want}, got {other:?}"),
     }
 }
 
 async fn written(c: &mut WsClient, path: &str, content: &str, base: Option<&str>) -> String {
     match c.request(write(path, content, base)).await {
-        ServerMsg::Written { version, .. } => version,
+        ServerMsg::Files(FileMsg::Written { version, .. }) => version,
         other => panic!("write {path} failed: {other:?}"),
     }
 }
 
 async fn read(c: &mut WsClient, path: &str) -> (String, String) {
     let p = path.to_string();
-    match c.request(|id| ClientMsg::Read { id, path: p }).await {
-        ServerMsg::File {
+    match c
+        .request(|id| ClientMsg::Files(FileRequest::Read { id, path: p }))
+        .await
+    {
+        ServerMsg::Files(FileMsg::File {
             content, version, ..
-        } => (content, version),
+        }) => (content, version),
         other => panic!("read {path} failed: {other:?}"),
     }
 }
@@ -61,16 +67,16 @@ async fn crud_versions_trash_and_change_events() {
         // The other tab hears about it.
         match b
             .wait_for("file_changed", |m| {
-                matches!(m, ServerMsg::FileChanged { .. })
+                matches!(m, ServerMsg::Files(FileMsg::FileChanged { .. }))
             })
             .await
         {
-            ServerMsg::FileChanged {
+            ServerMsg::Files(FileMsg::FileChanged {
                 path,
                 kind,
                 version,
                 ..
-            } => {
+            }) => {
                 assert_eq!(path, "main.py");
                 assert_eq!(kind, ChangeKind::Written);
                 assert_eq!(version.as_deref(), Some(v1.as_str()));
@@ -84,11 +90,11 @@ async fn crud_versions_trash_and_change_events() {
         assert_ne!(v1, v2);
         // A stale base version is refused and nothing is overwritten.
         match a.request(write("main.py", "print(3)\n", Some(&v1))).await {
-            ServerMsg::Error {
+            ServerMsg::Connection(ConnectionMsg::Error {
                 code,
                 current_version,
                 ..
-            } => {
+            }) => {
                 assert_eq!(code, ErrorCode::Conflict);
                 assert_eq!(current_version.as_deref(), Some(v2.as_str()));
             }
@@ -101,23 +107,25 @@ async fn crud_versions_trash_and_change_events() {
 
         // Folders, listing, stat.
         assert!(matches!(
-            a.request(|id| ClientMsg::Mkdir {
+            a.request(|id| ClientMsg::Files(FileRequest::Mkdir {
                 id,
                 path: "data/raw".into()
-            })
+            }))
             .await,
-            ServerMsg::Entry { .. }
+            ServerMsg::Files(FileMsg::Entry { .. })
         ));
         written(&mut a, "data/raw/x.csv", "a,b\n1,2\n", None).await;
         match a
-            .request(|id| ClientMsg::List {
-                id,
-                path: String::new(),
-                recursive: true,
+            .request(|id| {
+                ClientMsg::Files(FileRequest::List {
+                    id,
+                    path: String::new(),
+                    recursive: true,
+                })
             })
             .await
         {
-            ServerMsg::Listing { entries, .. } => {
+            ServerMsg::Files(FileMsg::Listing { entries, .. }) => {
                 let paths: Vec<_> = entries.iter().map(|e| e.path.as_str()).collect();
                 assert!(
                     paths.contains(&"main.py") && paths.contains(&"data/raw/x.csv"),
@@ -135,102 +143,119 @@ async fn crud_versions_trash_and_change_events() {
         // Rename onto an existing file is a conflict; with overwrite it works.
         written(&mut a, "other.py", "x = 1\n", None).await;
         let m = a
-            .request(|id| ClientMsg::Rename {
-                id,
-                from: "other.py".into(),
-                to: "main.py".into(),
-                overwrite: false,
+            .request(|id| {
+                ClientMsg::Files(FileRequest::Rename {
+                    id,
+                    from: "other.py".into(),
+                    to: "main.py".into(),
+                    overwrite: false,
+                })
             })
             .await;
         expect_error(m, ErrorCode::Conflict);
         assert!(matches!(
-            a.request(|id| ClientMsg::Rename {
+            a.request(|id| ClientMsg::Files(FileRequest::Rename {
                 id,
                 from: "other.py".into(),
                 to: "renamed.py".into(),
                 overwrite: false
-            })
+            }))
             .await,
-            ServerMsg::Entry { .. }
+            ServerMsg::Files(FileMsg::Entry { .. })
         ));
         assert!(matches!(
-            a.request(|id| ClientMsg::Copy {
+            a.request(|id| ClientMsg::Files(FileRequest::Copy {
                 id,
                 from: "data".into(),
                 to: "data2".into()
-            })
+            }))
             .await,
-            ServerMsg::Entry { .. }
+            ServerMsg::Files(FileMsg::Entry { .. })
         ));
         assert_eq!(read(&mut a, "data2/raw/x.csv").await.0, "a,b\n1,2\n");
 
         // History: both earlier versions of main.py are listed and restorable.
         let versions = match a
-            .request(|id| ClientMsg::ListVersions {
-                id,
-                path: "main.py".into(),
+            .request(|id| {
+                ClientMsg::Files(FileRequest::ListVersions {
+                    id,
+                    path: "main.py".into(),
+                })
             })
             .await
         {
-            ServerMsg::Versions { versions, .. } => versions,
+            ServerMsg::Files(FileMsg::Versions { versions, .. }) => versions,
             other => panic!("{other:?}"),
         };
         assert!(!versions.is_empty());
         let old = versions.last().unwrap().version.clone();
         match a
-            .request(|id| ClientMsg::ReadVersion {
-                id,
-                path: "main.py".into(),
-                version: old.clone(),
+            .request(|id| {
+                ClientMsg::Files(FileRequest::ReadVersion {
+                    id,
+                    path: "main.py".into(),
+                    version: old.clone(),
+                })
             })
             .await
         {
-            ServerMsg::File { content, .. } => assert_eq!(content, "print(1)\n"),
+            // A version of a Python file is reported as Python, as the file itself is.
+            ServerMsg::Files(FileMsg::File { content, mime, .. }) => {
+                assert_eq!(content, "print(1)\n");
+                assert_eq!(mime, "text/x-python");
+            }
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            a.request(|id| ClientMsg::RestoreVersion {
+            a.request(|id| ClientMsg::Files(FileRequest::RestoreVersion {
                 id,
                 path: "main.py".into(),
                 version: old
-            })
+            }))
             .await,
-            ServerMsg::Written { .. }
+            ServerMsg::Files(FileMsg::Written { .. })
         ));
         assert_eq!(read(&mut a, "main.py").await.0, "print(1)\n");
 
         // Deleting a non-empty folder moves it to the trash as a whole; restore brings it back.
         let trash_id = match a
-            .request(|id| ClientMsg::Delete {
-                id,
-                path: "data".into(),
+            .request(|id| {
+                ClientMsg::Files(FileRequest::Delete {
+                    id,
+                    path: "data".into(),
+                })
             })
             .await
         {
-            ServerMsg::Deleted { trash_id, .. } => trash_id,
+            ServerMsg::Files(FileMsg::Deleted { trash_id, .. }) => trash_id,
             other => panic!("{other:?}"),
         };
         let m = a
-            .request(|id| ClientMsg::Read {
-                id,
-                path: "data/raw/x.csv".into(),
+            .request(|id| {
+                ClientMsg::Files(FileRequest::Read {
+                    id,
+                    path: "data/raw/x.csv".into(),
+                })
             })
             .await;
         expect_error(m, ErrorCode::NotFound);
-        match a.request(|id| ClientMsg::TrashList { id }).await {
-            ServerMsg::Trash { items, .. } => assert!(items
+        match a
+            .request(|id| ClientMsg::Files(FileRequest::TrashList { id }))
+            .await
+        {
+            ServerMsg::Files(FileMsg::Trash { items, .. }) => assert!(items
                 .iter()
                 .any(|i| i.trash_id == trash_id && i.original_path == "data")),
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            a.request(|id| ClientMsg::TrashRestore {
+            a.request(|id| ClientMsg::Files(FileRequest::TrashRestore {
                 id,
                 trash_id,
                 to: None
-            })
+            }))
             .await,
-            ServerMsg::Entry { .. }
+            ServerMsg::Files(FileMsg::Entry { .. })
         ));
         assert_eq!(read(&mut a, "data/raw/x.csv").await.0, "a,b\n1,2\n");
 
@@ -240,29 +265,31 @@ async fn crud_versions_trash_and_change_events() {
         let b64 = base64::engine::general_purpose::STANDARD.encode(png);
         let content = b64.clone();
         assert!(matches!(
-            a.request(move |id| ClientMsg::Write {
+            a.request(move |id| ClientMsg::Files(FileRequest::Write {
                 id,
                 path: "img.png".into(),
                 content,
                 encoding: Encoding::Base64,
                 base_version: None
-            })
+            }))
             .await,
-            ServerMsg::Written { .. }
+            ServerMsg::Files(FileMsg::Written { .. })
         ));
         match a
-            .request(|id| ClientMsg::Read {
-                id,
-                path: "img.png".into(),
+            .request(|id| {
+                ClientMsg::Files(FileRequest::Read {
+                    id,
+                    path: "img.png".into(),
+                })
             })
             .await
         {
-            ServerMsg::File {
+            ServerMsg::Files(FileMsg::File {
                 encoding,
                 content,
                 mime,
                 ..
-            } => {
+            }) => {
                 assert_eq!(encoding, Encoding::Base64);
                 assert_eq!(content, b64);
                 assert_eq!(mime, "image/png");
@@ -297,9 +324,11 @@ async fn hostile_paths_and_symlinks() {
         "./a",
     ] {
         let p = bad.to_string();
-        let m = c.request(move |id| ClientMsg::Read { id, path: p }).await;
+        let m = c
+            .request(move |id| ClientMsg::Files(FileRequest::Read { id, path: p }))
+            .await;
         match m {
-            ServerMsg::Error { code, .. } => assert!(
+            ServerMsg::Connection(ConnectionMsg::Error { code, .. }) => assert!(
                 code == ErrorCode::InvalidPath || (bad.is_empty() && code == ErrorCode::BadRequest),
                 "{bad:?} → {code}"
             ),
@@ -307,16 +336,18 @@ async fn hostile_paths_and_symlinks() {
         }
         let p = bad.to_string();
         let m = c
-            .request(move |id| ClientMsg::Write {
-                id,
-                path: p,
-                content: "x".into(),
-                encoding: Encoding::Utf8,
-                base_version: None,
+            .request(move |id| {
+                ClientMsg::Files(FileRequest::Write {
+                    id,
+                    path: p,
+                    content: "x".into(),
+                    encoding: Encoding::Utf8,
+                    base_version: None,
+                })
             })
             .await;
         assert!(
-            matches!(m, ServerMsg::Error { .. }),
+            matches!(m, ServerMsg::Connection(ConnectionMsg::Error { .. })),
             "{bad:?} write accepted: {m:?}"
         );
     }
@@ -342,14 +373,16 @@ async fn hostile_paths_and_symlinks() {
     std::os::unix::fs::symlink(&victim_root, ws_root.join("victim")).unwrap();
     std::os::unix::fs::symlink(victim_root.join("secret.txt"), ws_root.join("steal.txt")).unwrap();
     match c
-        .request(|id| ClientMsg::List {
-            id,
-            path: String::new(),
-            recursive: true,
+        .request(|id| {
+            ClientMsg::Files(FileRequest::List {
+                id,
+                path: String::new(),
+                recursive: true,
+            })
         })
         .await
     {
-        ServerMsg::Listing { entries, .. } => {
+        ServerMsg::Files(FileMsg::Listing { entries, .. }) => {
             let link = entries.iter().find(|e| e.path == "etc").unwrap();
             assert_eq!(link.kind, EntryKind::Symlink);
             assert!(!entries
@@ -360,78 +393,78 @@ async fn hostile_paths_and_symlinks() {
     }
     for (msg, what) in [
         (
-            ClientMsg::Read {
+            ClientMsg::Files(FileRequest::Read {
                 id: Some(900),
                 path: "etc/passwd".into(),
-            },
+            }),
             "read through dir link",
         ),
         (
-            ClientMsg::Read {
+            ClientMsg::Files(FileRequest::Read {
                 id: Some(901),
                 path: "steal.txt".into(),
-            },
+            }),
             "read file link",
         ),
         (
-            ClientMsg::Read {
+            ClientMsg::Files(FileRequest::Read {
                 id: Some(902),
                 path: "victim/secret.txt".into(),
-            },
+            }),
             "read other workspace",
         ),
         (
-            ClientMsg::List {
+            ClientMsg::Files(FileRequest::List {
                 id: Some(903),
                 path: "etc".into(),
                 recursive: false,
-            },
+            }),
             "list link",
         ),
         (
-            ClientMsg::Write {
+            ClientMsg::Files(FileRequest::Write {
                 id: Some(904),
                 path: "victim/pwn.txt".into(),
                 content: "x".into(),
                 encoding: Encoding::Utf8,
                 base_version: None,
-            },
+            }),
             "write through link",
         ),
         (
-            ClientMsg::Write {
+            ClientMsg::Files(FileRequest::Write {
                 id: Some(905),
                 path: "steal.txt".into(),
                 content: "x".into(),
                 encoding: Encoding::Utf8,
                 base_version: None,
-            },
+            }),
             "write onto link",
         ),
         (
-            ClientMsg::Rename {
+            ClientMsg::Files(FileRequest::Rename {
                 id: Some(906),
                 from: "mine.txt".into(),
                 to: "victim/mine.txt".into(),
                 overwrite: true,
-            },
+            }),
             "rename into link",
         ),
         (
-            ClientMsg::Rename {
+            ClientMsg::Files(FileRequest::Rename {
                 id: Some(907),
                 from: "mine.txt".into(),
                 to: "steal.txt".into(),
                 overwrite: true,
-            },
+            }),
             "rename onto link",
         ),
         (
-            ClientMsg::Copy {
+            ClientMsg::Files(FileRequest::Copy {
                 id: Some(908),
                 from: "steal.txt".into(),
                 to: "copy.txt".into(),
-            },
+            }),
             "copy from link",
         ),
     ] {
@@ -440,7 +473,7 @@ async fn hostile_paths_and_symlinks() {
             .wait_for(what, |m| support::server::reply_id(m) == msg.id())
             .await;
         assert!(
-            matches!(reply, ServerMsg::Error { .. }),
+            matches!(reply, ServerMsg::Connection(ConnectionMsg::Error { .. })),
             "{what}: {reply:?}"
         );
     }
@@ -554,13 +587,17 @@ async fn http_streaming_conditional_requests_and_limits() {
     assert_eq!(r.status(), 200);
     let mut c = server.connect(&token).await;
     match c
-        .request(|id| ClientMsg::ListVersions {
-            id,
-            path: "data/blob.bin".into(),
+        .request(|id| {
+            ClientMsg::Files(FileRequest::ListVersions {
+                id,
+                path: "data/blob.bin".into(),
+            })
         })
         .await
     {
-        ServerMsg::Versions { versions, .. } => assert!(versions.len() >= 2, "{versions:?}"),
+        ServerMsg::Files(FileMsg::Versions { versions, .. }) => {
+            assert!(versions.len() >= 2, "{versions:?}")
+        }
         other => panic!("{other:?}"),
     }
 
@@ -676,13 +713,15 @@ async fn entry_quota_rate_limit_and_concurrent_writers() {
         "{content:?}"
     );
     match c
-        .request(|id| ClientMsg::ListVersions {
-            id,
-            path: "f0.py".into(),
+        .request(|id| {
+            ClientMsg::Files(FileRequest::ListVersions {
+                id,
+                path: "f0.py".into(),
+            })
         })
         .await
     {
-        ServerMsg::Versions { versions, .. } => assert!(
+        ServerMsg::Files(FileMsg::Versions { versions, .. }) => assert!(
             versions.len() >= 19,
             "history keeps the others: {}",
             versions.len()
@@ -705,7 +744,7 @@ async fn entry_quota_rate_limit_and_concurrent_writers() {
         .await;
     let wins = [&rc, &rd]
         .iter()
-        .filter(|m| matches!(m, ServerMsg::Written { .. }))
+        .filter(|m| matches!(m, ServerMsg::Files(FileMsg::Written { .. })))
         .count();
     assert_eq!(wins, 1, "{rc:?} {rd:?}");
 
@@ -713,21 +752,23 @@ async fn entry_quota_rate_limit_and_concurrent_writers() {
     let mut limited = None;
     for _ in 0..80 {
         match c
-            .request(|id| ClientMsg::Stat {
-                id,
-                path: "f1.py".into(),
+            .request(|id| {
+                ClientMsg::Files(FileRequest::Stat {
+                    id,
+                    path: "f1.py".into(),
+                })
             })
             .await
         {
-            ServerMsg::Error {
+            ServerMsg::Connection(ConnectionMsg::Error {
                 code: ErrorCode::RateLimited,
                 retry_after_ms,
                 ..
-            } => {
+            }) => {
                 limited = retry_after_ms;
                 break;
             }
-            ServerMsg::Entry { .. } => {}
+            ServerMsg::Files(FileMsg::Entry { .. }) => {}
             other => panic!("{other:?}"),
         }
     }

@@ -7,6 +7,7 @@
 mod support;
 
 use campus_protocol::{close_codes, ClientMsg, ErrorCode, Role, ServerMsg};
+use campus_protocol::{ConnectionMsg, ConnectionRequest, FileMsg, FileRequest};
 use support::db::test_databases;
 use support::server::TestServer;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -213,20 +214,25 @@ async fn websocket_gate_and_hello() {
         // hello was checked by connect(); now the protocol errors.
         c.send_raw("{not json").await;
         match c.recv().await {
-            ServerMsg::Error { code, .. } => assert_eq!(code, ErrorCode::BadRequest),
+            ServerMsg::Connection(ConnectionMsg::Error { code, .. }) => {
+                assert_eq!(code, ErrorCode::BadRequest)
+            }
             other => panic!("expected bad_request, got {other:?}"),
         }
         c.send_raw(r#"{"type":"launch_missiles","id":42}"#).await;
         match c.recv().await {
-            ServerMsg::Error { code, id, .. } => {
+            ServerMsg::Connection(ConnectionMsg::Error { code, id, .. }) => {
                 assert_eq!(code, ErrorCode::BadRequest);
                 assert_eq!(id, Some(42), "the id is salvaged from an unknown message");
             }
             other => panic!("expected bad_request, got {other:?}"),
         }
         // The connection lives on.
-        match c.request(|id| ClientMsg::Ping { id }).await {
-            ServerMsg::Pong { .. } => {}
+        match c
+            .request(|id| ClientMsg::Connection(ConnectionRequest::Ping { id }))
+            .await
+        {
+            ServerMsg::Connection(ConnectionMsg::Pong { .. }) => {}
             other => panic!("expected pong, got {other:?}"),
         }
         server.stop().await;
@@ -262,17 +268,23 @@ async fn message_rate_limit_then_disconnect() {
         let (_, token) = server.student("flo").await;
         let mut c = server.connect(&token).await;
         for _ in 0..5 {
-            match c.request(|id| ClientMsg::TrashList { id }).await {
-                ServerMsg::Trash { .. } => {}
+            match c
+                .request(|id| ClientMsg::Files(FileRequest::TrashList { id }))
+                .await
+            {
+                ServerMsg::Files(FileMsg::Trash { .. }) => {}
                 other => panic!("expected trash, got {other:?}"),
             }
         }
-        match c.request(|id| ClientMsg::TrashList { id }).await {
-            ServerMsg::Error {
+        match c
+            .request(|id| ClientMsg::Files(FileRequest::TrashList { id }))
+            .await
+        {
+            ServerMsg::Connection(ConnectionMsg::Error {
                 code,
                 retry_after_ms,
                 ..
-            } => {
+            }) => {
                 assert_eq!(code, ErrorCode::RateLimited);
                 assert!(retry_after_ms.unwrap() > 0);
             }
@@ -282,8 +294,9 @@ async fn message_rate_limit_then_disconnect() {
         // does not refuse them, so the client does not think the link is dead.
         for _ in 0..3 {
             assert!(matches!(
-                c.request(|id| ClientMsg::Ping { id }).await,
-                ServerMsg::Pong { .. }
+                c.request(|id| ClientMsg::Connection(ConnectionRequest::Ping { id }))
+                    .await,
+                ServerMsg::Connection(ConnectionMsg::Pong { .. })
             ));
         }
         // Keep flooding: the server closes the connection with a reason.
@@ -296,12 +309,18 @@ async fn message_rate_limit_then_disconnect() {
         let mut p = server.connect(&token).await;
         for _ in 0..campus_server::ws::PINGS_PER_MIN {
             assert!(matches!(
-                p.request(|id| ClientMsg::Ping { id }).await,
-                ServerMsg::Pong { .. }
+                p.request(|id| ClientMsg::Connection(ConnectionRequest::Ping { id }))
+                    .await,
+                ServerMsg::Connection(ConnectionMsg::Pong { .. })
             ));
         }
-        match p.request(|id| ClientMsg::Ping { id }).await {
-            ServerMsg::Error { code, .. } => assert_eq!(code, ErrorCode::RateLimited),
+        match p
+            .request(|id| ClientMsg::Connection(ConnectionRequest::Ping { id }))
+            .await
+        {
+            ServerMsg::Connection(ConnectionMsg::Error { code, .. }) => {
+                assert_eq!(code, ErrorCode::RateLimited)
+            }
             other => panic!("expected rate_limited, got {other:?}"),
         }
         server.stop().await;
@@ -317,9 +336,9 @@ async fn graceful_shutdown_tells_clients() {
         let running = server.running.as_ref().unwrap();
         running.shutdown();
         match c.recv().await {
-            ServerMsg::Shutdown {
+            ServerMsg::Connection(ConnectionMsg::Shutdown {
                 reconnect_after_ms, ..
-            } => assert!(reconnect_after_ms > 0),
+            }) => assert!(reconnect_after_ms > 0),
             other => panic!("expected shutdown, got {other:?}"),
         }
         assert_eq!(c.closed().await, Some(close_codes::SHUTDOWN));
@@ -339,8 +358,13 @@ async fn disabled_user_is_disconnected() {
         tabs.push(server.connect(&token).await);
     }
     let mut c = tabs.remove(0);
-    let ping = c.request(|id| ClientMsg::Ping { id }).await;
-    assert!(matches!(ping, ServerMsg::Pong { .. }));
+    let ping = c
+        .request(|id| ClientMsg::Connection(ConnectionRequest::Ping { id }))
+        .await;
+    assert!(matches!(
+        ping,
+        ServerMsg::Connection(ConnectionMsg::Pong { .. })
+    ));
     server.store.set_user_disabled("hal", true).await.unwrap();
     assert_eq!(c.closed().await, Some(close_codes::UNAUTHORIZED));
     for mut t in tabs {
@@ -390,8 +414,9 @@ async fn dead_connections_and_oversized_messages_are_dropped() {
     assert!(code.is_none() || code == Some(1009), "{code:?}");
     let mut ok = server.connect(&token).await;
     assert!(matches!(
-        ok.request(|id| ClientMsg::Ping { id }).await,
-        ServerMsg::Pong { .. }
+        ok.request(|id| ClientMsg::Connection(ConnectionRequest::Ping { id }))
+            .await,
+        ServerMsg::Connection(ConnectionMsg::Pong { .. })
     ));
     server.stop().await;
 }

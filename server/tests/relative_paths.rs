@@ -15,6 +15,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use campus_protocol::{ClientMsg, Encoding, EndReason, RunEnded, RunMode, ServerMsg};
+use campus_protocol::{FileMsg, FileRequest, SessionMsg, SessionRequest};
 use support::server::{connect_url, WsClient};
 
 const BIN: &str = env!("CARGO_BIN_EXE_campus");
@@ -163,31 +164,38 @@ async fn login(port: u16, user: &str, pw: &str) -> String {
 async fn put(c: &mut WsClient, path: &str, code: &str) {
     let (p, content) = (path.to_string(), code.to_string());
     let m = c
-        .request(move |id| ClientMsg::Write {
-            id,
-            path: p,
-            content,
-            encoding: Encoding::Utf8,
-            base_version: None,
+        .request(move |id| {
+            ClientMsg::Files(FileRequest::Write {
+                id,
+                path: p,
+                content,
+                encoding: Encoding::Utf8,
+                base_version: None,
+            })
         })
         .await;
-    assert!(matches!(m, ServerMsg::Written { .. }), "{m:?}");
+    assert!(
+        matches!(m, ServerMsg::Files(FileMsg::Written { .. })),
+        "{m:?}"
+    );
 }
 
 async fn run_to_end(c: &mut WsClient, path: &str) -> RunEnded {
-    c.send(&ClientMsg::Run {
+    c.send(&ClientMsg::Session(SessionRequest::Run {
         id: Some(9),
         path: path.into(),
         mode: RunMode::Script,
         cols: Some(80),
         rows: Some(24),
-    })
+    }))
     .await;
     match c
-        .wait_for("run_ended", |m| matches!(m, ServerMsg::RunEnded { .. }))
+        .wait_for("run_ended", |m| {
+            matches!(m, ServerMsg::Session(SessionMsg::RunEnded { .. }))
+        })
         .await
     {
-        ServerMsg::RunEnded { ended, .. } => ended,
+        ServerMsg::Session(SessionMsg::RunEnded { ended, .. }) => ended,
         _ => unreachable!(),
     }
 }

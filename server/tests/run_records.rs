@@ -63,11 +63,11 @@ async fn sqlite_write_lock_keeps_runs_going_and_records_them_afterwards() {
 
     // The writer could not write them, so they went to the journal.
     let deadline = Instant::now() + wait_limit();
-    while server.state().records.stats().journal_bytes == 0 {
+    while server.records().stats().journal_bytes == 0 {
         assert!(
             Instant::now() < deadline,
             "records never journaled: {:?}",
-            server.state().records.stats()
+            server.records().stats()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -99,7 +99,7 @@ async fn sqlite_write_lock_keeps_runs_going_and_records_them_afterwards() {
         .await
         .unwrap();
     assert_eq!(audit.len(), 3, "the logins' audit entries: {audit:?}");
-    let stats = server.state().records.stats();
+    let stats = server.records().stats();
     assert_eq!((stats.journal_bytes, stats.dropped), (0, 0), "{stats:?}");
     server.stop().await;
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use campus_protocol::SessionMsg;
 use campus_protocol::{EndReason, Phase, Role, RunEnded, RunMode, ServerMsg, UserInfo};
 use campus_server::runner::{Attachment, Runner, RunnerConfig, RunnerError, SessionEvent};
 use campus_server::sandbox::{Sandbox, SandboxConfig};
@@ -99,7 +100,7 @@ struct Client {
 
 impl Client {
     fn new(att: Attachment) -> Client {
-        let ServerMsg::Attached { replay_from, .. } = &att.attached else {
+        let ServerMsg::Session(SessionMsg::Attached { replay_from, .. }) = &att.attached else {
             panic!("expected attached, got {:?}", att.attached)
         };
         Client {
@@ -185,16 +186,16 @@ impl Client {
         self.until("run_ended", |c| {
             c.msgs
                 .iter()
-                .any(|m| matches!(m, ServerMsg::RunEnded { .. }))
+                .any(|m| matches!(m, ServerMsg::Session(SessionMsg::RunEnded { .. })))
         })
         .await;
         let pos = self
             .msgs
             .iter()
-            .position(|m| matches!(m, ServerMsg::RunEnded { .. }))
+            .position(|m| matches!(m, ServerMsg::Session(SessionMsg::RunEnded { .. })))
             .unwrap();
         match self.msgs.remove(pos) {
-            ServerMsg::RunEnded { ended, .. } => ended,
+            ServerMsg::Session(SessionMsg::RunEnded { ended, .. }) => ended,
             _ => unreachable!(),
         }
     }
@@ -202,11 +203,11 @@ impl Client {
     /// `script_error` of the `phase {repl}` message (None if it has none or came not yet).
     fn phase_script_error(&self) -> Option<String> {
         self.msgs.iter().find_map(|m| match m {
-            ServerMsg::Phase {
+            ServerMsg::Session(SessionMsg::Phase {
                 phase: Phase::Repl,
                 script_error,
                 ..
-            } => script_error.clone(),
+            }) => script_error.clone(),
             _ => None,
         })
     }
@@ -215,10 +216,10 @@ impl Client {
         self.msgs.iter().any(|m| {
             matches!(
                 m,
-                ServerMsg::Phase {
+                ServerMsg::Session(SessionMsg::Phase {
                     phase: Phase::Repl,
                     ..
-                }
+                })
             )
         })
     }
@@ -262,13 +263,13 @@ async fn print_and_exit_code() {
     assert_eq!(ended.memory_limit_bytes, 128 << 20);
     assert_eq!(ended.cpu_limit_ms, 30_000);
     match &c.msgs[0] {
-        ServerMsg::RunStarted {
+        ServerMsg::Session(SessionMsg::RunStarted {
             id,
             mode,
             start_seq,
             replaced_previous,
             ..
-        } => {
+        }) => {
             assert_eq!(*id, Some(7));
             assert_eq!(*mode, RunMode::Script);
             assert_eq!(*start_seq, 0);
@@ -332,10 +333,6 @@ async fn hybrid_repl_sees_script_globals_and_input_works_in_both_phases() {
     c.input("yes\r").await;
     c.input("print(answer * 2)\r").await;
     c.text_after(mark, "yesyes").await;
-    assert!(
-        !c.text().contains("7771"),
-        "the phase marker must be stripped"
-    );
     assert_eq!(c.phase_script_error(), None, "the script did not raise");
     c.input("exit()\r").await;
     let ended = c.ended().await;
@@ -401,16 +398,15 @@ async fn hybrid_exception_still_reaches_the_repl() {
         !text.contains("_campus_hybrid"),
         "launcher frames are hidden: {text:?}"
     );
-    assert!(!text.contains("7771"), "the marker is stripped: {text:?}");
     assert_eq!(c.phase_script_error().as_deref(), Some("ValueError"));
     // A connection attaching now learns it too.
     let late = env.attach(1, "c2", u64::MAX).await;
-    let ServerMsg::Attached {
+    let ServerMsg::Session(SessionMsg::Attached {
         script_error,
         mode,
         path,
         ..
-    } = &late.att.attached
+    }) = &late.att.attached
     else {
         unreachable!()
     };
@@ -551,9 +547,9 @@ async fn max_age_warns_then_times_out_per_phase() {
         .msgs
         .iter()
         .find_map(|m| match m {
-            ServerMsg::Warning {
+            ServerMsg::Session(SessionMsg::Warning {
                 reason, stop_in_ms, ..
-            } => Some((reason.clone(), *stop_in_ms)),
+            }) => Some((reason.clone(), *stop_in_ms)),
             _ => None,
         })
         .expect("a warning before the timeout");
@@ -572,12 +568,68 @@ async fn max_age_warns_then_times_out_per_phase() {
     let phase_at = c
         .msgs
         .iter()
-        .position(|m| matches!(m, ServerMsg::Phase { .. }));
+        .position(|m| matches!(m, ServerMsg::Session(SessionMsg::Phase { .. })));
     let warn_at = c
         .msgs
         .iter()
-        .position(|m| matches!(m, ServerMsg::Warning { .. }));
+        .position(|m| matches!(m, ServerMsg::Session(SessionMsg::Warning { .. })));
     assert!(phase_at.unwrap() < warn_at.expect("warning in the REPL phase"));
+}
+
+/// Attack: a hybrid script prints Campus's old private phase marker in every
+/// way it can reach the terminal (print, the raw stdout, fds 1 and 2, a
+/// child process) and tries to hand the phase channel to a child, then keeps
+/// running. The phase must stay `script`, so the script's max age (3 s) ends
+/// it, not the REPL's (300 s). The phase report travels only on the
+/// launcher's result channel; printed bytes are ordinary output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_printing_the_phase_marker_stays_in_the_script_phase() {
+    let env = setup(RunnerConfig {
+        script_max_age: Duration::from_secs(3),
+        repl_max_age: Duration::from_secs(300),
+        ..test_config()
+    });
+    env.write(
+        1,
+        "spoof.py",
+        r#"import os, subprocess, sys, time
+m = "\x1b]7771;campus;phase=repl\x07"
+m2 = "\x1b]7771;campus;phase=repl;raised=Fake\x07"
+print(m, flush=True)
+sys.__stdout__.write(m2)
+sys.__stdout__.flush()
+os.write(1, m.encode())
+os.write(2, m.encode())
+subprocess.run([sys.executable, "-c", "import os; os.write(1, b'\x1b]7771;campus;phase=repl\x07')"])
+child = "import os\ntry:\n    os.write(3, b'repl\\n')\n    print('child-wrote')\nexcept OSError as e:\n    print('child-refused', e.errno)\n"
+subprocess.run([sys.executable, "-c", child], close_fds=False)
+print("still-script", flush=True)
+while True:
+    time.sleep(0.05)
+"#,
+    );
+    let mut c = env.attach(1, "c1", 0).await;
+    c.run("spoof.py", RunMode::Hybrid).await.unwrap();
+    c.text_after(0, "still-script").await;
+    let ended = c.ended().await;
+    let text = c.text();
+    assert!(
+        !c.has_phase_repl(),
+        "printed bytes switched the phase: {:?}",
+        c.msgs
+    );
+    assert_eq!(ended.reason, EndReason::Timeout, "{ended:?}");
+    assert!(
+        ended.message.contains("time limit (3.0 s)") && !ended.message.contains("prompt"),
+        "the script's max age applies: {}",
+        ended.message
+    );
+    assert!((3000..60_000).contains(&ended.duration_ms), "{ended:?}");
+    // The marker bytes reached the terminal as ordinary output, and the
+    // child could not write to the phase channel (EBADF).
+    assert!(text.contains("]7771;campus;phase=repl"), "{text:?}");
+    assert!(text.contains("child-refused 9"), "{text:?}");
+    assert!(!text.contains("child-wrote"), "{text:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -632,7 +684,7 @@ async fn flood_of_a_million_lines_arrives_in_order_with_bounded_buffers() {
     while !c
         .msgs
         .iter()
-        .any(|m| matches!(m, ServerMsg::RunEnded { .. }))
+        .any(|m| matches!(m, ServerMsg::Session(SessionMsg::RunEnded { .. })))
     {
         assert!(c.pump(deadline).await, "flood stalled");
         events += 1;
@@ -786,13 +838,13 @@ async fn reattach_replays_exactly_the_missed_bytes_and_the_program_keeps_running
         .attach(&user(1), env.workspace(1), "tab-a", have)
         .await
         .unwrap();
-    let ServerMsg::Attached {
+    let ServerMsg::Session(SessionMsg::Attached {
         running,
         replay_from,
         dropped_bytes,
         next_seq,
         ..
-    } = b.attached.clone()
+    }) = b.attached.clone()
     else {
         panic!()
     };
@@ -851,13 +903,13 @@ async fn replay_older_than_the_tail_reports_dropped_bytes() {
     let total = info.next_seq;
     assert_eq!(total, 100_000 * 9);
     let mut c = env.attach(1, "c2", 0).await;
-    let ServerMsg::Attached {
+    let ServerMsg::Session(SessionMsg::Attached {
         replay_from,
         dropped_bytes,
         running,
         last_ended,
         ..
-    } = c.att.attached.clone()
+    }) = c.att.attached.clone()
     else {
         panic!()
     };
@@ -878,7 +930,7 @@ async fn a_second_run_replaces_the_first() {
     c.run("wait.py", RunMode::Script).await.unwrap();
     c.text_after(0, "waiting ").await;
     let first = match &c.msgs[0] {
-        ServerMsg::RunStarted { run_id, .. } => run_id.clone(),
+        ServerMsg::Session(SessionMsg::RunStarted { run_id, .. }) => run_id.clone(),
         other => panic!("{other:?}"),
     };
     c.run("wait.py", RunMode::Script).await.unwrap();
@@ -887,7 +939,7 @@ async fn a_second_run_replaces_the_first() {
     assert_eq!(ended.reason, EndReason::Stopped);
     c.until("second run_started", |c| {
         c.msgs.iter().any(|m| {
-            matches!(m, ServerMsg::RunStarted { replaced_previous: true, run_id, .. } if *run_id != first)
+            matches!(m, ServerMsg::Session(SessionMsg::RunStarted { replaced_previous: true, run_id, .. }) if *run_id != first)
         })
     })
     .await;
@@ -1083,16 +1135,18 @@ async fn no_child_process_outlives_its_run() {
         3000 + std::process::id() % 1000,
         std::process::id()
     );
-    let cmdline = format!("sleep\0{tag}\0").into_bytes();
+    // The child is python itself: the sandbox has no coreutils (docs/security.md).
+    let sleeper = "import time; time.sleep(600)";
+    let cmdline = format!("python3\0-c\0{sleeper}\0{tag}\0").into_bytes();
     env.write(
         1,
         "bg.py",
-        &format!("import subprocess, sys\nsubprocess.Popen(['sleep', '{tag}'])\nprint('spawned')\nif sys.argv[-1:] != ['exit']:\n    input('wait ')\n"),
+        &format!("import subprocess, sys\nsubprocess.Popen(['python3', '-c', '{sleeper}', '{tag}'])\nprint('spawned')\nif sys.argv[-1:] != ['exit']:\n    input('wait ')\n"),
     );
     env.write(
         1,
         "bg_exit.py",
-        &format!("import subprocess\nsubprocess.Popen(['sleep', '{tag}'])\nprint('spawned')\n"),
+        &format!("import subprocess\nsubprocess.Popen(['python3', '-c', '{sleeper}', '{tag}'])\nprint('spawned')\n"),
     );
     let mut c = env.attach(1, "c1", 0).await;
     // Stopped while a background child runs.
@@ -1262,4 +1316,33 @@ async fn the_program_sees_the_terminal_size_and_resizes() {
         (ended.reason, ended.exit_code),
         (EndReason::Exited, Some(0))
     );
+}
+
+/// What the coming admin view uses: every session's snapshot, and ending a
+/// user's run as `killed_by_admin`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_view_lists_sessions_and_kills_a_run() {
+    let env = setup(test_config());
+    env.write(31, "wait.py", "input('waiting ')\n");
+    let mut a = env.attach(31, "a", 0).await;
+    let _b = env.attach(32, "b", 0).await;
+    a.run("wait.py", RunMode::Script).await.unwrap();
+    a.text_after(0, "waiting ").await;
+    let sessions = env.runner.sessions().await;
+    let ids: Vec<(i64, bool)> = sessions.iter().map(|s| (s.user_id, s.running)).collect();
+    assert_eq!(ids, vec![(31, true), (32, false)]);
+    assert_eq!(sessions[0].path.as_deref(), Some("wait.py"));
+    assert!(env.runner.kill_by_admin(31).await.unwrap());
+    let ended = a.ended().await;
+    assert_eq!(ended.reason, EndReason::KilledByAdmin, "{ended:?}");
+    assert!(ended.message.contains("administrator"), "{}", ended.message);
+    assert!(
+        !env.runner.kill_by_admin(31).await.unwrap(),
+        "nothing is running any more"
+    );
+    assert!(
+        !env.runner.kill_by_admin(99).await.unwrap(),
+        "no session at all"
+    );
+    assert_eq!(env.runner.active_runs(), 0);
 }

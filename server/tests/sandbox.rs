@@ -2,7 +2,7 @@
 //! per-student uids, rlimits, killing. Every run goes through `Sandbox::prepare`
 //! and the real `campus sandbox-exec` helper, mostly inside a real PTY.
 
-#![allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic there is a failed test (clippy.toml)
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -57,6 +57,10 @@ fn spec(name: &str, user_id: i64, workspace: &Path, code: &str) -> RunSpec {
         user_id,
         workspace_dir: workspace.to_path_buf(),
         read_only_mounts: vec![],
+        workspace_read_only: false,
+        scratch_dir: None,
+        cwd: None,
+        result_channel: false,
         argv: vec![PYTHON.into(), "-c".into(), code.into()],
         env: vec![
             ("PYTHONUNBUFFERED".into(), "1".into()),
@@ -100,10 +104,12 @@ fn open_pty() -> (File, OwnedFd) {
 }
 
 fn start(sb: &Sandbox, spec: &RunSpec) -> PtyRun {
-    let PreparedRun { command, cgroup } = sb.prepare(spec).expect("prepare");
+    let PreparedRun {
+        command, cgroup, ..
+    } = sb.prepare(spec).expect("prepare");
     let (master, slave) = open_pty();
     // Consumes our copies of the slave, or the master would never see EOF.
-    let child = spawn_on_terminal(command, slave).unwrap();
+    let (child, _) = spawn_on_terminal(command, slave, None).unwrap();
     let mut reader = master.try_clone().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -318,9 +324,9 @@ fn sees_only_its_own_files() {
          \x20       print('DENIED', p, type(e).__name__)\n\
          print('MINE', open('/home/student/mine.txt').read())\n\
          open('/home/student/new.txt', 'w').write('written')\n\
-         print('COURSE', open('/courses/c101/notes.txt').read())\n\
+         print('COURSE', open('/course/c101/notes.txt').read())\n\
          try:\n\
-         \x20   open('/courses/c101/x', 'w')\n\
+         \x20   open('/course/c101/x', 'w')\n\
          \x20   print('COURSE-WRITABLE')\n\
          except OSError as e:\n\
          \x20   print('COURSE-RO', e.errno)\n\
@@ -624,4 +630,212 @@ fn bad_run_ids_and_user_ids_are_refused() {
     let mut s = spec("y", -1, ws.path(), "pass");
     s.user_id = -(UID_BASE as i64);
     assert!(sb.prepare(&s).is_err());
+}
+
+/// A tmpfs mounted for one test (the "data dir on its own filesystem" of
+/// docs/security.md), detached again when dropped.
+struct TestMount(PathBuf);
+
+impl TestMount {
+    fn tmpfs(at: &Path) -> TestMount {
+        std::fs::create_dir_all(at).unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            at,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("size=4m,mode=0755"),
+        )
+        .unwrap();
+        TestMount(at.to_path_buf())
+    }
+}
+
+impl Drop for TestMount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// The cgroup paths of this (host) process, e.g. `/system.slice/…`.
+fn own_cgroup_paths() -> Vec<String> {
+    std::fs::read_to_string("/proc/self/cgroup")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.splitn(3, ':').nth(2))
+        .filter(|p| *p != "/")
+        .map(str::to_string)
+        .collect()
+}
+
+/// The attack of issue 12 §7: a program reads what a run could learn about
+/// the host — mount table, cgroup paths, the kernel's configuration and
+/// command line, the host's /usr — and none of it may name the data dir, the
+/// run's or the server's host cgroup, or show the host's tools; the ordinary
+/// things (stdlib, readline and completion, terminfo, input(), a CSV file of
+/// the workspace, a shell for os.system) keep working.
+#[test]
+fn a_run_learns_nothing_about_the_host() {
+    let sb = sandbox();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("campus-data-dir-marker");
+    let _fs = TestMount::tmpfs(&data);
+    let user_id = 4242;
+    let ws = data.join("workspaces").join(user_id.to_string());
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(ws.join("grades.csv"), "name,score\nada,90\ngrace,95\n").unwrap();
+    let code = r#"import os, sys
+print('MOUNTINFO', repr(open('/proc/self/mountinfo').read()))
+print('MOUNTS', repr(open('/proc/self/mounts').read()))
+print('CGROUP', repr(open('/proc/self/cgroup').read()))
+for f in ['config.gz', 'cmdline', 'kallsyms', 'modules', 'partitions', 'sched_debug', 'iomem']:
+    try:
+        print('PROC', f, len(open('/proc/' + f, 'rb').read()))
+    except OSError as e:
+        print('PROC', f, 'denied', e.errno)
+for d in ['/usr/local', '/usr/bin', '/usr/sbin', '/usr/lib/gcc', '/usr/libexec', '/usr/include', '/usr/share', '/proc/fs', '/proc/bus']:
+    try:
+        print('LIST', d, sorted(os.listdir(d)))
+    except OSError as e:
+        print('LIST', d, 'missing', e.errno)
+try:
+    open('/proc/sys/kernel/hostname', 'w').write('x')
+    print('PROCSYS writable')
+except OSError as e:
+    print('PROCSYS', e.errno)
+import csv, readline, rlcompleter, curses, sqlite3, zoneinfo, json, decimal, hashlib, ssl
+with open('grades.csv', newline='') as f:
+    print('CSV', [r['score'] for r in csv.DictReader(f)])
+print('COMPLETE', rlcompleter.Completer().complete('pri', 0))
+curses.setupterm('xterm-256color')
+print('TERMINFO', curses.tigetnum('colors'))
+print('TZ', zoneinfo.ZoneInfo('Europe/Paris').key)
+print('SHELL', os.system('exit 7') >> 8)
+name = input('name? ')
+print('GOT', name.upper())
+"#;
+    let mut s = spec("visibility", user_id, &ws, code);
+    s.env.push(("TERM".into(), "xterm-256color".into()));
+    let mut r = start(&sb, &s);
+    r.wait_for("name? ");
+    r.writer.write_all(b"ada\r").unwrap();
+    let status = r.finish();
+    let out = r.text.clone();
+    assert_eq!(status.code(), Some(0), "{out}");
+    assert!(out.contains("GOT ADA"), "{out}");
+
+    // The data dir, by its host path (or the random part of it), is nowhere.
+    let tmp_name = tmp.path().file_name().unwrap().to_string_lossy();
+    for needle in [
+        data.display().to_string(),
+        "campus-data-dir-marker".to_string(),
+        tmp_name.to_string(),
+    ] {
+        assert!(!out.contains(&needle), "{needle:?} visible:\n{out}");
+    }
+    // Documented residual: the bind's "root" field is the workspace's path
+    // *inside its own filesystem* (here the data dir's tmpfs).
+    let info = out.lines().find(|l| l.starts_with("MOUNTINFO")).unwrap();
+    assert!(
+        info.contains(&format!(" /workspaces/{user_id} /home/student ")),
+        "{info}"
+    );
+
+    // cgroups: neither the run's host cgroup nor the server's.
+    let cgroup = out.lines().find(|l| l.starts_with("CGROUP")).unwrap();
+    let lines = cgroup
+        .trim_start_matches("CGROUP '")
+        .trim_end_matches('\'')
+        .split("\\n")
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>();
+    assert!(!lines.is_empty(), "{cgroup}");
+    assert!(lines.iter().all(|l| l.ends_with(":/")), "{cgroup}");
+    for p in r.cgroup.as_ref().unwrap().paths() {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(!out.contains(&name), "run cgroup {name} visible:\n{out}");
+    }
+    for p in own_cgroup_paths() {
+        assert!(!out.contains(&p), "server cgroup {p} visible:\n{out}");
+    }
+    assert!(!out.contains("campus-test"), "{out}");
+
+    // Host /proc files read as empty.
+    for f in [
+        "config.gz",
+        "cmdline",
+        "kallsyms",
+        "modules",
+        "partitions",
+        "iomem",
+    ] {
+        let host = std::fs::read(format!("/proc/{f}")).unwrap_or_default();
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("PROC {f} ")))
+            .unwrap();
+        assert!(
+            line == format!("PROC {f} 0") || line.starts_with(&format!("PROC {f} denied")),
+            "{line} (host has {} bytes)",
+            host.len()
+        );
+    }
+    let host_cmdline = std::fs::read_to_string("/proc/cmdline").unwrap();
+    assert!(!out.contains(host_cmdline.trim()), "{out}");
+    assert!(out.contains("PROCSYS 30"), "{out}"); // EROFS
+
+    // /usr: the interpreter and its shell, nothing of /usr/local or the tools.
+    for d in [
+        "/usr/local",
+        "/usr/sbin",
+        "/usr/lib/gcc",
+        "/usr/libexec",
+        "/usr/include",
+    ] {
+        assert!(out.contains(&format!("LIST {d} missing 2")), "{d}:\n{out}");
+    }
+    let bin = out
+        .lines()
+        .find(|l| l.starts_with("LIST /usr/bin "))
+        .unwrap();
+    let names: Vec<&str> = bin
+        .trim_start_matches("LIST /usr/bin [")
+        .trim_end_matches(']')
+        .split(", ")
+        .map(|n| n.trim_matches('\''))
+        .collect();
+    assert!(names.contains(&"python3"), "{bin}");
+    assert!(
+        names
+            .iter()
+            .all(|n| n.starts_with("python3") || *n == "sh" || *n == "dash"),
+        "{bin}"
+    );
+    assert!(
+        out.contains("LIST /usr/share ['terminfo', 'zoneinfo']"),
+        "{out}"
+    );
+    assert!(out.contains("LIST /proc/fs []"), "{out}");
+    assert!(out.contains("LIST /proc/bus []"), "{out}");
+
+    // What a student uses still works.
+    assert!(out.contains("CSV ['90', '95']"), "{out}");
+    assert!(out.contains("COMPLETE print("), "{out}");
+    assert!(out.contains("TERMINFO 256"), "{out}");
+    assert!(out.contains("TZ Europe/Paris"), "{out}");
+    assert!(out.contains("SHELL 7"), "{out}");
+}
+
+/// The probe reports the cgroup namespace and the hidden host as features.
+#[test]
+fn probe_checks_the_host_is_hidden() {
+    let sb = sandbox();
+    let features = &sb.report().features;
+    for name in ["namespace: cgroup", "cgroup namespace", "host hidden"] {
+        let f = features.iter().find(|(n, _, _)| n == name);
+        assert!(
+            matches!(f, Some((_, true, _))),
+            "{name}: {f:?} in {features:?}"
+        );
+    }
 }

@@ -4,7 +4,7 @@
 //! (ENOSYS for clone3 and unknown calls) without killing the interpreter, no
 //! key crosses runs, and the dev fallback is filtered too.
 
-#![allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic there is a failed test (clippy.toml)
 
 use std::fs::File;
 use std::io::Read;
@@ -51,6 +51,10 @@ fn spec(name: &str, user_id: i64, workspace: &Path, argv: &[&str]) -> RunSpec {
         user_id,
         workspace_dir: workspace.to_path_buf(),
         read_only_mounts: vec![],
+        workspace_read_only: false,
+        scratch_dir: None,
+        cwd: None,
+        result_channel: false,
         argv: std::iter::once(PYTHON)
             .chain(argv.iter().copied())
             .map(String::from)
@@ -82,14 +86,18 @@ fn open_pty() -> (File, OwnedFd) {
 
 /// Run to completion in a PTY (bounded); returns (status, output).
 fn run(sb: &Sandbox, spec: &RunSpec) -> (ExitStatus, String) {
-    let PreparedRun { command, cgroup } = sb.prepare(spec).expect("prepare");
+    let PreparedRun {
+        command, cgroup, ..
+    } = sb.prepare(spec).expect("prepare");
     run_command(command, cgroup)
 }
 
 /// Like [`run`], but the helper is exec'd by `python3 -c wrapper helper args…`
 /// (same pid, so still the child of this process its `--server-pid` names).
 fn run_wrapped(sb: &Sandbox, spec: &RunSpec, wrapper: &str) -> (ExitStatus, String) {
-    let PreparedRun { command, cgroup } = sb.prepare(spec).expect("prepare");
+    let PreparedRun {
+        command, cgroup, ..
+    } = sb.prepare(spec).expect("prepare");
     let mut wrapped = Command::new(PYTHON);
     wrapped
         .arg("-c")
@@ -108,7 +116,7 @@ fn run_wrapped(sb: &Sandbox, spec: &RunSpec, wrapper: &str) -> (ExitStatus, Stri
 
 fn run_command(command: Command, cgroup: Option<RunCgroup>) -> (ExitStatus, String) {
     let (master, slave) = open_pty();
-    let mut child = spawn_on_terminal(command, slave).unwrap();
+    let (mut child, _) = spawn_on_terminal(command, slave, None).unwrap();
     let mut reader = master;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {

@@ -11,6 +11,7 @@ mod support;
 use std::path::Path;
 
 use campus_protocol::{ClientMsg, Encoding, RunMode, ServerMsg};
+use campus_protocol::{FileMsg, FileRequest, SessionMsg, SessionRequest};
 use support::db::test_databases;
 use support::server::{wait_limit, TestServer, WsClient};
 
@@ -63,7 +64,9 @@ async fn output_contains(c: &mut WsClient, needle: &str) {
         // output comes before it).
         let end = tokio::time::timeout(
             std::time::Duration::from_millis(200),
-            c.wait_for("run_ended", |m| matches!(m, ServerMsg::RunEnded { .. })),
+            c.wait_for("run_ended", |m| {
+                matches!(m, ServerMsg::Session(SessionMsg::RunEnded { .. }))
+            }),
         )
         .await;
         if let Ok(m) = end {
@@ -87,35 +90,42 @@ async fn a_run_in_a_deleted_folder_cannot_write_into_the_trash() {
     for (path, content) in [("proj/main.py", PROGRAM), ("proj/data.csv", "a,b\n1,2\n")] {
         let (p, content) = (path.to_string(), content.to_string());
         let m = c
-            .request(move |id| ClientMsg::Write {
-                id,
-                path: p,
-                content,
-                encoding: Encoding::Utf8,
-                base_version: None,
+            .request(move |id| {
+                ClientMsg::Files(FileRequest::Write {
+                    id,
+                    path: p,
+                    content,
+                    encoding: Encoding::Utf8,
+                    base_version: None,
+                })
             })
             .await;
-        assert!(matches!(m, ServerMsg::Written { .. }), "{m:?}");
+        assert!(
+            matches!(m, ServerMsg::Files(FileMsg::Written { .. })),
+            "{m:?}"
+        );
     }
-    c.send(&ClientMsg::Run {
+    c.send(&ClientMsg::Session(SessionRequest::Run {
         id: Some(1),
         path: "proj/main.py".into(),
         mode: RunMode::Script,
         cols: Some(80),
         rows: Some(24),
-    })
+    }))
     .await;
     // The program wrote into its folder while it was live.
     output_contains(&mut c, "READY").await;
 
     let item = match c
-        .request(|id| ClientMsg::Delete {
-            id,
-            path: "proj".into(),
+        .request(|id| {
+            ClientMsg::Files(FileRequest::Delete {
+                id,
+                path: "proj".into(),
+            })
         })
         .await
     {
-        ServerMsg::Deleted { trash_id, .. } => trash_id,
+        ServerMsg::Files(FileMsg::Deleted { trash_id, .. }) => trash_id,
         other => panic!("delete failed: {other:?}"),
     };
     let trash = server
@@ -125,10 +135,10 @@ async fn a_run_in_a_deleted_folder_cannot_write_into_the_trash() {
     let deleted_bytes = (PROGRAM.len() + 8 + "started\n".len()) as u64;
     let before = disk_bytes(&trash);
 
-    c.send(&ClientMsg::Input {
+    c.send(&ClientMsg::Session(SessionRequest::Input {
         id: None,
         data: "go\r".into(),
-    })
+    }))
     .await;
     output_contains(&mut c, "DONE").await;
     let out = String::from_utf8_lossy(&c.output_bytes()).into_owned();
@@ -137,13 +147,18 @@ async fn a_run_in_a_deleted_folder_cannot_write_into_the_trash() {
     }
     // The open file still takes writes, into an inode nothing refers to any more.
     assert!(out.contains("held ok"), "{out}");
-    c.wait_for("run_ended", |m| matches!(m, ServerMsg::RunEnded { .. }))
-        .await;
+    c.wait_for("run_ended", |m| {
+        matches!(m, ServerMsg::Session(SessionMsg::RunEnded { .. }))
+    })
+    .await;
 
     assert_eq!(disk_bytes(&trash), before, "the run wrote into the trash");
     assert!(before < deleted_bytes + 4096, "{before}");
-    match c.request(|id| ClientMsg::TrashList { id }).await {
-        ServerMsg::Trash { items, .. } => {
+    match c
+        .request(|id| ClientMsg::Files(FileRequest::TrashList { id }))
+        .await
+    {
+        ServerMsg::Files(FileMsg::Trash { items, .. }) => {
             assert_eq!(items.len(), 1);
             assert_eq!(items[0].trash_id, item);
             assert_eq!(items[0].size, deleted_bytes, "{items:?}");
@@ -152,13 +167,18 @@ async fn a_run_in_a_deleted_folder_cannot_write_into_the_trash() {
     }
     // Restored, it is the folder as it was deleted.
     let m = c
-        .request(|id| ClientMsg::TrashRestore {
-            id,
-            trash_id: item,
-            to: None,
+        .request(|id| {
+            ClientMsg::Files(FileRequest::TrashRestore {
+                id,
+                trash_id: item,
+                to: None,
+            })
         })
         .await;
-    assert!(matches!(m, ServerMsg::Entry { .. }), "{m:?}");
+    assert!(
+        matches!(m, ServerMsg::Files(FileMsg::Entry { .. })),
+        "{m:?}"
+    );
     let tree = server
         .data_dir
         .path()

@@ -577,3 +577,148 @@ async fn hyper_reports_a_cut_body_as_an_error_not_as_its_end() {
     }
     srv.abort();
 }
+
+/// Shutdown with everything in flight at once: a run (ends `server_shutdown`
+/// and is recorded), saves (every acknowledged one is on disk), an upload
+/// (not committed); the server stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_a_run_saves_and_an_upload_in_flight() {
+    use campus_protocol::{
+        ClientMsg, ConnectionMsg, Encoding, EndReason, FileMsg, FileRequest, RunMode, ServerMsg,
+        SessionMsg, SessionRequest,
+    };
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let mut env = env(|a| a.shutdown_grace_secs = 5).await;
+    let uid: i64 = env
+        .tree
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let v = seed(&env).await;
+    let mut c = env.server.connect(&env.token).await;
+    c.send(&ClientMsg::Files(FileRequest::Write {
+        id: Some(1),
+        path: "long.py".into(),
+        content: "import time\nprint('working', flush=True)\ntime.sleep(600)\n".into(),
+        encoding: Encoding::Utf8,
+        base_version: None,
+    }))
+    .await;
+    c.wait_for("written", |m| {
+        matches!(m, ServerMsg::Files(FileMsg::Written { id: Some(1), .. }))
+    })
+    .await;
+    c.send(&ClientMsg::Session(SessionRequest::Run {
+        id: Some(2),
+        path: "long.py".into(),
+        mode: RunMode::Script,
+        cols: None,
+        rows: None,
+    }))
+    .await;
+    let run_id = match c
+        .wait_for("run_started", |m| {
+            matches!(
+                m,
+                ServerMsg::Session(SessionMsg::RunStarted { id: Some(2), .. })
+            )
+        })
+        .await
+    {
+        ServerMsg::Session(SessionMsg::RunStarted { run_id, .. }) => run_id,
+        _ => unreachable!(),
+    };
+    let deadline = tokio::time::Instant::now() + wait_limit();
+    while !String::from_utf8_lossy(&c.output_bytes()).contains("working") {
+        assert!(tokio::time::Instant::now() < deadline, "no output");
+        let _ = tokio::time::timeout(Duration::from_millis(200), c.wait_for("any", |_| true)).await;
+    }
+    // An upload staged but not finished.
+    let mut upload = start_upload(&env, "data.txt", Framing::Length, &Condition::IfMatch(v)).await;
+    // Saves sent back to back; shutdown starts once the first is acknowledged.
+    for i in 0..20u64 {
+        c.send(&ClientMsg::Files(FileRequest::Write {
+            id: Some(100 + i),
+            path: format!("save-{i}.txt"),
+            content: i.to_string().repeat(10_000),
+            encoding: Encoding::Utf8,
+            base_version: None,
+        }))
+        .await;
+    }
+    let mut heard: Vec<ServerMsg> = vec![
+        c.wait_for("first save", |m| {
+            matches!(m, ServerMsg::Files(FileMsg::Written { id: Some(100), .. }))
+        })
+        .await,
+    ];
+    let running = env.server.running.take().unwrap();
+    running.shutdown();
+    // Everything the client hears until the socket closes.
+    heard.append(&mut c.pending);
+    loop {
+        match tokio::time::timeout(wait_limit(), c.ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => heard.push(serde_json::from_str(t.as_str()).unwrap()),
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => break,
+            Ok(Some(Ok(_))) => {}
+            Err(_) => panic!("the connection was not closed"),
+        }
+    }
+    let head = read_head(&mut upload).await;
+    assert!(
+        head.is_empty() || head.starts_with("HTTP/1.1 503"),
+        "answered {head}"
+    );
+    tokio::time::timeout(wait_limit() * 2, running.wait())
+        .await
+        .expect("the server did not stop")
+        .expect("clean stop");
+
+    assert!(
+        heard
+            .iter()
+            .any(|m| matches!(m, ServerMsg::Connection(ConnectionMsg::Shutdown { .. }))),
+        "the client was not told: {heard:?}"
+    );
+    // Every acknowledged save is on disk, whole.
+    let acked: Vec<u64> = heard
+        .iter()
+        .filter_map(|m| match m {
+            ServerMsg::Files(FileMsg::Written { id: Some(id), .. }) if *id >= 100 => Some(id - 100),
+            _ => None,
+        })
+        .collect();
+    assert!(acked.contains(&0), "{heard:?}");
+    for i in &acked {
+        let got = std::fs::read_to_string(env.tree.join(format!("save-{i}.txt"))).unwrap();
+        assert_eq!(got, i.to_string().repeat(10_000), "save {i}");
+    }
+    // The upload committed nothing.
+    assert_eq!(
+        std::fs::read(env.tree.join("data.txt")).unwrap(),
+        vec![b'o'; OLD_LEN]
+    );
+    assert!(
+        temps(&env.tree).is_empty(),
+        "the upload left its temporary file"
+    );
+    // The run ended with server_shutdown (announced if the socket was still
+    // open for it) and is recorded.
+    for m in &heard {
+        if let ServerMsg::Session(SessionMsg::RunEnded { ended, .. }) = m {
+            assert_eq!(ended.reason, EndReason::ServerShutdown, "{ended:?}");
+        }
+    }
+    // The server closed its pool: look with a fresh one.
+    let store = campus_server::store::connect(&env._db.url, &Default::default())
+        .await
+        .unwrap();
+    let runs = store.recent_runs(uid, 10).await.unwrap();
+    let run = runs.iter().find(|r| r.id == run_id).expect("run recorded");
+    assert_eq!(run.reason.as_deref(), Some("server_shutdown"), "{run:?}");
+}

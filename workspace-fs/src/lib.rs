@@ -6,6 +6,14 @@
 //! user. Each cached workspace keeps three directory descriptors open; the caller drops idle,
 //! unreferenced ones with [`Workspaces::evict_idle`].
 //!
+//! # Opening
+//! A cold open (creating the directories, scanning the tree, sweeping temporaries, sealing and
+//! purging the trash) is per workspace: the registry's lock is held only to look a key up or
+//! to mark it busy, never during the work, so one student's slow open never delays another's.
+//! Concurrent opens of one key open it once: the first marks the key busy and builds it, the
+//! others wait for that one and get the same instance ([`Workspaces::get`] answers a cached
+//! workspace without ever waiting).
+//!
 //! # Safety model
 //! Ambient authority is used only to open the two roots (`tree_root`, `meta_root`). Everything
 //! below them goes through directory descriptors: `openat2(RESOLVE_BENEATH |
@@ -84,7 +92,7 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use rustix::fs::{self as rfs, Mode, OFlags};
@@ -93,7 +101,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::FsError;
 pub use path::{validate_path, MAX_DEPTH, MAX_NAME_BYTES, MAX_PATH_BYTES, TEMP_PREFIX};
-pub use workspace::Workspace;
+pub use workspace::{mime_type, Workspace};
 pub use write::PendingWrite;
 
 use error::map_errno;
@@ -232,7 +240,16 @@ pub struct Workspaces {
     tree_fd: OwnedFd,
     meta_fd: OwnedFd,
     limits: Limits,
-    cache: Mutex<HashMap<String, Cached>>,
+    cache: Mutex<HashMap<String, Slot>>,
+}
+
+/// What the registry knows about one key.
+#[derive(Debug)]
+enum Slot {
+    /// Open: the one instance, handed out by `open` until evicted.
+    Open(Cached),
+    /// One thread is opening it (or sweeping its temporaries); others wait on the gate.
+    Busy(Arc<Gate>),
 }
 
 /// A cached workspace and when `open` last handed it out.
@@ -240,6 +257,72 @@ pub struct Workspaces {
 struct Cached {
     ws: Arc<Workspace>,
     last_used: Instant,
+}
+
+/// Released once the thread that marked a key busy is done with it.
+#[derive(Debug, Default)]
+struct Gate {
+    released: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Gate {
+    fn wait(&self) {
+        let mut released = self.released.lock().unwrap_or_else(|p| p.into_inner());
+        while !*released {
+            released = self.cv.wait(released).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn release(&self) {
+        *self.released.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.cv.notify_all();
+    }
+}
+
+/// A key marked busy by this thread. Dropped without [`Busy::finish`] (an error, a panic) it
+/// forgets the key, so the next open starts afresh; either way it releases the waiters.
+struct Busy<'a> {
+    reg: &'a Workspaces,
+    key: String,
+    gate: Arc<Gate>,
+}
+
+impl Busy<'_> {
+    /// Replace the busy mark by the opened workspace, then release the waiters.
+    fn finish(self, ws: Arc<Workspace>) {
+        let mut cache = self.reg.lock_cache();
+        cache.insert(
+            self.key.clone(),
+            Slot::Open(Cached {
+                ws,
+                last_used: Instant::now(),
+            }),
+        );
+        // `Drop` sees the mark gone and only releases the gate.
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        {
+            let mut cache = self.reg.lock_cache();
+            if matches!(cache.get(&self.key), Some(Slot::Busy(g)) if Arc::ptr_eq(g, &self.gate)) {
+                cache.remove(&self.key);
+            }
+        }
+        self.gate.release();
+    }
+}
+
+/// What a look-up under the cache lock found.
+enum Lookup<'a> {
+    /// The open instance.
+    Open(Arc<Workspace>),
+    /// Someone else is busy with the key: wait, then look again.
+    Wait(Arc<Gate>),
+    /// The key is now marked busy by us.
+    Mine(Busy<'a>),
 }
 
 /// True for keys usable as a directory name: 1–64 of `[A-Za-z0-9_.-]`, not starting with `.`.
@@ -294,32 +377,60 @@ impl Workspaces {
     /// The workspace for `key`, created on first use: tree dir (mode 0700, chowned to `owner`)
     /// and meta dir (mode 0700). The first open (also the first after an eviction) sweeps
     /// leftover temporaries, scans usage and purges expired trash; later opens return the
-    /// cached instance (its `owner` is the one given first).
+    /// cached instance (its `owner` is the one given first). Blocking, and it may wait for
+    /// another thread's open of the same key (see "Opening" in the crate docs); it never waits
+    /// for another key.
     pub fn open(&self, key: &str, owner: Option<(u32, u32)>) -> Result<Arc<Workspace>, FsError> {
         check_key(key)?;
-        let ws = {
-            let mut cache = self.lock_cache();
-            if let Some(c) = cache.get_mut(key) {
-                c.last_used = Instant::now();
-                return Ok(c.ws.clone());
+        let busy = loop {
+            match self.lookup(key) {
+                Lookup::Open(ws) => return Ok(ws),
+                Lookup::Wait(gate) => gate.wait(),
+                Lookup::Mine(busy) => break busy,
             }
-            // Built under the cache lock: the temp sweep in `count_dir` is only safe while no
-            // other instance of this workspace (with a write in flight) can exist.
-            let ws = Arc::new(self.build(key, owner)?);
-            cache.insert(
-                key.to_owned(),
-                Cached {
-                    ws: ws.clone(),
-                    last_used: Instant::now(),
-                },
-            );
-            ws
         };
-        // Outside the cache lock (it takes only this workspace's lock). Best effort: the trash
-        // is private and a failed purge is retried by the next open or periodic pass, so it
-        // must not fail the open; the library has no logger to report it to.
+        // No other instance of this workspace (with a write in flight) can exist while the key
+        // is busy, which the temp sweep in `count_dir` relies on.
+        let ws = Arc::new(self.build(key, owner)?);
+        busy.finish(Arc::clone(&ws));
+        // Best effort: the trash is private and a failed purge is retried by the next open or
+        // periodic pass, so it must not fail the open; the library has no logger to report it
+        // to. (It takes only this workspace's lock.)
         let _ = ws.purge_expired(SystemTime::now());
         Ok(ws)
+    }
+
+    /// The cached workspace for `key`, if it is open (counts as use, like `open`). Never waits
+    /// for an open in progress, so async callers can try it before going to a blocking thread.
+    pub fn get(&self, key: &str) -> Option<Arc<Workspace>> {
+        match self.lock_cache().get_mut(key) {
+            Some(Slot::Open(c)) => {
+                c.last_used = Instant::now();
+                Some(Arc::clone(&c.ws))
+            }
+            _ => None,
+        }
+    }
+
+    /// Look `key` up, marking it busy for us when nobody has it.
+    fn lookup(&self, key: &str) -> Lookup<'_> {
+        let mut cache = self.lock_cache();
+        match cache.get_mut(key) {
+            Some(Slot::Open(c)) => {
+                c.last_used = Instant::now();
+                Lookup::Open(Arc::clone(&c.ws))
+            }
+            Some(Slot::Busy(gate)) => Lookup::Wait(Arc::clone(gate)),
+            None => {
+                let gate = Arc::new(Gate::default());
+                cache.insert(key.to_owned(), Slot::Busy(Arc::clone(&gate)));
+                Lookup::Mine(Busy {
+                    reg: self,
+                    key: key.to_owned(),
+                    gate,
+                })
+            }
+        }
     }
 
     /// Opens (creating if needed) the directories of `key`, sweeps leftover temporaries,
@@ -358,9 +469,10 @@ impl Workspaces {
     /// Removes the temporaries (`.campus-tmp-*`) a crash left in the trees, histories and
     /// trashes of workspaces that are not open, until `deadline`. Meant for server start-up,
     /// so the files of students who do not come back are cleaned too (an open sweeps its own
-    /// workspace anyway). Each workspace is swept under the cache lock, so it cannot be opened,
-    /// and no write can start in it, while its temporaries are removed; open workspaces are
-    /// skipped (their open swept them and they may have writes in flight). Blocking.
+    /// workspace anyway). Each workspace is marked busy while it is swept, so it cannot be
+    /// opened, and no write can start in it, while its temporaries are removed (an open of it
+    /// waits; opens of others do not); open workspaces, and those being opened, are skipped
+    /// (their open swept them and they may have writes in flight). Blocking.
     pub fn sweep_temporaries(&self, deadline: Instant) -> Result<SweepReport, FsError> {
         let mut report = SweepReport {
             complete: true,
@@ -378,19 +490,20 @@ impl Workspaces {
                 report.complete = false;
                 break;
             }
-            let cache = self.lock_cache();
-            if cache.contains_key(&key) {
-                report.skipped_open += 1;
-                continue;
-            }
+            let _busy = match self.lookup(&key) {
+                Lookup::Mine(busy) => busy,
+                Lookup::Open(_) | Lookup::Wait(_) => {
+                    report.skipped_open += 1;
+                    continue;
+                }
+            };
             report.removed += self.sweep_one(&key).map_err(|e| map_errno(e, &key))?;
             report.workspaces += 1;
-            drop(cache);
         }
         Ok(report)
     }
 
-    /// Sweeps one closed workspace (caller holds the cache lock).
+    /// Sweeps one closed workspace (the caller has marked it busy).
     fn sweep_one(&self, key: &str) -> Result<u64, Errno> {
         let mut removed = 0;
         match rfs::openat(&self.tree_fd, key, sys::dir_flags(), Mode::empty()) {
@@ -420,16 +533,20 @@ impl Workspaces {
     /// The "held by nobody" check and the removal happen under the cache lock, and new
     /// references are only made under that lock (or by cloning a held one), so an evicted
     /// instance is unreachable: two live `Workspace`s for one key (with separate write locks
-    /// and usage counters) never exist. A later `open` builds a fresh one from disk.
+    /// and usage counters) never exist. A later `open` builds a fresh one from disk. Keys
+    /// being opened are left alone.
     pub fn evict_idle(&self, idle: Duration) -> usize {
         let now = Instant::now();
-        let evicted: Vec<Cached> = {
+        let evicted: Vec<Slot> = {
             let mut cache = self.lock_cache();
             let keys: Vec<String> = cache
                 .iter()
-                .filter(|(_, c)| {
-                    now.saturating_duration_since(c.last_used) >= idle
-                        && Arc::strong_count(&c.ws) == 1
+                .filter(|(_, slot)| match slot {
+                    Slot::Open(c) => {
+                        now.saturating_duration_since(c.last_used) >= idle
+                            && Arc::strong_count(&c.ws) == 1
+                    }
+                    Slot::Busy(_) => false,
                 })
                 .map(|(k, _)| k.clone())
                 .collect();
@@ -443,17 +560,34 @@ impl Workspaces {
 
     /// Number of workspaces currently cached (open).
     pub fn cached_len(&self) -> usize {
-        self.lock_cache().len()
+        self.lock_cache()
+            .values()
+            .filter(|slot| matches!(slot, Slot::Open(_)))
+            .count()
+    }
+
+    /// Number of workspaces being opened (or swept) right now.
+    pub fn opening_len(&self) -> usize {
+        self.lock_cache()
+            .values()
+            .filter(|slot| matches!(slot, Slot::Busy(_)))
+            .count()
     }
 
     /// The workspaces currently cached, for periodic work such as trash purges. Does not
     /// count as use; holding the returned `Arc`s only delays their eviction.
     pub fn cached(&self) -> Vec<Arc<Workspace>> {
-        self.lock_cache().values().map(|c| c.ws.clone()).collect()
+        self.lock_cache()
+            .values()
+            .filter_map(|slot| match slot {
+                Slot::Open(c) => Some(Arc::clone(&c.ws)),
+                Slot::Busy(_) => None,
+            })
+            .collect()
     }
 
     /// The cache, still usable if a holder panicked (entries are only inserted whole).
-    fn lock_cache(&self) -> MutexGuard<'_, HashMap<String, Cached>> {
+    fn lock_cache(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 

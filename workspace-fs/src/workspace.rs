@@ -62,7 +62,7 @@ pub(crate) fn minus(a: Usage, b: Usage) -> Usage {
 pub(crate) fn entry_from_stat(path: String, st: &Stat) -> Option<Entry> {
     let kind = kind_of(st)?;
     let (version, mime, size) = match kind {
-        EntryKind::File => (Some(version_of(st)), Some(mime_for(&path)), size_of(st)),
+        EntryKind::File => (Some(version_of(st)), Some(mime_type(&path)), size_of(st)),
         EntryKind::Dir => (None, None, 0),
         EntryKind::Symlink => (None, None, size_of(st)),
     };
@@ -76,9 +76,10 @@ pub(crate) fn entry_from_stat(path: String, st: &Stat) -> Option<Entry> {
     })
 }
 
-/// MIME type guess from the name (mime_guess says `text/plain` for Python; the IDE wants
-/// `text/x-python`).
-fn mime_for(path: &str) -> String {
+/// The MIME type of a file named `path`, guessed from its name: what listings, reads and
+/// version reads all report (mime_guess says `text/plain` for Python; the IDE wants
+/// `text/x-python`). `application/octet-stream` when the name says nothing.
+pub fn mime_type(path: &str) -> String {
     if path.ends_with(".py") {
         return "text/x-python".to_owned();
     }

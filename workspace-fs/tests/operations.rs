@@ -59,6 +59,8 @@ fn mime_guesses() {
     ] {
         let out = f.ws.write(name, b"x", Precondition::CreateOnly).unwrap();
         assert_eq!(out.entry.mime.as_deref(), Some(mime), "{name}");
+        // The one function every reply (listings, reads, version reads) takes its type from.
+        assert_eq!(workspace_fs::mime_type(name), mime, "{name}");
     }
     assert_eq!(f.ws.mkdir("d").unwrap().mime, None);
 }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use campus_bench::client::{login, Client, Event};
 use campus_protocol::{ClientMsg, Encoding, EndReason, Phase, RunEnded, RunMode, ServerMsg};
+use campus_protocol::{ConnectionMsg, FileMsg, FileRequest, SessionMsg, SessionRequest};
 use clap::Parser;
 
 /// Bound on any single wait for the server.
@@ -66,16 +67,18 @@ struct Run<'a> {
 impl<'a> Run<'a> {
     async fn start(c: &'a mut Client, path: &str, mode: RunMode) -> anyhow::Result<Run<'a>> {
         let id = c.id();
-        let msg = ClientMsg::Run {
+        let msg = ClientMsg::Session(SessionRequest::Run {
             id: Some(id),
             path: path.into(),
             mode,
             cols: Some(100),
             rows: Some(30),
-        };
+        });
         match c.request(id, &msg).await? {
-            ServerMsg::RunStarted { .. } => {}
-            ServerMsg::Error { code, message, .. } => bail!("run {path}: {code}: {message}"),
+            ServerMsg::Session(SessionMsg::RunStarted { .. }) => {}
+            ServerMsg::Connection(ConnectionMsg::Error { code, message, .. }) => {
+                bail!("run {path}: {code}: {message}")
+            }
             other => bail!("run {path}: unexpected reply {other:?}"),
         }
         // Anything that arrived before our reply belongs to earlier runs.
@@ -101,19 +104,21 @@ impl<'a> Run<'a> {
             Event::Output(seq, bytes) => {
                 self.output.extend_from_slice(&bytes);
                 self.c
-                    .send(&ClientMsg::Ack {
+                    .send(&ClientMsg::Session(SessionRequest::Ack {
                         seq: seq + bytes.len() as u64,
-                    })
+                    }))
                     .await?;
             }
-            Event::Msg(ServerMsg::Phase {
+            Event::Msg(ServerMsg::Session(SessionMsg::Phase {
                 phase: Phase::Repl, ..
-            }) => self.phase_repl = true,
-            Event::Msg(ServerMsg::RunEnded { ended, .. }) => {
+            })) => self.phase_repl = true,
+            Event::Msg(ServerMsg::Session(SessionMsg::RunEnded { ended, .. })) => {
                 self.ended = Some(ended);
                 return Ok(false);
             }
-            Event::Msg(ServerMsg::Error { code, message, .. }) => bail!("{code}: {message}"),
+            Event::Msg(ServerMsg::Connection(ConnectionMsg::Error { code, message, .. })) => {
+                bail!("{code}: {message}")
+            }
             Event::Msg(_) => {}
         }
         Ok(true)
@@ -146,10 +151,10 @@ impl<'a> Run<'a> {
 
     async fn type_text(&mut self, data: &str) -> anyhow::Result<()> {
         self.c
-            .send(&ClientMsg::Input {
+            .send(&ClientMsg::Session(SessionRequest::Input {
                 id: None,
                 data: data.into(),
-            })
+            }))
             .await
     }
 
@@ -172,15 +177,15 @@ impl<'a> Run<'a> {
 
 async fn write(c: &mut Client, path: &str, content: &str) -> anyhow::Result<()> {
     let id = c.id();
-    let msg = ClientMsg::Write {
+    let msg = ClientMsg::Files(FileRequest::Write {
         id: Some(id),
         path: path.into(),
         content: content.into(),
         encoding: Encoding::Utf8,
         base_version: None,
-    };
+    });
     match c.request(id, &msg).await? {
-        ServerMsg::Written { .. } => Ok(()),
+        ServerMsg::Files(FileMsg::Written { .. }) => Ok(()),
         other => bail!("write {path}: {other:?}"),
     }
 }

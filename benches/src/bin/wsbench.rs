@@ -11,6 +11,7 @@ use campus_bench::client::{login, Client};
 use campus_bench::server::ServerProcess;
 use campus_bench::stats::{self, summarize};
 use campus_protocol::{ClientMsg, Encoding, ServerMsg};
+use campus_protocol::{FileMsg, FileRequest};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -197,16 +198,16 @@ async fn save_and_read(
     version: &mut Option<String>,
 ) -> anyhow::Result<(Duration, Duration)> {
     let id = c.id();
-    let msg = ClientMsg::Write {
+    let msg = ClientMsg::Files(FileRequest::Write {
         id: Some(id),
         path: path.into(),
         content,
         encoding: Encoding::Utf8,
         base_version: version.clone(),
-    };
+    });
     let t = Instant::now();
     match c.request(id, &msg).await? {
-        ServerMsg::Written { version: v, .. } => *version = Some(v),
+        ServerMsg::Files(FileMsg::Written { version: v, .. }) => *version = Some(v),
         other => anyhow::bail!("save failed: {other:?}"),
     }
     let save = t.elapsed();
@@ -214,10 +215,10 @@ async fn save_and_read(
     let t = Instant::now();
     c.request(
         id,
-        &ClientMsg::Read {
+        &ClientMsg::Files(FileRequest::Read {
             id: Some(id),
             path: path.into(),
-        },
+        }),
     )
     .await?;
     Ok((save, t.elapsed()))

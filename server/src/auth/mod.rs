@@ -1,16 +1,18 @@
-//! Authentication: argon2id passwords, HS256 JWTs, the login guard (brute-force limits, device cookies),
-//! and resolving a request's credentials (Bearer header or cookie) to a user.
+//! Authentication: argon2id passwords (verified in bounded hash slots),
+//! HS256 JWTs, the login guard (brute-force limits, device cookies), the last
+//! known account states, and resolving a request's credentials (Bearer header
+//! or cookie) to a user — all behind [`AuthService`].
 
 pub mod account_status;
+pub mod hash_slots;
 pub mod login_guard;
 pub mod password;
+mod service;
 pub mod token;
 
 use axum::http::HeaderMap;
-use campus_protocol::UserInfo;
 
-use crate::store::DynStore;
-
+pub use service::{AuthDeps, AuthService, LoggedIn};
 pub use token::{Claims, TokenKeys};
 
 /// Name of the cookie that carries the token for browser pages.
@@ -60,26 +62,4 @@ pub fn extract_token(headers: &HeaderMap) -> Option<(String, bool)> {
         }
     }
     None
-}
-
-/// Verify the token and that its user still exists and is enabled.
-pub async fn authenticate(
-    keys: &TokenKeys,
-    store: &DynStore,
-    token: &str,
-) -> Result<(UserInfo, Claims), AuthError> {
-    let claims = keys.verify(token).map_err(|_| AuthError::Invalid)?;
-    let id = claims.user_id().ok_or(AuthError::Invalid)?;
-    let user = store.user_by_id(id).await?.ok_or(AuthError::Disabled)?;
-    if user.disabled || user.username != claims.username {
-        return Err(AuthError::Disabled);
-    }
-    Ok((
-        UserInfo {
-            id: user.id,
-            username: user.username,
-            role: user.role,
-        },
-        claims,
-    ))
 }

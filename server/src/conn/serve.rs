@@ -25,14 +25,15 @@ use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
+use hyper::service::Service as _;
 use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower::ServiceExt;
 
 use super::{ConnConfig, ConnLimits, ConnTicket};
 
@@ -233,14 +234,16 @@ async fn serve_conn(
     let shared = Arc::clone(ticket.shared());
     let handle = ticket.handle();
     let io = TokioIo::new(Counted { io: stream, ticket });
+    let app = TowerToHyperService::new(app);
     let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-        let app = app.clone();
         let handle = handle.clone();
+        req.extensions_mut().insert(ConnectInfo(peer));
+        let busy = handle.busy();
+        req.extensions_mut().insert(handle);
+        let answer = app.call(req);
         async move {
-            let _busy = handle.busy();
-            req.extensions_mut().insert(ConnectInfo(peer));
-            req.extensions_mut().insert(handle);
-            app.oneshot(req).await
+            let _busy = busy;
+            answer.await
         }
     });
     let mut builder = http1::Builder::new();

@@ -10,12 +10,11 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 use super::AuthUser;
-use crate::auth::login_guard::{self, Refusal};
-use crate::auth::{password, COOKIE_NAME};
+use crate::auth::login_guard;
+use crate::auth::COOKIE_NAME;
 use crate::conn::ConnHandle;
 use crate::error::AppError;
 use crate::state::SharedState;
-use crate::store::NewAudit;
 
 /// Login request body.
 #[derive(Debug, Deserialize)]
@@ -46,8 +45,6 @@ pub struct LoginWarning {
     message: String,
 }
 
-const BAD_CREDENTIALS: &str = "wrong username or password";
-
 /// What a login on a full disk tells the user.
 const DISK_FULL_WARNING: &str = "The server's disk is full, so it cannot accept changes right \
      now: saving files may fail until an administrator frees space. You can still open and \
@@ -69,109 +66,35 @@ pub async fn login(
             format!("expected {{\"username\", \"password\"}}: {e}"),
         )
     })?;
-    // While the database is known to be down, say so at once (and write no
-    // audit entries that could not be stored anyway).
-    if !state.db.is_up() {
-        return Err(AppError::unavailable());
-    }
-    let ip = peer.ip();
-    let audit = |action: &str, actor_id: Option<i64>| NewAudit {
-        actor_id,
-        actor: Some(req.username.clone()),
-        action: action.to_string(),
-        target: None,
-        detail: None,
-        ip: Some(ip.to_string()),
-    };
-    let refused = |r: Refusal| {
-        // Once per backoff step: hammering during a wait writes nothing.
-        if r.first {
-            state.records.audit(audit("login.rate_limited", None));
-        }
-        AppError::rate_limited("failed login attempts", r.wait)
-    };
-    // Audit entries go to the background writer: the only database call a
-    // login waits for is the account lookup.
     let device = login_guard::device_cookie(&headers);
-    let attempt = state
-        .login_guard
-        .begin(&req.username, ip, device.as_deref())
-        .map_err(refused)?;
-    let user = match state.store.user_by_username(&req.username).await {
-        Ok(u) => u,
-        Err(e) => {
-            state.login_guard.abandoned(&attempt);
-            return Err(e.into());
-        }
-    };
-    let hash = user
-        .as_ref()
-        .map(|u| u.password_hash.clone())
-        .unwrap_or_else(|| password::dummy_hash().to_string());
-    let pw = req.password.clone();
-    let _slot = state
-        .hash_slots
-        .acquire()
-        .await
-        .map_err(AppError::internal)?;
-    state.login_guard.recheck(&attempt).map_err(refused)?;
-    let ok = tokio::task::spawn_blocking(move || password::verify(&pw, &hash))
-        .await
-        .map_err(AppError::internal)?;
-    let user = match user {
-        Some(u) if ok && !u.disabled => u,
-        Some(u) if ok => {
-            // Counted like a wrong password: the answer must not tell them apart.
-            state.login_guard.failed(&attempt);
-            state.records.audit(audit("login.disabled", Some(u.id)));
-            return Err(AppError::new(ErrorCode::Unauthorized, BAD_CREDENTIALS));
-        }
-        other => {
-            state.login_guard.failed(&attempt);
-            state
-                .records
-                .audit(audit("login.failed", other.map(|u| u.id)));
-            return Err(AppError::new(ErrorCode::Unauthorized, BAD_CREDENTIALS));
-        }
-    };
-    let device_cookie = state.login_guard.succeeded(&attempt);
+    let logged_in = state
+        .auth
+        .login(&req.username, req.password, peer.ip(), device.as_deref())
+        .await?;
     if let Some(Extension(conn)) = &conn {
-        conn.authenticated(user.id);
+        conn.authenticated(logged_in.user.id);
     }
-    let (token, exp) = state
-        .keys
-        .issue(user.id, &user.username, user.role)
-        .map_err(AppError::internal)?;
-    state.records.audit(audit("login.ok", Some(user.id)));
-    // The data dir running out (SQLite lives there: that is its disk), or a
-    // PostgreSQL server on its own disk refusing the writer's last records for
-    // lack of space (the only way the server learns of that): say so.
-    let pg_full = state.store.backend() == "postgres" && state.records.storage_full();
-    let disk_full = pg_full || super::health::disk_status(&state).await.degraded();
-    let warning = disk_full.then(|| LoginWarning {
+    let warning = state.readiness.storage_low().await.then(|| LoginWarning {
         code: ErrorCode::InsufficientStorage,
         message: DISK_FULL_WARNING.to_string(),
     });
+    let (token, exp) = (logged_in.token, logged_in.expires_at);
     let expires_at = chrono::DateTime::from_timestamp(exp as i64, 0)
         .map(|t| t.to_rfc3339())
         .unwrap_or_default();
     let cookie = session_cookie(
         &token,
-        state.keys.ttl().as_secs(),
-        state.origins.secure_cookies(),
+        state.auth.token_ttl().as_secs(),
+        state.settings.origins.secure_cookies(),
     );
     let body = LoginResponse {
         token,
         expires_at,
-        user: UserInfo {
-            id: user.id,
-            username: user.username,
-            role: user.role,
-        },
+        user: logged_in.user,
         warning,
     };
     let mut resp = Json(body).into_response();
-    for c in std::iter::once(cookie).chain(device_cookie) {
+    for c in std::iter::once(cookie).chain(logged_in.device_cookie) {
         if let Ok(v) = HeaderValue::from_str(&c) {
             resp.headers_mut().append(header::SET_COOKIE, v);
         }
@@ -189,7 +112,7 @@ pub async fn logout(
 ) -> Result<Response, AppError> {
     require_json(&headers)?;
     let mut out = HeaderMap::new();
-    let cookie = session_cookie("", 0, state.origins.secure_cookies());
+    let cookie = session_cookie("", 0, state.settings.origins.secure_cookies());
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         out.insert(header::SET_COOKIE, v);
     }

@@ -1,4 +1,6 @@
-//! Extractors: the authenticated user, the client address, and JSON with our error shape.
+//! What handlers take from a request: the one extractor, [`AuthUser`] (the
+//! caller, authenticated by token), and [`client_ip`] (a plain function: the
+//! peer address, read from the connection info).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -6,7 +8,7 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use campus_protocol::{ErrorCode, UserInfo};
 
-use crate::auth::{self, AuthError};
+use crate::auth;
 use crate::conn::ConnHandle;
 use crate::error::AppError;
 use crate::state::SharedState;
@@ -21,29 +23,9 @@ impl FromRequestParts<SharedState> for AuthUser {
     async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, AppError> {
         let (token, _) = auth::extract_token(&parts.headers)
             .ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "log in first"))?;
-        match auth::authenticate(&state.keys, &state.store, &token).await {
-            Ok((user, _)) => {
-                state.accounts.remember(&user);
-                mark_authenticated(parts, user.id);
-                Ok(AuthUser(user))
-            }
-            // The database cannot be asked: a user with a live connection keeps
-            // its last known account state (downloads and uploads go on);
-            // anyone else is told to come back (`unavailable`).
-            Err(AuthError::Store(e)) if e.is_unavailable() => state
-                .keys
-                .verify(&token)
-                .ok()
-                .and_then(|claims| state.accounts.last_known(&claims))
-                .filter(|user| state.hub.is_connected(user.id))
-                .map(|user| {
-                    mark_authenticated(parts, user.id);
-                    AuthUser(user)
-                })
-                .ok_or_else(|| e.into()),
-            Err(AuthError::Store(e)) => Err(e.into()),
-            Err(e) => Err(AppError::new(ErrorCode::Unauthorized, e.to_string())),
-        }
+        let user = state.auth.authenticate_request(&token).await?;
+        mark_authenticated(parts, user.id);
+        Ok(AuthUser(user))
     }
 }
 

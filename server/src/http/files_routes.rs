@@ -57,16 +57,17 @@ pub async fn get_file(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let owner = q.owner.unwrap_or(user.id);
-    files::admit(
-        &state,
-        &user,
-        owner,
-        Action::Read,
-        &path,
-        Some(peer.ip().to_string()),
-    )
-    .await?;
-    let ws = state.files.workspace(owner)?;
+    state
+        .files
+        .admit(
+            &user,
+            owner,
+            Action::Read,
+            &path,
+            Some(peer.ip().to_string()),
+        )
+        .await?;
+    let ws = state.files.workspace(owner).await?;
     let p = path.clone();
     let (file, entry) = blocking(ws, move |w| w.open_read(&p)).await?;
     let version = entry.version.clone().unwrap_or_default();
@@ -141,22 +142,23 @@ pub async fn put_file(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, AppError> {
-    files::admit(
-        &state,
-        &user,
-        user.id,
-        Action::Write,
-        &path,
-        Some(peer.ip().to_string()),
-    )
-    .await?;
+    state
+        .files
+        .admit(
+            &user,
+            user.id,
+            Action::Write,
+            &path,
+            Some(peer.ip().to_string()),
+        )
+        .await?;
     let conditional;
     let pre = if let Some(im) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
         conditional = true;
         if im.trim() == "*" {
             // "*" matches any existing file: update only, never create.
             let p = path.clone();
-            let ws = state.files.workspace(user.id)?;
+            let ws = state.files.workspace(user.id).await?;
             match blocking(ws, move |w| w.stat(&p)).await {
                 Ok(e) => Precondition::Match(e.version.unwrap_or_default()),
                 Err(e) if e.code == ErrorCode::NotFound => return Err(precondition_failed(None)),
@@ -181,7 +183,7 @@ pub async fn put_file(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
 
-    let ws = state.files.workspace(user.id)?;
+    let ws = state.files.workspace(user.id).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Upload>(UPLOAD_QUEUE);
     let p = path.clone();
     // One blocking task owns the temporary file; the socket side feeds it. It commits only
@@ -226,8 +228,7 @@ pub async fn put_file(
         }
     };
     let version = outcome.entry.version.clone().unwrap_or_default();
-    files::notify(
-        &state,
+    state.files.notify(
         user.id,
         "http",
         &path,
@@ -304,8 +305,8 @@ async fn receive_body(
     declared: Option<u64>,
     tx: &tokio::sync::mpsc::Sender<Upload>,
 ) -> BodyEnd {
-    let idle = Duration::from_secs(state.cfg.upload_idle_timeout_secs.max(1));
-    let total = Duration::from_secs(state.cfg.upload_timeout_secs.max(1));
+    let idle = state.settings.upload_idle_timeout;
+    let total = state.settings.upload_timeout;
     let deadline = tokio::time::Instant::now() + total;
     let mut stream = body.into_data_stream();
     let mut received = 0u64;

@@ -52,9 +52,9 @@ pub fn router(state: SharedState) -> Router {
         // Unknown API paths are JSON 404s, never the web client's index.html.
         .route("/api", axum::routing::any(api_not_found))
         .route("/api/{*rest}", axum::routing::any(api_not_found));
-    app = web::mount(app, state.cfg.web_dir.clone());
+    app = web::mount(app, state.settings.web_dir.clone());
 
-    app.layer(cors(&state.allowed_origins))
+    app.layer(cors(&state.settings.allowed_origins))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
                 let id = req

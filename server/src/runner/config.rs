@@ -1,11 +1,22 @@
-//! Runner settings: limits, clocks, buffer sizes and admission, built from
-//! [`crate::config::RunLimitArgs`] (so `serve` and `run` read the same env vars).
+//! Runner settings: limits, clocks, buffer sizes and admission. A plain
+//! struct: `serve` and `run` build it from their command line in
+//! [`crate::config`]; the defaults are the product's, written once
+//! ([`crate::sandbox::SandboxLimits::default`], [`DEFAULT_SCRIPT_MAX_AGE_SECS`], …).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::RunLimitArgs;
+use crate::execution::DEFAULT_OUTPUT_MIB;
 use crate::sandbox::SandboxLimits;
+
+/// Default wall-clock limit of the script phase, seconds.
+pub const DEFAULT_SCRIPT_MAX_AGE_SECS: u64 = 30 * 60;
+/// Default wall-clock limit of the REPL phase, seconds.
+pub const DEFAULT_REPL_MAX_AGE_SECS: u64 = 60 * 60;
+/// Default runs a user may start per minute.
+pub const DEFAULT_RUNS_PER_MIN: u32 = 10;
+/// Default batch requests that may wait for a slot.
+pub const DEFAULT_BATCH_QUEUE: usize = 1024;
 
 /// Everything the runner needs to know; tests build it with struct-update syntax.
 #[derive(Debug, Clone)]
@@ -24,8 +35,14 @@ pub struct RunnerConfig {
     pub detached_grace: Duration,
     /// How often the reaper sweeps the registry.
     pub reaper_interval: Duration,
-    /// Concurrently running sandboxes on this host (never 0 after [`RunnerConfig::effective_max_concurrent_runs`]).
+    /// Concurrently running sandboxes on this host, all classes (never 0
+    /// after [`RunnerConfig::effective_max_concurrent_runs`]).
     pub max_concurrent_runs: usize,
+    /// Slots batch work leaves to interactive runs (0 = a quarter of the
+    /// slots, at least 1; see [`RunnerConfig::effective_batch_reserve`]).
+    pub batch_reserve_slots: usize,
+    /// Batch requests that may wait for a slot (beyond: `busy`).
+    pub batch_queue: usize,
     /// Runs a user may start per minute.
     pub runs_per_min: u32,
     /// Python interpreter as seen inside the sandbox.
@@ -49,25 +66,17 @@ pub struct RunnerConfig {
 impl Default for RunnerConfig {
     fn default() -> Self {
         RunnerConfig {
-            limits: SandboxLimits {
-                memory_bytes: 128 << 20,
-                pids: 50,
-                cpu_secs: 30,
-                file_size_bytes: 10 << 20,
-                open_files: 256,
-                tmp_bytes: 16 << 20,
-                cpu_quota: 1.0,
-                disk_bytes: 150 << 20,
-                disk_entries: 5000,
-            },
-            script_max_age: Duration::from_secs(30 * 60),
-            repl_max_age: Duration::from_secs(60 * 60),
-            output_limit_bytes: 50 << 20,
+            limits: SandboxLimits::default(),
+            script_max_age: Duration::from_secs(DEFAULT_SCRIPT_MAX_AGE_SECS),
+            repl_max_age: Duration::from_secs(DEFAULT_REPL_MAX_AGE_SECS),
+            output_limit_bytes: DEFAULT_OUTPUT_MIB << 20,
             log_tail_bytes: 256 << 10,
             detached_grace: Duration::from_secs(300),
             reaper_interval: Duration::from_secs(300),
             max_concurrent_runs: 0,
-            runs_per_min: 10,
+            batch_reserve_slots: 0,
+            batch_queue: DEFAULT_BATCH_QUEUE,
+            runs_per_min: DEFAULT_RUNS_PER_MIN,
             python: PathBuf::from("/usr/bin/python3"),
             high_water_bytes: 100_000,
             low_water_bytes: 32_000,
@@ -81,31 +90,6 @@ impl Default for RunnerConfig {
 }
 
 impl RunnerConfig {
-    /// Build from the command-line/env limits shared by `serve` and `run`.
-    pub fn from_args(args: &RunLimitArgs) -> Self {
-        let d = RunnerConfig::default();
-        RunnerConfig {
-            limits: SandboxLimits {
-                memory_bytes: args.memory_limit_mb.max(1) << 20,
-                pids: args.pids_limit.max(1),
-                cpu_secs: args.cpu_time_limit_secs.max(1),
-                file_size_bytes: args.file_size_limit_mb.max(1) << 20,
-                disk_bytes: args.workspace_quota_mb.saturating_mul(1 << 20),
-                disk_entries: args.workspace_max_entries,
-                ..d.limits.clone()
-            },
-            script_max_age: Duration::from_secs(args.script_max_age_secs.max(1)),
-            repl_max_age: Duration::from_secs(args.repl_max_age_secs.max(1)),
-            output_limit_bytes: args.output_limit_mb.max(1) << 20,
-            detached_grace: Duration::from_secs(args.detached_grace_secs.max(1)),
-            reaper_interval: Duration::from_secs(args.reaper_interval_secs.max(1)),
-            max_concurrent_runs: args.max_concurrent_runs as usize,
-            runs_per_min: args.runs_per_min.max(1),
-            python: args.python.clone(),
-            ..d
-        }
-    }
-
     /// The admission limit: the configured value, or (when 0) derived from the
     /// host: `min(70% of RAM / memory limit, 64 × CPUs)`, at least 1.
     pub fn effective_max_concurrent_runs(&self) -> usize {
@@ -120,6 +104,16 @@ impl RunnerConfig {
         by_mem.min(by_cpu).max(1)
     }
 
+    /// The interactive reserve for `slots` slots: the configured value, or
+    /// (when 0) a quarter of the slots, at least 1 (admission caps it at
+    /// `slots − 1`).
+    pub fn effective_batch_reserve(&self, slots: usize) -> usize {
+        if self.batch_reserve_slots > 0 {
+            return self.batch_reserve_slots;
+        }
+        (slots / 4).max(1)
+    }
+
     /// CPU-time limit in ms.
     pub fn cpu_limit_ms(&self) -> u64 {
         self.limits.cpu_secs.saturating_mul(1000)
@@ -128,7 +122,7 @@ impl RunnerConfig {
 
 /// `MemTotal` from /proc/meminfo.
 fn total_memory_bytes() -> Option<u64> {
-    super::proc::kib_field("/proc/meminfo", "MemTotal:")
+    crate::execution::proc::kib_field("/proc/meminfo", "MemTotal:")
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! What a run executes: the argv per mode (with the embedded hybrid launcher),
 //! the minimal environment, and validation of the script path.
 
-use std::path::{Component, Path};
+use std::path::Path;
 
 use campus_protocol::RunMode;
 
@@ -49,9 +49,10 @@ macro_rules! readline_hook {
 /// The hybrid launcher, passed with `python3 -c`. It runs the script in the
 /// real `__main__` namespace (exactly what `python -i script.py` does), prints
 /// a traceback for any exception (SystemExit and KeyboardInterrupt included,
-/// like `-i`) without its own frame, then prints the private phase marker
-/// (naming the exception's class when the script raised: `;raised=NAME`) and
-/// sets PYTHONINSPECT so the interpreter's own interactive loop starts with the
+/// like `-i`) without its own frame, then reports the start of the REPL on
+/// the result channel at fd 3 (`repl`, or `repl;raised=NAME` naming the
+/// exception's class when the script raised; never on the terminal, so
+/// nothing printed can fake it), closes the channel and sets PYTHONINSPECT so the interpreter's own interactive loop starts with the
 /// script's globals when the `-c` program returns. Everything it needs is local
 /// to `_campus_hybrid`, which removes itself and the readline hook from the
 /// globals, so the script and the REPL see only the script's names.
@@ -60,6 +61,12 @@ pub(crate) const HYBRID_LAUNCHER: &str = concat!(
     r#"
 def _campus_hybrid():
     import os, sys, traceback, __main__
+    # The phase channel: not inherited by anything the script starts.
+    try:
+        os.set_inheritable(3, False)
+        channel = 3
+    except OSError:
+        channel = None
     g = __main__.__dict__
     g.pop("_campus_hybrid", None)
     hook = g.pop("_campus_readline", None)
@@ -99,13 +106,16 @@ def _campus_hybrid():
             stream.flush()
         except Exception:
             pass
-    marker = "\x1b]7771;campus;phase=repl" + ("" if raised is None else ";raised=" + raised) + "\x07"
-    out = sys.__stdout__ or sys.stdout
-    try:
-        out.write(marker)
-        out.flush()
-    except Exception:
-        os.write(1, marker.encode("ascii"))
+    if channel is not None:
+        report = "repl" + ("" if raised is None else ";raised=" + raised) + "\n"
+        try:
+            os.write(channel, report.encode("ascii"))
+        except OSError:
+            pass
+        try:
+            os.close(channel)
+        except OSError:
+            pass
 _campus_hybrid()
 "#
 );
@@ -160,28 +170,10 @@ pub(crate) fn env() -> Vec<(String, String)> {
 /// Check a script path: relative, no `..`, no symlinks on the way, a regular
 /// file inside `workspace`. Returns the normalized `/`-separated path.
 pub(crate) fn validate_script(workspace: &Path, path: &str) -> Result<String, RunnerError> {
-    let trimmed = path.trim_start_matches("./");
-    if trimmed.is_empty() {
-        return Err(RunnerError::InvalidPath("no file given to run".into()));
-    }
-    if trimmed.contains('\0') {
-        return Err(RunnerError::InvalidPath(format!(
-            "{path:?} is not a valid path"
-        )));
-    }
-    let rel = Path::new(trimmed);
-    let mut parts = Vec::new();
-    for c in rel.components() {
-        match c {
-            Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
-            Component::CurDir => {}
-            _ => {
-                return Err(RunnerError::InvalidPath(format!(
-                    "{path:?} must be a path inside your workspace"
-                )))
-            }
-        }
-    }
+    // The one path rule of the workspace (no `.`/`..`, no control or bidi
+    // characters, no absolute paths …), then what a script needs on top.
+    let parts = workspace_fs::validate_path(path)
+        .map_err(|e| RunnerError::InvalidPath(format!("{path:?}: {e}")))?;
     if parts.is_empty() {
         return Err(RunnerError::InvalidPath("no file given to run".into()));
     }
@@ -222,9 +214,13 @@ mod tests {
         std::fs::create_dir(dir.path().join("sub")).unwrap();
         std::fs::write(dir.path().join("sub/a.py"), "").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join("evil.py")).unwrap();
-        let ok = validate_script(dir.path(), "./sub/a.py").unwrap();
+        let ok = validate_script(dir.path(), "sub/a.py").unwrap();
         assert_eq!(ok, "sub/a.py");
         for bad in [
+            "./sub/a.py",
+            "sub/./a.py",
+            "sub\u{202e}a.py",
+            "sub/a.py\n",
             "../x.py",
             "/etc/passwd",
             "",

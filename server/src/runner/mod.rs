@@ -1,4 +1,5 @@
-//! The runner: per-user sessions owning a sandboxed PTY process.
+//! The runner: per-user interactive sessions, each owning at most one
+//! sandboxed execution on a PTY (the interactive user of [`crate::execution`]).
 //!
 //! # Sessions
 //! Each user has at most one session: an actor task ([`session`]) that owns
@@ -42,12 +43,19 @@
 //! # Hybrid mode
 //! `hybrid` runs [`launcher::HYBRID_LAUNCHER`] with `python3 -c`: the script
 //! runs in the real `__main__` namespace, any exception prints its traceback,
-//! then the launcher prints a private OSC marker naming the exception's class
-//! if the script raised (stripped from the stream here, even when split
-//! across reads) that becomes `phase {repl, script_error}`, and the
-//! interpreter's own REPL starts with the script's globals. Only the first
-//! marker is honoured; a script that prints it itself can at worst switch its
-//! own run to the REPL clock early.
+//! then the launcher reports the start of the REPL (naming the exception's
+//! class if the script raised) on the run's result channel, a pipe at fd 3
+//! that the PTY reader delivers in order with the output; that becomes
+//! `phase {repl, script_error}`, and the interpreter's own REPL starts with
+//! the script's globals. The report never travels in the output stream, so
+//! nothing that prints (the script, a child, a file it cats, the old private
+//! OSC marker `ESC ]7771;campus;phase=repl BEL`) can switch the phase: such
+//! bytes are ordinary output. Only the first line on the channel counts and
+//! the launcher closes it; the descriptor is not inherited by the script's
+//! children. The script itself runs in the launcher's interpreter, so code
+//! that deliberately writes to fd 3 could still end its script phase early;
+//! that buys nothing a student cannot get by typing at the REPL (the REPL
+//! clock and the REPL's abandonment rules then apply).
 //!
 //! # Endings and culling rules
 //! Every ending has one exact reason ([`campus_protocol::EndReason`]):
@@ -88,18 +96,29 @@
 //! ends at its CPU limit, only later in wall-clock time when others are busy.
 //!
 //! # Admission
-//! A semaphore of `max_concurrent_runs` slots (a run replacing another takes
-//! over its slot): when full, `busy` with `retry_after_ms`, never a queue.
-//! Runs per user per minute are limited (`rate_limited` + `retry_after_ms`).
+//! Runs are the interactive class of the host's shared admission
+//! ([`crate::execution::admission`]): `max_concurrent_runs` slots for every
+//! kind of execution, of which batch work never takes the last
+//! `batch_reserve_slots`. A run takes a free slot at once (a run replacing
+//! another takes over its slot) or is refused with `busy` +
+//! `retry_after_ms`, never queued. Runs per user per minute are limited
+//! (`rate_limited` + `retry_after_ms`).
+//!
+//! # Blocking work
+//! The session actor never blocks a runtime worker: killing a tree (which
+//! waits, bounded, for the cgroup to empty), sampling and writing the
+//! cgroup's files, removing it, starting a run and checking the script path
+//! all run on the blocking pool. The actor awaits them (its own session
+//! waits; nobody else does: connections send commands and read replies
+//! without waiting on the actor, see [`crate::ws`]).
 
-mod config;
-mod ending;
+pub mod config;
+mod context;
 mod handle;
 mod launcher;
 mod output;
 mod priority;
 pub mod probe;
-mod proc;
 mod quota_watch;
 mod registry;
 mod run;
@@ -107,12 +126,13 @@ mod session;
 mod terminal;
 
 use bytes::Bytes;
+use campus_protocol::ConnectionMsg;
 use campus_protocol::{ErrorCode, Phase, RunEnded, RunMode, ServerMsg};
 
+pub use crate::execution::self_rss_bytes;
 pub use config::RunnerConfig;
 pub use handle::{Attachment, SessionHandle};
 pub use launcher::SANDBOX_HOME;
-pub use proc::self_rss_bytes;
 pub use registry::Runner;
 pub use terminal::run_in_terminal;
 
@@ -245,13 +265,13 @@ impl RunnerError {
             RunnerError::Internal(_) => "internal error".to_string(),
             other => other.to_string(),
         };
-        ServerMsg::Error {
+        ServerMsg::Connection(ConnectionMsg::Error {
             id,
             code: self.code(),
             message,
             retry_after_ms: self.retry_after_ms(),
             current_version: None,
             request_id: None,
-        }
+        })
     }
 }

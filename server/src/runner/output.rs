@@ -1,5 +1,6 @@
 //! The session's output log (a sequence-numbered, bounded tail) and the
-//! stream filter that strips the hybrid launcher's private phase marker.
+//! hybrid launcher's phase report (which arrives on the run's result
+//! channel, never in the output stream).
 
 use std::collections::VecDeque;
 
@@ -130,117 +131,44 @@ impl OutputLog {
     }
 }
 
-/// The private OSC sequence the hybrid launcher prints when the REPL starts:
-/// this prefix, then `;raised=NAME` when the script raised (NAME: the
-/// exception's class, ASCII letters, digits, `_` and `.`), then BEL.
-pub(crate) const PHASE_REPL_MARKER: &[u8] = b"\x1b]7771;campus;phase=repl";
-/// The byte that ends the marker.
-const MARKER_END: u8 = 0x07;
-/// Longest payload after the prefix (the launcher cuts the name to 100).
-const MAX_PAYLOAD: usize = 128;
+/// Longest phase report the session reads from the hybrid launcher's
+/// channel (the launcher cuts the exception's name to 100 characters).
+pub(crate) const MAX_PHASE_REPORT: usize = 128;
 
-/// Result of feeding one chunk through [`MarkerStripper`].
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Stripped {
-    /// Bytes before the marker (or all bytes when there was none).
-    pub before: Vec<u8>,
-    /// Set when the marker ended in this chunk: the bytes after it.
-    pub after_marker: Option<Vec<u8>>,
-    /// With the marker: the exception the script raised, if it did.
-    pub script_error: Option<String>,
+/// The hybrid launcher's phase report: `repl`, or `repl;raised=NAME` when
+/// the script raised (NAME: the exception's class, ASCII letters, digits,
+/// `_` and `.`), one line on the run's result channel (never in the output).
+/// Returns the exception's name (if any), or `None` for anything else.
+pub(crate) fn parse_phase_report(report: &[u8]) -> Option<PhaseReport> {
+    let line = report.strip_suffix(b"\n").unwrap_or(report);
+    if line.len() > MAX_PHASE_REPORT {
+        return None;
+    }
+    let text = std::str::from_utf8(line).ok()?;
+    let mut fields = text.split(';');
+    if fields.next() != Some("repl") {
+        return None;
+    }
+    let mut raised = None;
+    for field in fields {
+        let name = field.strip_prefix("raised=")?;
+        let ok = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.'));
+        if !ok {
+            return None;
+        }
+        raised = Some(name.to_string());
+    }
+    Some(PhaseReport { raised })
 }
 
-/// Removes the first complete phase marker from a byte stream that may split
-/// it across reads. A partial match at the end of a chunk is held back until
-/// the next chunk (or [`MarkerStripper::finish`]) decides it; anything that
-/// turns out not to be a marker (a wrong byte, a payload too long or with a
-/// byte outside the marker's alphabet) is released as ordinary output.
-#[derive(Debug, Default)]
-pub(crate) struct MarkerStripper {
-    /// Bytes of the prefix matched so far.
-    matched: usize,
-    /// Payload bytes after a complete prefix.
-    payload: Vec<u8>,
-    found: bool,
-}
-
-fn payload_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b';' | b'=')
-}
-
-impl MarkerStripper {
-    /// Filter one chunk.
-    pub fn feed(&mut self, input: &[u8]) -> Stripped {
-        if self.found {
-            return Stripped {
-                before: input.to_vec(),
-                ..Stripped::default()
-            };
-        }
-        let m = PHASE_REPL_MARKER;
-        let mut before = Vec::with_capacity(input.len());
-        for (i, &b) in input.iter().enumerate() {
-            if self.matched < m.len() {
-                if b == m[self.matched] {
-                    self.matched += 1;
-                    continue;
-                }
-            } else if b == MARKER_END {
-                self.found = true;
-                let script_error = self.take_error();
-                self.matched = 0;
-                return Stripped {
-                    before,
-                    after_marker: Some(input[i + 1..].to_vec()),
-                    script_error,
-                };
-            } else if payload_byte(b) && self.payload.len() < MAX_PAYLOAD {
-                self.payload.push(b);
-                continue;
-            }
-            // Mismatch: what was held is ordinary output. The marker's first
-            // byte (ESC) occurs nowhere else in it, so only `b` can restart a match.
-            before.extend(self.release());
-            if b == m[0] {
-                self.matched = 1;
-            } else {
-                before.push(b);
-            }
-        }
-        Stripped {
-            before,
-            ..Stripped::default()
-        }
-    }
-
-    /// The held bytes, as output, and a reset match.
-    fn release(&mut self) -> Vec<u8> {
-        let mut held = PHASE_REPL_MARKER[..self.matched].to_vec();
-        held.append(&mut self.payload);
-        self.matched = 0;
-        held
-    }
-
-    /// `raised=NAME` from the payload (`;`-separated fields, unknown ones ignored).
-    fn take_error(&mut self) -> Option<String> {
-        let payload = std::mem::take(&mut self.payload);
-        let text = String::from_utf8_lossy(&payload);
-        text.split(';')
-            .find_map(|f| f.strip_prefix("raised="))
-            .filter(|n| !n.is_empty())
-            .map(str::to_string)
-    }
-
-    /// End of stream: release a held partial match.
-    pub fn finish(&mut self) -> Vec<u8> {
-        self.release()
-    }
-
-    /// Bytes currently held back.
-    #[cfg(test)]
-    pub fn held(&self) -> usize {
-        self.matched + self.payload.len()
-    }
+/// What the hybrid launcher reported when the REPL started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PhaseReport {
+    /// The exception the script raised, if it did.
+    pub raised: Option<String>,
 }
 
 #[cfg(test)]
@@ -282,128 +210,40 @@ mod tests {
     }
 
     #[test]
-    fn marker_is_stripped_across_every_split() {
-        let mut stream = b"hello \x1b[1mbold\x1b]0;title\x07 ".to_vec();
-        stream.extend_from_slice(PHASE_REPL_MARKER);
-        stream.push(MARKER_END);
-        stream.extend_from_slice(b">>> \x1b]7771;campus;phase=repl\x07again");
-        for split in 0..stream.len() {
-            let mut s = MarkerStripper::default();
-            let mut before = Vec::new();
-            let mut after = Vec::new();
-            let mut found = false;
-            for part in [&stream[..split], &stream[split..]] {
-                let out = s.feed(part);
-                if found {
-                    after.extend(out.before);
-                } else {
-                    before.extend(out.before);
-                }
-                if let Some(rest) = out.after_marker {
-                    found = true;
-                    after.extend(rest);
-                }
-            }
-            after.extend(s.finish());
-            assert!(found, "split {split}");
-            assert_eq!(
-                before, b"hello \x1b[1mbold\x1b]0;title\x07 ",
-                "split {split}"
-            );
-            // Only the first marker is stripped.
-            assert_eq!(
-                after, b">>> \x1b]7771;campus;phase=repl\x07again",
-                "split {split}"
-            );
-        }
-    }
-
-    /// What one split of a stream came out as.
-    struct Split {
-        before: Vec<u8>,
-        after: Vec<u8>,
-        error: Option<String>,
-        found: bool,
-    }
-
-    /// Feed `stream` split at every position.
-    fn strip_at_every_split(stream: &[u8]) -> Vec<Split> {
-        (0..stream.len())
-            .map(|split| {
-                let mut s = MarkerStripper::default();
-                let mut r = Split {
-                    before: Vec::new(),
-                    after: Vec::new(),
-                    error: None,
-                    found: false,
-                };
-                for part in [&stream[..split], &stream[split..]] {
-                    let out = s.feed(part);
-                    if r.found {
-                        r.after.extend(out.before);
-                    } else {
-                        r.before.extend(out.before);
-                    }
-                    if let Some(rest) = out.after_marker {
-                        r.found = true;
-                        r.error = out.script_error;
-                        r.after.extend(rest);
-                    }
-                }
-                if r.found {
-                    r.after.extend(s.finish());
-                } else {
-                    r.before.extend(s.finish());
-                }
-                r
+    fn the_phase_report_names_the_raised_exception() {
+        assert_eq!(
+            parse_phase_report(b"repl\n"),
+            Some(PhaseReport { raised: None })
+        );
+        assert_eq!(
+            parse_phase_report(b"repl;raised=ZeroDivisionError\n"),
+            Some(PhaseReport {
+                raised: Some("ZeroDivisionError".into())
             })
-            .collect()
+        );
+        assert_eq!(
+            parse_phase_report(b"repl;raised=pkg.Error_2"),
+            Some(PhaseReport {
+                raised: Some("pkg.Error_2".into())
+            })
+        );
     }
 
     #[test]
-    fn the_raised_exception_travels_in_the_marker() {
-        let stream = b"Traceback\r\nZeroDivisionError: x\r\n\x1b]7771;campus;phase=repl;raised=ZeroDivisionError\x07>>> ";
-        for (split, r) in strip_at_every_split(stream).into_iter().enumerate() {
-            assert!(r.found, "split {split}");
-            assert_eq!(
-                r.before, b"Traceback\r\nZeroDivisionError: x\r\n",
-                "split {split}"
-            );
-            assert_eq!(r.after, b">>> ", "split {split}");
-            assert_eq!(
-                r.error.as_deref(),
-                Some("ZeroDivisionError"),
-                "split {split}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_malformed_marker_is_ordinary_output() {
-        // A byte outside the payload alphabet, and a payload longer than allowed.
-        let mut long = b"\x1b]7771;campus;phase=repl;raised=".to_vec();
-        long.extend(std::iter::repeat_n(b'A', MAX_PAYLOAD + 10));
-        long.extend_from_slice(b"\x07 tail");
-        for stream in [
-            b"a\x1b]7771;campus;phase=repl;raised=Bad Name\x07b".to_vec(),
-            long,
+    fn a_malformed_phase_report_is_ignored() {
+        let mut long = b"repl;raised=".to_vec();
+        long.extend(std::iter::repeat_n(b'A', MAX_PHASE_REPORT));
+        for bad in [
+            &b""[..],
+            b"script",
+            b"repl;raised=",
+            b"repl;raised=Bad Name",
+            b"repl;other=1",
+            b"\x1b]7771;campus;phase=repl\x07",
+            b"repl\xff",
+            &long,
         ] {
-            for (split, r) in strip_at_every_split(&stream).into_iter().enumerate() {
-                assert!(!r.found, "split {split}");
-                assert_eq!(r.before, stream, "split {split}");
-                assert!(r.after.is_empty());
-            }
+            assert_eq!(parse_phase_report(bad), None, "{bad:?}");
         }
-    }
-
-    #[test]
-    fn partial_marker_at_end_is_released() {
-        let mut s = MarkerStripper::default();
-        assert_eq!(s.feed(b"ab\x1b]77").before, b"ab");
-        assert_eq!(s.held(), 4);
-        assert_eq!(s.finish(), b"\x1b]77");
-        let mut s = MarkerStripper::default();
-        s.feed(b"\x1b]77");
-        assert_eq!(s.feed(b"\x1b]77x").before, b"\x1b]77\x1b]77x");
     }
 }

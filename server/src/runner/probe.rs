@@ -15,6 +15,10 @@
 //! files past it fail with EDQUOT. The server then checks the
 //! program's exit, its report, the answer file and its owner.
 //!
+//! The run is an ordinary interactive execution ([`crate::execution`], the
+//! PTY case) started through a session, so the probe checks the same code
+//! path as a student's run, including the execution layer.
+//!
 //! [`SandboxProbe`] keeps the last result for `/readyz`, `campus sandbox check`
 //! and the start-up log, and re-runs it in the background when `/readyz` finds
 //! it older than its maximum age, so a sandbox that breaks later is reported.
@@ -27,6 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use campus_protocol::SessionMsg;
 use campus_protocol::{EndReason, Role, RunEnded, RunMode, ServerMsg, UserInfo};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -456,12 +461,12 @@ async fn one_run(runner: &Arc<Runner>, workspace: &Path) -> Result<(RunEnded, Ve
                 }
                 let _ = att.handle.ack(CONN_ID, seq + bytes.len() as u64).await;
             }
-            Some(SessionEvent::Msg(ServerMsg::RunStarted {
+            Some(SessionEvent::Msg(ServerMsg::Session(SessionMsg::RunStarted {
                 id: Some(REQ_ID),
                 run_id,
                 ..
-            })) => ours = Some(run_id),
-            Some(SessionEvent::Msg(ServerMsg::RunEnded { ended, .. }))
+            }))) => ours = Some(run_id),
+            Some(SessionEvent::Msg(ServerMsg::Session(SessionMsg::RunEnded { ended, .. })))
                 if ours.as_deref() == Some(ended.run_id.as_str()) =>
             {
                 return Ok((ended, output));

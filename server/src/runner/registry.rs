@@ -1,7 +1,6 @@
 //! The runner: the registry of per-user sessions, admission control, the
 //! per-user run rate limit, the reaper and graceful shutdown.
 
-use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -10,15 +9,17 @@ use std::time::Duration;
 use campus_protocol::{EndReason, UserInfo};
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::config::RunnerConfig;
+use super::context::Context;
 use super::handle::{Attachment, Command, SessionHandle};
 use super::session::Session;
 use super::{RunnerError, SessionInfo};
+use crate::execution::{AdmissionConfig, Executor};
+use crate::ratelimit::{KeyedRateLimit, MINUTE};
 use crate::records::Records;
 use crate::sandbox::Sandbox;
 
@@ -27,20 +28,13 @@ const COMMAND_CHANNEL: usize = 64;
 /// Bound on asking a session for its state.
 const INFO_WAIT: Duration = Duration::from_secs(2);
 
-/// State shared by the runner, its sessions and the reaper.
-pub(crate) struct Shared {
-    pub cfg: RunnerConfig,
-    pub sandbox: Arc<Sandbox>,
-    /// Where run starts and ends are recorded (never awaited).
-    pub records: Option<Records>,
-    pub sessions: DashMap<i64, SessionHandle>,
-    /// One permit per concurrently running sandbox.
-    pub slots: Arc<Semaphore>,
-    pub max_slots: usize,
-    pub rate: DefaultKeyedRateLimiter<i64>,
-    /// Cancelled on shutdown (a child of the server's token).
-    pub token: CancellationToken,
-    pub tracker: TaskTracker,
+/// The registry and what the reaper needs; sessions only see the [`Context`].
+struct Shared {
+    ctx: Arc<Context>,
+    /// One handle per user; an ended session's entry is removed by the task
+    /// that ran it (see [`Runner::session_for`]).
+    sessions: Arc<DashMap<i64, SessionHandle>>,
+    tracker: TaskTracker,
     next_session_id: AtomicU64,
 }
 
@@ -54,13 +48,15 @@ impl std::fmt::Debug for Runner {
         f.debug_struct("Runner")
             .field("sessions", &self.shared.sessions.len())
             .field("active_runs", &self.active_runs())
-            .field("max_concurrent_runs", &self.shared.max_slots)
+            .field("max_concurrent_runs", &self.max_concurrent_runs())
             .finish()
     }
 }
 
 impl Runner {
-    /// Create the runner and start its reaper (must be called inside a tokio runtime).
+    /// Create the runner, its executor (the host's sandbox slots, shared by
+    /// every kind of execution) and its reaper (inside a tokio runtime).
+    /// `shutdown` is the server's token: the runner's is its child.
     pub fn new(
         cfg: RunnerConfig,
         sandbox: Arc<Sandbox>,
@@ -68,23 +64,37 @@ impl Runner {
         shutdown: CancellationToken,
     ) -> Arc<Runner> {
         let max_slots = cfg.effective_max_concurrent_runs();
-        let per_min = NonZeroU32::new(cfg.runs_per_min.max(1)).unwrap_or(NonZeroU32::MIN);
-        let rate = RateLimiter::keyed(Quota::per_minute(per_min));
+        let rate = KeyedRateLimit::keyed(cfg.runs_per_min.max(1), MINUTE, "runs");
         let token = shutdown.child_token();
         let interval = cfg.reaper_interval;
-        let shared = Arc::new(Shared {
-            cfg,
+        let executor = Executor::new(
             sandbox,
-            records,
-            sessions: DashMap::new(),
-            slots: Arc::new(Semaphore::new(max_slots)),
-            max_slots,
-            rate,
-            token: token.clone(),
+            AdmissionConfig {
+                slots: max_slots,
+                interactive_reserve: cfg.effective_batch_reserve(max_slots),
+                batch_queue: cfg.batch_queue,
+            },
+            cfg.busy_retry_after,
+            token.child_token(),
+        );
+        let shared = Arc::new(Shared {
+            ctx: Arc::new(Context {
+                cfg,
+                executor,
+                records,
+                rate,
+                token: token.clone(),
+            }),
+            sessions: Arc::new(DashMap::new()),
             tracker: TaskTracker::new(),
             next_session_id: AtomicU64::new(1),
         });
-        tracing::info!(max_concurrent_runs = max_slots, "runner started");
+        let admission = shared.ctx.executor.admission();
+        tracing::info!(
+            max_concurrent_runs = admission.capacity(),
+            interactive_reserve = admission.interactive_reserve(),
+            "runner started"
+        );
         shared
             .tracker
             .spawn(reaper(Arc::downgrade(&shared), token, interval));
@@ -93,7 +103,13 @@ impl Runner {
 
     /// The settings in force.
     pub fn config(&self) -> &RunnerConfig {
-        &self.shared.cfg
+        &self.shared.ctx.cfg
+    }
+
+    /// The executor every execution goes through (batch work calls
+    /// [`Executor::execute_batch`] on it and shares the sessions' slots).
+    pub fn executor(&self) -> &Arc<Executor> {
+        &self.shared.ctx.executor
     }
 
     /// Attach a connection to the user's session (creating an idle one if
@@ -107,9 +123,9 @@ impl Runner {
     ) -> Result<Attachment, RunnerError> {
         // A session can end (idle removal) between lookup and attach: retry then.
         for _ in 0..3 {
-            if self.shared.token.is_cancelled() {
+            if self.shared.ctx.token.is_cancelled() {
                 return Err(RunnerError::Busy {
-                    retry_after_ms: self.shared.cfg.busy_retry_after.as_millis() as u64,
+                    retry_after_ms: self.shared.ctx.cfg.busy_retry_after.as_millis() as u64,
                 });
             }
             let handle = self.session_for(user, &workspace_dir);
@@ -153,10 +169,16 @@ impl Runner {
                 id,
                 user.clone(),
                 workspace_dir.to_path_buf(),
-                Arc::clone(&self.shared),
+                Arc::clone(&self.shared.ctx),
                 rx,
             );
-            self.shared.tracker.spawn(session.run());
+            // The registry, not the session, forgets the session when it ends.
+            let sessions = Arc::clone(&self.shared.sessions);
+            let user_id = user.id;
+            self.shared.tracker.spawn(async move {
+                session.run().await;
+                sessions.remove_if(&user_id, |_, h| h.id == id);
+            });
             SessionHandle { id, tx }
         };
         match self.shared.sessions.entry(user.id) {
@@ -188,7 +210,8 @@ impl Runner {
             .ok()
     }
 
-    /// Snapshots of every session (for the admin view), by user id.
+    /// Snapshots of every session, by user id. For the coming admin view
+    /// (its only caller today is the test suite, `tests/runner.rs`).
     pub async fn sessions(&self) -> Vec<SessionInfo> {
         let handles: Vec<SessionHandle> = self
             .shared
@@ -206,7 +229,8 @@ impl Runner {
         out
     }
 
-    /// An admin stops a user's run (`killed_by_admin`). False when nothing was running.
+    /// An admin stops a user's run (`killed_by_admin`). False when nothing
+    /// was running. For the coming admin view (tested in `tests/runner.rs`).
     pub async fn kill_by_admin(&self, user_id: i64) -> Result<bool, RunnerError> {
         match self.handle(user_id) {
             Some(h) => h.end_run(None, None, EndReason::KilledByAdmin).await,
@@ -214,16 +238,14 @@ impl Runner {
         }
     }
 
-    /// Sandboxes running now.
+    /// Sandboxes running now (interactive and batch).
     pub fn active_runs(&self) -> usize {
-        self.shared
-            .max_slots
-            .saturating_sub(self.shared.slots.available_permits())
+        self.executor().admission().in_use()
     }
 
     /// The admission limit in force.
     pub fn max_concurrent_runs(&self) -> usize {
-        self.shared.max_slots
+        self.executor().admission().capacity()
     }
 
     /// Sessions in the registry.
@@ -234,9 +256,10 @@ impl Runner {
     /// End every run with `server_shutdown` and wait (bounded) until each
     /// session has recorded and announced it.
     pub async fn shutdown(&self) {
-        self.shared.token.cancel();
+        self.shared.ctx.token.cancel();
+        self.shared.ctx.executor.shutdown();
         self.shared.tracker.close();
-        let wait = self.shared.cfg.shutdown_wait;
+        let wait = self.shared.ctx.cfg.shutdown_wait;
         if tokio::time::timeout(wait, self.shared.tracker.wait())
             .await
             .is_err()
@@ -267,19 +290,16 @@ async fn reaper(shared: Weak<Shared>, token: CancellationToken, every: Duration)
         };
         let before = shared.sessions.len();
         shared.sessions.retain(|_, h| !h.is_closed());
-        shared.rate.retain_recent();
-        shared.rate.shrink_to_fit();
+        shared.ctx.rate.shrink();
         let removed = before.saturating_sub(shared.sessions.len());
         tracing::debug!(
             sessions = shared.sessions.len(),
             removed,
-            active_runs = shared
-                .max_slots
-                .saturating_sub(shared.slots.available_permits()),
+            active_runs = shared.ctx.executor.admission().in_use(),
             "reaper pass"
         );
-        if shared.sandbox.orphan_count() > 0 {
-            let sandbox = shared.sandbox.clone();
+        if shared.ctx.executor.sandbox().orphan_count() > 0 {
+            let sandbox = Arc::clone(shared.ctx.executor.sandbox());
             drop(shared);
             // Blocking (kill and rmdir retries with deadlines): off the async workers.
             let sweep = tokio::task::spawn_blocking(move || sandbox.sweep_orphans());

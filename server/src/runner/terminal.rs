@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use bytes::Bytes;
+use campus_protocol::SessionMsg;
 use campus_protocol::{RunEnded, RunMode, ServerMsg, UserInfo};
 use nix::sys::termios::{self, SetArg, Termios};
 use tokio::io::AsyncWriteExt;
@@ -125,10 +126,10 @@ pub async fn run_in_terminal(
                     stdout.flush().await?;
                     att.handle.ack(CONN_ID, seq + bytes.len() as u64).await?;
                 }
-                Some(SessionEvent::Msg(ServerMsg::RunStarted { id: Some(REQ_ID), run_id, .. })) => {
+                Some(SessionEvent::Msg(ServerMsg::Session(SessionMsg::RunStarted { id: Some(REQ_ID), run_id, .. }))) => {
                     our_run = Some(run_id);
                 }
-                Some(SessionEvent::Msg(ServerMsg::RunEnded { ended, .. }))
+                Some(SessionEvent::Msg(ServerMsg::Session(SessionMsg::RunEnded { ended, .. })))
                     if our_run.as_deref() == Some(ended.run_id.as_str()) =>
                 {
                     return Ok(ended);

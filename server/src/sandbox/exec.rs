@@ -63,20 +63,32 @@ pub struct ExecArgs {
     /// The student's gid.
     #[arg(long, default_value_t = 65534)]
     pub gid: u32,
-    /// Read-only material, HOST:NAME (mounted at /courses/NAME).
+    /// Mount the workspace read-only at /home/student.
+    #[arg(long)]
+    pub home_ro: bool,
+    /// Read-only material, HOST:NAME (mounted at /course/NAME).
     #[arg(long = "ro")]
     pub read_only: Vec<String>,
+    /// A host directory to mount read-write at /scratch.
+    #[arg(long)]
+    pub scratch: Option<PathBuf>,
+    /// Working directory of the program inside the sandbox (default /home/student).
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// An inherited descriptor (the result channel) to hand to the program as fd 3.
+    #[arg(long)]
+    pub result_fd: Option<i32>,
     /// RLIMIT_CPU soft limit, seconds (hard = soft + 1).
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = super::DEFAULT_CPU_SECS)]
     pub cpu_secs: u64,
     /// RLIMIT_FSIZE, bytes.
-    #[arg(long, default_value_t = 10 << 20)]
+    #[arg(long, default_value_t = super::DEFAULT_FILE_SIZE_MIB << 20)]
     pub file_size: u64,
     /// RLIMIT_NOFILE.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = super::DEFAULT_OPEN_FILES)]
     pub open_files: u64,
     /// Size of /tmp (and /dev/shm), bytes.
-    #[arg(long, default_value_t = 16 << 20)]
+    #[arg(long, default_value_t = super::DEFAULT_TMP_BYTES)]
     pub tmp_bytes: u64,
     /// Dev fallback: rlimits, cleared env and cwd only; no namespaces.
     #[arg(long)]
@@ -101,8 +113,12 @@ pub struct ExecArgs {
 pub fn main(args: ExecArgs) -> i32 {
     // The server spawns us with posix_spawn (no pre_exec, no fork of the
     // server), so what used to run between its fork and exec happens here.
-    if let Err(e) = start_session() {
+    if let Err(e) = start_session(args.result_fd) {
         eprintln!("campus sandbox-exec: {e}");
+        return EXIT_SETUP_FAILED;
+    }
+    if args.cwd.as_deref().is_some_and(|c| !c.starts_with('/')) {
+        eprintln!("campus sandbox-exec: the working directory must be an absolute path");
         return EXIT_SETUP_FAILED;
     }
     // We run with `/` as the working directory: a relative path would name another place.
@@ -147,8 +163,8 @@ pub fn main(args: ExecArgs) -> i32 {
 ///   mask; ignored dispositions survive exec).
 /// * `setsid` + `TIOCSCTTY`, so the terminal's foreground group is ours and
 ///   Ctrl-C / SIGWINCH / hang-up reach the run (not the server).
-fn start_session() -> Result<(), String> {
-    close_inherited_fds();
+fn start_session(result_fd: Option<i32>) -> Result<(), String> {
+    close_inherited_fds(result_fd)?;
     for sig in [
         Signal::SIGCHLD,
         Signal::SIGHUP,
@@ -178,23 +194,53 @@ fn start_session() -> Result<(), String> {
     Ok(())
 }
 
-/// close_range(3, ~0): one syscall; falls back to closing what /proc/self/fd lists.
-fn close_inherited_fds() {
+/// close_range(first, ~0): one syscall; falls back to closing what
+/// /proc/self/fd lists. With a result channel, it first moves to fd 3
+/// ([`super::RESULT_FD`]) and survives (everything above 3 is closed).
+fn close_inherited_fds(result_fd: Option<i32>) -> Result<(), String> {
+    let first = match result_fd {
+        Some(fd) if fd < 0 => return Err(format!("bad --result-fd {fd}")),
+        Some(fd) => {
+            if fd != super::RESULT_FD {
+                // SAFETY: dup2/close on integers; no Rust object owns either descriptor.
+                let moved = unsafe { libc::dup2(fd, super::RESULT_FD) };
+                if moved < 0 {
+                    return Err(format!(
+                        "result channel: {}",
+                        std::io::Error::last_os_error()
+                    ));
+                }
+            }
+            super::RESULT_FD + 1
+        }
+        None => 3,
+    };
     // SAFETY: plain syscall; no Rust object owns a descriptor above 2 yet.
-    let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first as u32, u32::MAX, 0u32) };
     if r == 0 {
-        return;
+        return Ok(());
     }
     let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
         .map(|d| {
             d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                .filter(|fd| *fd > 2)
+                .filter(|fd| *fd >= first)
                 .collect()
         })
         .unwrap_or_default();
     for fd in fds {
         // SAFETY: as above; the directory handle itself is already closed (EBADF is harmless).
         unsafe { libc::close(fd) };
+    }
+    Ok(())
+}
+
+/// A and B hand the result channel on to their child and close their own
+/// copy, so the server sees its end when the program (and whatever it
+/// passed the channel to) is done.
+fn close_result_fd(args: &ExecArgs) {
+    if args.result_fd.is_some() {
+        // SAFETY: closing an integer descriptor we own (moved there at start).
+        unsafe { libc::close(super::RESULT_FD) };
     }
 }
 
@@ -301,6 +347,7 @@ fn fallback(args: &ExecArgs, parent: &mut watch::Parent) -> Result<i32, String> 
     // SAFETY: sandbox-exec is single-threaded (no runtime), so fork is sound.
     match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
         ForkResult::Parent { child } => {
+            close_result_fd(args);
             install_forwarding(child.as_raw());
             let waited = watch::wait_child(child.as_raw(), parent);
             if waited == Waited::ParentGone {
@@ -453,6 +500,7 @@ fn isolated(args: &ExecArgs, run_program: bool, parent: &mut watch::Parent) -> R
     // SAFETY: sandbox-exec is single-threaded (no runtime), so fork is sound.
     match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
         ForkResult::Parent { child } => {
+            close_result_fd(args);
             drop((status_w, alive_r));
             install_forwarding(child.as_raw());
             let b = match watch::wait_child(child.as_raw(), parent) {
@@ -544,26 +592,34 @@ fn reaper(
     if parent_gone(alive_r) {
         return Ok(EXIT_SETUP_FAILED);
     }
-    // 3. B's own mount, network, ipc and uts namespaces (the program inherits them).
+    // 3. B's own mount, network, ipc, uts and cgroup namespaces (the program
+    //    inherits them). A put us in the run's cgroup before forking, so that
+    //    cgroup (in every v1 hierarchy: the ones not joined are the server's)
+    //    becomes the namespace's root: /proc/self/cgroup shows `/` paths only.
     unshare(
         CloneFlags::CLONE_NEWNS
             | CloneFlags::CLONE_NEWNET
             | CloneFlags::CLONE_NEWIPC
-            | CloneFlags::CLONE_NEWUTS,
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWCGROUP,
     )
     .map_err(|e| format!("unshare namespaces: {e}"))?;
     loopback_up()?;
     mounts::enter_new_root(&RootPlan {
         workspace: &args.workspace,
+        workspace_read_only: args.home_ro,
         read_only,
+        scratch: args.scratch.as_deref(),
         tmp_bytes: args.tmp_bytes,
         uid: args.uid,
         gid: args.gid,
+        program: args.argv.first().map(Path::new),
     })?;
     nix::unistd::sethostname(HOSTNAME).map_err(|e| format!("sethostname: {e}"))?;
     // SAFETY: still single-threaded.
     match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
         ForkResult::Parent { child } => {
+            close_result_fd(args);
             install_forwarding(child.as_raw());
             // Reap everything (orphans are re-parented to us) until the program ends;
             // when we exit, the kernel kills whatever is left in the namespace.
@@ -645,7 +701,8 @@ fn program(args: &ExecArgs, prog: Option<&Program>) -> Result<i32, String> {
     if nix::unistd::getppid().as_raw() != 1 {
         return Ok(EXIT_SETUP_FAILED);
     }
-    std::env::set_current_dir("/home/student").map_err(|e| format!("chdir: {e}"))?;
+    let cwd = args.cwd.as_deref().unwrap_or("/home/student");
+    std::env::set_current_dir(cwd).map_err(|e| format!("chdir {cwd}: {e}"))?;
     seccomp::join_private_keyring()?;
     seccomp::install()?;
     match prog {
@@ -684,6 +741,7 @@ fn probe(args: &ExecArgs, parent: &mut watch::Parent) -> Result<i32, String> {
         ("namespace: network", CloneFlags::CLONE_NEWNET),
         ("namespace: ipc", CloneFlags::CLONE_NEWIPC),
         ("namespace: uts", CloneFlags::CLONE_NEWUTS),
+        ("namespace: cgroup", CloneFlags::CLONE_NEWCGROUP),
     ];
     for (name, flag) in kinds {
         // SAFETY: single-threaded; the child only calls unshare and _exit.
@@ -747,6 +805,29 @@ fn probe_inside(args: &ExecArgs) -> i32 {
         .map(|p| p != Path::new("1"))
         .unwrap_or(false);
     report("fresh /proc", pid1, "procfs of the new pid namespace");
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let cg_ok = !cgroup.is_empty() && cgroup.lines().all(|l| l.ends_with(":/"));
+    report(
+        "cgroup namespace",
+        cg_ok,
+        &format!("/proc/self/cgroup: {}", cgroup.trim().replace('\n', " ")),
+    );
+    let hidden: Vec<&str> = ["/usr/local", "/usr/sbin", "/usr/include", "/usr/libexec"]
+        .into_iter()
+        .filter(|p| Path::new(p).exists())
+        .collect();
+    let masked = ["/proc/kallsyms", "/proc/cmdline", "/proc/config.gz"]
+        .into_iter()
+        .all(reads_nothing);
+    report(
+        "host hidden",
+        hidden.is_empty() && masked,
+        &if hidden.is_empty() && masked {
+            "no /usr/local, /usr/sbin; host /proc files masked".to_string()
+        } else {
+            format!("visible: {hidden:?}; /proc masked: {masked}")
+        },
+    );
     // Isolation is read from the namespace itself; nothing is sent anywhere but
     // to the prober's own loopback port.
     let (net_ok, net_detail) = network_view();
@@ -768,6 +849,15 @@ fn probe_inside(args: &ExecArgs) -> i32 {
     }
     let _ = std::io::stdout().flush();
     0
+}
+
+/// True when `path` is missing, unreadable or empty (proc files report size 0:
+/// read one byte).
+fn reads_nothing(path: &str) -> bool {
+    let mut byte = [0u8; 1];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut byte))
+        .map_or(true, |n| n == 0)
 }
 
 /// This network namespace as seen from /proc/net: every interface but `lo`

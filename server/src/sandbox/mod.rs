@@ -1,10 +1,13 @@
 //! The sandbox: how one run is isolated (cgroup, namespaces, rlimits, uid).
 //!
-//! INTERFACE CONTRACT (used by `runner`): `Sandbox::new` probes the host once,
-//! `Sandbox::prepare` creates the run's cgroup and returns the PTY command that
-//! starts `campus sandbox-exec …`, which sets everything up and then execs the
-//! given argv. The runner owns the returned `RunCgroup` and asks it for stats
-//! and to kill the tree.
+//! INTERFACE CONTRACT (used by [`crate::execution`]): `Sandbox::new` probes
+//! the host once, `Sandbox::prepare` creates the run's cgroup and returns the
+//! command that starts `campus sandbox-exec …` (spawned with
+//! [`spawn_on_terminal`] or [`spawn_with_pipes`]), which sets everything up
+//! (mounts: the home tree read-write or read-only, read-only trees at
+//! `/course/<name>`, a scratch tree; an optional result channel at fd 3) and
+//! then execs the given argv. The caller owns the returned `RunCgroup` and
+//! asks it for stats and to kill the tree.
 //!
 //! Modules: `cgroup` (v1/v2 run cgroups), `exec` (the re-exec helper),
 //! `mounts` (the run's root filesystem), `probe` (startup probe), `fsown`
@@ -33,14 +36,33 @@ mod watch;
 #[allow(unsafe_code)]
 mod quota;
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 pub use cgroup::{CpuPriority, OrphanSweep, RunCgroup};
 pub use quota::{storage_layout, DiskQuotaStatus, QuotaUsage, StorageLayout};
 pub use watch::kill_descendants;
+
+/// Default memory limit of a run, MiB (the one place the product default is written).
+pub const DEFAULT_MEMORY_MIB: u64 = 128;
+/// Default process/thread limit of a run.
+pub const DEFAULT_PIDS: u64 = 50;
+/// Default CPU-time limit of a run, seconds.
+pub const DEFAULT_CPU_SECS: u64 = 30;
+/// Default largest file a run may write, MiB.
+pub const DEFAULT_FILE_SIZE_MIB: u64 = 10;
+/// Default RLIMIT_NOFILE of a run.
+pub const DEFAULT_OPEN_FILES: u64 = 256;
+/// Default size of a run's /tmp (and /dev/shm), bytes.
+pub const DEFAULT_TMP_BYTES: u64 = 16 << 20;
+/// Where read-only trees are mounted inside the sandbox: `/course/<name>`.
+pub const READ_ONLY_ROOT: &str = "/course";
+/// Where the scratch tree is mounted inside the sandbox.
+pub const SCRATCH_DIR: &str = "/scratch";
+/// The descriptor number at which a program finds its result channel.
+pub const RESULT_FD: i32 = 3;
 
 /// Resource limits of one run.
 #[derive(Debug, Clone)]
@@ -70,17 +92,29 @@ impl Default for SandboxLimits {
     /// The product defaults: 128 MiB, 50 processes, 30 s CPU, 10 MiB files.
     fn default() -> Self {
         SandboxLimits {
-            memory_bytes: 128 << 20,
-            pids: 50,
-            cpu_secs: 30,
-            file_size_bytes: 10 << 20,
-            open_files: 256,
-            tmp_bytes: 16 << 20,
+            memory_bytes: DEFAULT_MEMORY_MIB << 20,
+            pids: DEFAULT_PIDS,
+            cpu_secs: DEFAULT_CPU_SECS,
+            file_size_bytes: DEFAULT_FILE_SIZE_MIB << 20,
+            open_files: DEFAULT_OPEN_FILES,
+            tmp_bytes: DEFAULT_TMP_BYTES,
             cpu_quota: 1.0,
             disk_bytes: 150 << 20,
             disk_entries: 5000,
         }
     }
+}
+
+/// The uid (= gid) a user's programs run as and their workspace is owned by:
+/// `base + user_id`. The one mapping, used by the sandbox and the file service
+/// alike. `None` when there is none: a negative id, one past `u32`, a sum that
+/// overflows, and the two uids that must never be handed out, 0 (root) and
+/// `u32::MAX` (`(uid_t)-1`, which `chown` reads as "leave unchanged").
+pub fn student_uid(base: u32, user_id: i64) -> Option<u32> {
+    u32::try_from(user_id)
+        .ok()
+        .and_then(|id| base.checked_add(id))
+        .filter(|uid| *uid != 0 && *uid != u32::MAX)
 }
 
 /// Host-wide sandbox settings.
@@ -117,10 +151,21 @@ pub struct RunSpec {
     pub run_id: String,
     /// Owner's user id (for the per-student uid).
     pub user_id: i64,
-    /// Host path of the owner's workspace (mounted read-write at /home/student).
+    /// Host path of the tree mounted at /home/student (the owner's workspace,
+    /// or e.g. an immutable snapshot).
     pub workspace_dir: PathBuf,
-    /// Read-only material: (host path, name under /courses).
+    /// Mount /home/student read-only (the tree is then not chowned either).
+    pub workspace_read_only: bool,
+    /// Read-only trees: (host path, name), mounted at `/course/<name>`; the
+    /// name is a slug (`[A-Za-z0-9._-]`, not starting with a dot).
     pub read_only_mounts: Vec<(PathBuf, String)>,
+    /// A host directory mounted read-write at `/scratch` (chowned to the
+    /// student's uid at its top only).
+    pub scratch_dir: Option<PathBuf>,
+    /// Working directory inside the sandbox (default /home/student).
+    pub cwd: Option<String>,
+    /// Give the program a result channel at fd [`RESULT_FD`] (see [`ResultPipe`]).
+    pub result_channel: bool,
     /// Program and arguments as seen inside the sandbox (e.g. `/usr/bin/python3 -i …`).
     pub argv: Vec<String>,
     /// The complete environment of the program (nothing else is inherited).
@@ -170,14 +215,36 @@ pub struct SandboxReport {
 pub struct PreparedRun {
     /// `campus sandbox-exec …` with an absolute program path, a cleared
     /// environment (exactly the run's env) and cwd `/`; spawn it with
-    /// [`spawn_on_terminal`].
+    /// [`spawn_on_terminal`] or [`spawn_with_pipes`].
     pub command: Command,
     /// The run's cgroup, if cgroups are in use.
     pub cgroup: Option<RunCgroup>,
+    /// The result channel, when the spec asked for one.
+    pub result: Option<ResultPipe>,
 }
 
+/// A pipe only the server reads and only the program can write: its write
+/// end reaches the helper (and nothing else the server spawns, see
+/// [`spawn_with_pipes`]), which moves it to fd [`RESULT_FD`] of the program
+/// and closes its own copies. The program's children inherit it only if the
+/// program lets them (e.g. Python's `subprocess` closes it by default); what
+/// merely prints to stdout or stderr can never write here.
+#[derive(Debug)]
+pub struct ResultPipe {
+    /// The server's end (close-on-exec).
+    pub read: OwnedFd,
+    /// The helper's end, handed over at spawn.
+    write: OwnedFd,
+}
+
+/// Held around every helper spawn: while the result channel's write end is
+/// inheritable (cleared close-on-exec for one spawn), no other helper may be
+/// spawned, so no other run's helper can receive it.
+static SPAWN_LOCK: Mutex<()> = Mutex::new(());
+
 /// Spawn a prepared helper command with the terminal `tty` (a PTY slave) as
-/// its stdin, stdout and stderr.
+/// its stdin, stdout and stderr, and the result channel as in
+/// [`spawn_with_pipes`] (its read end is returned).
 ///
 /// The command has no `pre_exec`, uid, gid, groups or process group and an
 /// absolute program path, so std spawns it with `posix_spawn` (glibc:
@@ -186,12 +253,59 @@ pub struct PreparedRun {
 /// terminal and closes every inherited descriptor above 2 before anything else.
 /// The command is consumed: it holds copies of `tty` that must not outlive
 /// the spawn (the reader would never see EOF).
-pub fn spawn_on_terminal(mut command: Command, tty: OwnedFd) -> std::io::Result<Child> {
+pub fn spawn_on_terminal(
+    command: Command,
+    tty: OwnedFd,
+    result: Option<ResultPipe>,
+) -> std::io::Result<(Child, Option<OwnedFd>)> {
+    let (stdin, stdout) = (tty.try_clone()?, tty.try_clone()?);
+    spawn_with_pipes(command, stdin, stdout, tty, result)
+}
+
+/// Spawn a prepared helper command on pipes (batch work; or three handles of
+/// one terminal, see [`spawn_on_terminal`]): `stdin`, `stdout` and `stderr` become the helper's (and so the program's) fds 0–2, and the
+/// result channel's write end, if any, is inherited by this one spawn only
+/// (it is close-on-exec everywhere else) and closed here afterwards; the
+/// channel's read end is returned. posix_spawn as in [`spawn_on_terminal`].
+pub fn spawn_with_pipes(
+    mut command: Command,
+    stdin: OwnedFd,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    result: Option<ResultPipe>,
+) -> std::io::Result<(Child, Option<OwnedFd>)> {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
     command
-        .stdin(Stdio::from(tty.try_clone()?))
-        .stdout(Stdio::from(tty.try_clone()?))
-        .stderr(Stdio::from(tty))
-        .spawn()
+        .stdin(Stdio::from(stdin))
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr));
+    let _guard = SPAWN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(ResultPipe { read, write }) = result else {
+        return Ok((command.spawn()?, None));
+    };
+    fcntl(write.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::empty()))?;
+    let child = command.spawn();
+    // The child has its copy (or the spawn failed); ours closes here, or the
+    // server would never see the channel's end.
+    drop(write);
+    Ok((child?, Some(read)))
+}
+
+impl ResultPipe {
+    fn new() -> std::io::Result<ResultPipe> {
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        Ok(ResultPipe { read, write })
+    }
+}
+
+/// Is `name` acceptable as a read-only tree's name (`/course/<name>`)?
+pub fn valid_mount_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// The helper as a path std does not look up in PATH (a PATH lookup would make
@@ -355,12 +469,9 @@ impl Sandbox {
         matches!(self.mode, Mode::Isolated(_))
     }
 
-    /// The per-student uid (= gid) of a user.
+    /// The per-student uid (= gid) of a user (see [`student_uid`]).
     pub fn student_uid(&self, user_id: i64) -> Result<u32, SandboxError> {
-        u32::try_from(user_id)
-            .ok()
-            .and_then(|id| self.config.uid_base.checked_add(id))
-            .filter(|uid| *uid != 0 && *uid != u32::MAX)
+        student_uid(self.config.uid_base, user_id)
             .ok_or_else(|| invalid(format!("no sandbox uid for user id {user_id}")))
     }
 
@@ -370,8 +481,24 @@ impl Sandbox {
             return Err(invalid("empty argv".into()));
         }
         let uid = self.student_uid(spec.user_id)?;
+        for (_, name) in &spec.read_only_mounts {
+            if !valid_mount_name(name) {
+                return Err(invalid(format!("invalid read-only mount name {name:?}")));
+            }
+        }
+        let isolated = matches!(self.mode, Mode::Isolated(_));
+        if !isolated
+            && (spec.workspace_read_only
+                || !spec.read_only_mounts.is_empty()
+                || spec.scratch_dir.is_some())
+        {
+            // Without a mount namespace nothing could be mounted read-only.
+            return Err(SandboxError::Incomplete(
+                "read-only and scratch mounts need the full sandbox".into(),
+            ));
+        }
         let root = nix::unistd::Uid::effective().is_root();
-        if root {
+        if root && !spec.workspace_read_only {
             // The program runs as `uid` and must be able to write its workspace.
             fsown::chown_tree(&spec.workspace_dir, uid, uid)?;
         }
@@ -385,6 +512,9 @@ impl Sandbox {
                         format!("setting the disk quota of uid {uid}: {e}"),
                     )
                 })?;
+        }
+        if let (true, Some(scratch)) = (root, &spec.scratch_dir) {
+            std::os::unix::fs::chown(scratch, Some(uid), Some(uid))?;
         }
         let mut cmd = Command::new(helper_program(&self.config.helper_exe));
         cmd.arg("sandbox-exec");
@@ -421,10 +551,29 @@ impl Sandbox {
         }
         cmd.arg("--workspace");
         cmd.arg(&spec.workspace_dir);
+        if spec.workspace_read_only {
+            cmd.arg("--home-ro");
+        }
         for (host, name) in &spec.read_only_mounts {
             cmd.arg("--ro");
             cmd.arg(format!("{}:{name}", host.display()));
         }
+        if let Some(scratch) = &spec.scratch_dir {
+            cmd.arg("--scratch");
+            cmd.arg(scratch);
+        }
+        if let Some(cwd) = &spec.cwd {
+            cmd.arg("--cwd");
+            cmd.arg(cwd);
+        }
+        let result = if spec.result_channel {
+            let pipe = ResultPipe::new()?;
+            cmd.arg("--result-fd");
+            cmd.arg(pipe.write.as_raw_fd().to_string());
+            Some(pipe)
+        } else {
+            None
+        };
         cmd.arg("--");
         cmd.args(&spec.argv);
         // Nothing of the server's environment (secrets!) may reach the program.
@@ -436,6 +585,7 @@ impl Sandbox {
         Ok(PreparedRun {
             command: cmd,
             cgroup,
+            result,
         })
     }
 
@@ -508,4 +658,30 @@ pub fn format_report(report: &SandboxReport) -> String {
         None => {}
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::student_uid;
+
+    #[test]
+    fn student_uid_edge_cases() {
+        assert_eq!(student_uid(200_000, 7), Some(200_007));
+        // Id 0 (the sandbox probe's) gets the base itself, unless that is root.
+        assert_eq!(student_uid(200_000, 0), Some(200_000));
+        assert_eq!(student_uid(0, 0), None, "root");
+        assert_eq!(student_uid(0, 1), Some(1));
+        // Negative ids never wrap around to a uid.
+        assert_eq!(student_uid(200_000, -1), None);
+        assert_eq!(student_uid(200_000, i64::MIN), None);
+        // Beyond u32, and sums that overflow, are refused rather than saturated.
+        assert_eq!(student_uid(0, i64::from(u32::MAX) + 1), None);
+        assert_eq!(student_uid(200_000, i64::from(u32::MAX - 100)), None);
+        assert_eq!(student_uid(u32::MAX, 1), None);
+        // (uid_t)-1 means "unchanged" to chown: never a student's uid.
+        assert_eq!(student_uid(u32::MAX, 0), None);
+        assert_eq!(student_uid(0, i64::from(u32::MAX)), None);
+        assert_eq!(student_uid(1, i64::from(u32::MAX - 1)), None);
+        assert_eq!(student_uid(1, i64::from(u32::MAX - 2)), Some(u32::MAX - 1));
+    }
 }

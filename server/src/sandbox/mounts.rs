@@ -3,18 +3,29 @@
 //!
 //! ```text
 //! /                 tmpfs, read-only after setup
-//! /usr /bin /lib…   read-only binds of the host's (symlinks recreated as symlinks)
+//! /usr /bin /lib…   only what Python needs, read-only binds of the host's
+//!                   ([`PYTHON_VIEW`] + the interpreter; symlinks recreated)
 //! /etc              generated passwd/group/hosts + read-only ld.so.cache, localtime, python3.*
-//! /home/student     the workspace, read-write (nosuid, nodev)
-//! /courses/NAME     course material, read-only
+//! /home/student     the workspace, read-write, or read-only (a snapshot) (nosuid, nodev)
+//! /course/NAME      course material, read-only (bind remounted MS_RDONLY, no submounts)
+//! /scratch          a per-execution host directory, read-write, when asked for
 //! /tmp, /dev/shm    size-limited tmpfs, mode 1777
 //! /dev              null zero full random urandom tty, a private devpts
-//! /proc             fresh procfs of the new pid namespace (hidepid=2)
+//! /proc             fresh procfs of the new pid namespace (hidepid=2), host
+//!                   files masked ([`PROC_MASKED_FILES`]), /proc/sys read-only
 //! ```
 //!
 //! The new root is a tmpfs mounted over the host's /tmp (hidden from the
 //! sandbox); sources under /tmp stay reachable because we open them (O_PATH)
 //! first and bind from /proc/self/fd/N.
+//!
+//! What `/proc/self/mountinfo` still shows of the host (docs/security.md,
+//! "What a run can see"): for each bind, the device number and name of the
+//! host filesystem and the bound directory's path *inside that filesystem*
+//! (its "root" field, e.g. `/workspaces/42` when the data dir is its own
+//! filesystem). Binding through a staging directory or an opaque name does
+//! not change that field: the kernel prints the dentry's path from its
+//! superblock's root, not the path it was bound from.
 
 use std::fs::{self, File, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -25,8 +36,96 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 /// Where the new root is assembled (any existing directory works; see module doc).
 const STAGING: &str = "/tmp";
-/// Host directories bound read-only when they exist.
+/// Top-level host system directories: a symlink (merged /usr) is recreated,
+/// a directory becomes an empty one that [`PYTHON_VIEW`] fills.
 const SYSTEM_DIRS: [&str; 7] = ["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
+/// What of the host's system directories a Python run sees, besides the
+/// interpreter itself (see [`python_paths`]): a `*` in the last component
+/// matches any run of characters. Symlinks are recreated and followed, so
+/// `/bin/sh` on a merged-/usr host becomes `/bin -> usr/bin`, `/usr/bin/sh ->
+/// dash` and a bind of `/usr/bin/dash`. Not here, on purpose: `/usr/local`,
+/// the rest of `/usr/bin` and `/usr/sbin`, compilers (`/usr/lib/gcc`,
+/// `/usr/libexec`), `/usr/include`, `/usr/share` beyond time zones and
+/// terminfo.
+const PYTHON_VIEW: &[&str] = &[
+    // os.system and subprocess(shell=True).
+    "/bin/sh",
+    "/usr/bin/sh",
+    // The dynamic loader, libc, libpython and what extension modules link
+    // (readline, sqlite, ssl, ffi, BLAS for numpy…), found via ld.so.cache.
+    "/lib64",
+    "/lib32",
+    "/libx32",
+    "/lib/*-linux-gnu*",
+    "/usr/lib64",
+    "/usr/lib/*-linux-gnu*",
+    // Debian's dist-packages (numpy, …) and the stdlib of every python3.X.
+    "/usr/lib/python3",
+    "/usr/lib/python3.*",
+    // Locales, terminal descriptions for the REPL's readline, time zones.
+    "/usr/lib/locale",
+    "/lib/terminfo",
+    "/usr/lib/terminfo",
+    "/usr/share/terminfo",
+    "/usr/share/zoneinfo",
+];
+/// /proc files about the host rather than the run (runc's maskedPaths and
+/// more): the kernel's build configuration, symbols, command line, devices,
+/// disks, memory layout, locks and interrupts of the whole machine.
+/// `/dev/null` is bound over each (reads are empty). Not masked: `keys` and
+/// `key-users` (a run has a private keyring and cannot add keys, see
+/// `seccomp`), and what programs use — cpuinfo, meminfo, stat, loadavg,
+/// uptime, version (also uname(2)), the per-process and per-namespace files.
+const PROC_MASKED_FILES: &[&str] = &[
+    "config.gz",
+    "kallsyms",
+    "kcore",
+    "cmdline",
+    "bootconfig",
+    "modules",
+    "latency_stats",
+    "timer_list",
+    "timer_stats",
+    "sched_debug",
+    "vmallocinfo",
+    "iomem",
+    "ioports",
+    "slabinfo",
+    "pagetypeinfo",
+    "kpagecount",
+    "kpageflags",
+    "kpagecgroup",
+    "partitions",
+    "diskstats",
+    "swaps",
+    "devices",
+    "misc",
+    "mtrr",
+    "dma",
+    "consoles",
+    "locks",
+    "interrupts",
+    "softirqs",
+    "sysrq-trigger",
+];
+/// /proc directories about the host's hardware and drivers: an empty
+/// read-only tmpfs is mounted over each.
+const PROC_MASKED_DIRS: &[&str] = &[
+    "acpi",
+    "asound",
+    "bus",
+    "driver",
+    "dynamic_debug",
+    "fs",
+    "irq",
+    "pressure",
+    "scsi",
+    "tty",
+];
+/// Top-level directories the run's root makes itself: never taken from the host.
+const SANDBOX_OWNED: [&str; 7] = ["home", "course", "scratch", "tmp", "dev", "proc", "etc"];
+/// How many symlinks one path of the view may pass through.
+const MAX_LINKS: usize = 16;
 /// Host /etc entries that programs need and that hold no secrets.
 const ETC_BINDS: [&str; 3] = ["ld.so.cache", "localtime", "alternatives"];
 /// Device nodes bound from the host.
@@ -34,16 +133,23 @@ const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
 /// What the run's root contains.
 pub(super) struct RootPlan<'a> {
-    /// Host workspace (read-write at /home/student).
+    /// Host workspace (at /home/student).
     pub workspace: &'a Path,
-    /// (host path, name under /courses), read-only.
+    /// Mount the workspace read-only.
+    pub workspace_read_only: bool,
+    /// (host path, name under /course), read-only.
     pub read_only: &'a [(PathBuf, String)],
+    /// Host scratch directory (read-write at /scratch).
+    pub scratch: Option<&'a Path>,
     /// Size of /tmp, bytes.
     pub tmp_bytes: u64,
     /// The student's uid/gid (for /etc/passwd).
     pub uid: u32,
     /// The student's gid.
     pub gid: u32,
+    /// The program as the run names it (e.g. `/usr/bin/python3`): it and its
+    /// installation's `lib/python3*` are added to the system view.
+    pub program: Option<&'a Path>,
 }
 
 type R = Result<(), String>;
@@ -69,11 +175,12 @@ pub(super) fn enter_new_root(plan: &RootPlan<'_>) -> R {
     let ws = open_path(plan.workspace, true)?;
     let mut courses = Vec::new();
     for (host, name) in plan.read_only {
-        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-            return Err(format!("invalid course mount name {name:?}"));
+        if !super::valid_mount_name(name) {
+            return Err(format!("invalid read-only mount name {name:?}"));
         }
         courses.push((open_path(host, false)?, name));
     }
+    let scratch = plan.scratch.map(|p| open_path(p, true)).transpose()?;
 
     let root = Path::new(STAGING);
     mount_tmpfs(root, "size=1m,mode=0755", MsFlags::empty())?;
@@ -89,28 +196,41 @@ pub(super) fn enter_new_root(plan: &RootPlan<'_>) -> R {
             symlink(&target, &dst).map_err(|e| err("symlink", &dst, e))?;
         } else if meta.is_dir() {
             mkdir(&dst)?;
-            bind(&host, &dst, true)?;
         }
+    }
+    let mut view = SystemView::new(root);
+    for p in python_paths(plan.program) {
+        view.add(&p, 0)?;
     }
 
     make_etc(root, plan)?;
 
     let home = root.join("home/student");
     fs::create_dir_all(&home).map_err(|e| err("mkdir", &home, e))?;
-    bind(&fd_path(&ws), &home, false)?;
+    if plan.workspace_read_only {
+        bind_read_only_tree(&fd_path(&ws), &home)?;
+    } else {
+        bind(&fd_path(&ws), &home, false)?;
+    }
 
+    let course_root = root.join(super::READ_ONLY_ROOT.trim_start_matches('/'));
     if !courses.is_empty() {
-        mkdir(&root.join("courses"))?;
+        mkdir(&course_root)?;
     }
     for (file, name) in &courses {
-        let dst = root.join("courses").join(name);
+        let dst = course_root.join(name);
         let is_dir = file.metadata().map(|m| m.is_dir()).unwrap_or(true);
         if is_dir {
             mkdir(&dst)?;
         } else {
             File::create(&dst).map_err(|e| err("create", &dst, e))?;
         }
-        bind(&fd_path(file), &dst, true)?;
+        bind_read_only_tree(&fd_path(file), &dst)?;
+    }
+    if let Some(scratch) = &scratch {
+        let dst = root.join(super::SCRATCH_DIR.trim_start_matches('/'));
+        mkdir(&dst)?;
+        bind(&fd_path(scratch), &dst, false)?;
     }
 
     let tmp = root.join("tmp");
@@ -140,11 +260,247 @@ pub(super) fn enter_new_root(plan: &RootPlan<'_>) -> R {
         Some("hidepid=2"),
     )
     .map_err(|e| err("mount", Path::new("/proc"), e))?;
+    mask_proc()?;
 
     remount(
         Path::new("/"),
         MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
     )
+}
+
+/// The host paths of the system view: [`PYTHON_VIEW`] plus the program and,
+/// for an interpreter at `PREFIX/bin/…`, `PREFIX/lib/python3*` and
+/// `PREFIX/lib/libpython3*` (so a CAMPUS_PYTHON outside /usr brings its own
+/// stdlib, and nothing else of its prefix).
+fn python_paths(program: Option<&Path>) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = PYTHON_VIEW.iter().map(PathBuf::from).collect();
+    // A program inside the run's own trees (the workspace, /tmp…) is not the host's.
+    let own = |p: &Path| {
+        SANDBOX_OWNED
+            .iter()
+            .any(|d| p.starts_with(Path::new("/").join(d)))
+    };
+    let Some(program) = program.filter(|p| p.is_absolute() && !own(p)) else {
+        return paths;
+    };
+    paths.push(program.to_path_buf());
+    let resolved = fs::canonicalize(program).unwrap_or_else(|_| program.to_path_buf());
+    for exe in [program, resolved.as_path()] {
+        let Some(bin) = exe.parent().filter(|b| b.ends_with("bin")) else {
+            continue;
+        };
+        if let Some(prefix) = bin.parent() {
+            paths.push(prefix.join("lib/python3*"));
+            paths.push(prefix.join("lib/libpython3*"));
+        }
+    }
+    paths
+}
+
+/// Builds the read-only system view inside the new root: directories on the
+/// way are created on the root tmpfs, symlinks recreated (and followed), and
+/// each wanted file or directory bound read-only from the host.
+struct SystemView<'a> {
+    root: &'a Path,
+    /// Host entries already handled (the view's paths overlap).
+    seen: std::collections::HashSet<PathBuf>,
+    /// Host trees bound so far: what lies below them is in the view already.
+    bound: Vec<PathBuf>,
+}
+
+impl<'a> SystemView<'a> {
+    fn new(root: &'a Path) -> Self {
+        SystemView {
+            root,
+            seen: std::collections::HashSet::new(),
+            bound: Vec::new(),
+        }
+    }
+
+    /// Add `host` (absolute; a `*` in its last component is a pattern).
+    fn add(&mut self, host: &Path, links: usize) -> R {
+        if links > MAX_LINKS {
+            return Err(err("system view", host, "too many symlinks"));
+        }
+        let (Some(parent), Some(name)) = (host.parent(), host.file_name()) else {
+            return Ok(());
+        };
+        let name = name.to_string_lossy();
+        // Resolve the parent first: a symlinked ancestor (merged /usr) is
+        // recreated, and the path continues through its target.
+        let Some(parent) = self.add_ancestors(parent, links)? else {
+            return Ok(());
+        };
+        if !name.contains('*') {
+            return self.add_entry(&parent.join(&*name), links);
+        }
+        let Ok(entries) = fs::read_dir(&parent) else {
+            return Ok(());
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| glob_match(&name, n))
+            .collect();
+        names.sort();
+        for n in names {
+            self.add_entry(&parent.join(n), links)?;
+        }
+        Ok(())
+    }
+
+    /// Make every directory of `dir` exist in the view; returns `dir` with
+    /// symlinked components resolved (None when it does not exist on the host).
+    fn add_ancestors(&mut self, dir: &Path, links: usize) -> Result<Option<PathBuf>, String> {
+        if links > MAX_LINKS {
+            return Err(err("system view", dir, "too many symlinks"));
+        }
+        let mut real = PathBuf::from("/");
+        for c in dir.components().skip(1) {
+            let next = real.join(c);
+            let Ok(meta) = fs::symlink_metadata(&next) else {
+                return Ok(None);
+            };
+            if meta.file_type().is_symlink() {
+                self.link(&next)?;
+                let target = fs::read_link(&next).map_err(|e| err("readlink", &next, e))?;
+                let rest = dir.strip_prefix(&next).unwrap_or(Path::new(""));
+                let through = real.join(target).join(rest);
+                return self.add_ancestors(&normalize(&through), links + 1);
+            }
+            if !meta.is_dir() {
+                return Ok(None);
+            }
+            let dst = self.dst(&next);
+            if !dst.exists() {
+                mkdir(&dst)?;
+            }
+            real = next;
+        }
+        Ok(Some(real))
+    }
+
+    /// Add one existing host entry whose parent is already in the view.
+    fn add_entry(&mut self, host: &Path, links: usize) -> R {
+        let Ok(meta) = fs::symlink_metadata(host) else {
+            return Ok(());
+        };
+        if self.bound.iter().any(|b| host.starts_with(b)) || !self.seen.insert(host.to_path_buf()) {
+            return Ok(());
+        }
+        let dst = self.dst(host);
+        if meta.file_type().is_symlink() {
+            self.link(host)?;
+            let target = fs::read_link(host).map_err(|e| err("readlink", host, e))?;
+            let parent = host.parent().unwrap_or(Path::new("/"));
+            // Targets under /etc are the generated /etc's business (alternatives).
+            let next = normalize(&parent.join(&target));
+            if !next.starts_with("/etc") {
+                self.add(&next, links + 1)?;
+            }
+            return Ok(());
+        }
+        if meta.is_dir() {
+            if !dst.exists() {
+                mkdir(&dst)?;
+            }
+        } else if meta.is_file() {
+            File::create(&dst).map_err(|e| err("create", &dst, e))?;
+        } else {
+            return Ok(());
+        }
+        bind(host, &dst, true)?;
+        self.bound.push(host.to_path_buf());
+        Ok(())
+    }
+
+    /// Recreate a host symlink in the view (unless it is there already).
+    fn link(&mut self, host: &Path) -> R {
+        let dst = self.dst(host);
+        if fs::symlink_metadata(&dst).is_ok() {
+            return Ok(());
+        }
+        let target = fs::read_link(host).map_err(|e| err("readlink", host, e))?;
+        symlink(&target, &dst).map_err(|e| err("symlink", &dst, e))
+    }
+
+    fn dst(&self, host: &Path) -> PathBuf {
+        self.root.join(host.strip_prefix("/").unwrap_or(host))
+    }
+}
+
+/// `.` and `..` removed lexically (symlink targets such as `../lib`).
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Does `name` match `pattern`, where each `*` matches any run of characters?
+fn glob_match(pattern: &str, name: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    for (i, part) in parts.iter().enumerate() {
+        if i + 1 == parts.len() {
+            return rest.len() >= part.len() && rest.ends_with(part);
+        }
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
+/// Mask the host-revealing parts of the fresh /proc and make /proc/sys
+/// read-only (the program is not root, but a mount flag does not depend on
+/// that). Runs after pivot_root: /dev/null is the run's own node.
+fn mask_proc() -> R {
+    let proc = Path::new("/proc");
+    for name in PROC_MASKED_FILES {
+        let dst = proc.join(name);
+        if fs::symlink_metadata(&dst).is_err() {
+            continue;
+        }
+        // A device must stay usable through this mount: no nodev here.
+        mount(
+            Some("/dev/null"),
+            &dst,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| err("mask", &dst, e))?;
+        remount(
+            &dst,
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        )?;
+    }
+    for name in PROC_MASKED_DIRS {
+        let dst = proc.join(name);
+        if !fs::symlink_metadata(&dst).is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
+        mount_tmpfs(
+            &dst,
+            "size=4k,mode=0555",
+            MsFlags::MS_RDONLY | MsFlags::MS_NOEXEC,
+        )?;
+    }
+    let sys = proc.join("sys");
+    bind(&sys, &sys, true)
 }
 
 /// open(O_PATH) a source so it stays reachable after being hidden.
@@ -194,6 +550,24 @@ fn bind(src: &Path, dst: &Path, read_only: bool) -> R {
         flags |= MsFlags::MS_RDONLY;
     }
     remount(dst, flags)
+}
+
+/// Bind a tree read-only for the program: a non-recursive bind (mounts
+/// below `src` are not carried along, so none of them can be writable), then
+/// a remount with MS_RDONLY at the mount level, checked with statvfs: every
+/// write, create, rename, link or chmod through it fails with EROFS.
+fn bind_read_only_tree(src: &Path, dst: &Path) -> R {
+    mount(Some(src), dst, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(|e| err("bind", dst, e))?;
+    remount(
+        dst,
+        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+    )?;
+    let st = nix::sys::statvfs::statvfs(dst).map_err(|e| err("statvfs", dst, e))?;
+    if !st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
+        return Err(err("read-only mount", dst, "still writable after remount"));
+    }
+    Ok(())
 }
 
 /// Change the per-mount flags of a mount (bind remount: the superblock is untouched).
@@ -318,4 +692,45 @@ fn make_dev(root: &Path, shm_bytes: u64) -> R {
         &dev,
         MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_runs_of_characters() {
+        assert!(glob_match("python3.*", "python3.11"));
+        assert!(!glob_match("python3.*", "python3"));
+        assert!(glob_match("*-linux-gnu*", "x86_64-linux-gnu"));
+        assert!(!glob_match("*-linux-gnu*", "gcc"));
+        assert!(glob_match("libpython3*", "libpython3.11.so.1.0"));
+        assert!(glob_match("a*b*c", "abc") && glob_match("a*b*c", "a-b-c"));
+        assert!(!glob_match("a*b*c", "a-c-b"));
+        assert!(glob_match("sh", "sh") && !glob_match("sh", "shx"));
+    }
+
+    #[test]
+    fn symlink_targets_are_normalized_lexically() {
+        assert_eq!(
+            normalize(Path::new("/usr/bin/../lib/x")),
+            Path::new("/usr/lib/x")
+        );
+        assert_eq!(normalize(Path::new("/bin/./dash")), Path::new("/bin/dash"));
+        assert_eq!(normalize(Path::new("/../../etc")), Path::new("/etc"));
+    }
+
+    #[test]
+    fn the_interpreter_brings_its_own_stdlib_only() {
+        let paths = python_paths(Some(Path::new("/opt/py/bin/python3.12")));
+        assert!(paths.contains(&PathBuf::from("/opt/py/bin/python3.12")));
+        assert!(paths.contains(&PathBuf::from("/opt/py/lib/python3*")));
+        assert!(paths.contains(&PathBuf::from("/opt/py/lib/libpython3*")));
+        assert!(!paths.iter().any(|p| p.starts_with("/usr/local")));
+        assert!(!paths.iter().any(|p| p == Path::new("/opt/py")));
+        // A relative program, or one in the run's own trees, adds nothing.
+        for p in ["python3", "/home/student/python3", "/tmp/x/bin/python3"] {
+            assert_eq!(python_paths(Some(Path::new(p))).len(), PYTHON_VIEW.len());
+        }
+    }
 }

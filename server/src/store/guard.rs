@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{
-    now_ms, AuditRecord, DynStore, NewAudit, NewRun, NewUser, Record, RunFinish, RunRecord, Store,
-    StoreError, StoreResult, User,
+    now_ms, AuditLog, AuditRecord, DynStore, NewAudit, NewRun, NewUser, Record, RunFinish,
+    RunRecord, Runs, Store, StoreError, StoreResult, User, Users,
 };
 
 /// Budget of an interactive call (login, the WebSocket gate, an account
@@ -231,6 +231,14 @@ impl Store for GuardedStore {
         self.inner.close().await;
     }
 
+    async fn apply_records(&self, records: &[Record]) -> StoreResult<()> {
+        self.call(BATCH_BUDGET, self.inner.apply_records(records))
+            .await
+    }
+}
+
+#[async_trait]
+impl Users for GuardedStore {
     async fn create_user(&self, user: NewUser) -> StoreResult<User> {
         self.call(INTERACTIVE_BUDGET, self.inner.create_user(user))
             .await
@@ -270,7 +278,10 @@ impl Store for GuardedStore {
         self.call(INTERACTIVE_BUDGET, self.inner.count_users_with_role(role))
             .await
     }
+}
 
+#[async_trait]
+impl AuditLog for GuardedStore {
     async fn append_audit(&self, entry: NewAudit) -> StoreResult<()> {
         self.call(INTERACTIVE_BUDGET, self.inner.append_audit(entry))
             .await
@@ -284,7 +295,10 @@ impl Store for GuardedStore {
         self.call(BATCH_BUDGET, self.inner.recent_audit(action, limit))
             .await
     }
+}
 
+#[async_trait]
+impl Runs for GuardedStore {
     async fn insert_run(&self, run: NewRun) -> StoreResult<()> {
         self.call(INTERACTIVE_BUDGET, self.inner.insert_run(run))
             .await
@@ -300,18 +314,8 @@ impl Store for GuardedStore {
             .await
     }
 
-    async fn runs_per_hour(&self, since_ms: i64) -> StoreResult<Vec<(i64, i64)>> {
-        self.call(BATCH_BUDGET, self.inner.runs_per_hour(since_ms))
-            .await
-    }
-
     async fn close_dangling_runs(&self) -> StoreResult<u64> {
         self.call(BATCH_BUDGET, self.inner.close_dangling_runs())
-            .await
-    }
-
-    async fn apply_records(&self, records: &[Record]) -> StoreResult<()> {
-        self.call(BATCH_BUDGET, self.inner.apply_records(records))
             .await
     }
 }

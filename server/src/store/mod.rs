@@ -1,22 +1,28 @@
-//! The store: one interface of domain operations over the database, with a
-//! SQLite (embedded default) and a PostgreSQL implementation chosen once at
-//! start from the URL scheme.
+//! The store: the database's domain operations, split by aggregate — users
+//! ([`Users`]), the audit log ([`AuditLog`]), run history ([`Runs`]) — and
+//! composed in [`Store`], with a SQLite (embedded default) and a PostgreSQL
+//! implementation chosen once at start from the URL scheme.
 
+mod audit;
 pub mod guard;
 mod postgres;
 mod rows;
+mod runs;
 mod sqlite;
+mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use campus_protocol::{EndReason, Role, RunMode};
 use serde::{Deserialize, Serialize};
 
+pub use audit::{AuditLog, AuditRecord, NewAudit};
 pub use guard::{guard, DbHealth, GuardedStore};
 pub use postgres::PgStore;
+pub use runs::{NewRun, RunFinish, RunRecord, Runs};
 pub use sqlite::SqliteStore;
+pub use users::{NewUser, User, Users};
 
 /// Errors of the store boundary.
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +119,7 @@ impl StoreError {
                 let sqlite_full = code.parse::<i32>().is_ok_and(|c| c & 0xff == SQLITE_FULL);
                 sqlite_full || code == PG_DISK_FULL
             }
-            sqlx::Error::Io(io) => crate::files::out_of_space(io),
+            sqlx::Error::Io(io) => crate::disk::out_of_space(io),
             _ => false,
         }
     }
@@ -126,133 +132,6 @@ const PG_DISK_FULL: &str = "53100";
 
 /// Convenience alias.
 pub type StoreResult<T> = Result<T, StoreError>;
-
-/// A user row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    /// Primary key.
-    pub id: i64,
-    /// Unique login name.
-    pub username: String,
-    /// argon2id PHC string.
-    pub password_hash: String,
-    /// Role.
-    pub role: Role,
-    /// Disabled users cannot log in and their tokens are refused.
-    pub disabled: bool,
-    /// Creation time, ms since the epoch.
-    pub created_at_ms: i64,
-}
-
-/// Fields for a new user.
-#[derive(Debug, Clone)]
-pub struct NewUser {
-    /// Unique login name.
-    pub username: String,
-    /// argon2id PHC string.
-    pub password_hash: String,
-    /// Role.
-    pub role: Role,
-}
-
-/// One audit-log record to append.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NewAudit {
-    /// Acting user, if known.
-    pub actor_id: Option<i64>,
-    /// Acting username (kept even if the user row goes away), if known.
-    pub actor: Option<String>,
-    /// What happened, e.g. `login.failed`, `files.forbidden`, `user.disabled`.
-    pub action: String,
-    /// What it was done to, e.g. a username or a path.
-    pub target: Option<String>,
-    /// Extra detail (never secrets).
-    pub detail: Option<String>,
-    /// Client address ("cli" for the command line).
-    pub ip: Option<String>,
-}
-
-/// A stored audit-log record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditRecord {
-    /// Primary key (monotonic).
-    pub id: i64,
-    /// When, ms since the epoch.
-    pub at_ms: i64,
-    /// Acting user id.
-    pub actor_id: Option<i64>,
-    /// Acting username.
-    pub actor: Option<String>,
-    /// Action name.
-    pub action: String,
-    /// Target.
-    pub target: Option<String>,
-    /// Detail.
-    pub detail: Option<String>,
-    /// Client address.
-    pub ip: Option<String>,
-}
-
-/// A run being started.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NewRun {
-    /// Run id (uuid string).
-    pub id: String,
-    /// Owner.
-    pub user_id: i64,
-    /// Script path ("" for repl).
-    pub path: String,
-    /// Mode.
-    pub mode: RunMode,
-    /// Start time, ms since the epoch.
-    pub started_at_ms: i64,
-}
-
-/// How a run finished.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunFinish {
-    /// End time, ms since the epoch.
-    pub ended_at_ms: i64,
-    /// Why.
-    pub reason: EndReason,
-    /// Exit code, if it exited.
-    pub exit_code: Option<i32>,
-    /// CPU time used.
-    pub cpu_ms: i64,
-    /// Peak memory.
-    pub peak_memory_bytes: i64,
-    /// Output produced.
-    pub output_bytes: i64,
-}
-
-/// A stored run record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunRecord {
-    /// Run id.
-    pub id: String,
-    /// Owner.
-    pub user_id: i64,
-    /// Script path.
-    pub path: String,
-    /// Mode name.
-    pub mode: String,
-    /// Start time.
-    pub started_at_ms: i64,
-    /// End time, when finished.
-    pub ended_at_ms: Option<i64>,
-    /// End reason name, when finished.
-    pub reason: Option<String>,
-    /// Exit code.
-    pub exit_code: Option<i32>,
-    /// CPU ms.
-    pub cpu_ms: Option<i64>,
-    /// Peak memory bytes.
-    pub peak_memory_bytes: Option<i64>,
-    /// Output bytes.
-    pub output_bytes: Option<i64>,
-    /// Last time the run was seen alive (start, liveness marks, end).
-    pub last_seen_ms: Option<i64>,
-}
 
 /// One write of the ordered record stream (run history and audit log) that
 /// the server hands to its background writer ([`crate::records`]) and that
@@ -316,9 +195,19 @@ impl Default for PoolSettings {
     }
 }
 
-/// Domain operations on the database. Implemented by [`SqliteStore`] and [`PgStore`].
+/// The database: every aggregate, plus what is not one aggregate's: the
+/// connection itself and [`Store::apply_records`], which writes runs and audit
+/// entries in one transaction. Implemented by [`SqliteStore`] and [`PgStore`]
+/// (each aggregate in its own file of the backend's module) and by the
+/// breaker, [`GuardedStore`]; all three pass one conformance suite
+/// (`server/tests/store_conformance.rs`).
+///
+/// A new aggregate (courses, submissions, jobs) is a module here with its
+/// types and a trait of its operations, one file per backend implementing it,
+/// its delegation in `guard.rs`, a part of the conformance suite, and one more
+/// supertrait below. Callers import the trait of the aggregate they use.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug {
+pub trait Store: Users + AuditLog + Runs + Send + Sync + std::fmt::Debug {
     /// Backend name (`sqlite` or `postgres`), for logs and /readyz.
     fn backend(&self) -> &'static str;
     /// Cheap round trip to check the database is reachable.
@@ -330,40 +219,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn probe(&self) -> StoreResult<()>;
     /// Close the pool (waits for checked-out connections).
     async fn close(&self);
-
-    /// Insert a user; `Conflict` if the username exists.
-    async fn create_user(&self, user: NewUser) -> StoreResult<User>;
-    /// Look a user up by id.
-    async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>>;
-    /// Look a user up by username.
-    async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>>;
-    /// All users, ordered by username.
-    async fn list_users(&self) -> StoreResult<Vec<User>>;
-    /// Set or clear the disabled flag; `NotFound` if no such user.
-    async fn set_user_disabled(&self, username: &str, disabled: bool) -> StoreResult<()>;
-    /// Replace a user's password hash; `NotFound` if no such user.
-    async fn set_password_hash(&self, username: &str, password_hash: &str) -> StoreResult<()>;
-    /// Number of users with this role (used for the first-start admin).
-    async fn count_users_with_role(&self, role: Role) -> StoreResult<i64>;
-
-    /// Append to the audit log.
-    async fn append_audit(&self, entry: NewAudit) -> StoreResult<()>;
-    /// Newest audit records first, at most `limit`, optionally only for one action.
-    async fn recent_audit(&self, action: Option<&str>, limit: i64)
-        -> StoreResult<Vec<AuditRecord>>;
-
-    /// Record that a run started.
-    async fn insert_run(&self, run: NewRun) -> StoreResult<()>;
-    /// Record how a run finished; `NotFound` if no such run.
-    async fn finish_run(&self, run_id: &str, finish: RunFinish) -> StoreResult<()>;
-    /// A user's most recent runs, newest first.
-    async fn recent_runs(&self, user_id: i64, limit: i64) -> StoreResult<Vec<RunRecord>>;
-    /// Runs started per hour since `since_ms`: `(hour_start_ms, count)`, oldest first.
-    async fn runs_per_hour(&self, since_ms: i64) -> StoreResult<Vec<(i64, i64)>>;
-    /// Close the runs still open after a crash: each ends with `server_shutdown`
-    /// at the last time it was seen alive (`last_seen_ms`; its start if never
-    /// marked), not at the time of the repair. Returns how many.
-    async fn close_dangling_runs(&self) -> StoreResult<u64>;
 
     /// Apply `records` in order, in one transaction. Replaying records is
     /// harmless for the run history (a start already recorded is skipped, an

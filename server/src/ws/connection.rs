@@ -1,40 +1,45 @@
 //! One actor task per WebSocket connection. It owns the socket and waits on:
 //! shutdown, queued events for this connection (other tabs' file changes),
-//! replies of its file task, the session's output, the heartbeat tick, and the
-//! next client message. Every exit path drops the hub guard, so the connection
-//! is unregistered however it ends. A newer WebSocket of the same user beyond
-//! the per-user cap closes this one ([`WsSlot::replaced`], code 4012).
+//! replies of its file task and of its session task, the session's output,
+//! the heartbeat tick, and the next client message. Every exit path drops the
+//! hub guard, so the connection is unregistered however it ends. A newer
+//! WebSocket of the same user beyond the per-user cap closes this one
+//! ([`WsSlot::replaced`], code 4012).
 //!
-//! File operations go to the connection's file task ([`FileQueue`]) so a save
-//! never delays a keystroke or its echo. Order is kept where it matters: file
-//! operations run in arrival order, and a `run` (with every session message
-//! after it) waits until the file operations sent before it are done, so a run
-//! always sees the save the client sent first.
+//! The loop never waits on anything but the socket: file operations go to
+//! the connection's file task ([`FileQueue`]) so a save never delays a
+//! keystroke or its echo, and session commands to its session task
+//! ([`super::session_worker`]) so a `run` replacing a slow-to-die run never
+//! stops this connection from forwarding output or answering pings. Order is
+//! kept where it matters: file operations run in arrival order, session
+//! commands too, and a `run` (with every session message after it) waits
+//! until the file operations sent before it are done, so a run always sees
+//! the save the client sent first.
 
 use std::collections::VecDeque;
-use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use campus_protocol::{close_codes, ClientMsg, ErrorCode, ServerMsg, UserInfo, PROTOCOL_VERSION};
-use futures_util::{SinkExt, StreamExt};
-use governor::clock::{Clock, DefaultClock};
-use governor::{Quota, RateLimiter};
+use campus_protocol::{ConnectionMsg, ConnectionRequest, SessionRequest};
+use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::dispatch::{Conn, Forward};
 use super::file_worker::FileQueue;
+use super::session_worker::SessionQueue;
+use super::socket::{send_json, send_with_timeout};
 use crate::auth::Claims;
 use crate::conn::WsSlot;
 use crate::error::AppError;
 use crate::hub::Outbound;
+use crate::ratelimit::{RateLimit, MINUTE};
 use crate::state::SharedState;
 
 /// Queue of events waiting for this connection's socket.
 const OUTBOUND_QUEUE: usize = 256;
-/// A send that takes longer than this means the client stopped reading.
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Refused messages in a row before a flooding client is disconnected.
 const FLOOD_STRIKES: u32 = 30;
 /// Session messages that may wait behind a `run` waiting for file operations.
@@ -87,30 +92,32 @@ async fn serve(
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
     let _guard = state.hub.register(user.id, &conn_id, tx);
-    let mut conn = Conn::new(state.clone(), user.clone(), conn_id.clone());
-    let mut files = FileQueue::spawn(state.clone(), user.clone(), conn_id.clone());
+    let mut conn = Conn::new(state.clone(), user.clone());
+    let mut sessions = SessionQueue::new(state.clone(), user.clone(), conn_id.clone());
+    let mut files = FileQueue::spawn(
+        Arc::clone(&state.files),
+        &state.tracker,
+        user.clone(),
+        conn_id.clone(),
+    );
     // Session messages waiting for the file operations queued before them: (ticket, msg).
-    let mut deferred: VecDeque<(u64, ClientMsg)> = VecDeque::new();
+    let mut deferred: VecDeque<(u64, SessionRequest)> = VecDeque::new();
 
-    let hello = ServerMsg::Hello {
+    let hello = ServerMsg::Connection(ConnectionMsg::Hello {
         protocol: PROTOCOL_VERSION,
         connection_id: conn_id,
         user: user.clone(),
-        limits: state.limits.clone(),
-    };
+        limits: state.settings.limits.clone(),
+    });
     if send_json(&mut sink, &hello).await.is_err() {
         return Exit::Gone;
     }
 
-    let per_min = NonZeroU32::new(state.cfg.ws_messages_per_min.max(1)).unwrap_or(NonZeroU32::MIN);
-    let limiter = RateLimiter::direct(Quota::per_minute(per_min));
-    let ping_limiter = RateLimiter::direct(Quota::per_minute(
-        NonZeroU32::new(PINGS_PER_MIN).unwrap_or(NonZeroU32::MIN),
-    ));
-    let clock = DefaultClock::default();
+    let limiter = RateLimit::direct(state.settings.ws_messages_per_min, MINUTE, "messages");
+    let ping_limiter = RateLimit::direct(PINGS_PER_MIN, MINUTE, "pings");
     let mut strikes = 0u32;
-    let heartbeat = Duration::from_secs(state.cfg.heartbeat_secs.max(1));
-    let dead_after = Duration::from_secs(state.cfg.heartbeat_timeout_secs.max(2));
+    let heartbeat = state.settings.heartbeat;
+    let dead_after = state.settings.heartbeat_timeout;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     let mut last_seen = Instant::now();
 
@@ -118,10 +125,10 @@ async fn serve(
         tokio::select! {
             biased;
             _ = state.shutdown.cancelled() => {
-                let msg = ServerMsg::Shutdown {
+                let msg = ServerMsg::Connection(ConnectionMsg::Shutdown {
                     message: "The server is restarting. Your files are saved; reconnecting shortly.".into(),
                     reconnect_after_ms: 2000,
-                };
+                });
                 let _ = send_json(&mut sink, &msg).await;
                 break Exit::Close(close_codes::SHUTDOWN, "server shutting down");
             }
@@ -139,9 +146,14 @@ async fn serve(
                 if send_json(&mut sink, &done.msg).await.is_err() { break Exit::Gone; }
                 while deferred.front().is_some_and(|(ticket, _)| files.done_up_to(*ticket)) {
                     let Some((_, msg)) = deferred.pop_front() else { break };
-                    if let Some(reply) = conn.handle(msg).await {
+                    if let Some(reply) = conn.handle(msg, &mut sessions) {
                         if send_json(&mut sink, &reply).await.is_err() { break 'conn Exit::Gone; }
                     }
+                }
+            }
+            Some(reply) = sessions.next_reply() => {
+                if let Some(msg) = conn.on_reply(reply) {
+                    if send_json(&mut sink, &msg).await.is_err() { break Exit::Gone; }
                 }
             }
             ev = conn.next_session_event() => {
@@ -155,7 +167,7 @@ async fn serve(
                 if last_seen.elapsed() > dead_after {
                     break Exit::Close(close_codes::HEARTBEAT_TIMEOUT, "no heartbeat");
                 }
-                if !still_authorized(state, &claims) {
+                if !state.auth.still_authorized(&claims) {
                     break Exit::Close(close_codes::UNAUTHORIZED, "session expired or account disabled");
                 }
                 if send_with_timeout(&mut sink, Message::Ping(Default::default())).await.is_err() {
@@ -176,17 +188,17 @@ async fn serve(
                     Message::Close(_) => break Exit::Gone,
                 };
                 let parsed = serde_json::from_str::<ClientMsg>(text.as_str());
-                if let Ok(ClientMsg::Ping { id }) = &parsed {
+                if let Ok(ClientMsg::Connection(ConnectionRequest::Ping { id })) = &parsed {
                     // Liveness: answered at once, never queued behind file
                     // operations or a waiting `run`, from a budget of its own.
                     let reply = match ping_limiter.check() {
-                        Ok(()) => ServerMsg::Pong { id: *id },
-                        Err(nu) => {
+                        Ok(()) => ServerMsg::Connection(ConnectionMsg::Pong { id: *id }),
+                        Err(refused) => {
                             strikes += 1;
                             if strikes >= FLOOD_STRIKES {
                                 break Exit::Close(close_codes::FLOODING, "too many messages");
                             }
-                            AppError::rate_limited("pings", nu.wait_time_from(clock.now())).to_msg(*id)
+                            AppError::from(refused).to_msg(*id)
                         }
                     };
                     if send_json(&mut sink, &reply).await.is_err() { break Exit::Gone; }
@@ -194,30 +206,29 @@ async fn serve(
                 }
                 // Acks are flow-control bookkeeping the client sends on its own; they do
                 // not count against the message limit.
-                let counted = !matches!(parsed, Ok(ClientMsg::Ack { .. }));
+                let counted = !matches!(parsed, Ok(ClientMsg::Session(SessionRequest::Ack { .. })));
                 if counted {
-                    if let Err(nu) = limiter.check() {
+                    if let Err(refused) = limiter.check() {
                         strikes += 1;
                         if strikes >= FLOOD_STRIKES {
                             break Exit::Close(close_codes::FLOODING, "too many messages");
                         }
                         let id = campus_protocol::client::salvage_id(text.as_str());
-                        let e = AppError::rate_limited("messages", nu.wait_time_from(clock.now()));
-                        if send_json(&mut sink, &e.to_msg(id)).await.is_err() { break Exit::Gone; }
+                        if send_json(&mut sink, &AppError::from(refused).to_msg(id)).await.is_err() { break Exit::Gone; }
                         continue;
                     }
                     strikes = 0;
                 }
                 let reply = match parsed {
-                    Ok(msg) if msg.is_file_op() => {
-                        let id = msg.id();
-                        files.submit(msg).err().map(|e| e.to_msg(id))
+                    Ok(ClientMsg::Files(req)) => {
+                        let id = req.id();
+                        files.submit(req).err().map(|e| e.to_msg(id))
                     }
-                    Ok(msg) => {
-                        let waits = matches!(msg, ClientMsg::Run { .. })
+                    Ok(ClientMsg::Session(msg)) => {
+                        let waits = matches!(msg, SessionRequest::Run { .. })
                             && !files.done_up_to(files.dispatched());
                         if !waits && deferred.is_empty() {
-                            conn.handle(msg).await
+                            conn.handle(msg, &mut sessions)
                         } else if deferred.len() < DEFERRED_MAX {
                             deferred.push_back((files.dispatched(), msg));
                             None
@@ -230,6 +241,8 @@ async fn serve(
                             Some(e.to_msg(msg.id()))
                         }
                     }
+                    // Answered above, before the message limit.
+                    Ok(ClientMsg::Connection(ConnectionRequest::Ping { .. })) => None,
                     Err(e) => {
                         let id = campus_protocol::client::salvage_id(text.as_str());
                         Some(ServerMsg::error(id, ErrorCode::BadRequest, format!("invalid message: {e}")))
@@ -241,7 +254,7 @@ async fn serve(
             }
         }
     };
-    conn.detach().await;
+    conn.detach();
     if let Exit::Close(code, reason) = &exit {
         let frame = CloseFrame {
             code: *code,
@@ -250,39 +263,4 @@ async fn serve(
         let _ = send_with_timeout(&mut sink, Message::Close(Some(frame))).await;
     }
     exit
-}
-
-/// The token is not expired and the account still enabled, as last known:
-/// never waits for the database (see [`crate::auth::account_status`]).
-fn still_authorized(state: &SharedState, claims: &Claims) -> bool {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    if claims.exp <= now {
-        return false;
-    }
-    let Some(id) = claims.user_id() else {
-        return false;
-    };
-    state.accounts.check(id)
-}
-
-/// The sending half of the socket.
-pub type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
-
-/// Serialize and send a JSON message.
-pub async fn send_json(sink: &mut Sink, msg: &ServerMsg) -> Result<(), ()> {
-    let text = serde_json::to_string(msg).map_err(|e| {
-        tracing::error!(error = %e, "cannot serialize a server message");
-    })?;
-    send_with_timeout(sink, Message::Text(text.into())).await
-}
-
-/// Send one frame, giving up on a client that stopped reading.
-pub async fn send_with_timeout(sink: &mut Sink, msg: Message) -> Result<(), ()> {
-    match tokio::time::timeout(SEND_TIMEOUT, sink.send(msg)).await {
-        Ok(Ok(())) => Ok(()),
-        _ => Err(()),
-    }
 }

@@ -1,149 +1,131 @@
-//! Translates one session message (run, input, attach, …) into calls on the
-//! runner, and the results into replies; file operations go to
-//! [`super::file_worker`]. No socket I/O here except forwarding session events.
+//! Translates one session message (run, input, attach, …) into a command
+//! for the connection's session task ([`super::session_worker`]), and holds
+//! the connection's attachment (the session's events). Never awaits a
+//! session: commands are queued, answers come back as replies. File
+//! operations go to [`super::file_worker`].
 
-use campus_protocol::{ClientMsg, ErrorCode, ServerMsg, UserInfo};
+use campus_protocol::{ConnectionMsg, ServerMsg, SessionMsg, SessionRequest, UserInfo};
 
 use axum::extract::ws::Message;
 use bytes::Bytes;
 
-use super::connection::{send_json, send_with_timeout, Sink};
+use super::session_worker::{Job, SessionQueue, SessionReply};
+use super::socket::{send_json, send_with_timeout, Sink};
 use crate::authz::{self, Action, Resource};
 use crate::error::AppError;
-use crate::runner::{Attachment, SessionEvent, SessionHandle};
+use crate::runner::{Attachment, SessionEvent};
 use crate::state::SharedState;
 
 /// Per-connection state used by the handlers.
 pub struct Conn {
     state: SharedState,
     user: UserInfo,
-    conn_id: String,
     /// This connection's attachment to the user's session, if any.
-    session: Option<Attachment>,
+    session: Option<Box<Attachment>>,
+    /// An attach is queued and its reply has not arrived yet.
+    attach_pending: bool,
 }
 
 impl Conn {
     /// State for a new connection.
-    pub fn new(state: SharedState, user: UserInfo, conn_id: String) -> Self {
+    pub fn new(state: SharedState, user: UserInfo) -> Self {
         Conn {
             state,
             user,
-            conn_id,
             session: None,
+            attach_pending: false,
         }
     }
 
-    /// Handle one message; `Some(reply)` goes back to this connection.
-    pub async fn handle(&mut self, msg: ClientMsg) -> Option<ServerMsg> {
+    /// Handle one message without waiting; `Some(reply)` goes back at once
+    /// (refusals), everything else arrives later as a [`SessionReply`].
+    pub fn handle(&mut self, msg: SessionRequest, queue: &mut SessionQueue) -> Option<ServerMsg> {
         let id = msg.id();
-        let result = match msg {
-            ClientMsg::Ping { id } => Ok(Some(ServerMsg::Pong { id })),
-            other => self.session_op(other).await,
-        };
-        match result {
+        match self.session_op(msg, queue) {
             Ok(reply) => reply,
             Err(e) => Some(e.to_msg(id)),
         }
     }
 
-    async fn session_op(&mut self, msg: ClientMsg) -> Result<Option<ServerMsg>, AppError> {
+    fn session_op(
+        &mut self,
+        msg: SessionRequest,
+        queue: &mut SessionQueue,
+    ) -> Result<Option<ServerMsg>, AppError> {
         let owner = self.user.id;
         authz::authorize(&self.user, Action::Run, Resource::Workspace { owner })?;
-        match msg {
-            ClientMsg::Attach { id, since_seq } => {
-                let mut attached = self.attach(since_seq).await?;
-                if let ServerMsg::Attached { id: reply_id, .. } = &mut attached {
-                    *reply_id = id;
+        let job = match msg {
+            SessionRequest::Attach { id, since_seq } => {
+                // Drop the old attachment first so the session never holds two for us.
+                self.session = None;
+                self.attach_pending = true;
+                Job::Attach {
+                    id,
+                    since_seq,
+                    announce: true,
                 }
-                Ok(Some(attached))
             }
-            ClientMsg::Run {
+            SessionRequest::Run {
                 id,
                 path,
                 mode,
                 cols,
                 rows,
             } => {
-                if self.session.is_none() {
+                if self.session.is_none() && !self.attach_pending {
                     // Only this run's output: the client asked to run, not to replay.
-                    self.attach(u64::MAX).await?;
+                    queue.submit(Job::Attach {
+                        id: None,
+                        since_seq: u64::MAX,
+                        announce: false,
+                    })?;
+                    self.attach_pending = true;
                 }
-                let handle = self.session_handle()?;
-                handle
-                    .run(
-                        &self.conn_id,
-                        id,
-                        path,
-                        mode,
-                        cols.unwrap_or(0),
-                        rows.unwrap_or(0),
-                    )
-                    .await?;
-                // `run_started` (carrying `id`) arrives through the session events.
-                Ok(None)
-            }
-            ClientMsg::Input { data, .. } => {
-                self.session_handle()?
-                    .input(Bytes::from(data.into_bytes()))
-                    .await?;
-                Ok(None)
-            }
-            ClientMsg::Resize { cols, rows, .. } => {
-                self.session_handle()?
-                    .resize(cols.max(1), rows.max(1))
-                    .await?;
-                Ok(None)
-            }
-            ClientMsg::Interrupt { .. } => {
-                self.session_handle()?.interrupt().await?;
-                Ok(None)
-            }
-            ClientMsg::Stop { id } => {
-                let stopped = self.session_handle()?.stop(&self.conn_id, id).await?;
-                if stopped {
-                    Ok(None)
-                } else {
-                    Err(AppError::new(ErrorCode::NotFound, "nothing is running"))
+                Job::Run {
+                    id,
+                    path,
+                    mode,
+                    cols: cols.unwrap_or(0),
+                    rows: rows.unwrap_or(0),
                 }
             }
-            ClientMsg::Ack { seq } => {
-                if let Some(a) = &self.session {
-                    a.handle.ack(&self.conn_id, seq).await?;
+            SessionRequest::Input { data, .. } => Job::Input(Bytes::from(data.into_bytes())),
+            SessionRequest::Resize { cols, rows, .. } => Job::Resize {
+                cols: cols.max(1),
+                rows: rows.max(1),
+            },
+            SessionRequest::Interrupt { .. } => Job::Interrupt,
+            SessionRequest::Stop { id } => Job::Stop { id },
+            SessionRequest::Ack { seq } => {
+                if self.session.is_none() {
+                    return Ok(None);
                 }
-                Ok(None)
+                Job::Ack { seq }
             }
-            other => Err(AppError::new(
-                ErrorCode::BadRequest,
-                format!("{} is not handled here", msg_type(&other)),
-            )),
-        }
+        };
+        queue.submit(job)?;
+        Ok(None)
     }
 
-    /// (Re)attach this connection to the user's session.
-    async fn attach(&mut self, since_seq: u64) -> Result<ServerMsg, AppError> {
-        // Drop the old attachment first so the session never holds two for us.
-        self.session = None;
-        let dir = self.state.files.tree_path(self.user.id)?;
-        // Make sure the workspace exists (and is owned by the student's uid).
-        self.state.files.workspace(self.user.id)?;
-        let att = self
-            .state
-            .runner
-            .attach(&self.user, dir, &self.conn_id, since_seq)
-            .await?;
-        let msg = att.attached.clone();
-        self.session = Some(att);
-        Ok(msg)
-    }
-
-    /// The session to send commands to: ours, or the user's existing one.
-    fn session_handle(&self) -> Result<SessionHandle, AppError> {
-        if let Some(a) = &self.session {
-            return Ok(a.handle.clone());
+    /// Take a reply of the session task; `Some(msg)` goes to the client.
+    pub fn on_reply(&mut self, reply: SessionReply) -> Option<ServerMsg> {
+        match reply {
+            SessionReply::Msg(msg) => {
+                if matches!(*msg, ServerMsg::Connection(ConnectionMsg::Error { .. }))
+                    && self.session.is_none()
+                {
+                    // A failed attach: the next run tries again.
+                    self.attach_pending = false;
+                }
+                Some(*msg)
+            }
+            SessionReply::Attached { att, announce } => {
+                self.attach_pending = false;
+                let msg = announce.then(|| att.attached.clone());
+                self.session = Some(att);
+                msg
+            }
         }
-        self.state.runner.handle(self.user.id).ok_or_else(|| {
-            AppError::new(ErrorCode::NotFound, "nothing is running; start a run first")
-        })
     }
 
     /// Wait for the next event of the attached session (never resolves when detached).
@@ -169,7 +151,7 @@ impl Conn {
                     .map_err(|_| Forward::Gone)
             }
             Some(SessionEvent::Msg(msg)) => {
-                if let ServerMsg::RunEnded { ended, .. } = &msg {
+                if let ServerMsg::Session(SessionMsg::RunEnded { ended, .. }) = &msg {
                     self.rescan_workspace(&ended.run_id);
                 }
                 send_json(sink, &msg).await.map_err(|_| Forward::Gone)
@@ -184,20 +166,25 @@ impl Conn {
     }
 
     /// A run may have changed files behind the file service's back: recount
-    /// usage, once per run however many tabs see it end.
+    /// usage, once per run however many tabs see it end (on the blocking
+    /// pool, tracked, so shutdown waits for it).
     fn rescan_workspace(&self, run_id: &str) {
-        if let Ok(ws) = self.state.files.workspace(self.user.id) {
-            let run_id = run_id.to_string();
-            tokio::task::spawn_blocking(move || {
-                if let Err(e) = ws.rescan_once(&run_id) {
-                    tracing::warn!(error = %e, "workspace rescan failed");
-                }
-            });
-        }
+        let workspaces = std::sync::Arc::clone(self.state.files.workspaces());
+        let (owner, run_id) = (self.user.id, run_id.to_string());
+        // The open (cold after an eviction) and the rescan both block.
+        self.state.tracker.spawn_blocking(move || {
+            let rescanned = workspaces
+                .open(owner)
+                .map_err(|e| e.to_string())
+                .and_then(|ws| ws.rescan_once(&run_id).map_err(|e| e.to_string()));
+            if let Err(e) = rescanned {
+                tracing::warn!(error = %e, "workspace rescan failed");
+            }
+        });
     }
 
     /// Detach from the session when the connection ends (the program keeps running).
-    pub async fn detach(&mut self) {
+    pub fn detach(&mut self) {
         self.session = None;
     }
 }
@@ -208,11 +195,4 @@ pub enum Forward {
     Gone,
     /// The client could not keep up; it should reconnect and re-attach.
     TooSlow,
-}
-
-fn msg_type(msg: &ClientMsg) -> String {
-    serde_json::to_value(msg)
-        .ok()
-        .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_string))
-        .unwrap_or_default()
 }

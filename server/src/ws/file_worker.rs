@@ -5,15 +5,18 @@
 //! connection makes a `run` wait until the file operations sent before it are
 //! done (see [`super::connection`]).
 
+use std::sync::Arc;
+
 use base64::Engine;
-use campus_protocol::{ChangeKind, ClientMsg, Encoding, ErrorCode, ServerMsg, UserInfo};
+use campus_protocol::{ChangeKind, Encoding, ErrorCode, ServerMsg, UserInfo};
+use campus_protocol::{FileMsg, FileRequest};
 use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
 use workspace_fs::Precondition;
 
 use crate::authz::Action;
 use crate::error::AppError;
-use crate::files::{self, blocking};
-use crate::state::SharedState;
+use crate::files::{self, blocking, FileService};
 
 /// File operations one connection may have queued (beyond that: `busy`).
 pub const FILE_QUEUE: usize = 16;
@@ -33,7 +36,7 @@ pub struct FileReply {
 /// 27.4 KiB with it unboxed, 20.1 KiB boxed).
 struct Job {
     ticket: u64,
-    msg: Box<ClientMsg>,
+    msg: Box<FileRequest>,
 }
 
 /// The connection's side of its file task.
@@ -47,16 +50,21 @@ pub struct FileQueue {
 
 impl FileQueue {
     /// Start the task; it ends when this queue is dropped and its jobs are done.
-    pub fn spawn(state: SharedState, user: UserInfo, conn_id: String) -> FileQueue {
+    pub fn spawn(
+        files: Arc<FileService>,
+        tracker: &TaskTracker,
+        user: UserInfo,
+        conn_id: String,
+    ) -> FileQueue {
         let (tx, rx) = mpsc::channel(FILE_QUEUE);
         let (reply_tx, replies) = mpsc::channel(FILE_QUEUE);
         let worker = FileWorker {
-            state: state.clone(),
+            files,
             user,
             conn_id,
         };
         // Tracked: a graceful shutdown waits for saves already accepted.
-        tokio::spawn(state.tracker.track_future(worker.serve(rx, reply_tx)));
+        tokio::spawn(tracker.track_future(worker.serve(rx, reply_tx)));
         FileQueue {
             tx,
             replies,
@@ -66,7 +74,7 @@ impl FileQueue {
     }
 
     /// Queue a file operation, or refuse it with `busy` when too many are waiting.
-    pub fn submit(&mut self, msg: ClientMsg) -> Result<(), AppError> {
+    pub fn submit(&mut self, msg: FileRequest) -> Result<(), AppError> {
         let job = Job {
             ticket: self.dispatched + 1,
             msg: Box::new(msg),
@@ -108,7 +116,7 @@ impl FileQueue {
 
 /// The task that owns the file operations of one connection.
 struct FileWorker {
-    state: SharedState,
+    files: Arc<FileService>,
     user: UserInfo,
     conn_id: String,
 }
@@ -127,49 +135,46 @@ impl FileWorker {
         }
     }
 
-    async fn op(&self, msg: ClientMsg) -> Result<ServerMsg, AppError> {
-        let state = &self.state;
+    async fn op(&self, msg: FileRequest) -> Result<ServerMsg, AppError> {
         let owner = self.user.id;
-        let action = match msg {
-            ClientMsg::List { .. }
-            | ClientMsg::Stat { .. }
-            | ClientMsg::Read { .. }
-            | ClientMsg::ListVersions { .. }
-            | ClientMsg::ReadVersion { .. }
-            | ClientMsg::TrashList { .. } => Action::Read,
-            _ => Action::Write,
+        let action = if msg.is_read() {
+            Action::Read
+        } else {
+            Action::Write
         };
-        files::admit(state, &self.user, owner, action, "websocket", None).await?;
-        let files = state.files.as_ref();
-        let ws = files.workspace(owner)?;
+        let files = self.files.as_ref();
+        files
+            .admit(&self.user, owner, action, "websocket", None)
+            .await?;
+        let ws = files.workspace(owner).await?;
         let conn = self.conn_id.as_str();
         let reply = match msg {
-            ClientMsg::List {
+            FileRequest::List {
                 id,
                 path,
                 recursive,
             } => {
                 let p = path.clone();
                 let entries = blocking(ws, move |w| w.list(&p, recursive)).await?;
-                ServerMsg::Listing {
+                ServerMsg::Files(FileMsg::Listing {
                     id,
                     path,
                     entries: entries.into_iter().map(files::entry).collect(),
-                }
+                })
             }
-            ClientMsg::Stat { id, path } => {
+            FileRequest::Stat { id, path } => {
                 let e = blocking(ws, move |w| w.stat(&path)).await?;
-                ServerMsg::Entry {
+                ServerMsg::Files(FileMsg::Entry {
                     id,
                     entry: files::entry(e),
-                }
+                })
             }
-            ClientMsg::Read { id, path } => {
+            FileRequest::Read { id, path } => {
                 let p = path.clone();
                 let (bytes, e) = blocking(ws, move |w| w.read(&p)).await?;
                 file_reply(id, path, e.version.unwrap_or_default(), e.mime, bytes)
             }
-            ClientMsg::Write {
+            FileRequest::Write {
                 id,
                 path,
                 content,
@@ -184,8 +189,7 @@ impl FileWorker {
                 let p = path.clone();
                 let out = blocking(ws, move |w| w.write(&p, &bytes, pre)).await?;
                 let version = out.entry.version.clone().unwrap_or_default();
-                files::notify(
-                    state,
+                files.notify(
                     owner,
                     conn,
                     &path,
@@ -193,24 +197,24 @@ impl FileWorker {
                     Some(version.clone()),
                     None,
                 );
-                ServerMsg::Written {
+                ServerMsg::Files(FileMsg::Written {
                     id,
                     path,
                     version,
                     size: out.entry.size,
                     created: out.created,
-                }
+                })
             }
-            ClientMsg::Mkdir { id, path } => {
+            FileRequest::Mkdir { id, path } => {
                 let p = path.clone();
                 let e = blocking(ws, move |w| w.mkdir(&p)).await?;
-                files::notify(state, owner, conn, &path, ChangeKind::Created, None, None);
-                ServerMsg::Entry {
+                files.notify(owner, conn, &path, ChangeKind::Created, None, None);
+                ServerMsg::Files(FileMsg::Entry {
                     id,
                     entry: files::entry(e),
-                }
+                })
             }
-            ClientMsg::Rename {
+            FileRequest::Rename {
                 id,
                 from,
                 to,
@@ -218,8 +222,7 @@ impl FileWorker {
             } => {
                 let (f, t) = (from.clone(), to.clone());
                 let e = blocking(ws, move |w| w.rename(&f, &t, overwrite)).await?;
-                files::notify(
-                    state,
+                files.notify(
                     owner,
                     conn,
                     &to,
@@ -227,16 +230,15 @@ impl FileWorker {
                     e.version.clone(),
                     Some(from),
                 );
-                ServerMsg::Entry {
+                ServerMsg::Files(FileMsg::Entry {
                     id,
                     entry: files::entry(e),
-                }
+                })
             }
-            ClientMsg::Copy { id, from, to } => {
+            FileRequest::Copy { id, from, to } => {
                 let (f, t) = (from.clone(), to.clone());
                 let e = blocking(ws, move |w| w.copy(&f, &t)).await?;
-                files::notify(
-                    state,
+                files.notify(
                     owner,
                     conn,
                     &to,
@@ -244,42 +246,42 @@ impl FileWorker {
                     e.version.clone(),
                     Some(from),
                 );
-                ServerMsg::Entry {
+                ServerMsg::Files(FileMsg::Entry {
                     id,
                     entry: files::entry(e),
-                }
+                })
             }
-            ClientMsg::Delete { id, path } => {
+            FileRequest::Delete { id, path } => {
                 let p = path.clone();
                 let item = blocking(ws, move |w| w.delete(&p)).await?;
-                files::notify(state, owner, conn, &path, ChangeKind::Deleted, None, None);
-                ServerMsg::Deleted {
+                files.notify(owner, conn, &path, ChangeKind::Deleted, None, None);
+                ServerMsg::Files(FileMsg::Deleted {
                     id,
                     path,
                     trash_id: item.trash_id,
-                }
+                })
             }
-            ClientMsg::ListVersions { id, path } => {
+            FileRequest::ListVersions { id, path } => {
                 let p = path.clone();
                 let versions = blocking(ws, move |w| w.list_versions(&p)).await?;
-                ServerMsg::Versions {
+                ServerMsg::Files(FileMsg::Versions {
                     id,
                     path,
                     versions: versions.into_iter().map(files::version).collect(),
-                }
+                })
             }
-            ClientMsg::ReadVersion { id, path, version } => {
+            FileRequest::ReadVersion { id, path, version } => {
                 let (p, v) = (path.clone(), version.clone());
                 let bytes = blocking(ws, move |w| w.read_version(&p, &v)).await?;
-                let mime = mime_guess::from_path(&path).first().map(|m| m.to_string());
+                // The same type a normal read of this path reports.
+                let mime = Some(workspace_fs::mime_type(&path));
                 file_reply(id, path, version, mime, bytes)
             }
-            ClientMsg::RestoreVersion { id, path, version } => {
+            FileRequest::RestoreVersion { id, path, version } => {
                 let p = path.clone();
                 let out = blocking(ws, move |w| w.restore_version(&p, &version)).await?;
                 let v = out.entry.version.clone().unwrap_or_default();
-                files::notify(
-                    state,
+                files.notify(
                     owner,
                     conn,
                     &path,
@@ -287,25 +289,24 @@ impl FileWorker {
                     Some(v.clone()),
                     None,
                 );
-                ServerMsg::Written {
+                ServerMsg::Files(FileMsg::Written {
                     id,
                     path,
                     version: v,
                     size: out.entry.size,
                     created: out.created,
-                }
+                })
             }
-            ClientMsg::TrashList { id } => {
+            FileRequest::TrashList { id } => {
                 let items = blocking(ws, |w| w.trash_list()).await?;
-                ServerMsg::Trash {
+                ServerMsg::Files(FileMsg::Trash {
                     id,
                     items: items.into_iter().map(files::trash_item).collect(),
-                }
+                })
             }
-            ClientMsg::TrashRestore { id, trash_id, to } => {
+            FileRequest::TrashRestore { id, trash_id, to } => {
                 let e = blocking(ws, move |w| w.trash_restore(&trash_id, to.as_deref())).await?;
-                files::notify(
-                    state,
+                files.notify(
                     owner,
                     conn,
                     &e.path,
@@ -313,15 +314,10 @@ impl FileWorker {
                     e.version.clone(),
                     None,
                 );
-                ServerMsg::Entry {
+                ServerMsg::Files(FileMsg::Entry {
                     id,
                     entry: files::entry(e),
-                }
-            }
-            other => {
-                return Err(AppError::internal(format!(
-                    "not a file operation: {other:?}"
-                )));
+                })
             }
         };
         Ok(reply)
@@ -360,7 +356,7 @@ fn file_reply(
             base64::engine::general_purpose::STANDARD.encode(e.into_bytes()),
         ),
     };
-    ServerMsg::File {
+    ServerMsg::Files(FileMsg::File {
         id,
         path,
         version,
@@ -368,5 +364,5 @@ fn file_reply(
         mime,
         encoding,
         content,
-    }
+    })
 }

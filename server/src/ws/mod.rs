@@ -5,6 +5,8 @@
 mod connection;
 mod dispatch;
 mod file_worker;
+mod session_worker;
+mod socket;
 
 pub use connection::PINGS_PER_MIN;
 
@@ -15,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use campus_protocol::ErrorCode;
 
-use crate::auth::{self, AuthError};
+use crate::auth;
 use crate::conn::{ConnHandle, WsSlot};
 use crate::error::AppError;
 use crate::state::SharedState;
@@ -39,10 +41,10 @@ pub async fn upgrade(
         return AppError::new(ErrorCode::Unauthorized, "log in first").into_response();
     };
     let origin = headers.get(header::ORIGIN);
-    if !state.origins.allows(origin) {
+    if !state.settings.origins.allows(origin) {
         tracing::warn!(
             ?origin,
-            allowed = ?state.origins.origins().iter().map(|o| o.as_str()).collect::<Vec<_>>(),
+            allowed = ?state.settings.origins.origins().iter().map(|o| o.as_str()).collect::<Vec<_>>(),
             "refused WebSocket from a foreign origin (set CAMPUS_PUBLIC_URL to the address students use)"
         );
         return AppError::new(
@@ -54,12 +56,10 @@ pub async fn upgrade(
     // A new connection needs the database's word on the account: while it is
     // unreachable this is `unavailable` within a second (the breaker), never a
     // wait for the pool.
-    let (user, claims) = match auth::authenticate(&state.keys, &state.store, &token).await {
+    let (user, claims) = match state.auth.authenticate_connection(&token).await {
         Ok(v) => v,
-        Err(AuthError::Store(e)) => return AppError::from(e).into_response(),
-        Err(e) => return AppError::new(ErrorCode::Unauthorized, e.to_string()).into_response(),
+        Err(e) => return e.into_response(),
     };
-    state.accounts.remember(&user);
     let slot = match &conn {
         Some(Extension(c)) => match c.websocket(user.id) {
             Ok(slot) => slot,
@@ -68,7 +68,7 @@ pub async fn upgrade(
         // Not served through the accept loop (in-process router tests).
         None => WsSlot::untracked(),
     };
-    let max = (state.cfg.ws_max_message_kb.max(4) * 1024) as usize;
+    let max = state.settings.ws_max_message_bytes;
     let tracker = state.tracker.clone();
     // Small socket buffers: most connections idle between keystrokes, and the
     // 128 KiB defaults made an idle connection cost ~130 KiB (4 KiB: ~17 KiB).

@@ -7,6 +7,9 @@
 use std::time::{Duration, Instant};
 
 use campus_protocol::{ClientMsg, Encoding, EndReason, RunMode, ServerMsg};
+use campus_protocol::{
+    ConnectionMsg, ConnectionRequest, FileMsg, FileRequest, SessionMsg, SessionRequest,
+};
 
 use super::server::{wait_limit, WsClient};
 
@@ -34,16 +37,18 @@ pub async fn timed<T>(what: &str, fut: impl std::future::Future<Output = T>) -> 
 pub async fn save(c: &mut WsClient, path: &str, content: &str, base: Option<String>) -> String {
     let (p, body) = (path.to_string(), content.to_string());
     let m = c
-        .request(move |id| ClientMsg::Write {
-            id,
-            path: p,
-            content: body,
-            encoding: Encoding::Utf8,
-            base_version: base,
+        .request(move |id| {
+            ClientMsg::Files(FileRequest::Write {
+                id,
+                path: p,
+                content: body,
+                encoding: Encoding::Utf8,
+                base_version: base,
+            })
         })
         .await;
     match m {
-        ServerMsg::Written { version, .. } => version,
+        ServerMsg::Files(FileMsg::Written { version, .. }) => version,
         other => panic!("save: {other:?}"),
     }
 }
@@ -80,16 +85,18 @@ pub async fn output_contains(c: &mut WsClient, needle: &str) {
 pub async fn start_run(c: &mut WsClient, path: &str, mode: RunMode) -> String {
     c.output.clear();
     let m = c
-        .request(|id| ClientMsg::Run {
-            id,
-            path: path.into(),
-            mode,
-            cols: Some(80),
-            rows: Some(24),
+        .request(|id| {
+            ClientMsg::Session(SessionRequest::Run {
+                id,
+                path: path.into(),
+                mode,
+                cols: Some(80),
+                rows: Some(24),
+            })
         })
         .await;
     match m {
-        ServerMsg::RunStarted { run_id, .. } => run_id,
+        ServerMsg::Session(SessionMsg::RunStarted { run_id, .. }) => run_id,
         other => panic!("run: {other:?}"),
     }
 }
@@ -98,10 +105,10 @@ pub async fn start_run(c: &mut WsClient, path: &str, mode: RunMode) -> String {
 pub async fn ask_run(c: &mut WsClient, name: &str) -> String {
     let run_id = timed("run start", start_run(c, "ask.py", RunMode::Script)).await;
     timed("prompt", output_contains(c, "name? ")).await;
-    c.send(&ClientMsg::Input {
+    c.send(&ClientMsg::Session(SessionRequest::Input {
         id: None,
         data: format!("{name}\r"),
-    })
+    }))
     .await;
     timed(
         "echo and answer",
@@ -110,11 +117,13 @@ pub async fn ask_run(c: &mut WsClient, name: &str) -> String {
     .await;
     let ended = timed(
         "run end",
-        c.wait_for("run_ended", |m| matches!(m, ServerMsg::RunEnded { .. })),
+        c.wait_for("run_ended", |m| {
+            matches!(m, ServerMsg::Session(SessionMsg::RunEnded { .. }))
+        }),
     )
     .await;
     match ended {
-        ServerMsg::RunEnded { ended, .. } => {
+        ServerMsg::Session(SessionMsg::RunEnded { ended, .. }) => {
             assert_eq!(ended.run_id, run_id);
             assert_eq!(
                 (ended.reason, ended.exit_code),
@@ -129,6 +138,11 @@ pub async fn ask_run(c: &mut WsClient, name: &str) -> String {
 
 /// `ping` → `pong`.
 pub async fn ping(c: &mut WsClient) {
-    let m = c.request(|id| ClientMsg::Ping { id }).await;
-    assert!(matches!(m, ServerMsg::Pong { .. }), "{m:?}");
+    let m = c
+        .request(|id| ClientMsg::Connection(ConnectionRequest::Ping { id }))
+        .await;
+    assert!(
+        matches!(m, ServerMsg::Connection(ConnectionMsg::Pong { .. })),
+        "{m:?}"
+    );
 }

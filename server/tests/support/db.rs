@@ -8,7 +8,7 @@
 //! unreachable: with `CI=true` the call panics (tests must fail, not skip, in
 //! CI); otherwise a loud SKIPPING notice goes to stderr and only SQLite is returned.
 #![allow(dead_code)] // each test binary uses a different subset
-#![allow(clippy::unwrap_used)] // tests may unwrap (COMMON.md)
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic there is a failed test (clippy.toml)
 
 use std::io::Write;
 use std::sync::Once;

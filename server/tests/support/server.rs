@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use campus_protocol::ConnectionMsg;
 use campus_protocol::{ClientMsg, Role, ServerMsg};
 use campus_server::config::ServeArgs;
 use campus_server::server::{self, Running};
@@ -22,6 +23,9 @@ struct Args {
     serve: ServeArgs,
 }
 
+/// The token secret of every test server (tests may sign tokens with it).
+pub const JWT_SECRET: &str = "test-secret-0123456789-abcdefghij-klmnop";
+
 /// Default test-server args for a data dir and database.
 pub fn default_args(data_dir: PathBuf, database_url: &str) -> ServeArgs {
     let mut a = Args::parse_from(["campus"]).serve;
@@ -29,7 +33,7 @@ pub fn default_args(data_dir: PathBuf, database_url: &str) -> ServeArgs {
     a.storage.data_dir = data_dir;
     a.storage.database_url = Some(database_url.to_string());
     a.storage.db_max_connections = 4;
-    a.jwt_secret = Some("test-secret-0123456789-abcdefghij-klmnop".into());
+    a.jwt_secret = Some(JWT_SECRET.into());
     a.shutdown_grace_secs = 3;
     // The test binary is not `campus`: point the sandbox at the real helper.
     a.run.sandbox_helper = Some(PathBuf::from(env!("CARGO_BIN_EXE_campus")));
@@ -66,7 +70,7 @@ impl TestServer {
             .await
             .expect("bind");
         let running = server::start(args, listener).await.expect("server starts");
-        let store = running.state.store.clone();
+        let store = running.store.clone();
         TestServer {
             addr: running.addr,
             running: Some(running),
@@ -126,14 +130,19 @@ impl TestServer {
         &self.running.as_ref().expect("server running").state
     }
 
+    /// The server's background writer of run records and audit entries.
+    pub fn records(&self) -> &campus_server::records::Records {
+        &self.running.as_ref().expect("server running").records
+    }
+
     /// Wait until every run record and audit entry handed to the background
     /// writer so far is in the database (they are written off the hot path).
     pub async fn records_flushed(&self) {
         assert!(
-            self.state().records.flush(wait_limit()).await,
+            self.records().flush(wait_limit()).await,
             "records did not reach the database within {:?}: {:?}",
             wait_limit(),
-            self.state().records.stats()
+            self.records().stats()
         );
     }
 
@@ -164,7 +173,7 @@ pub async fn connect_to(ws_url: &str, token: &str) -> WsClient {
             pending: Vec::new(),
         };
         match c.recv().await {
-            ServerMsg::Hello { .. } => {}
+            ServerMsg::Connection(ConnectionMsg::Hello { .. }) => {}
             other => panic!("expected hello, got {other:?}"),
         }
         c
@@ -326,7 +335,7 @@ pub async fn connect_url(ws_url: &str, token: &str) -> WsClient {
         pending: Vec::new(),
     };
     match c.recv().await {
-        ServerMsg::Hello { .. } => {}
+        ServerMsg::Connection(ConnectionMsg::Hello { .. }) => {}
         other => panic!("expected hello, got {other:?}"),
     }
     c

@@ -8,11 +8,139 @@ export const PROTOCOL_VERSION = 1;
 export const FRAME_KIND_OUTPUT = 1;
 export const FRAME_OUTPUT_HEADER_LEN = 9;
 
-export type ClientMsg = { "type": "ping", 
+// --- Every message, and the connection itself (hello, ping/pong, error, shutdown) ---
+
+export type ClientMsg = FileRequest | SessionRequest | ConnectionRequest;
+
+export type ServerMsg = FileMsg | SessionMsg | ConnectionMsg;
+
+export type ConnectionRequest = { "type": "ping", 
 /**
  * Request id, echoed.
  */
-id?: number, } | { "type": "list", 
+id?: number, };
+
+export type ConnectionMsg = { "type": "hello", 
+/**
+ * Protocol version ([`crate::PROTOCOL_VERSION`]).
+ */
+protocol: number, 
+/**
+ * This connection's id (appears in `file_changed.by_connection`).
+ */
+connection_id: string, 
+/**
+ * Who is connected.
+ */
+user: UserInfo, 
+/**
+ * Limits in force.
+ */
+limits: Limits, } | { "type": "pong", 
+/**
+ * Echoed request id.
+ */
+id?: number, } | { "type": "error", 
+/**
+ * Echoed request id.
+ */
+id?: number, 
+/**
+ * Machine-readable reason.
+ */
+code: ErrorCode, 
+/**
+ * Human-readable explanation.
+ */
+message: string, 
+/**
+ * For `rate_limited` and `busy`: wait this long before retrying.
+ */
+retry_after_ms?: number, 
+/**
+ * For `conflict`: the version the target has now.
+ */
+current_version?: string, 
+/**
+ * For `internal`: an id to quote to the operator (matches the server log).
+ */
+request_id?: string, } | { "type": "shutdown", 
+/**
+ * Human-readable explanation.
+ */
+message: string, 
+/**
+ * Suggested reconnect delay.
+ */
+reconnect_after_ms: number, };
+
+export type ErrorCode = "bad_request" | "unauthorized" | "forbidden" | "not_found" | "conflict" | "too_large" | "quota_exceeded" | "rate_limited" | "busy" | "read_only" | "invalid_path" | "insufficient_storage" | "unavailable" | "internal";
+
+export type Role = "student" | "professor" | "admin";
+
+export type UserInfo = { 
+/**
+ * Database id.
+ */
+id: number, 
+/**
+ * Login name.
+ */
+username: string, 
+/**
+ * Role.
+ */
+role: Role, };
+
+export type Limits = { 
+/**
+ * WebSocket messages a connection may send per minute.
+ */
+ws_messages_per_min: number, 
+/**
+ * File operations (WebSocket and HTTP together) per user per minute.
+ */
+file_ops_per_min: number, 
+/**
+ * Runs a user may start per minute.
+ */
+runs_per_min: number, 
+/**
+ * Largest file, in bytes.
+ */
+max_file_bytes: number, 
+/**
+ * Workspace byte quota.
+ */
+workspace_quota_bytes: number, 
+/**
+ * Workspace entry quota (files and directories).
+ */
+workspace_max_entries: number, 
+/**
+ * Largest WebSocket message the server accepts, in bytes.
+ */
+max_ws_message_bytes: number, 
+/**
+ * Memory limit of one run, in bytes.
+ */
+run_memory_bytes: number, 
+/**
+ * CPU-time limit of one run, in seconds.
+ */
+run_cpu_secs: number, 
+/**
+ * Wall-clock limit of the script phase, in seconds.
+ */
+script_max_age_secs: number, 
+/**
+ * Wall-clock limit of the REPL phase, in seconds.
+ */
+repl_max_age_secs: number, };
+
+// --- Files: workspace operations, their replies and file_changed ---
+
+export type FileRequest = { "type": "list", 
 /**
  * Request id, echoed.
  */
@@ -152,113 +280,9 @@ trash_id: string,
 /**
  * Restore to this path instead of the original one.
  */
-to?: string, } | { "type": "run", 
-/**
- * Request id, echoed.
- */
-id?: number, 
-/**
- * Script path relative to the workspace.
- */
-path: string, 
-/**
- * Script, hybrid (script then REPL) or REPL.
- */
-mode: RunMode, 
-/**
- * Initial terminal size.
- */
-cols?: number, 
-/**
- * Initial terminal size.
- */
-rows?: number, } | { "type": "input", 
-/**
- * Request id, echoed on errors only.
- */
-id?: number, 
-/**
- * The typed text.
- */
-data: string, } | { "type": "resize", 
-/**
- * Request id, echoed on errors only.
- */
-id?: number, 
-/**
- * Columns.
- */
-cols: number, 
-/**
- * Rows.
- */
-rows: number, } | { "type": "interrupt", 
-/**
- * Request id, echoed on errors only.
- */
-id?: number, } | { "type": "stop", 
-/**
- * Request id, echoed on errors only.
- */
-id?: number, } | { "type": "attach", 
-/**
- * Request id, echoed.
- */
-id?: number, 
-/**
- * The output offset the client already has (0 = everything kept).
- */
-since_seq: number, } | { "type": "ack", 
-/**
- * Output offset consumed.
- */
-seq: number, };
+to?: string, };
 
-export type ServerMsg = { "type": "hello", 
-/**
- * Protocol version ([`crate::PROTOCOL_VERSION`]).
- */
-protocol: number, 
-/**
- * This connection's id (appears in `file_changed.by_connection`).
- */
-connection_id: string, 
-/**
- * Who is connected.
- */
-user: UserInfo, 
-/**
- * Limits in force.
- */
-limits: Limits, } | { "type": "pong", 
-/**
- * Echoed request id.
- */
-id?: number, } | { "type": "error", 
-/**
- * Echoed request id.
- */
-id?: number, 
-/**
- * Machine-readable reason.
- */
-code: ErrorCode, 
-/**
- * Human-readable explanation.
- */
-message: string, 
-/**
- * For `rate_limited` and `busy`: wait this long before retrying.
- */
-retry_after_ms?: number, 
-/**
- * For `conflict`: the version the target has now.
- */
-current_version?: string, 
-/**
- * For `internal`: an id to quote to the operator (matches the server log).
- */
-request_id?: string, } | { "type": "listing", 
+export type FileMsg = { "type": "listing", 
 /**
  * Echoed request id.
  */
@@ -378,7 +402,145 @@ from?: string,
 /**
  * The connection that made the change (`http` for the HTTP API).
  */
-by_connection: string, } | { "type": "run_started", 
+by_connection: string, };
+
+export type EntryKind = "file" | "dir" | "symlink";
+
+export type FileEntry = { 
+/**
+ * Path relative to the workspace root, `/`-separated, no leading slash.
+ */
+path: string, 
+/**
+ * File, directory or symlink.
+ */
+kind: EntryKind, 
+/**
+ * Size in bytes (0 for directories).
+ */
+size: number, 
+/**
+ * Last modification, milliseconds since the Unix epoch.
+ */
+mtime_ms: number, 
+/**
+ * Opaque version string (files only); changes whenever the content may have.
+ */
+version?: string, 
+/**
+ * MIME type guessed from the name (files only).
+ */
+mime?: string, };
+
+export type Encoding = "utf8" | "base64";
+
+export type VersionInfo = { 
+/**
+ * Id to pass to `restore_version` / `read_version`.
+ */
+version: string, 
+/**
+ * Size in bytes.
+ */
+size: number, 
+/**
+ * When this content was replaced, ms since the epoch.
+ */
+saved_at_ms: number, };
+
+export type TrashItem = { 
+/**
+ * Id to pass to `trash_restore`.
+ */
+trash_id: string, 
+/**
+ * Where it was before deletion.
+ */
+original_path: string, 
+/**
+ * File or directory.
+ */
+kind: EntryKind, 
+/**
+ * Total bytes.
+ */
+size: number, 
+/**
+ * When it was deleted, ms since the epoch.
+ */
+deleted_at_ms: number, 
+/**
+ * After this it is purged, ms since the epoch.
+ */
+expires_at_ms: number, };
+
+export type ChangeKind = "written" | "created" | "deleted" | "renamed" | "copied" | "restored";
+
+// --- Session: runs, terminal input, attach and acks, and the session's events ---
+
+export type SessionRequest = { "type": "run", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Script path relative to the workspace.
+ */
+path: string, 
+/**
+ * Script, hybrid (script then REPL) or REPL.
+ */
+mode: RunMode, 
+/**
+ * Initial terminal size.
+ */
+cols?: number, 
+/**
+ * Initial terminal size.
+ */
+rows?: number, } | { "type": "input", 
+/**
+ * Request id, echoed on errors only.
+ */
+id?: number, 
+/**
+ * The typed text.
+ */
+data: string, } | { "type": "resize", 
+/**
+ * Request id, echoed on errors only.
+ */
+id?: number, 
+/**
+ * Columns.
+ */
+cols: number, 
+/**
+ * Rows.
+ */
+rows: number, } | { "type": "interrupt", 
+/**
+ * Request id, echoed on errors only.
+ */
+id?: number, } | { "type": "stop", 
+/**
+ * Request id, echoed on errors only.
+ */
+id?: number, } | { "type": "attach", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * The output offset the client already has (0 = everything kept).
+ */
+since_seq: number, } | { "type": "ack", 
+/**
+ * Output offset consumed.
+ */
+seq: number, };
+
+export type SessionMsg = { "type": "run_started", 
 /**
  * Echoed request id (only on the reply to the requesting connection).
  */
@@ -524,151 +686,7 @@ dropped_bytes: number,
  * How the last run ended, when nothing is running (boxed: it is the
  * largest field, and every `ServerMsg` is as large as its largest variant).
  */
-last_ended?: RunEnded, } | { "type": "shutdown", 
-/**
- * Human-readable explanation.
- */
-message: string, 
-/**
- * Suggested reconnect delay.
- */
-reconnect_after_ms: number, };
-
-export type ErrorCode = "bad_request" | "unauthorized" | "forbidden" | "not_found" | "conflict" | "too_large" | "quota_exceeded" | "rate_limited" | "busy" | "read_only" | "invalid_path" | "insufficient_storage" | "unavailable" | "internal";
-
-export type Role = "student" | "professor" | "admin";
-
-export type UserInfo = { 
-/**
- * Database id.
- */
-id: number, 
-/**
- * Login name.
- */
-username: string, 
-/**
- * Role.
- */
-role: Role, };
-
-export type Limits = { 
-/**
- * WebSocket messages a connection may send per minute.
- */
-ws_messages_per_min: number, 
-/**
- * File operations (WebSocket and HTTP together) per user per minute.
- */
-file_ops_per_min: number, 
-/**
- * Runs a user may start per minute.
- */
-runs_per_min: number, 
-/**
- * Largest file, in bytes.
- */
-max_file_bytes: number, 
-/**
- * Workspace byte quota.
- */
-workspace_quota_bytes: number, 
-/**
- * Workspace entry quota (files and directories).
- */
-workspace_max_entries: number, 
-/**
- * Largest WebSocket message the server accepts, in bytes.
- */
-max_ws_message_bytes: number, 
-/**
- * Memory limit of one run, in bytes.
- */
-run_memory_bytes: number, 
-/**
- * CPU-time limit of one run, in seconds.
- */
-run_cpu_secs: number, 
-/**
- * Wall-clock limit of the script phase, in seconds.
- */
-script_max_age_secs: number, 
-/**
- * Wall-clock limit of the REPL phase, in seconds.
- */
-repl_max_age_secs: number, };
-
-export type EntryKind = "file" | "dir" | "symlink";
-
-export type FileEntry = { 
-/**
- * Path relative to the workspace root, `/`-separated, no leading slash.
- */
-path: string, 
-/**
- * File, directory or symlink.
- */
-kind: EntryKind, 
-/**
- * Size in bytes (0 for directories).
- */
-size: number, 
-/**
- * Last modification, milliseconds since the Unix epoch.
- */
-mtime_ms: number, 
-/**
- * Opaque version string (files only); changes whenever the content may have.
- */
-version?: string, 
-/**
- * MIME type guessed from the name (files only).
- */
-mime?: string, };
-
-export type Encoding = "utf8" | "base64";
-
-export type VersionInfo = { 
-/**
- * Id to pass to `restore_version` / `read_version`.
- */
-version: string, 
-/**
- * Size in bytes.
- */
-size: number, 
-/**
- * When this content was replaced, ms since the epoch.
- */
-saved_at_ms: number, };
-
-export type TrashItem = { 
-/**
- * Id to pass to `trash_restore`.
- */
-trash_id: string, 
-/**
- * Where it was before deletion.
- */
-original_path: string, 
-/**
- * File or directory.
- */
-kind: EntryKind, 
-/**
- * Total bytes.
- */
-size: number, 
-/**
- * When it was deleted, ms since the epoch.
- */
-deleted_at_ms: number, 
-/**
- * After this it is purged, ms since the epoch.
- */
-expires_at_ms: number, };
-
-export type ChangeKind = "written" | "created" | "deleted" | "renamed" | "copied" | "restored";
+last_ended?: RunEnded, };
 
 export type RunMode = "script" | "hybrid" | "repl";
 

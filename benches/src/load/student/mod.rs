@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use campus_protocol::{ClientMsg, Encoding, ErrorCode, Phase, ServerMsg};
+use campus_protocol::{ConnectionMsg, FileMsg, FileRequest, SessionMsg, SessionRequest};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
@@ -284,9 +285,11 @@ impl Student {
             // Back after a disconnect: catch up on the output we missed.
             self.replay = Some((Instant::now(), None));
             let since = self.out_end;
-            self.request(Pending::Attach, |id| ClientMsg::Attach {
-                id: Some(id),
-                since_seq: since,
+            self.request(Pending::Attach, |id| {
+                ClientMsg::Session(SessionRequest::Attach {
+                    id: Some(id),
+                    since_seq: since,
+                })
             })
             .await;
         }
@@ -301,12 +304,14 @@ impl Student {
 
     async fn write(&mut self, p: Pending, path: &'static str, content: &str, base: Option<String>) {
         let content = content.to_string();
-        self.request(p, |id| ClientMsg::Write {
-            id: Some(id),
-            path: path.into(),
-            content,
-            encoding: Encoding::Utf8,
-            base_version: base,
+        self.request(p, |id| {
+            ClientMsg::Files(FileRequest::Write {
+                id: Some(id),
+                path: path.into(),
+                content,
+                encoding: Encoding::Utf8,
+                base_version: base,
+            })
         })
         .await;
     }
@@ -341,9 +346,11 @@ impl Student {
     }
 
     async fn read(&mut self, p: Pending, path: &'static str) {
-        self.request(p, |id| ClientMsg::Read {
-            id: Some(id),
-            path: path.into(),
+        self.request(p, |id| {
+            ClientMsg::Files(FileRequest::Read {
+                id: Some(id),
+                path: path.into(),
+            })
         })
         .await;
     }
@@ -410,7 +417,10 @@ impl Student {
     async fn ack(&mut self) {
         if self.out_end > self.acked {
             self.acked = self.out_end;
-            self.send(ClientMsg::Ack { seq: self.out_end }).await;
+            self.send(ClientMsg::Session(SessionRequest::Ack {
+                seq: self.out_end,
+            }))
+            .await;
         }
     }
 
@@ -418,7 +428,7 @@ impl Student {
         let id = crate::client::reply_id(&m);
         let pending = id.and_then(|id| self.pending.remove(&id));
         match (m, pending) {
-            (ServerMsg::Written { version, path, .. }, Some((p, _))) => {
+            (ServerMsg::Files(FileMsg::Written { version, path, .. }), Some((p, _))) => {
                 if let Some(k) = self.versions.keys().find(|k| **k == path).copied() {
                     self.versions.insert(k, Some(version));
                 }
@@ -431,12 +441,18 @@ impl Student {
                     _ => {}
                 }
             }
-            (ServerMsg::File { version, .. }, Some((Pending::SaveReread { t0 }, _))) => {
+            (
+                ServerMsg::Files(FileMsg::File { version, .. }),
+                Some((Pending::SaveReread { t0 }, _)),
+            ) => {
                 self.versions.insert("main.py", Some(version));
                 self.saves -= 1;
                 self.save(t0, true).await;
             }
-            (ServerMsg::File { version, .. }, Some((Pending::SetupReread { path }, _))) => {
+            (
+                ServerMsg::Files(FileMsg::File { version, .. }),
+                Some((Pending::SetupReread { path }, _)),
+            ) => {
                 let content = SETUP_FILES
                     .iter()
                     .find(|f| f.0 == path)
@@ -444,16 +460,18 @@ impl Student {
                 self.write(Pending::Setup { path }, path, &content, Some(version))
                     .await;
             }
-            (ServerMsg::Error { code, .. }, Some((p, _))) => self.on_refusal(p, code).await,
-            (ServerMsg::RunStarted { .. }, _) => {}
+            (ServerMsg::Connection(ConnectionMsg::Error { code, .. }), Some((p, _))) => {
+                self.on_refusal(p, code).await
+            }
+            (ServerMsg::Session(SessionMsg::RunStarted { .. }), _) => {}
             (
-                ServerMsg::Attached {
+                ServerMsg::Session(SessionMsg::Attached {
                     dropped_bytes,
                     next_seq,
                     running,
                     last_ended,
                     ..
-                },
+                }),
                 Some((Pending::Attach, _)),
             ) => {
                 if dropped_bytes > 0 {
@@ -475,9 +493,9 @@ impl Student {
                 }
             }
             (
-                ServerMsg::Phase {
+                ServerMsg::Session(SessionMsg::Phase {
                     phase: Phase::Repl, ..
-                },
+                }),
                 _,
             ) => {
                 if let Some(r) = self.run.as_mut() {
@@ -485,8 +503,8 @@ impl Student {
                 }
                 self.advance_run(Instant::now()).await;
             }
-            (ServerMsg::RunEnded { ended, .. }, _) => self.run_ended(&ended),
-            (ServerMsg::Error { code, .. }, None) => {
+            (ServerMsg::Session(SessionMsg::RunEnded { ended, .. }), _) => self.run_ended(&ended),
+            (ServerMsg::Connection(ConnectionMsg::Error { code, .. }), None) => {
                 // Errors of id-less messages (input): charge them to what was going on.
                 let op = if self.run.as_ref().is_some_and(|r| r.typing.is_some()) {
                     Op::Echo
@@ -495,7 +513,9 @@ impl Student {
                 };
                 self.rec.error(op, code.as_str());
             }
-            (ServerMsg::Shutdown { .. }, _) => self.rec.error(Op::Connect, "server_shutdown"),
+            (ServerMsg::Connection(ConnectionMsg::Shutdown { .. }), _) => {
+                self.rec.error(Op::Connect, "server_shutdown")
+            }
             _ => {}
         }
     }
@@ -622,7 +642,8 @@ impl Student {
             if let Some(r) = self.run.as_mut() {
                 r.stopping = true;
             }
-            self.send(ClientMsg::Stop { id: None }).await;
+            self.send(ClientMsg::Session(SessionRequest::Stop { id: None }))
+                .await;
             self.end_run_locally();
         }
         if let Some(c) = self.client.take() {

@@ -6,6 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use campus_protocol::SessionRequest;
 use campus_protocol::{ClientMsg, EndReason, RunEnded, RunMode};
 use rand::Rng;
 use tokio::time::Instant;
@@ -127,12 +128,14 @@ impl Student {
             drop_at: None,
         });
         self.rec.runs_live.fetch_add(1, Ordering::Relaxed);
-        self.request(Pending::Run, |id| ClientMsg::Run {
-            id: Some(id),
-            path: path.into(),
-            mode,
-            cols: Some(100),
-            rows: Some(30),
+        self.request(Pending::Run, |id| {
+            ClientMsg::Session(SessionRequest::Run {
+                id: Some(id),
+                path: path.into(),
+                mode,
+                cols: Some(100),
+                rows: Some(30),
+            })
         })
         .await;
     }
@@ -148,7 +151,8 @@ impl Student {
                 run.answered = true;
                 run.text.clear();
                 let data = format!("Student{}\r", self.spec.index);
-                self.send(ClientMsg::Input { id: None, data }).await;
+                self.send(ClientMsg::Session(SessionRequest::Input { id: None, data }))
+                    .await;
             }
             return;
         }
@@ -191,10 +195,10 @@ impl Student {
             if ty.line == ty.lines.len() {
                 ty.done = true;
                 // Ctrl-D: leave the REPL; the run ends with exit code 0.
-                self.send(ClientMsg::Input {
+                self.send(ClientMsg::Session(SessionRequest::Input {
                     id: None,
                     data: "\u{4}".into(),
-                })
+                }))
                 .await;
             }
             return;
@@ -208,19 +212,19 @@ impl Student {
                 ty.col += ch.len_utf8();
                 ty.echo = Some((ch, now, self.save_in_flight));
                 ty.next_key = now + key_gap;
-                self.send(ClientMsg::Input {
+                self.send(ClientMsg::Session(SessionRequest::Input {
                     id: None,
                     data: ch.to_string(),
-                })
+                }))
                 .await;
             }
             None => {
                 ty.wait_prompt = true;
                 run.text.clear();
-                self.send(ClientMsg::Input {
+                self.send(ClientMsg::Session(SessionRequest::Input {
                     id: None,
                     data: "\r".into(),
-                })
+                }))
                 .await;
             }
         }
@@ -255,7 +259,8 @@ impl Student {
                 run.stopping = true;
                 run.deadline = now + Duration::from_secs(10);
                 self.rec.error(Op::RunFirstOutput, "run_stuck");
-                self.send(ClientMsg::Stop { id: None }).await;
+                self.send(ClientMsg::Session(SessionRequest::Stop { id: None }))
+                    .await;
             }
         }
     }

@@ -4,21 +4,22 @@
 
 use std::sync::Arc;
 
+use campus_protocol::SessionMsg;
 use campus_protocol::{EndReason, Phase, RunEnded, RunMode, ServerMsg};
-use governor::clock::Clock;
 use tokio::time::{timeout, Instant};
 
-use super::super::ending::{self, EndFacts};
+use super::super::context::Context;
 use super::super::launcher;
 use super::super::priority::PriorityPolicy;
-use super::super::proc::ExitInfo;
-use super::super::registry::Shared;
 use super::super::run::{self, RunIo, StartRequest};
 use super::super::RunnerError;
 use super::{
     Session, DRAIN_WAIT, EOF_GRACE, HOUSEKEEPING_IDLE, HOUSEKEEPING_RUNNING, KILL_WAIT,
     SAMPLE_INTERVAL,
 };
+use crate::execution::ending::{self, EndFacts};
+use crate::execution::proc::ExitInfo;
+use crate::execution::TermSize;
 use crate::store::{NewRun, RunFinish};
 
 impl Session {
@@ -28,13 +29,9 @@ impl Session {
         };
         run.exit = Some(info);
         run.last_data = Instant::now();
-        run.sample();
+        run.sample().await;
         // No process of a run outlives it; the zombie still holds the group id.
-        run.kill_tree();
-        run.reap = None;
-        // The writer stays until the run is finished: dropping portable-pty's
-        // writer types a newline + EOF into the PTY, whose echo would show up
-        // as stray output while we still read.
+        run.kill_and_reap().await;
         if self.io.reader.is_none() {
             self.finish_run().await;
         }
@@ -50,8 +47,8 @@ impl Session {
             if run.kill_reason.is_none() {
                 run.kill_reason = reason;
             }
-            run.sample();
-            run.kill_tree();
+            run.sample().await;
+            run.kill_tree().await;
             if let Some(rx) = self.io.exit.take() {
                 match timeout(KILL_WAIT, rx).await {
                     Ok(Ok(info)) => run.exit = Some(info),
@@ -59,8 +56,7 @@ impl Session {
                 }
             }
         }
-        run.kill_tree();
-        run.reap = None;
+        run.kill_and_reap().await;
         // Every process is dead, so what is left is bounded by the PTY buffer:
         // read it regardless of flow control.
         while let Some(rx) = self.io.reader.as_mut() {
@@ -71,7 +67,6 @@ impl Session {
                 _ => self.io.reader = None,
             }
         }
-        self.release_held_marker();
         self.finish_run().await;
     }
 
@@ -85,9 +80,9 @@ impl Session {
             reader: None,
             exit: None,
         };
-        run.sample();
+        run.sample().await;
         let disk_full = run.quota.full_at_end().await;
-        let cfg = &self.shared.cfg;
+        let cfg = &self.ctx.cfg;
         let exit = run.exit.clone().unwrap_or_default();
         let facts = EndFacts {
             kill_reason: run.kill_reason,
@@ -109,35 +104,18 @@ impl Session {
             disk_quota_bytes: cfg.limits.disk_bytes,
             disk_quota_entries: cfg.limits.disk_entries,
         };
-        if let Some(cg) = run.cgroup.take() {
-            // Killing and rmdir retry with short sleeps: keep them off the
-            // async workers (they serve every other connection meanwhile).
-            if let Err(e) = tokio::task::spawn_blocking(move || cg.remove()).await {
-                tracing::warn!(error = %e, "cgroup removal task failed");
-            }
+        // Killing and rmdir retry with short sleeps: keep them off the
+        // async workers (they serve every other connection meanwhile).
+        let process = run.process.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || process.remove_cgroup()).await {
+            tracing::warn!(error = %e, "cgroup removal task failed");
         }
-        let reason = ending::classify(&facts);
-        let ended = RunEnded {
-            run_id: run.run_id.clone(),
-            reason,
-            exit_code: if reason == EndReason::Exited {
-                exit.code
-            } else {
-                None
-            },
-            signal: exit.signal,
-            cpu_ms: facts.cpu_ms,
-            cpu_limit_ms: facts.cpu_limit_ms,
-            peak_memory_bytes: facts.peak_memory_bytes,
-            memory_limit_bytes: facts.memory_limit_bytes,
-            duration_ms: facts.duration.as_millis() as u64,
-            output_bytes: facts.output_bytes,
-            message: ending::message(reason, &facts),
-        };
+        let ended = ending::ended(run.run_id.clone(), &facts);
+        let reason = ended.reason;
         tracing::info!(user = %self.user.username, run_id = %ended.run_id,
             reason = reason.as_str(), exit_code = ?ended.exit_code, cpu_ms = ended.cpu_ms,
             duration_ms = ended.duration_ms, output_bytes = ended.output_bytes, "run ended");
-        Self::record_finish(&self.shared, &ended);
+        Self::record_finish(&self.ctx, &ended);
         let stop = run.stop_request.take();
         drop(run); // releases the admission slot
         self.announce_end(ended, stop);
@@ -146,9 +124,11 @@ impl Session {
     pub(super) fn announce_end(&mut self, ended: RunEnded, stop: Option<(String, Option<u64>)>) {
         let requester = stop.as_ref().map(|(c, _)| c.clone());
         let req_id = stop.and_then(|(_, id)| id);
-        self.broadcast(requester.as_deref(), |is_req| ServerMsg::RunEnded {
-            id: if is_req { req_id } else { None },
-            ended: ended.clone(),
+        self.broadcast(requester.as_deref(), |is_req| {
+            ServerMsg::Session(SessionMsg::RunEnded {
+                id: if is_req { req_id } else { None },
+                ended: ended.clone(),
+            })
         });
         self.last_run_id = Some(ended.run_id.clone());
         self.last_ended = Some(ended);
@@ -156,8 +136,8 @@ impl Session {
     }
 
     /// Hand the run's end to the record writer (never waits for the database).
-    pub(super) fn record_finish(shared: &Shared, ended: &RunEnded) {
-        let Some(records) = &shared.records else {
+    pub(super) fn record_finish(ctx: &Context, ended: &RunEnded) {
+        let Some(records) = &ctx.records else {
             return;
         };
         let finish = RunFinish {
@@ -181,35 +161,39 @@ impl Session {
     ) -> Result<(), RunnerError> {
         let path = match mode {
             RunMode::Repl => String::new(),
-            _ => launcher::validate_script(&self.workspace_dir, &path)?,
+            _ => {
+                // It stats the script: on the blocking pool.
+                let dir = self.workspace_dir.clone();
+                tokio::task::spawn_blocking(move || launcher::validate_script(&dir, &path))
+                    .await
+                    .map_err(|e| RunnerError::Internal(format!("validate task: {e}")))??
+            }
         };
-        let shared = Arc::clone(&self.shared);
+        let ctx = Arc::clone(&self.ctx);
+        let admission = ctx.executor.admission();
         let busy = || RunnerError::Busy {
-            retry_after_ms: shared.cfg.busy_retry_after.as_millis() as u64,
+            retry_after_ms: ctx.cfg.busy_retry_after.as_millis() as u64,
         };
         // Check capacity before spending a rate-limit token on a run that cannot start.
-        if self.run.is_none() && shared.slots.available_permits() == 0 {
+        if self.run.is_none() && admission.available() == 0 {
             return Err(busy());
         }
-        if let Err(not_until) = shared.rate.check_key(&self.user.id) {
-            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+        if let Err(refused) = ctx.rate.check_key(&self.user.id) {
             return Err(RunnerError::RateLimited {
-                retry_after_ms: crate::error::retry_ms(wait),
+                retry_after_ms: crate::retry::retry_ms(refused.wait),
             });
         }
-        let mut permit = None;
+        let mut slot = None;
         let replaced = self.run.is_some();
         if let Some(run) = self.run.as_mut() {
             // The new run takes over the old run's slot.
-            permit = run.permit.take();
+            slot = run.slot.take();
             run.stop_request = Some((conn_id.to_string(), None));
             self.end_run(Some(EndReason::Stopped)).await;
         }
-        let permit = match permit {
-            Some(p) => p,
-            None => Arc::clone(&shared.slots)
-                .try_acquire_owned()
-                .map_err(|_| busy())?,
+        let slot = match slot {
+            Some(s) => s,
+            None => admission.try_interactive().map_err(|_| busy())?,
         };
         self.flush();
         let run_id = uuid::Uuid::new_v4().to_string();
@@ -219,76 +203,64 @@ impl Session {
             workspace_dir: self.workspace_dir.clone(),
             path: path.clone(),
             mode,
-            cols: self.cols,
-            rows: self.rows,
-            permit,
+            size: TermSize {
+                cols: self.cols,
+                rows: self.rows,
+            },
         };
-        let sh = Arc::clone(&shared);
+        let c = Arc::clone(&ctx);
         let started =
-            tokio::task::spawn_blocking(move || run::start(Arc::clone(&sh.sandbox), &sh.cfg, req))
+            tokio::task::spawn_blocking(move || run::start(c.executor.sandbox(), &c.cfg, req))
                 .await
                 .map_err(|e| RunnerError::Internal(format!("spawn task: {e}")))?;
-        Self::record_start(&shared, self.user.id, &run_id, &path, mode);
+        Self::record_start(&ctx, self.user.id, &run_id, &path, mode);
         let start_seq = self.log.next_seq();
-        let started_msg = |is_req: bool| ServerMsg::RunStarted {
-            id: if is_req { req_id } else { None },
-            run_id: run_id.clone(),
-            path: path.clone(),
-            mode,
-            start_seq,
-            replaced_previous: replaced,
+        let started_msg = |is_req: bool| {
+            ServerMsg::Session(SessionMsg::RunStarted {
+                id: if is_req { req_id } else { None },
+                run_id: run_id.clone(),
+                path: path.clone(),
+                mode,
+                start_seq,
+                replaced_previous: replaced,
+            })
+        };
+        let msg_for_req = started_msg(true);
+        let msg_for_others = started_msg(false);
+        let announce = |session: &mut Self| {
+            session.broadcast(Some(conn_id), |is_req| {
+                if is_req {
+                    msg_for_req.clone()
+                } else {
+                    msg_for_others.clone()
+                }
+            })
         };
         match started {
             Ok((mut live, io)) => {
-                let msg_for_req = started_msg(true);
-                let msg_for_others = started_msg(false);
                 if let Some(since) = self.detached_since {
                     live.detached_snapshot = Some((since.max(live.started), 0, 0));
                 }
+                live.slot = Some(slot);
                 tracing::info!(user = %self.user.username, run_id = %run_id, mode = mode.as_str(), path = %path, "run started");
                 self.run = Some(live);
                 self.io = io;
                 self.next_sample = Instant::now() + SAMPLE_INTERVAL;
                 self.priority = PriorityPolicy::new(Instant::now().into_std());
-                self.broadcast(Some(conn_id), |is_req| {
-                    if is_req {
-                        msg_for_req.clone()
-                    } else {
-                        msg_for_others.clone()
-                    }
-                });
+                announce(self);
             }
-            Err((err, permit)) => {
-                drop(permit);
+            Err(err) => {
+                drop(slot);
+                announce(self);
                 tracing::error!(user = %self.user.username, run_id = %run_id, error = %err, "run failed to start");
-                let msg_for_req = started_msg(true);
-                let msg_for_others = started_msg(false);
-                self.broadcast(Some(conn_id), |is_req| {
-                    if is_req {
-                        msg_for_req.clone()
-                    } else {
-                        msg_for_others.clone()
-                    }
-                });
                 let facts = EndFacts {
-                    cpu_limit_ms: shared.cfg.cpu_limit_ms(),
-                    memory_limit_bytes: shared.cfg.limits.memory_bytes,
+                    kill_reason: Some(EndReason::StartFailed),
+                    cpu_limit_ms: ctx.cfg.cpu_limit_ms(),
+                    memory_limit_bytes: ctx.cfg.limits.memory_bytes,
                     ..EndFacts::default()
                 };
-                let ended = RunEnded {
-                    run_id: run_id.clone(),
-                    reason: EndReason::StartFailed,
-                    exit_code: None,
-                    signal: None,
-                    cpu_ms: 0,
-                    cpu_limit_ms: facts.cpu_limit_ms,
-                    peak_memory_bytes: 0,
-                    memory_limit_bytes: facts.memory_limit_bytes,
-                    duration_ms: 0,
-                    output_bytes: 0,
-                    message: ending::message(EndReason::StartFailed, &facts),
-                };
-                Self::record_finish(&self.shared, &ended);
+                let ended = ending::ended(run_id.clone(), &facts);
+                Self::record_finish(&self.ctx, &ended);
                 self.announce_end(ended, Some((conn_id.to_string(), req_id)));
             }
         }
@@ -297,13 +269,13 @@ impl Session {
 
     /// Hand the run's start to the record writer (never waits for the database).
     pub(super) fn record_start(
-        shared: &Shared,
+        ctx: &Context,
         user_id: i64,
         run_id: &str,
         path: &str,
         mode: RunMode,
     ) {
-        let Some(records) = &shared.records else {
+        let Some(records) = &ctx.records else {
             return;
         };
         let new = NewRun {
@@ -318,7 +290,7 @@ impl Session {
 
     /// The earliest moment something time-based may need doing.
     pub(super) fn next_wake(&self, now: Instant) -> Instant {
-        let cfg = &self.shared.cfg;
+        let cfg = &self.ctx.cfg;
         let Some(run) = &self.run else {
             let mut at = now + HOUSEKEEPING_IDLE;
             if self.conns.is_empty() {
@@ -358,7 +330,7 @@ impl Session {
             .map(|(id, _)| id.clone())
             .collect();
         self.drop_conns(closed);
-        let cfg = self.shared.cfg.clone();
+        let cfg = self.ctx.cfg.clone();
         let detached_since = self.detached_since;
         let Some(run) = self.run.as_mut() else {
             let idle_from = self.idle_since.max(detached_since.unwrap_or(now));
@@ -371,7 +343,7 @@ impl Session {
             return false;
         }
         if now >= self.next_sample {
-            run.sample();
+            run.sample().await;
             self.next_sample = now + SAMPLE_INTERVAL;
             if run.cpu_ms >= cfg.cpu_limit_ms() {
                 self.end_run(Some(EndReason::CpuLimit)).await;
@@ -383,11 +355,7 @@ impl Session {
                 return false;
             }
             if let Some(priority) = self.priority.observe(now.into_std(), run.cpu_ms) {
-                if let Some(cg) = &run.cgroup {
-                    if let Err(e) = cg.set_priority(priority) {
-                        tracing::warn!(error = %e, "cannot change a run's CPU priority");
-                    }
-                }
+                run.set_priority(priority).await;
             }
         }
         let limit = run.max_age(&cfg);
@@ -405,11 +373,13 @@ impl Session {
                 ending::fmt_duration(stop_in),
                 ending::fmt_duration(limit)
             );
-            self.broadcast(None, |_| ServerMsg::Warning {
-                run_id: run_id.clone(),
-                reason: "max_age".into(),
-                message: message.clone(),
-                stop_in_ms: stop_in.as_millis() as u64,
+            self.broadcast(None, |_| {
+                ServerMsg::Session(SessionMsg::Warning {
+                    run_id: run_id.clone(),
+                    reason: "max_age".into(),
+                    message: message.clone(),
+                    stop_in_ms: stop_in.as_millis() as u64,
+                })
             });
             return false;
         }

@@ -10,17 +10,19 @@ use std::time::Duration;
 mod lifecycle;
 
 use bytes::{Bytes, BytesMut};
+use campus_protocol::SessionMsg;
 use campus_protocol::{EndReason, Phase, RunEnded, ServerMsg, UserInfo};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
+use super::context::Context;
 use super::handle::Command;
-use super::output::OutputLog;
+use super::output::{parse_phase_report, OutputLog};
 use super::priority::PriorityPolicy;
-use super::proc::ExitInfo;
-use super::registry::Shared;
 use super::run::{LiveRun, RunIo};
 use super::{BufferStats, SessionEvent, SessionInfo};
+use crate::execution::proc::{ExitInfo, PtyRead};
+use crate::execution::TermSize;
 use crate::sandbox::CpuPriority;
 
 /// How often usage is sampled while a run is live (CPU limit, peak memory).
@@ -53,7 +55,7 @@ pub(crate) struct Session {
     id: u64,
     user: UserInfo,
     workspace_dir: PathBuf,
-    shared: Arc<Shared>,
+    ctx: Arc<Context>,
     cmd_rx: mpsc::Receiver<Command>,
     conns: HashMap<String, Conn>,
     next_serial: u64,
@@ -84,7 +86,7 @@ pub(crate) struct Session {
     max_unacked: u64,
 }
 
-async fn recv_chunk(rx: &mut Option<mpsc::Receiver<Bytes>>) -> Option<Bytes> {
+async fn recv_chunk(rx: &mut Option<mpsc::Receiver<PtyRead>>) -> Option<PtyRead> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
@@ -107,16 +109,16 @@ impl Session {
         id: u64,
         user: UserInfo,
         workspace_dir: PathBuf,
-        shared: Arc<Shared>,
+        ctx: Arc<Context>,
         cmd_rx: mpsc::Receiver<Command>,
     ) -> Self {
         let now = Instant::now();
-        let cap = shared.cfg.log_tail_bytes;
+        let cap = ctx.cfg.log_tail_bytes;
         Session {
             id,
             user,
             workspace_dir,
-            shared,
+            ctx,
             cmd_rx,
             conns: HashMap::new(),
             next_serial: 0,
@@ -147,13 +149,13 @@ impl Session {
 
     /// The actor loop; returns when the session is removed or the server shuts down.
     pub async fn run(mut self) {
-        let token = self.shared.token.clone();
+        let token = self.ctx.token.clone();
         loop {
             let now = Instant::now();
             let read_enabled = self.io.reader.is_some() && !self.paused;
             let exit_pending = self.io.exit.is_some();
-            let flush_at = (!self.pending.is_empty())
-                .then(|| self.last_flush + self.shared.cfg.frame_interval);
+            let flush_at =
+                (!self.pending.is_empty()).then(|| self.last_flush + self.ctx.cfg.frame_interval);
             let wake_at = self.next_wake(now);
             // Not biased: a program flooding output must not starve `stop`,
             // and a client flooding commands must not starve output.
@@ -181,10 +183,6 @@ impl Session {
         if self.run.is_some() {
             self.end_run(Some(EndReason::ServerShutdown)).await;
         }
-        let id = self.id;
-        self.shared
-            .sessions
-            .remove_if(&self.user.id, |_, h| h.id == id);
     }
 
     async fn on_command(&mut self, cmd: Command) {
@@ -251,11 +249,9 @@ impl Session {
                 self.cols = cols.max(1);
                 self.rows = rows.max(1);
                 if let Some(run) = &self.run {
-                    let _ = run.master.resize(portable_pty::PtySize {
+                    let _ = run.master.resize(TermSize {
                         rows: self.rows,
                         cols: self.cols,
-                        pixel_width: 0,
-                        pixel_height: 0,
                     });
                 }
             }
@@ -292,12 +288,8 @@ impl Session {
         since_seq: u64,
     ) -> (ServerMsg, mpsc::Receiver<SessionEvent>, u64) {
         self.flush();
-        let replay = self.log.replay(since_seq, self.shared.cfg.max_frame_bytes);
-        let cap = self
-            .shared
-            .cfg
-            .connection_buffer
-            .max(replay.frames.len() + 16);
+        let replay = self.log.replay(since_seq, self.ctx.cfg.max_frame_bytes);
+        let cap = self.ctx.cfg.connection_buffer.max(replay.frames.len() + 16);
         let (tx, rx) = mpsc::channel(cap);
         for (seq, bytes) in replay.frames {
             // Cannot fail: the channel is new and large enough.
@@ -319,7 +311,7 @@ impl Session {
         }
         self.update_pause();
         let running = self.run.is_some();
-        let msg = ServerMsg::Attached {
+        let msg = ServerMsg::Session(SessionMsg::Attached {
             id: None,
             run_id: self
                 .run
@@ -339,7 +331,7 @@ impl Session {
             } else {
                 self.last_ended.clone().map(Box::new)
             },
-        };
+        });
         (msg, rx, serial)
     }
 
@@ -388,7 +380,7 @@ impl Session {
     fn update_pause(&mut self) {
         let unacked = self.unacked();
         self.max_unacked = self.max_unacked.max(unacked);
-        let cfg = &self.shared.cfg;
+        let cfg = &self.ctx.cfg;
         if self.paused {
             if unacked <= cfg.low_water_bytes {
                 self.paused = false;
@@ -406,7 +398,7 @@ impl Session {
         // An exact-size copy: the log must not pin the pending buffer's capacity.
         let bytes = Bytes::copy_from_slice(&self.pending);
         self.pending.clear();
-        if self.pending.capacity() > 4 * self.shared.cfg.max_frame_bytes {
+        if self.pending.capacity() > 4 * self.ctx.cfg.max_frame_bytes {
             self.pending = BytesMut::new();
         }
         let seq = self.log.next_seq();
@@ -437,10 +429,10 @@ impl Session {
             return false;
         };
         run.output_bytes += data.len() as u64;
-        let over = run.output_bytes > self.shared.cfg.output_limit_bytes;
+        let over = run.output_bytes > self.ctx.cfg.output_limit_bytes;
         self.pending.extend_from_slice(data);
         self.max_pending = self.max_pending.max(self.pending.len());
-        if self.pending.len() >= self.shared.cfg.max_frame_bytes || self.take_frame_credit() {
+        if self.pending.len() >= self.ctx.cfg.max_frame_bytes || self.take_frame_credit() {
             self.flush();
         }
         over
@@ -449,7 +441,7 @@ impl Session {
     /// Refill the frame bucket and take one frame from it, if there is one.
     fn take_frame_credit(&mut self) -> bool {
         let now = Instant::now();
-        let interval = self.shared.cfg.frame_interval.as_secs_f64().max(1e-3);
+        let interval = self.ctx.cfg.frame_interval.as_secs_f64().max(1e-3);
         let refill = now.duration_since(self.credit_at).as_secs_f64() / interval;
         self.frame_credit = (self.frame_credit + refill).min(FRAME_BURST);
         self.credit_at = now;
@@ -461,44 +453,47 @@ impl Session {
         }
     }
 
-    /// Strip the phase marker (hybrid), emit `phase`, buffer the rest.
-    fn process_chunk(&mut self, chunk: Bytes) -> bool {
+    /// Buffer output; a hybrid run's phase report (from its result
+    /// channel, in order with the output) switches it to the REPL.
+    fn process_chunk(&mut self, chunk: PtyRead) -> bool {
         let Some(run) = self.run.as_mut() else {
             return false;
         };
         if run.exit.is_some() {
             run.last_data = Instant::now();
         }
-        let Some(stripper) = run.stripper.as_mut() else {
-            return self.push_output(&chunk);
+        let report = match chunk {
+            PtyRead::Output(bytes) => return self.push_output(&bytes),
+            PtyRead::Result(line) => line,
         };
-        let out = stripper.feed(&chunk);
-        let mut over = self.push_output(&out.before);
-        if let Some(after) = out.after_marker {
-            self.flush();
-            let mut run_id = String::new();
-            if let Some(run) = self.run.as_mut() {
-                run.stripper = None;
-                run.phase = Phase::Repl;
-                run.phase_started = Instant::now();
-                run.warned_max_age = false;
-                run.script_error = out.script_error.clone();
-                run_id = run.run_id.clone();
-            }
-            self.broadcast(None, |_| ServerMsg::Phase {
+        if !run.awaiting_repl {
+            return false;
+        }
+        run.awaiting_repl = false;
+        let Some(report) = parse_phase_report(&report) else {
+            tracing::debug!(run_id = %run.run_id, "ignored a malformed phase report");
+            return false;
+        };
+        run.phase = Phase::Repl;
+        run.phase_started = Instant::now();
+        run.warned_max_age = false;
+        run.script_error = report.raised.clone();
+        let run_id = run.run_id.clone();
+        // What the script printed goes out before the phase change.
+        self.flush();
+        self.broadcast(None, |_| {
+            ServerMsg::Session(SessionMsg::Phase {
                 run_id: run_id.clone(),
                 phase: Phase::Repl,
-                script_error: out.script_error.clone(),
-            });
-            over |= self.push_output(&after);
-        }
-        over
+                script_error: report.raised.clone(),
+            })
+        });
+        false
     }
 
-    async fn on_chunk(&mut self, chunk: Option<Bytes>) {
+    async fn on_chunk(&mut self, chunk: Option<PtyRead>) {
         let Some(chunk) = chunk else {
             self.io.reader = None;
-            self.release_held_marker();
             if self.run.as_ref().is_some_and(|r| r.exit.is_some()) {
                 self.finish_run().await;
             }
@@ -512,16 +507,6 @@ impl Session {
         if over && live {
             self.end_run(Some(EndReason::OutputLimit)).await;
         }
-    }
-
-    fn release_held_marker(&mut self) {
-        let held = self
-            .run
-            .as_mut()
-            .and_then(|r| r.stripper.as_mut())
-            .map(|s| s.finish())
-            .unwrap_or_default();
-        self.push_output(&held);
     }
 
     fn info(&self) -> SessionInfo {

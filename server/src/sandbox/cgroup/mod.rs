@@ -231,14 +231,6 @@ impl RunCgroup {
         write(&file, &value.to_string()).map_err(SandboxError::Io)
     }
 
-    /// Freeze (true) or thaw (false) every process of the run.
-    pub fn freeze(&self, frozen: bool) -> Result<(), SandboxError> {
-        match &self.kind {
-            Kind::V1(d) => d.freeze(frozen).map_err(SandboxError::Io),
-            Kind::V2(dir) => v2::freeze(dir, frozen).map_err(SandboxError::Io),
-        }
-    }
-
     /// The memory limit this cgroup was created with, bytes.
     pub fn memory_limit(&self) -> u64 {
         self.memory_limit
@@ -263,6 +255,12 @@ impl RunCgroup {
     /// Kill everything, then remove the cgroup directories (bounded retries).
     pub fn remove(self) {
         self.remove_inner();
+    }
+
+    /// [`RunCgroup::remove`] through a shared handle (blocking); later
+    /// calls, and the drop, do nothing. True when every directory is gone.
+    pub fn remove_now(&self) -> bool {
+        self.remove_inner()
     }
 
     /// Returns true when every directory is gone.

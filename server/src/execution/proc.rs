@@ -1,4 +1,4 @@
-//! The blocking edges of a run: the PTY pair, the PTY reader and writer
+//! The blocking edges of an execution: the PTY pair, the PTY reader and writer
 //! threads, the waiter thread, signals, and /proc-based usage when there is
 //! no cgroup.
 
@@ -13,7 +13,6 @@ use bytes::Bytes;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use portable_pty::PtySize;
 use rustix::pty::OpenptFlags;
 use rustix::termios::Winsize;
 use tokio::sync::{mpsc, oneshot};
@@ -25,6 +24,15 @@ pub(crate) const READ_BUF: usize = 16 << 10;
 const READER_CHANNEL: usize = 4;
 /// Small stacks: these threads only shovel bytes.
 const THREAD_STACK: usize = 128 << 10;
+
+/// A terminal size in character cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TermSize {
+    /// Columns (at least 1).
+    pub cols: u16,
+    /// Rows (at least 1).
+    pub rows: u16,
+}
 
 /// How the run's main process ended, read before it is reaped.
 #[derive(Debug, Clone, Default)]
@@ -47,7 +55,7 @@ pub(crate) struct PtyMaster {
 /// atomically (no window in which a concurrent spawn of another run could
 /// inherit them); the slave becomes the helper's stdio through dup2, which
 /// clears the flag on the copies only.
-pub(crate) fn open_pty(size: PtySize) -> std::io::Result<(PtyMaster, OwnedFd)> {
+pub(crate) fn open_pty(size: TermSize) -> std::io::Result<(PtyMaster, OwnedFd)> {
     let master =
         rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
     rustix::pty::grantpt(&master)?;
@@ -69,14 +77,14 @@ pub(crate) fn open_pty(size: PtySize) -> std::io::Result<(PtyMaster, OwnedFd)> {
 
 impl PtyMaster {
     /// Set the terminal size (the foreground process group gets SIGWINCH).
-    pub fn resize(&self, size: PtySize) -> std::io::Result<()> {
+    pub fn resize(&self, size: TermSize) -> std::io::Result<()> {
         rustix::termios::tcsetwinsize(
             &self.fd,
             Winsize {
-                ws_row: size.rows,
-                ws_col: size.cols,
-                ws_xpixel: size.pixel_width,
-                ws_ypixel: size.pixel_height,
+                ws_row: size.rows.max(1),
+                ws_col: size.cols.max(1),
+                ws_xpixel: 0,
+                ws_ypixel: 0,
             },
         )?;
         Ok(())
@@ -94,39 +102,125 @@ impl PtyMaster {
         self.fd.try_clone()
     }
 
-    /// A second handle for the writer thread. Unlike portable-pty's writer,
-    /// dropping it types nothing into the terminal.
+    /// A second handle for the writer thread (dropping it types nothing into the terminal).
     pub fn take_writer(&self) -> std::io::Result<File> {
         self.fd.try_clone()
     }
 }
 
-/// Start the reader thread: PTY master → bounded channel. Ends at EOF/EIO
+/// What the PTY reader thread hands over, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PtyRead {
+    /// Bytes the program wrote to its terminal.
+    Output(Bytes),
+    /// The first line (at most [`MAX_RESULT_LINE`] bytes) the program wrote
+    /// on its result channel; nothing on the terminal can produce this.
+    Result(Bytes),
+}
+
+/// Longest line read from an interactive execution's result channel; the
+/// channel is closed after its first line (or this many bytes).
+pub(crate) const MAX_RESULT_LINE: usize = 256;
+
+/// Start the reader thread: PTY master → bounded channel, and with a result
+/// channel its first line, in order: when the channel becomes readable, all
+/// the terminal output already written is read first, so output the program
+/// wrote before its report is never delivered after it. Ends at EOF/EIO
 /// (every slave fd closed) or when the session drops the receiver.
 pub(crate) fn spawn_reader(
-    mut reader: impl Read + Send + 'static,
-) -> std::io::Result<mpsc::Receiver<Bytes>> {
+    reader: File,
+    result: Option<OwnedFd>,
+) -> std::io::Result<mpsc::Receiver<PtyRead>> {
     let (tx, rx) = mpsc::channel(READER_CHANNEL);
     std::thread::Builder::new()
         .name("campus-pty-read".into())
         .stack_size(THREAD_STACK)
-        .spawn(move || {
-            let mut buf = vec![0u8; READ_BUF];
-            loop {
-                match reader.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        if tx.blocking_send(Bytes::copy_from_slice(&buf[..n])).is_err() {
-                            break;
+        .spawn(move || read_loop(reader, result, &tx))?;
+    Ok(rx)
+}
+
+fn read_loop(mut reader: File, mut result: Option<OwnedFd>, tx: &mpsc::Sender<PtyRead>) {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let mut buf = vec![0u8; READ_BUF];
+    let mut line = Vec::new();
+    loop {
+        if let Some(channel) = result.as_ref() {
+            let mut fds = [
+                PollFd::new(&reader, PollFlags::IN),
+                PollFd::new(channel, PollFlags::IN),
+            ];
+            match poll(&mut fds, None) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => return,
+            }
+            // The terminal first: a ready terminal is read before the channel.
+            let terminal_ready = !fds[0].revents().is_empty();
+            if !terminal_ready && !fds[1].revents().is_empty() {
+                match read_result(channel, &mut line) {
+                    Some(done) => {
+                        if done {
+                            result = None;
+                            if !line.is_empty()
+                                && tx
+                                    .blocking_send(PtyRead::Result(Bytes::from(std::mem::take(
+                                        &mut line,
+                                    ))))
+                                    .is_err()
+                            {
+                                return;
+                            }
                         }
+                        continue;
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    // EIO once the slave side is closed: that is EOF for a PTY.
-                    Err(_) => break,
+                    None => {
+                        // A broken channel is no reason to stop the terminal.
+                        result = None;
+                        continue;
+                    }
                 }
             }
-        })?;
-    Ok(rx)
+        }
+        match reader.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if tx
+                    .blocking_send(PtyRead::Output(Bytes::copy_from_slice(&buf[..n])))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // EIO once the slave side is closed: that is EOF for a PTY.
+            Err(_) => return,
+        }
+    }
+}
+
+/// Read what the result channel has into `line`; `Some(true)` once its first
+/// line is complete (or the channel ended or overflowed), `None` on a read error.
+fn read_result(channel: &OwnedFd, line: &mut Vec<u8>) -> Option<bool> {
+    let mut chunk = [0u8; MAX_RESULT_LINE];
+    match rustix::io::read(channel, &mut chunk) {
+        Ok(0) => Some(true),
+        Ok(n) => {
+            line.extend_from_slice(&chunk[..n]);
+            match line.iter().position(|b| *b == b'\n') {
+                Some(end) => {
+                    line.truncate(end + 1);
+                    Some(true)
+                }
+                None if line.len() >= MAX_RESULT_LINE => {
+                    line.truncate(MAX_RESULT_LINE);
+                    Some(true)
+                }
+                None => Some(false),
+            }
+        }
+        Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => Some(false),
+        Err(_) => None,
+    }
 }
 
 /// Start the writer thread: the single owner of the PTY writer, fed through a

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use campus_protocol::{EndReason, Phase};
+use campus_protocol::{EndReason, Phase, RunEnded};
 
 /// SIGXCPU: what RLIMIT_CPU sends when the soft CPU limit is reached.
 const SIGXCPU: i32 = 24;
@@ -80,6 +80,28 @@ pub(crate) fn classify(f: &EndFacts) -> EndReason {
         (None, Some(_)) => EndReason::Exited,
         // No status at all (the wait failed): report what we know.
         (None, None) => EndReason::Signaled,
+    }
+}
+
+/// The `run_ended` record of an execution, from its facts.
+pub(crate) fn ended(run_id: String, f: &EndFacts) -> RunEnded {
+    let reason = classify(f);
+    RunEnded {
+        run_id,
+        reason,
+        exit_code: if reason == EndReason::Exited {
+            f.exit_code
+        } else {
+            None
+        },
+        signal: f.signal,
+        cpu_ms: f.cpu_ms,
+        cpu_limit_ms: f.cpu_limit_ms,
+        peak_memory_bytes: f.peak_memory_bytes,
+        memory_limit_bytes: f.memory_limit_bytes,
+        duration_ms: f.duration.as_millis() as u64,
+        output_bytes: f.output_bytes,
+        message: message(reason, f),
     }
 }
 

@@ -1,0 +1,195 @@
+//! The JSON wire format, byte for byte: one line per message shape (every variant of
+//! `ClientMsg` and `ServerMsg`, optional fields present and absent), as the server and
+//! the clients serialize it. Each must parse and serialize back to exactly the same
+//! bytes, and the lists of message types must be exactly these. Written against the
+//! flat enums before the protocol was split into per-domain groups, and unchanged
+//! since: the split did not change a byte on the wire.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+
+use campus_protocol::{ClientMsg, ServerMsg};
+
+/// Client messages as serialized (absent optional fields of client messages are `null`).
+const CLIENT: &[&str] = &[
+    r#"{"type":"ping","id":1}"#,
+    r#"{"type":"ping","id":null}"#,
+    r#"{"type":"list","id":2,"path":"src","recursive":true}"#,
+    r#"{"type":"list","id":null,"path":"","recursive":false}"#,
+    r#"{"type":"stat","id":3,"path":"main.py"}"#,
+    r#"{"type":"read","id":4,"path":"main.py"}"#,
+    r#"{"type":"write","id":5,"path":"main.py","content":"print(2)\n","encoding":"utf8","base_version":"1c9e"}"#,
+    r#"{"type":"write","id":null,"path":"img.png","content":"iVBORw0=","encoding":"base64","base_version":null}"#,
+    r#"{"type":"mkdir","id":6,"path":"data/raw"}"#,
+    r#"{"type":"rename","id":7,"from":"old.py","to":"lib/new.py","overwrite":true}"#,
+    r#"{"type":"copy","id":8,"from":"data","to":"data-backup"}"#,
+    r#"{"type":"delete","id":9,"path":"data"}"#,
+    r#"{"type":"list_versions","id":10,"path":"main.py"}"#,
+    r#"{"type":"read_version","id":11,"path":"main.py","version":"1c9e"}"#,
+    r#"{"type":"restore_version","id":12,"path":"main.py","version":"1c9e"}"#,
+    r#"{"type":"trash_list","id":13}"#,
+    r#"{"type":"trash_restore","id":14,"trash_id":"1795412346200-3f9a","to":"elsewhere"}"#,
+    r#"{"type":"trash_restore","id":null,"trash_id":"t","to":null}"#,
+    r#"{"type":"run","id":20,"path":"main.py","mode":"hybrid","cols":100,"rows":30}"#,
+    r#"{"type":"run","id":null,"path":"","mode":"repl","cols":null,"rows":null}"#,
+    r#"{"type":"input","id":null,"data":"42\r"}"#,
+    r#"{"type":"resize","id":3,"cols":120,"rows":40}"#,
+    r#"{"type":"interrupt","id":null}"#,
+    r#"{"type":"stop","id":21}"#,
+    r#"{"type":"attach","id":22,"since_seq":18234}"#,
+    r#"{"type":"attach","id":null,"since_seq":0}"#,
+    r#"{"type":"ack","seq":19012}"#,
+];
+
+/// Server messages as serialized (absent optional fields are left out).
+const SERVER: &[&str] = &[
+    r#"{"type":"hello","protocol":1,"connection_id":"3fa1c2d4e5f6","user":{"id":12,"username":"ann","role":"student"},"limits":{"ws_messages_per_min":300,"file_ops_per_min":100,"runs_per_min":10,"max_file_bytes":10485760,"workspace_quota_bytes":157286400,"workspace_max_entries":5000,"max_ws_message_bytes":1048576,"run_memory_bytes":134217728,"run_cpu_secs":30,"script_max_age_secs":1800,"repl_max_age_secs":3600}}"#,
+    r#"{"type":"pong","id":1}"#,
+    r#"{"type":"pong"}"#,
+    r#"{"type":"error","id":7,"code":"rate_limited","message":"too many file operations; try again in 12 s","retry_after_ms":11450}"#,
+    r#"{"type":"error","id":8,"code":"conflict","message":"changed","current_version":"9f2c1a7e5b3d4c60"}"#,
+    r#"{"type":"error","code":"internal","message":"something went wrong","request_id":"4b1e"}"#,
+    r#"{"type":"listing","id":2,"path":"","entries":[{"path":"data","kind":"dir","size":0,"mtime_ms":1795412345000},{"path":"main.py","kind":"file","size":9,"mtime_ms":1795412345678,"version":"1c9e","mime":"text/x-python"},{"path":"l","kind":"symlink","size":4,"mtime_ms":1}]}"#,
+    r#"{"type":"entry","id":3,"entry":{"path":"main.py","kind":"file","size":9,"mtime_ms":1795412345678,"version":"1c9e","mime":"text/x-python"}}"#,
+    r#"{"type":"file","id":4,"path":"main.py","version":"1c9e","size":9,"mime":"text/x-python","encoding":"utf8","content":"print(1)\n"}"#,
+    r#"{"type":"file","path":"a.bin","version":"v","size":2,"mime":"application/octet-stream","encoding":"base64","content":"AAE="}"#,
+    r#"{"type":"written","id":5,"path":"main.py","version":"77ad","size":9,"created":false}"#,
+    r#"{"type":"deleted","id":9,"path":"data","trash_id":"1795412346200-3f9a"}"#,
+    r#"{"type":"versions","id":10,"path":"main.py","versions":[{"version":"1c9e","size":9,"saved_at_ms":1795412345900}]}"#,
+    r#"{"type":"trash","id":13,"items":[{"trash_id":"1795412346200-3f9a","original_path":"data","kind":"dir","size":1834,"deleted_at_ms":1795412346200,"expires_at_ms":1796017146200}]}"#,
+    r#"{"type":"file_changed","path":"main.py","kind":"written","version":"77ad","by_connection":"3fa1c2d4e5f6"}"#,
+    r#"{"type":"file_changed","path":"lib/new.py","kind":"renamed","version":"a1b2","from":"old.py","by_connection":"http"}"#,
+    r#"{"type":"file_changed","path":"d","kind":"deleted","by_connection":"c"}"#,
+    r#"{"type":"run_started","id":20,"run_id":"5d3c","path":"main.py","mode":"hybrid","start_seq":18234,"replaced_previous":false}"#,
+    r#"{"type":"run_started","run_id":"5d3c","path":"","mode":"repl","start_seq":0,"replaced_previous":true}"#,
+    r#"{"type":"phase","run_id":"5d3c","phase":"repl"}"#,
+    r#"{"type":"phase","run_id":"5d3c","phase":"repl","script_error":"ZeroDivisionError"}"#,
+    r#"{"type":"warning","run_id":"5d3c","reason":"max_age","message":"This run will be stopped in 2 min.","stop_in_ms":120000}"#,
+    r#"{"type":"run_ended","run_id":"5d3c","reason":"memory_limit","signal":9,"cpu_ms":412,"cpu_limit_ms":30000,"peak_memory_bytes":134217728,"memory_limit_bytes":134217728,"duration_ms":655,"output_bytes":120,"message":"Stopped."}"#,
+    r#"{"type":"run_ended","id":21,"run_id":"r","reason":"exited","exit_code":0,"cpu_ms":1,"cpu_limit_ms":30000,"peak_memory_bytes":0,"memory_limit_bytes":134217728,"duration_ms":5,"output_bytes":0,"message":"Finished with exit code 0 in 0.0 s"}"#,
+    r#"{"type":"attached","id":22,"run_id":"5d3c","running":true,"mode":"hybrid","path":"main.py","phase":"repl","script_error":"ZeroDivisionError","replay_from":18234,"next_seq":19012,"dropped_bytes":0}"#,
+    r#"{"type":"attached","running":false,"replay_from":0,"next_seq":0,"dropped_bytes":0}"#,
+    r#"{"type":"attached","run_id":"r","running":false,"replay_from":0,"next_seq":10,"dropped_bytes":3,"last_ended":{"run_id":"r","reason":"stopped","cpu_ms":1,"cpu_limit_ms":30000,"peak_memory_bytes":0,"memory_limit_bytes":134217728,"duration_ms":5,"output_bytes":0,"message":"Stopped"}}"#,
+    r#"{"type":"shutdown","message":"The server is restarting.","reconnect_after_ms":2000}"#,
+];
+
+/// The `type` of a JSON line.
+fn tag(line: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    v["type"].as_str().unwrap().to_string()
+}
+
+/// The types named by an "unknown variant" error, in its order.
+fn expected_types(err: &str) -> Vec<String> {
+    let list = err.split("expected one of ").nth(1).unwrap();
+    let list = list.split(" at line").next().unwrap();
+    list.split(", ")
+        .map(|t| t.trim_matches('`').to_string())
+        .collect()
+}
+
+#[test]
+fn client_messages_round_trip_byte_for_byte() {
+    for line in CLIENT {
+        let msg: ClientMsg = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert_eq!(serde_json::to_string(&msg).unwrap(), *line);
+        assert!(
+            serde_json::from_str::<ServerMsg>(line).is_err() || tag(line) == "ping",
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn server_messages_round_trip_byte_for_byte() {
+    for line in SERVER {
+        let msg: ServerMsg = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert_eq!(serde_json::to_string(&msg).unwrap(), *line);
+        // Also through serde_json::Value, as clients that inspect messages first do.
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        let again: ServerMsg = serde_json::from_value(value).unwrap();
+        assert_eq!(again, msg);
+    }
+}
+
+#[test]
+fn every_message_type_is_covered_and_no_other_exists() {
+    let unknown = serde_json::from_str::<ClientMsg>(r#"{"type":"nope","id":1}"#)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        unknown,
+        r#"unknown variant `nope`, expected one of `ping`, `list`, `stat`, `read`, `write`, `mkdir`, `rename`, `copy`, `delete`, `list_versions`, `read_version`, `restore_version`, `trash_list`, `trash_restore`, `run`, `input`, `resize`, `interrupt`, `stop`, `attach`, `ack` at line 1 column 14"#
+    );
+    let client: BTreeSet<String> = CLIENT.iter().map(|l| tag(l)).collect();
+    let declared = expected_types(&unknown);
+    assert_eq!(client, declared.iter().cloned().collect::<BTreeSet<_>>());
+    assert_eq!(declared.len(), client.len(), "a type is listed twice");
+
+    let unknown = serde_json::from_str::<ServerMsg>(r#"{"type":"nope","id":1}"#)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        unknown,
+        r#"unknown variant `nope`, expected one of `hello`, `pong`, `error`, `listing`, `entry`, `file`, `written`, `deleted`, `versions`, `trash`, `file_changed`, `run_started`, `phase`, `warning`, `run_ended`, `attached`, `shutdown` at line 1 column 14"#
+    );
+    let server: BTreeSet<String> = SERVER.iter().map(|l| tag(l)).collect();
+    let declared = expected_types(&unknown);
+    assert_eq!(server, declared.iter().cloned().collect::<BTreeSet<_>>());
+    assert_eq!(declared.len(), server.len(), "a type is listed twice");
+}
+
+#[test]
+fn malformed_messages_are_refused_with_the_same_words() {
+    let err = |json: &str| {
+        serde_json::from_str::<ClientMsg>(json)
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        err(r#"{"id":1}"#),
+        r#"missing field `type` at line 1 column 8"#
+    );
+    assert_eq!(err(r#"{"type":"write","id":1}"#), r#"missing field `path`"#);
+    assert_eq!(
+        err(r#"{"type":"run","id":1,"mode":"fast"}"#),
+        r#"unknown variant `fast`, expected one of `script`, `hybrid`, `repl`"#
+    );
+    assert_eq!(
+        err(r#"{"type":"ack","seq":-1}"#),
+        r#"invalid value: integer `-1`, expected u64"#
+    );
+    assert!(serde_json::from_str::<ClientMsg>(r#"[1]"#).is_err());
+    assert!(serde_json::from_str::<ClientMsg>(r#""ping""#).is_err());
+}
+
+/// Every message example in docs/protocol.md is one the types accept; the server's
+/// serialize back to the same JSON.
+#[test]
+fn the_documented_examples_parse() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md"))
+        .unwrap();
+    let mut seen = 0;
+    for block in doc.split("```json").skip(1) {
+        let block = block.split("```").next().unwrap();
+        // Other JSON blocks (`/readyz` with elisions) are not messages.
+        if !block.trim_start().starts_with(r#"{"type""#) {
+            continue;
+        }
+        for value in serde_json::Deserializer::from_str(block).into_iter::<serde_json::Value>() {
+            let value = value.unwrap_or_else(|e| panic!("docs/protocol.md: {e} in {block}"));
+            let Some(t) = value.get("type").and_then(|t| t.as_str()) else {
+                continue;
+            };
+            seen += 1;
+            let as_server = serde_json::from_value::<ServerMsg>(value.clone());
+            let as_client = serde_json::from_value::<ClientMsg>(value.clone());
+            match (as_server, as_client) {
+                (Ok(m), _) => assert_eq!(serde_json::to_value(&m).unwrap(), value, "{t}"),
+                (_, Ok(_)) => {}
+                (Err(a), Err(b)) => panic!("documented {t} parses as neither: {a} / {b}"),
+            }
+        }
+    }
+    assert!(seen >= 40, "only {seen} examples found");
+}

@@ -1,0 +1,260 @@
+//! The auth service: everything that decides who a caller is. It owns the
+//! token keys, the login guard, the hash slots and the last known account
+//! states, and reaches the database (through the breaker) and the audit log
+//! (through the record writer) itself; handlers give it credentials and get a
+//! user or a refusal.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use campus_protocol::{ErrorCode, UserInfo};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::account_status::AccountStatus;
+use super::hash_slots::HashSlots;
+use super::login_guard::{LoginGuard, Refusal};
+use super::{AuthError, Claims, TokenKeys};
+use crate::error::AppError;
+use crate::hub::Hub;
+use crate::records::Records;
+use crate::store::{DbHealth, DynStore, NewAudit};
+
+/// The refusal of a login, whatever was wrong (no user enumeration).
+const BAD_CREDENTIALS: &str = "wrong username or password";
+
+/// What the auth service is built from.
+#[derive(Debug)]
+pub struct AuthDeps {
+    /// Signing and verification keys.
+    pub keys: TokenKeys,
+    /// The database, behind its breaker.
+    pub store: DynStore,
+    /// Whether the database is reachable (the breaker's flag).
+    pub db: Arc<DbHealth>,
+    /// Where audit entries go.
+    pub records: Records,
+    /// Live connections (closed when an account is disabled).
+    pub hub: Arc<Hub>,
+    /// How failed logins are slowed down, with the device cookies' key
+    /// (see [`super::login_guard`]).
+    pub login_guard: LoginGuard,
+    /// Password verifications at once.
+    pub hash_slots: usize,
+    /// A known account state older than this is re-checked in the background.
+    pub recheck_after: Duration,
+}
+
+/// Logins, token checks and account re-checks (see the module docs).
+#[derive(Debug)]
+pub struct AuthService {
+    keys: TokenKeys,
+    store: DynStore,
+    db: Arc<DbHealth>,
+    records: Records,
+    hub: Arc<Hub>,
+    login_guard: LoginGuard,
+    hashes: HashSlots,
+    accounts: Arc<AccountStatus>,
+}
+
+/// A successful login.
+#[derive(Debug)]
+pub struct LoggedIn {
+    /// Who logged in.
+    pub user: UserInfo,
+    /// The new token.
+    pub token: String,
+    /// Its expiry, seconds since the epoch.
+    pub expires_at: u64,
+    /// A fresh device cookie for this browser (`Set-Cookie` value).
+    pub device_cookie: Option<String>,
+}
+
+impl AuthService {
+    /// Build the service and start its account refresher (tracked, ends with `shutdown`).
+    pub fn start(deps: AuthDeps, tracker: &TaskTracker, shutdown: CancellationToken) -> Self {
+        let (accounts, rechecks) = AccountStatus::new(deps.recheck_after);
+        let accounts = Arc::new(accounts);
+        tracker.spawn(Arc::clone(&accounts).refresher(
+            rechecks,
+            Arc::clone(&deps.store),
+            Arc::clone(&deps.hub),
+            shutdown,
+        ));
+        AuthService {
+            keys: deps.keys,
+            store: deps.store,
+            db: deps.db,
+            records: deps.records,
+            hub: deps.hub,
+            login_guard: deps.login_guard,
+            hashes: HashSlots::new(deps.hash_slots),
+            accounts,
+        }
+    }
+
+    /// Check a username and password from `ip` and issue a token, with the
+    /// login guard's limits (`device` is the browser's device cookie, if
+    /// any). Every outcome is audited (in the background: the only database
+    /// call a login waits for is the account lookup); a refusal only once
+    /// per wait, so hammering during one writes nothing. While the database
+    /// is known to be down this is `unavailable` at once.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: String,
+        ip: IpAddr,
+        device: Option<&str>,
+    ) -> Result<LoggedIn, AppError> {
+        if !self.db.is_up() {
+            return Err(AppError::unavailable());
+        }
+        let audit = |action: &str, actor_id: Option<i64>| NewAudit {
+            actor_id,
+            actor: Some(username.to_string()),
+            action: action.to_string(),
+            target: None,
+            detail: None,
+            ip: Some(ip.to_string()),
+        };
+        let refused = |r: Refusal| {
+            if r.first {
+                self.records.audit(audit("login.rate_limited", None));
+            }
+            AppError::rate_limited("failed login attempts", r.wait)
+        };
+        let attempt = self
+            .login_guard
+            .begin(username, ip, device)
+            .map_err(refused)?;
+        let user = match self.store.user_by_username(username).await {
+            Ok(u) => u,
+            Err(e) => {
+                self.login_guard.abandoned(&attempt);
+                return Err(e.into());
+            }
+        };
+        let phc = user.as_ref().map(|u| u.password_hash.clone());
+        let ok = self
+            .hashes
+            .verify_admitted(password, phc, || {
+                self.login_guard.recheck(&attempt).map_err(refused)
+            })
+            .await?;
+        let user = match user {
+            Some(u) if ok && !u.disabled => u,
+            Some(u) if ok => {
+                // Counted like a wrong password: the answer must not tell them apart.
+                self.login_guard.failed(&attempt);
+                self.records.audit(audit("login.disabled", Some(u.id)));
+                return Err(AppError::new(ErrorCode::Unauthorized, BAD_CREDENTIALS));
+            }
+            other => {
+                self.login_guard.failed(&attempt);
+                self.records
+                    .audit(audit("login.failed", other.map(|u| u.id)));
+                return Err(AppError::new(ErrorCode::Unauthorized, BAD_CREDENTIALS));
+            }
+        };
+        let device_cookie = self.login_guard.succeeded(&attempt);
+        let (token, expires_at) = self
+            .keys
+            .issue(user.id, &user.username, user.role)
+            .map_err(AppError::internal)?;
+        self.records.audit(audit("login.ok", Some(user.id)));
+        Ok(LoggedIn {
+            user: UserInfo {
+                id: user.id,
+                username: user.username,
+                role: user.role,
+            },
+            token,
+            expires_at,
+            device_cookie,
+        })
+    }
+
+    /// Verify the token and that its user still exists and is enabled (asks the database).
+    async fn authenticate(&self, token: &str) -> Result<(UserInfo, Claims), AuthError> {
+        let claims = self.keys.verify(token).map_err(|_| AuthError::Invalid)?;
+        let id = claims.user_id().ok_or(AuthError::Invalid)?;
+        let user = self
+            .store
+            .user_by_id(id)
+            .await?
+            .ok_or(AuthError::Disabled)?;
+        if user.disabled || user.username != claims.username {
+            return Err(AuthError::Disabled);
+        }
+        let user = UserInfo {
+            id: user.id,
+            username: user.username,
+            role: user.role,
+        };
+        self.accounts.remember(&user);
+        Ok((user, claims))
+    }
+
+    /// The caller of an HTTP request. While the database cannot be asked, a
+    /// user with a live connection keeps its last known account state
+    /// (downloads and uploads go on); anyone else is told to come back
+    /// (`unavailable`).
+    pub async fn authenticate_request(&self, token: &str) -> Result<UserInfo, AppError> {
+        match self.authenticate(token).await {
+            Ok((user, _)) => Ok(user),
+            Err(AuthError::Store(e)) if e.is_unavailable() => self
+                .keys
+                .verify(token)
+                .ok()
+                .and_then(|claims| self.accounts.last_known(&claims))
+                .filter(|user| self.hub.is_connected(user.id))
+                .ok_or_else(|| e.into()),
+            Err(e) => Err(refusal(e)),
+        }
+    }
+
+    /// The user opening a WebSocket: a new connection needs the database's
+    /// word on the account (while it is unreachable this is `unavailable`
+    /// within a second, the breaker's budget, never a wait for the pool).
+    pub async fn authenticate_connection(
+        &self,
+        token: &str,
+    ) -> Result<(UserInfo, Claims), AppError> {
+        self.authenticate(token).await.map_err(refusal)
+    }
+
+    /// Heartbeat re-check: the token is not expired and the account still
+    /// enabled, as last known. Never waits for the database (see
+    /// [`super::account_status`]).
+    pub fn still_authorized(&self, claims: &Claims) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        if claims.exp <= now {
+            return false;
+        }
+        claims.user_id().is_some_and(|id| self.accounts.check(id))
+    }
+
+    /// How long issued tokens are valid.
+    pub fn token_ttl(&self) -> Duration {
+        self.keys.ttl()
+    }
+
+    /// Housekeeping: forget login-guard entries and account states nobody needs any more.
+    pub fn shrink(&self) {
+        self.login_guard.shrink();
+        self.accounts.shrink();
+    }
+}
+
+/// The protocol refusal for a failed authentication.
+fn refusal(e: AuthError) -> AppError {
+    match e {
+        AuthError::Store(e) => e.into(),
+        e => AppError::new(ErrorCode::Unauthorized, e.to_string()),
+    }
+}
