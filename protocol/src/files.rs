@@ -21,6 +21,12 @@ pub enum FileRequest {
         /// List every descendant, not only direct children.
         #[serde(default)]
         recursive: bool,
+        /// Continue after this point: the `next_cursor` of the previous page (absent: first page).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cursor: Option<String>,
+        /// Most entries wanted in this page (default and maximum: 1000).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
     },
     /// Metadata of one entry.
     Stat {
@@ -204,8 +210,12 @@ pub enum FileMsg {
         id: Option<u64>,
         /// The listed directory.
         path: String,
-        /// Entries, sorted by path.
+        /// Entries of this page, in pre-order (a folder right before its contents, names
+        /// sorted by their bytes).
         entries: Vec<FileEntry>,
+        /// Set when the listing has more entries: send `list` again with this as `cursor`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next_cursor: Option<String>,
     },
     /// Reply to `stat`, `mkdir`, `rename`, `copy` and `trash_restore`.
     Entry {

@@ -10,46 +10,9 @@ use clap::Args;
 use crate::runner::config as runner;
 use crate::sandbox;
 
-/// A secret from the configuration (the JWT signing key). Its `Debug` prints
-/// `<redacted>` and it has no `Display`, so logging the configuration (or
-/// anything holding it) never shows it; [`Secret::expose`] is the one way in.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The secret itself, for the one place that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(s.to_string()))
-    }
-}
-
-impl From<String> for Secret {
-    fn from(s: String) -> Self {
-        Secret(s)
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(s: &str) -> Self {
-        Secret(s.to_string())
-    }
-}
-
 /// Where the data lives: shared by `serve`, `migrate`, `user …` and `run`.
-#[derive(Debug, Clone, Args)]
+/// Its `Debug` hides the password of the database URL.
+#[derive(Clone, Args)]
 pub struct StorageArgs {
     /// Data directory (SQLite database, workspaces, dev JWT secret).
     #[arg(long, env = "CAMPUS_DATA_DIR", default_value = "./campus-data")]
@@ -451,9 +414,10 @@ pub struct ServeArgs {
     /// JWT signing secret (at least 32 bytes in production; generated in dev).
     #[arg(long, env = "CAMPUS_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<Secret>,
-    /// `production` turns on strict checks (secrets, sandbox).
+    /// `development` or `production` (strict checks: secrets, sandbox, quotas);
+    /// any other value is refused at start-up.
     #[arg(long = "env", env = "CAMPUS_ENV", default_value = "development")]
-    pub environment: String,
+    pub environment: Environment,
     /// Token lifetime, seconds.
     #[arg(long, env = "CAMPUS_TOKEN_TTL_SECS", default_value_t = 12 * 3600)]
     pub token_ttl_secs: u64,
@@ -531,7 +495,7 @@ pub const DEFAULT_WEB_DIRS: &[&str] = &["web-client/dist", "../web-client/dist"]
 impl ServeArgs {
     /// True in production mode.
     pub fn is_production(&self) -> bool {
-        self.environment.eq_ignore_ascii_case("production")
+        self.environment == Environment::Production
     }
 
     /// Make every configured path absolute against `cwd`, once, before anything
@@ -569,6 +533,110 @@ impl ServeArgs {
             }
         }
         Ok(())
+    }
+}
+
+/// `CAMPUS_ENV`: exactly `development` or `production`. A typo (`prod`,
+/// `Production `) must not silently mean development, which drops the
+/// production checks, so anything else is a start-up error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Environment {
+    /// Generated secrets, the rlimits-only sandbox allowed.
+    #[default]
+    Development,
+    /// Strict start-up checks.
+    Production,
+}
+
+impl std::str::FromStr for Environment {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "development" => Ok(Environment::Development),
+            "production" => Ok(Environment::Production),
+            other => Err(format!(
+                "CAMPUS_ENV (--env) must be `development` or `production`, not {other:?}"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Environment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Environment::Development => "development",
+            Environment::Production => "production",
+        })
+    }
+}
+
+/// A secret from the configuration: `Debug` and `Display` print `[redacted]`,
+/// so logging a configuration (or the `AppState` holding it) cannot leak it;
+/// [`Secret::expose`] is the one, greppable, way to the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret value itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Secret(s)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_string())
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// `url` with the password of its `user:password@` part replaced by `[redacted]`.
+fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:[redacted]@{host}{tail}"),
+        None => url.to_string(),
+    }
+}
+
+impl std::fmt::Debug for StorageArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageArgs")
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url_password),
+            )
+            .field("db_max_connections", &self.db_max_connections)
+            .field("db_acquire_timeout_secs", &self.db_acquire_timeout_secs)
+            .field("db_idle_timeout_secs", &self.db_idle_timeout_secs)
+            .field("run_liveness_secs", &self.run_liveness_secs)
+            .finish()
     }
 }
 
@@ -835,5 +903,61 @@ mod tests {
             Err(ConfigError::DefaultSecret)
         ));
         assert!(validate_secret(Some("0123456789abcdef0123456789abcdef")).is_ok());
+    }
+
+    #[test]
+    fn campus_env_accepts_the_documented_spellings_only() {
+        let parse = |v: &str| Serve::try_parse_from(["campus", "--env", v]).map(|s| s.serve);
+        assert_eq!(defaults().environment, Environment::Development);
+        assert!(!defaults().is_production());
+        assert!(parse("production").unwrap().is_production());
+        assert!(!parse("development").unwrap().is_production());
+        for bad in ["prod", "Production", "production ", "dev", "", "staging"] {
+            let e = parse(bad).err().unwrap().to_string();
+            assert!(
+                e.contains("must be `development` or `production`"),
+                "{bad:?}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn formatting_the_configuration_never_shows_a_secret() {
+        let secret = "s3cr3t-0123456789-abcdefghij-klmnopqrstuv";
+        let mut a = Serve::try_parse_from(["campus", "--jwt-secret", secret])
+            .unwrap()
+            .serve;
+        assert_eq!(a.jwt_secret.as_ref().map(Secret::expose), Some(secret));
+        a.storage.database_url =
+            Some("postgres://campus:pg-pass-42@db:5432/campus?sslmode=require".into());
+        for shown in [
+            format!("{a:?}"),
+            format!("{a:#?}"),
+            format!("{:?}", a.storage),
+        ] {
+            assert!(!shown.contains(secret), "{shown}");
+            assert!(!shown.contains("pg-pass-42"), "{shown}");
+            assert!(shown.contains("[redacted]"), "{shown}");
+        }
+        assert!(format!("{a:?}")
+            .contains("postgres://campus:[redacted]@db:5432/campus?sslmode=require"));
+        let s = Secret::from(secret);
+        assert_eq!(
+            format!("{s} {s:?} {s:#?}"),
+            "[redacted] [redacted] [redacted]"
+        );
+        // URLs without a password are shown whole.
+        assert_eq!(
+            redact_url_password("postgres://u@db/c"),
+            "postgres://u@db/c"
+        );
+        assert_eq!(
+            redact_url_password("sqlite:///a@b:c/x.db"),
+            "sqlite:///a@b:c/x.db"
+        );
+        assert_eq!(
+            redact_url_password("postgres://u:p@ss@db/c"),
+            "postgres://u:[redacted]@db/c"
+        );
     }
 }

@@ -197,6 +197,12 @@ impl FileService {
         Ok(())
     }
 
+    /// Count `n` more file operations of `user` (an operation whose cost grows
+    /// with its size, e.g. a big listing page), or refuse with `rate_limited`.
+    pub fn charge(&self, user: i64, n: u32) -> Result<(), AppError> {
+        Ok(self.ops.check_key_n(&user, n)?)
+    }
+
     /// Tell the owner's other connections about a change.
     pub fn notify(
         &self,
@@ -256,6 +262,16 @@ pub fn map_fs_error(e: FsError) -> AppError {
         e @ FsError::Incomplete { .. } => AppError::new(ErrorCode::BadRequest, e.to_string()),
         other => AppError::internal(other),
     }
+}
+
+/// Entries of a listing page that count as one more file operation.
+pub const LISTING_ENTRIES_PER_OP: usize = 250;
+
+/// File operations a listing page costs beyond the one `admit` counted: one per
+/// [`LISTING_ENTRIES_PER_OP`] entries (a full page of 1000: 4 more), so paging through a
+/// huge tree spends the rate limit by its size.
+pub fn listing_cost(entries: usize) -> u32 {
+    u32::try_from(entries / LISTING_ENTRIES_PER_OP).unwrap_or(u32::MAX)
 }
 
 /// Run a blocking workspace operation on the blocking pool.

@@ -102,6 +102,21 @@ impl<K: Hash + Eq + Clone> RateLimit<DefaultKeyedStateStore<K>> {
         self.limiter.check_key(key).map_err(|nu| self.refusal(nu))
     }
 
+    /// Count `n` events for `key` at once (an operation whose cost grows with
+    /// its size), or refuse it; a cost above the whole burst waits for a full
+    /// bucket.
+    pub fn check_key_n(&self, key: &K, n: u32) -> Result<(), Refused> {
+        let Some(n) = NonZeroU32::new(n) else {
+            return Ok(());
+        };
+        match self.limiter.check_key_n(key, n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(nu)) => Err(self.refusal(nu)),
+            // More than the burst: never admissible as one charge; take the whole burst.
+            Err(governor::InsufficientCapacity(cap)) => self.check_key_n(key, cap),
+        }
+    }
+
     /// Forget keys that are back at full quota (housekeeping: bounded memory).
     pub fn shrink(&self) {
         self.limiter.retain_recent();

@@ -258,6 +258,28 @@ fn production_refuses_weak_configuration() {
 }
 
 #[test]
+fn an_unknown_campus_env_is_a_start_up_error() {
+    // `prod` used to mean development silently, dropping every production check.
+    let dir = tempfile::tempdir().unwrap();
+    for bad in ["prod", "Production", "staging"] {
+        let out = campus(dir.path())
+            .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
+            .env("CAMPUS_ENV", bad)
+            .env("CAMPUS_JWT_SECRET", "9f1c2e7a4b6d8e0f1a3c5e7b9d1f3a5c")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{bad:?} must be refused");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("must be `development` or `production`") && err.contains(bad),
+            "{bad:?}: {err}"
+        );
+    }
+    // Nothing was started: no database, no secret file in the data dir.
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+}
+
+#[test]
 fn unknown_database_scheme_is_a_named_error() {
     let dir = tempfile::tempdir().unwrap();
     let out = campus(dir.path())

@@ -121,6 +121,8 @@ async fn crud_versions_trash_and_change_events() {
                     id,
                     path: String::new(),
                     recursive: true,
+                    cursor: None,
+                    limit: None,
                 })
             })
             .await
@@ -378,6 +380,8 @@ async fn hostile_paths_and_symlinks() {
                 id,
                 path: String::new(),
                 recursive: true,
+                cursor: None,
+                limit: None,
             })
         })
         .await
@@ -418,6 +422,8 @@ async fn hostile_paths_and_symlinks() {
                 id: Some(903),
                 path: "etc".into(),
                 recursive: false,
+                cursor: None,
+                limit: None,
             }),
             "list link",
         ),

@@ -2,13 +2,30 @@
 import type { Connection } from "./connection";
 import { expectMsg, type FileEntry, type ServerMsgOf, type TrashItem, type VersionInfo } from "./protocol";
 
+/**
+ * Most entries the file tree loads: the quota allows 5,000 per workspace, a program may make
+ * more before it is stopped, and each page spends the file-operation rate limit.
+ */
+export const LIST_ALL_MAX = 10_000;
+
 /** The student's workspace, as seen through the WebSocket. */
 export class WorkspaceApi {
   constructor(private readonly conn: Connection) {}
 
-  /** Every entry, recursively. */
-  async listAll(): Promise<FileEntry[]> {
-    return expectMsg(await this.conn.request({ type: "list", path: "", recursive: true }), "listing").entries;
+  /**
+   * Every entry, recursively, following the server's pages (each at most 1000 entries);
+   * stops after `maxEntries` so a tree a program filled cannot make the browser hold it all.
+   */
+  async listAll(maxEntries = LIST_ALL_MAX): Promise<FileEntry[]> {
+    const entries: FileEntry[] = [];
+    let cursor: string | undefined;
+    do {
+      const req = { type: "list" as const, path: "", recursive: true };
+      const page = expectMsg(await this.conn.request(cursor === undefined ? req : { ...req, cursor }), "listing");
+      entries.push(...page.entries);
+      cursor = page.next_cursor;
+    } while (cursor !== undefined && entries.length < maxEntries);
+    return entries;
   }
 
   /** Read a file. */

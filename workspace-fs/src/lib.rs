@@ -80,6 +80,7 @@
 
 mod error;
 mod history;
+mod listing;
 mod path;
 mod sys;
 mod trash;
@@ -100,7 +101,10 @@ use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
 pub use error::FsError;
-pub use path::{validate_path, MAX_DEPTH, MAX_NAME_BYTES, MAX_PATH_BYTES, TEMP_PREFIX};
+pub use listing::{ListPage, ENTRY_JSON_OVERHEAD, MAX_PAGE_BYTES, MAX_PAGE_ENTRIES};
+pub use path::{
+    normalize_path, validate_path, MAX_DEPTH, MAX_NAME_BYTES, MAX_PATH_BYTES, TEMP_PREFIX,
+};
 pub use workspace::{mime_type, Workspace};
 pub use write::PendingWrite;
 

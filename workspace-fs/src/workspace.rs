@@ -10,7 +10,7 @@ use rustix::fs::{self as rfs, FileType, Mode, Stat};
 use rustix::io::Errno;
 
 use crate::error::map_errno;
-use crate::path::{validate_entry_path, validate_path};
+use crate::path::{normalize_path, validate_entry_path, validate_path};
 use crate::sys::{self, kind_of, size_of};
 use crate::trash::{self, Manifest};
 use crate::version::{mtime_ms, system_time_ms, version_of, MonoClock};
@@ -311,6 +311,7 @@ impl Workspace {
     /// Lists `dir` (`""` = root), optionally recursively, sorted by path. Links are listed but
     /// not entered; listing a path that is a link fails with `InvalidPath`.
     pub fn list(&self, dir: &str, recursive: bool) -> Result<Vec<Entry>, FsError> {
+        let dir: &str = &normalize_path(dir);
         let comps = validate_path(dir)?;
         let fd = self.open_dir(&comps, dir)?;
         let mut out = Vec::new();
@@ -321,6 +322,7 @@ impl Workspace {
 
     /// Metadata of one entry (`""` = the root directory).
     pub fn stat(&self, path: &str) -> Result<Entry, FsError> {
+        let path: &str = &normalize_path(path);
         let comps = validate_path(path)?;
         if comps.is_empty() {
             let st = rfs::fstat(&self.tree).map_err(|e| map_errno(e, path))?;
@@ -333,6 +335,7 @@ impl Workspace {
 
     /// Opens a file for streaming; the entry describes exactly the opened inode.
     pub fn open_read(&self, path: &str) -> Result<(std::fs::File, Entry), FsError> {
+        let path: &str = &normalize_path(path);
         let comps = validate_entry_path(path)?;
         let (dir, name) = self.parent(&comps, path)?;
         match sys::lstat(dir.as_fd(), name).map_err(|e| map_errno(e, path))? {
@@ -365,6 +368,7 @@ impl Workspace {
 
     /// Creates a directory and any missing parents; an existing directory is fine.
     pub fn mkdir(&self, path: &str) -> Result<Entry, FsError> {
+        let path: &str = &normalize_path(path);
         let comps = validate_entry_path(path)?;
         let mut c = self.lock();
         let (name, parent) = comps
@@ -392,6 +396,8 @@ impl Workspace {
     /// a file may be overwritten by a file (its old content goes to the target's history).
     /// Links may be renamed themselves but never renamed onto.
     pub fn rename(&self, from: &str, to: &str, overwrite: bool) -> Result<Entry, FsError> {
+        let from: &str = &normalize_path(from);
+        let to: &str = &normalize_path(to);
         let fc = validate_entry_path(from)?;
         let tc = validate_entry_path(to)?;
         if tc.len() > fc.len() && tc[..fc.len()] == fc[..] {
@@ -465,6 +471,8 @@ impl Workspace {
     /// quota is checked for the whole copy before anything is created; a tree is built under a
     /// hidden temporary name and renamed into place.
     pub fn copy(&self, from: &str, to: &str) -> Result<Entry, FsError> {
+        let from: &str = &normalize_path(from);
+        let to: &str = &normalize_path(to);
         let fc = validate_entry_path(from)?;
         let tc = validate_entry_path(to)?;
         if tc.len() > fc.len() && tc[..fc.len()] == fc[..] {
@@ -549,6 +557,7 @@ impl Workspace {
     /// Moves a file, link or whole directory (empty or not) to the trash and seals it there
     /// (see the `trash` module notes): afterwards nothing a run holds can write into it.
     pub fn delete(&self, path: &str) -> Result<TrashItem, FsError> {
+        let path: &str = &normalize_path(path);
         let comps = validate_entry_path(path)?;
         let mut c = self.lock();
         let (dir, name) = self.parent(&comps, path)?;
@@ -587,6 +596,7 @@ impl Workspace {
 
     /// Saved versions of a file, newest first (empty if none).
     pub fn list_versions(&self, path: &str) -> Result<Vec<VersionInfo>, FsError> {
+        let path: &str = &normalize_path(path);
         validate_entry_path(path)?;
         history::list(self.history.as_fd(), path).map_err(|e| map_errno(e, path))
     }
@@ -602,6 +612,7 @@ impl Workspace {
 
     /// Opens a saved version for streaming; returns the file and its size.
     pub fn open_version(&self, path: &str, version: &str) -> Result<(std::fs::File, u64), FsError> {
+        let path: &str = &normalize_path(path);
         validate_entry_path(path)?;
         if !crate::version::is_version(version) {
             return Err(FsError::NotFound(format!("{path}@{version}")));
@@ -629,7 +640,7 @@ impl Workspace {
         let mut c = self.lock();
         let (td, m) = trash::open(self.trash.as_fd(), trash_id)
             .map_err(|e| map_errno(e, &format!("trash entry {trash_id}")))?;
-        let target = to.unwrap_or(&m.original_path).to_owned();
+        let target = normalize_path(to.unwrap_or(&m.original_path)).into_owned();
         let tc = validate_entry_path(&target)?;
         let (tname, tparent) = tc
             .split_last()

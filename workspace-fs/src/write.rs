@@ -8,7 +8,7 @@ use rustix::fs::{self as rfs, AtFlags, Stat};
 use rustix::io::Errno;
 
 use crate::error::map_errno;
-use crate::path::validate_entry_path;
+use crate::path::{normalize_path, validate_entry_path};
 use crate::sys::{self, size_of};
 use crate::version::version_of;
 use crate::workspace::{entry_from_stat, file_version, plus, require_file, Counters};
@@ -231,6 +231,7 @@ impl Workspace {
         pre: Precondition,
         declared_len: Option<u64>,
     ) -> Result<Staged, FsError> {
+        let path: &str = &normalize_path(path);
         let comps = validate_entry_path(path)?;
         let limit = self.limits.max_file_bytes;
         if declared_len.is_some_and(|n| n > limit) {

@@ -323,3 +323,75 @@ proptest! {
         prop_assert_eq!(raw_names(&f.dir.path().join("tree")), vec!["alice".to_string()]);
     }
 }
+
+#[test]
+fn nfc_and_nfd_names_are_the_same_file() {
+    let f = fixture();
+    let nfc = "caf\u{e9}.py";
+    let nfd = "cafe\u{301}.py";
+    assert_ne!(nfc.as_bytes(), nfd.as_bytes());
+    // Created under the decomposed spelling (what macOS pickers send)...
+    f.ws.write(nfd, b"print('nfd')", Precondition::CreateOnly)
+        .unwrap();
+    // ...it exists under the composed one, and creating that is a conflict, not a twin.
+    assert_eq!(f.ws.read(nfc).unwrap().0, b"print('nfd')");
+    assert!(matches!(
+        f.ws.write(nfc, b"twin", Precondition::CreateOnly),
+        Err(FsError::Conflict { .. })
+    ));
+    f.ws.write(nfc, b"print('nfc')", Precondition::Overwrite)
+        .unwrap();
+    assert_eq!(f.ws.read(nfd).unwrap().0, b"print('nfc')");
+    // One entry on disk, named in NFC, and the listing says so.
+    assert_eq!(raw_names(&f.tree()), vec![nfc.to_string()]);
+    let listed: Vec<String> =
+        f.ws.list("", true)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
+    assert_eq!(listed, vec![nfc.to_string()]);
+    assert_eq!(f.ws.stat(nfd).unwrap().path, nfc);
+    // Folders and every other operation take either spelling.
+    let dir_nfd = "re\u{301}sume\u{301}";
+    f.ws.mkdir(dir_nfd).unwrap();
+    f.ws.rename(nfd, &format!("{dir_nfd}/{nfd}"), false)
+        .unwrap();
+    assert_eq!(
+        f.ws.read(&format!("r\u{e9}sum\u{e9}/{nfc}")).unwrap().0,
+        b"print('nfc')"
+    );
+    f.ws.copy(&format!("{dir_nfd}/{nfc}"), nfd).unwrap();
+    assert_eq!(f.ws.list_versions(nfc).unwrap().len(), 0);
+    f.ws.delete(nfd).unwrap();
+    assert!(matches!(f.ws.stat(nfc), Err(FsError::NotFound(_))));
+    assert_eq!(raw_names(&f.tree()), vec!["r\u{e9}sum\u{e9}".to_string()]);
+}
+
+#[test]
+fn invisible_and_lookalike_names_are_refused_by_every_operation() {
+    let f = fixture();
+    f.ws.write("main.py", b"x", Precondition::CreateOnly)
+        .unwrap();
+    for p in [
+        "ma\u{200B}in.py",   // zero-width space: a second "main.py"
+        "main.py\u{FEFF}",   // byte-order mark
+        "main\u{FF0E}py",    // fullwidth full stop
+        "src\u{FF0F}x.py",   // fullwidth solidus: "src/x.py" that is no folder
+        "src\u{2215}x.py",   // division slash
+        "main\u{2060}.py",   // word joiner
+        "main\u{A0}copy.py", // no-break space
+    ] {
+        let e = f.ws.write(p, b"y", Precondition::CreateOnly).unwrap_err();
+        assert!(
+            matches!(&e, FsError::InvalidPath(m) if m.contains("invisible") || m.contains("looks like")),
+            "{p:?}: {e:?}"
+        );
+        assert_invalid(f.ws.mkdir(p));
+        assert_invalid(f.ws.rename("main.py", p, false));
+        assert_invalid(f.ws.copy("main.py", p));
+        assert_invalid(f.ws.stat(p));
+        assert_invalid(f.ws.begin_write(p, Precondition::Overwrite, Some(1)));
+    }
+    assert_eq!(raw_names(&f.tree()), vec!["main.py"]);
+}

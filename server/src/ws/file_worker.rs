@@ -153,13 +153,22 @@ impl FileWorker {
                 id,
                 path,
                 recursive,
+                cursor,
+                limit,
             } => {
                 let p = path.clone();
-                let entries = blocking(ws, move |w| w.list(&p, recursive)).await?;
+                let max = limit.map_or(workspace_fs::MAX_PAGE_ENTRIES, |n| n as usize);
+                let page = blocking(ws, move |w| {
+                    w.list_page(&p, recursive, cursor.as_deref(), max)
+                })
+                .await?;
+                // `admit` counted one operation; a big page counts as more.
+                files.charge(owner, files::listing_cost(page.entries.len()))?;
                 ServerMsg::Files(FileMsg::Listing {
                     id,
                     path,
-                    entries: entries.into_iter().map(files::entry).collect(),
+                    entries: page.entries.into_iter().map(files::entry).collect(),
+                    next_cursor: page.next_cursor,
                 })
             }
             FileRequest::Stat { id, path } => {

@@ -10,7 +10,7 @@ use campus_protocol::ConnectionMsg;
 use campus_protocol::{ClientMsg, Role, ServerMsg};
 use campus_server::config::ServeArgs;
 use campus_server::server::{self, Running};
-use campus_server::store::{DynStore, NewUser};
+use campus_server::store::{DynStore, NewUser, StoreError};
 use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -89,16 +89,43 @@ impl TestServer {
 
     /// Create a user directly in the store.
     pub async fn add_user(&self, username: &str, password: &str, role: Role) -> i64 {
-        let hash = campus_server::auth::password::hash(password).expect("hash");
-        self.store
-            .create_user(NewUser {
-                username: username.into(),
-                password_hash: hash,
-                role,
-            })
+        // Hashing takes a while in debug builds: off the runtime's threads,
+        // or a single-threaded test runtime stalls the server it also runs.
+        let pw = password.to_string();
+        let hash = tokio::task::spawn_blocking(move || campus_server::auth::password::hash(&pw))
             .await
-            .expect("create user")
-            .id
+            .expect("hash task")
+            .expect("hash");
+        // Set-up, not the subject of any test: on a loaded machine the
+        // store breaker may briefly call the database down (a slow call is
+        // what it watches for); wait for it to come back, bounded.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut retried = false;
+        loop {
+            let created = self
+                .store
+                .create_user(NewUser {
+                    username: username.into(),
+                    password_hash: hash.clone(),
+                    role,
+                })
+                .await;
+            match created {
+                Ok(u) => return u.id,
+                Err(StoreError::Unavailable) if tokio::time::Instant::now() < deadline => {
+                    retried = true;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                // The call the breaker gave up on did insert the row.
+                Err(StoreError::Conflict) if retried => {
+                    if let Ok(Some(u)) = self.store.user_by_username(username).await {
+                        return u.id;
+                    }
+                    panic!("create user {username}: conflict after a retry");
+                }
+                Err(e) => panic!("create user {username}: {e:?}"),
+            }
+        }
     }
 
     /// Log in over HTTP; returns the token.

@@ -152,7 +152,15 @@ path: string,
 /**
  * List every descendant, not only direct children.
  */
-recursive: boolean, } | { "type": "stat", 
+recursive: boolean, 
+/**
+ * Continue after this point: the `next_cursor` of the previous page (absent: first page).
+ */
+cursor?: string, 
+/**
+ * Most entries wanted in this page (default and maximum: 1000).
+ */
+limit?: number, } | { "type": "stat", 
 /**
  * Request id, echoed.
  */
@@ -292,9 +300,14 @@ id?: number,
  */
 path: string, 
 /**
- * Entries, sorted by path.
+ * Entries of this page, in pre-order (a folder right before its contents, names
+ * sorted by their bytes).
  */
-entries: Array<FileEntry>, } | { "type": "entry", 
+entries: Array<FileEntry>, 
+/**
+ * Set when the listing has more entries: send `list` again with this as `cursor`.
+ */
+next_cursor?: string, } | { "type": "entry", 
 /**
  * Echoed request id.
  */

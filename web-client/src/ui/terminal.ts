@@ -7,6 +7,7 @@ import type { Connection } from "../connection";
 import { keySent, outputArrived, outputRendered } from "../perf";
 import { currentTheme, onThemeChange, type Theme } from "../theme";
 import { h } from "./dom";
+import { guardTerminal, safeLinkHandler } from "./termguard";
 
 const THEMES: Record<Theme, ITheme> = {
   light: {
@@ -58,7 +59,11 @@ export class TerminalPane {
       cursorBlink: true,
       theme: THEMES[currentTheme()],
       allowProposedApi: false,
+      // OSC 8 hyperlinks from program output: http/https only, after a confirm.
+      linkHandler: safeLinkHandler(),
     });
+    // Clipboard, title and answer-back sequences from the program are dropped.
+    guardTerminal(this.term);
     this.term.loadAddon(this.fit);
     this.term.onData((data) => this.onData(data));
     this.term.onResize(({ cols, rows }) => {
