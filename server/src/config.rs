@@ -741,7 +741,7 @@ mod tests {
         assert_eq!(args.jwt_secret.as_ref().map(Secret::expose), Some(secret));
         let shown = format!("{args:?} {args:#?}");
         assert!(!shown.contains(secret), "{shown}");
-        assert!(shown.contains("Secret(<redacted>)"), "{shown}");
+        assert!(shown.contains("jwt_secret: Some([redacted])"), "{shown}");
     }
 
     #[test]
