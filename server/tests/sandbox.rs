@@ -502,11 +502,12 @@ fn kill_all_takes_setsid_double_forked_children_and_remove_cleans_up() {
     let dirs = cg.paths();
     assert!(dirs.iter().all(|d| d.is_dir()));
     cg.kill_all();
-    // kill_all returns once the cgroup is empty: nothing with the marker may remain.
-    assert!(
-        host_pids_with(&marker).is_empty(),
-        "daemon survived kill_all"
-    );
+    // kill_all waits (bounded, 5 s) for the cgroup to empty; on a slow host
+    // (the emulated cgroup v2 VM under load) the last exits may land just
+    // after it gives up. Without the kill the daemon would live for 300 s.
+    eventually("the daemon is gone after kill_all", || {
+        host_pids_with(&marker).is_empty()
+    });
     let status = r.finish();
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
     cg.remove();

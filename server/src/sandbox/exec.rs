@@ -4,7 +4,8 @@
 //! Process tree of one isolated run:
 //!
 //! ```text
-//! A  sandbox-exec (PTY child, in the run's cgroup)   waits for B, forwards signals,
+//! A  sandbox-exec (PTY child, in the run's cgroup    waits for B, forwards signals,
+//! │  on v1; on v2 B is born in it, see clone3.rs)
 //! │                                                  ends like the program did; kills B
 //! │                                                  if the server dies (see `watch`)
 //! └─ B  PID 1 of a new pid/mount/net/ipc/uts ns      builds the root, brings up lo, reaps zombies,
@@ -37,6 +38,7 @@ use nix::sys::resource::{setrlimit, Resource};
 use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::unistd::{fork, ForkResult, Gid, Uid};
 
+use super::clone3;
 use super::mounts::{self, RootPlan};
 use super::seccomp;
 use super::watch::{self, Waited};
@@ -320,6 +322,30 @@ fn join_cgroups(files: &[PathBuf]) -> Result<(), String> {
     Ok(())
 }
 
+/// Fork B into a new pid namespace: with `clone3(CLONE_INTO_CGROUP)` into the
+/// run's v2 cgroup when `born_into` is that cgroup (and the kernel has it),
+/// else join the cgroup(s), unshare and fork.
+fn fork_pid_namespace(
+    born_into: Option<std::os::fd::OwnedFd>,
+    cgroup_procs: &[PathBuf],
+) -> Result<ForkResult, String> {
+    if let Some(cgroup) = born_into {
+        match clone3::fork_into(&cgroup, libc::CLONE_NEWPID) {
+            Ok(clone3::Forked::Parent(pid)) => {
+                return Ok(ForkResult::Parent {
+                    child: nix::unistd::Pid::from_raw(pid),
+                })
+            }
+            Ok(clone3::Forked::Child) => return Ok(ForkResult::Child),
+            // Kernel before 5.7 (or clone3 refused): the move, as on v1.
+            Err(_) => join_cgroups(cgroup_procs)?,
+        }
+    }
+    unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("unshare pid namespace: {e}"))?;
+    // SAFETY: sandbox-exec is single-threaded (no runtime), so fork is sound.
+    unsafe { fork() }.map_err(|e| format!("fork: {e}"))
+}
+
 /// setgroups([]), gid, uid — in that order (uid last, or we lose the right to change gid).
 fn drop_privileges(uid: u32, gid: u32) -> Result<(), String> {
     nix::unistd::setgroups(&[]).map_err(|e| format!("setgroups: {e}"))?;
@@ -487,8 +513,13 @@ fn isolated(args: &ExecArgs, run_program: bool, parent: &mut watch::Parent) -> R
         None
     };
     let read_only = parse_read_only(&args.read_only)?;
-    // 1. cgroup first, so the namespaces' processes are all accounted and killable.
-    join_cgroups(&args.cgroup_procs)?;
+    // 1. cgroup first, so the namespaces' processes are all accounted and
+    //    killable: on cgroup v2 B is born in it (A stays outside, in the
+    //    server's cgroup), elsewhere A joins it and B inherits it.
+    let born_into = clone3::v2_target(&args.cgroup_procs);
+    if born_into.is_none() {
+        join_cgroups(&args.cgroup_procs)?;
+    }
     // A re-raises the program's fatal signal on itself: never dump core doing so.
     rlimit(Resource::RLIMIT_CORE, 0, 0)?;
     // B → A: C's raw wait status. A → B/C: "A is alive" (EOF = A died).
@@ -496,9 +527,7 @@ fn isolated(args: &ExecArgs, run_program: bool, parent: &mut watch::Parent) -> R
     let (alive_r, alive_w) = pipe()?;
     // 2. A new pid namespace for our next child (B = its PID 1); A itself stays
     //    in the host's namespaces.
-    unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("unshare pid namespace: {e}"))?;
-    // SAFETY: sandbox-exec is single-threaded (no runtime), so fork is sound.
-    match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
+    match fork_pid_namespace(born_into, &args.cgroup_procs)? {
         ForkResult::Parent { child } => {
             close_result_fd(args);
             drop((status_w, alive_r));

@@ -16,6 +16,9 @@
 //! quotas of the per-student uids).
 
 mod cgroup;
+// clone3(CLONE_INTO_CGROUP): a raw system call; see the module's SAFETY comment.
+#[allow(unsafe_code)]
+mod clone3;
 // fork, signal handlers, raw wait statuses, TIOCSCTTY: the helper is all OS calls.
 #[allow(unsafe_code)]
 pub mod exec;

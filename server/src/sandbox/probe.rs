@@ -38,9 +38,14 @@ pub(super) fn probe(config: &SandboxConfig) -> Probe {
         "needed for namespaces, cgroups and per-student uids".into(),
     ));
     let layout = probe_cgroups(config, &mut features);
-    features.push(favordynmods(
-        &std::fs::read_to_string("/proc/mounts").unwrap_or_default(),
-    ));
+    let born_in_cgroup = features.iter().any(|(n, ok, _)| n == PLACEMENT && *ok);
+    let mut dynmods = favordynmods(&std::fs::read_to_string("/proc/mounts").unwrap_or_default());
+    if born_in_cgroup && !dynmods.1 {
+        // Only a move waits for the grace period, and runs here are not moved.
+        dynmods.1 = true;
+        dynmods.2 = "off, and not needed: runs are born in their cgroup (no move)".into();
+    }
+    features.push(dynmods);
     probe_helper(config, &mut features);
     features.push(landlock());
     let complete = features.iter().all(|(n, ok, _)| *ok || !required(n));
@@ -98,17 +103,44 @@ fn probe_cgroups(
     let limits = SandboxLimits::default();
     let created = layout.create_run(&id, &limits);
     let ok = created.is_ok();
+    let mut placement = None;
     let detail = match created {
         Ok(cg) => {
-            let d = format!("created and removed {}", cg.paths()[0].display());
+            let dir = cg.paths()[0].clone();
+            if layout.version() == "v2" {
+                placement = Some(super::clone3::probe(&dir));
+            }
             cg.remove();
-            d
+            format!("created and removed {}", dir.display())
         }
         Err(e) => e.to_string(),
     };
     features.push(("cgroup run with limits".into(), ok, detail));
+    features.push(match placement {
+        Some(Ok(())) => (
+            PLACEMENT.into(),
+            true,
+            "clone3(CLONE_INTO_CGROUP): a run's processes are born in its cgroup, none is moved"
+                .into(),
+        ),
+        Some(Err(e)) => (
+            PLACEMENT.into(),
+            false,
+            format!("{e}; the helper moves itself into the run's cgroup instead"),
+        ),
+        None => (
+            PLACEMENT.into(),
+            false,
+            "cgroup v1: the helper moves itself into the run's cgroups (clone3 \
+             CLONE_INTO_CGROUP needs cgroup v2)"
+                .into(),
+        ),
+    });
     ok.then_some(layout)
 }
+
+/// The feature line of the clone3(CLONE_INTO_CGROUP) check.
+const PLACEMENT: &str = "cgroup placement at fork (optional: no move at run start)";
 
 /// Run `helper sandbox-exec --probe` and collect its `name<TAB>ok<TAB>detail` lines.
 fn probe_helper(config: &SandboxConfig, features: &mut Vec<(String, bool, String)>) {
