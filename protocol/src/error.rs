@@ -113,6 +113,9 @@ pub mod close_codes {
     pub const TOO_SLOW: u16 = 4010;
     /// An admin ended the connection.
     pub const KICKED: u16 = 4011;
+    /// The user opened more WebSockets than allowed (`CAMPUS_WS_PER_USER`):
+    /// this one, the oldest, was closed. Not reconnected automatically.
+    pub const TOO_MANY_CONNECTIONS: u16 = 4012;
     /// The connection's token was revoked (logout, in this or another tab),
     /// all the account's tokens were (password or role change), or the account
     /// was disabled. The close reason says which; the client shows it and

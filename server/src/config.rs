@@ -330,6 +330,78 @@ pub struct RunLimitArgs {
     pub allow_no_disk_quota: bool,
 }
 
+/// How failed logins are slowed down (docs/security.md, "Login limiting").
+#[derive(Debug, Clone, Args)]
+pub struct LoginArgs {
+    /// Failed logins for one username from one address before each further
+    /// attempt waits (exponential backoff).
+    #[arg(long, env = "CAMPUS_LOGIN_ATTEMPTS", default_value_t = 5)]
+    pub login_attempts: u32,
+    /// Seconds after its wait ended when a username+address's (or a device
+    /// cookie's) failures are forgotten; also the period of the username and
+    /// address budgets.
+    #[arg(long, env = "CAMPUS_LOGIN_WINDOW_SECS", default_value_t = 900)]
+    pub login_window_secs: u64,
+    /// First backoff wait, milliseconds; it doubles with each further failure.
+    #[arg(long, env = "CAMPUS_LOGIN_BACKOFF_MS", default_value_t = 1000)]
+    pub login_backoff_ms: u64,
+    /// Longest backoff wait, seconds.
+    #[arg(long, env = "CAMPUS_LOGIN_BACKOFF_MAX_SECS", default_value_t = 900)]
+    pub login_backoff_max_secs: u64,
+    /// Failed logins per username per window from browsers without its device
+    /// cookie, all addresses together (beyond: one per window/N).
+    #[arg(long, env = "CAMPUS_LOGIN_USER_FAILURES", default_value_t = 50)]
+    pub login_user_failures: u32,
+    /// Failed logins per address per window from browsers without a device
+    /// cookie, all usernames together (a classroom behind one NAT shares it).
+    #[arg(long, env = "CAMPUS_LOGIN_ADDRESS_FAILURES", default_value_t = 200)]
+    pub login_address_failures: u32,
+    /// Failed logins with one device cookie before its attempts back off.
+    #[arg(long, env = "CAMPUS_LOGIN_DEVICE_ATTEMPTS", default_value_t = 10)]
+    pub login_device_attempts: u32,
+    /// Lifetime of the device cookie a successful login sets, days.
+    #[arg(long, env = "CAMPUS_DEVICE_COOKIE_DAYS", default_value_t = 180)]
+    pub device_cookie_days: u64,
+}
+
+/// Connection limits (docs/security.md, "Connections").
+#[derive(Debug, Clone, Args)]
+pub struct ConnArgs {
+    /// Most open client connections, HTTP and WebSocket together (0: half of
+    /// what the open-files limit leaves after `CAMPUS_FD_RESERVE`).
+    #[arg(long, env = "CAMPUS_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+    /// Descriptors never used for client connections: the database pool,
+    /// workspaces, runs, the journal and served files need them.
+    #[arg(long, env = "CAMPUS_FD_RESERVE", default_value_t = 1024)]
+    pub fd_reserve: u64,
+    /// Most connections that have not authenticated, all addresses together
+    /// (0: a quarter of the connection cap).
+    #[arg(long, env = "CAMPUS_MAX_UNAUTH_CONNECTIONS", default_value_t = 0)]
+    pub max_unauth_connections: usize,
+    /// Most connections per client address (IPv6: per /64) that have not authenticated.
+    #[arg(long, env = "CAMPUS_MAX_UNAUTH_PER_ADDRESS", default_value_t = 256)]
+    pub max_unauth_per_address: usize,
+    /// Seconds a client has for a request's headers, counted from when the
+    /// server starts waiting for them (the connection opened, or the previous
+    /// response was sent): also how long an idle keep-alive connection stays.
+    #[arg(long, env = "CAMPUS_HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_read_timeout_secs: u64,
+    /// An unauthenticated connection that moves no bytes for this long, with
+    /// no request being handled, is closed, seconds.
+    #[arg(long, env = "CAMPUS_UNAUTH_IDLE_SECS", default_value_t = 10)]
+    pub unauth_idle_secs: u64,
+    /// The same for an authenticated HTTP connection, seconds.
+    #[arg(long, env = "CAMPUS_IDLE_SECS", default_value_t = 120)]
+    pub idle_secs: u64,
+    /// WebSockets per user; one more closes the user's oldest (close code 4012).
+    #[arg(long, env = "CAMPUS_WS_PER_USER", default_value_t = 8)]
+    pub ws_per_user: usize,
+    /// Authenticated HTTP connections per user; more count as unauthenticated.
+    #[arg(long, env = "CAMPUS_HTTP_CONNECTIONS_PER_USER", default_value_t = 32)]
+    pub http_connections_per_user: usize,
+}
+
 /// Everything `campus serve` needs.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -354,8 +426,14 @@ pub struct ServeArgs {
     /// logouts), milliseconds: the longest such a change waits to take effect.
     #[arg(long, env = "CAMPUS_ACCOUNT_POLL_MS", default_value_t = 1000)]
     pub account_poll_ms: u64,
-    /// Allowed browser origins for the WebSocket and CORS, comma-separated
-    /// (default: the server's own origin).
+    /// The address browsers use to reach Campus, e.g. `https://ide.uni.edu`:
+    /// the only origin (with `CAMPUS_ALLOWED_ORIGINS`) that may open a
+    /// WebSocket, and `https://` makes the cookies `Secure`. Required in
+    /// production; in development the default is the listen address
+    /// (`http://127.0.0.1:PORT` and `http://localhost:PORT`).
+    #[arg(long, env = "CAMPUS_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// More browser origins allowed for the WebSocket and CORS, comma-separated.
     #[arg(long, env = "CAMPUS_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
     /// Log as JSON lines instead of human-readable text.
@@ -367,12 +445,12 @@ pub struct ServeArgs {
     /// File operations per user per minute (WebSocket and HTTP together).
     #[arg(long, env = "CAMPUS_FILE_OPS_PER_MIN", default_value_t = 100)]
     pub file_ops_per_min: u32,
-    /// Login attempts per username+IP per window.
-    #[arg(long, env = "CAMPUS_LOGIN_ATTEMPTS", default_value_t = 10)]
-    pub login_attempts: u32,
-    /// Login-attempt window, seconds.
-    #[arg(long, env = "CAMPUS_LOGIN_WINDOW_SECS", default_value_t = 900)]
-    pub login_window_secs: u64,
+    /// Login limiting (docs/security.md, "Browser").
+    #[command(flatten)]
+    pub login: LoginArgs,
+    /// Connection limits (docs/security.md, "Connections").
+    #[command(flatten)]
+    pub conns: ConnArgs,
     /// Largest file, MiB (API and sandbox).
     #[arg(long, env = "CAMPUS_MAX_FILE_MB", default_value_t = 10)]
     pub max_file_mb: u64,
@@ -668,7 +746,7 @@ mod tests {
         assert_eq!(args.jwt_secret.as_ref().map(Secret::expose), Some(secret));
         let shown = format!("{args:?} {args:#?}");
         assert!(!shown.contains(secret), "{shown}");
-        assert!(shown.contains("[redacted]"), "{shown}");
+        assert!(shown.contains("jwt_secret: Some([redacted])"), "{shown}");
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod authz;
 pub mod cli;
 pub mod config;
+pub mod conn;
 pub mod disk;
 pub mod error;
 pub mod execution;

@@ -1,6 +1,7 @@
 //! Rate limits: the one type for every "at most N events per window" rule of
-//! the server (a connection's messages and pings, a user's file operations, a
-//! username+address's login attempts). A GCRA over [governor]: the first N
+//! the server (a connection's messages and pings, a user's file operations,
+//! a user's runs; failed logins have their own backoff in
+//! `auth/login_guard.rs`). A GCRA over [governor]: the first N
 //! events pass at once (the burst), then one more every `window / N`.
 //! A refusal is a [`Refused`] naming what was limited and when the next event
 //! would pass; the server boundary turns it into `rate_limited` with

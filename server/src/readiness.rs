@@ -1,7 +1,8 @@
 //! Readiness: whether this server can serve a class right now, from its
 //! inputs in one place: the database (the breaker's flag, and a ping), the
 //! record writer's backlog, the sandbox probe run, the data dir's disk, the
-//! live connections and the shutdown token. `/readyz` reports it; a login
+//! live connections, the sockets held against the connection limits and the
+//! shutdown token. `/readyz` reports it; a login
 //! asks it whether saves may fail.
 
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use serde::Serialize;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::conn::ConnLimits;
 use crate::hub::Hub;
 use crate::records::Records;
 use crate::runner::probe::SandboxProbe;
@@ -48,6 +50,7 @@ pub struct Readiness {
     probe: Arc<SandboxProbe>,
     disk: DiskThresholds,
     hub: Arc<Hub>,
+    conns: Arc<ConnLimits>,
     shutdown: CancellationToken,
 }
 
@@ -68,6 +71,8 @@ pub struct ReadinessInputs {
     pub disk: DiskThresholds,
     /// Live connections (counted).
     pub hub: Arc<Hub>,
+    /// The connection limits (their socket counts are reported).
+    pub conns: Arc<ConnLimits>,
     /// Cancelled when the server begins shutting down.
     pub shutdown: CancellationToken,
 }
@@ -89,6 +94,7 @@ impl Readiness {
             probe: i.probe,
             disk: i.disk,
             hub: i.hub,
+            conns: i.conns,
             shutdown: i.shutdown,
         }
     }
@@ -129,6 +135,7 @@ impl Readiness {
             "sandbox": sandbox,
             "disk": disk,
             "connections": self.hub.connection_count(),
+            "sockets": self.conns.stats(),
         });
         (ready, body)
     }

@@ -8,15 +8,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use campus_protocol::{Limits, Role};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::login_guard::{LoginGuard, LoginRules};
 use crate::auth::{password, AuthDeps, AuthService, TokenKeys};
 use crate::config::{self, ServeArgs};
+use crate::conn::{self, ConnConfig, ConnLimits};
 use crate::files::{FileDeps, FileService, UserWorkspaces};
+use crate::http::origin::OriginPolicy;
 use crate::hub::Hub;
 use crate::readiness::{DiskThresholds, Readiness, ReadinessInputs};
 use crate::records::{self, Records};
@@ -44,6 +46,26 @@ pub fn validate(args: &ServeArgs) -> anyhow::Result<()> {
     }
     if args.ws_messages_per_min == 0 || args.file_ops_per_min == 0 || args.run.runs_per_min == 0 {
         return Err(config::ConfigError::Invalid("rate limits must be positive".into()).into());
+    }
+    ConnConfig::resolve(&args.conns, conn::open_files_limit())?;
+    OriginPolicy::new(
+        args.public_url.as_deref(),
+        &args.allowed_origins,
+        args.listen,
+    )?;
+    if args.is_production() {
+        match args.public_url.as_deref().map(str::trim) {
+            None | Some("") => {
+                return Err(config::ConfigError::Invalid(
+                    "CAMPUS_PUBLIC_URL is required in production: the address students open (e.g. https://ide.uni.edu); only pages from it may open a Campus connection".into(),
+                )
+                .into())
+            }
+            Some(url) if url.to_ascii_lowercase().starts_with("http://") => {
+                tracing::warn!(%url, "CAMPUS_PUBLIC_URL is plain http: passwords and session cookies cross the network unencrypted (serve it over https)");
+            }
+            Some(_) => {}
+        }
     }
     Ok(())
 }
@@ -297,6 +319,19 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
         shutdown.clone(),
     );
     let hub = Arc::new(Hub::default());
+    let addr = listener.local_addr()?;
+    let origins = OriginPolicy::new(args.public_url.as_deref(), &args.allowed_origins, addr)?;
+    let conn_config = ConnConfig::resolve(&args.conns, conn::open_files_limit())?;
+    tracing::info!(
+        max_connections = conn_config.max_connections,
+        max_unauthenticated = conn_config.max_unauth,
+        max_unauthenticated_per_address = conn_config.max_unauth_per_address,
+        ws_per_user = conn_config.ws_per_user,
+        open_files_limit = conn::open_files_limit(),
+        origins = ?origins.origins().iter().map(|o| o.as_str()).collect::<Vec<_>>(),
+        "connection limits"
+    );
+    let conns = ConnLimits::new(conn_config);
     let auth = AuthService::start(
         AuthDeps {
             keys: TokenKeys::new(&secret, Duration::from_secs(args.token_ttl_secs.max(60))),
@@ -304,8 +339,10 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
             db: Arc::clone(&db_health),
             records: records.clone(),
             hub: Arc::clone(&hub),
-            login_attempts: args.login_attempts,
-            login_window: Duration::from_secs(args.login_window_secs),
+            login_guard: LoginGuard::new(
+                LoginRules::from_args(&args.login, origins.secure_cookies()),
+                &secret,
+            ),
             hash_slots: std::thread::available_parallelism().map_or(2, |n| n.get()),
             // Half a heartbeat keeps detection within about 1.5 heartbeats.
             recheck_after: Duration::from_millis(args.heartbeat_secs.max(1) * 500),
@@ -336,6 +373,7 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
             min_free_inodes: args.disk_min_free_inodes,
         },
         hub: Arc::clone(&hub),
+        conns: Arc::clone(&conns),
         shutdown: shutdown.clone(),
     });
     let state: SharedState = Arc::new(AppState {
@@ -343,38 +381,26 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
         files,
         runner,
         hub,
+        conns: Arc::clone(&conns),
         readiness,
-        settings: Settings::new(&args, limits(&args)),
+        settings: Settings::new(&args, limits(&args), origins),
         instance_id,
         shutdown,
         tracker,
     });
 
-    let addr = listener.local_addr()?;
     let app = crate::http::router(state.clone());
-    // Small replies must not wait for the peer's delayed ACK (Nagle: +40 ms).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
     let st = state.clone();
     let grace = Duration::from_secs(args.shutdown_grace_secs.max(1));
     let (db, writer) = (Arc::clone(&store), records.clone());
     let task = tokio::spawn(async move {
-        let token = st.shutdown.clone();
         spawn_housekeeping(&st);
-        let served = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { token.cancelled().await })
-        .await;
+        conn::serve::serve(listener, app, conns, st.shutdown.clone(), grace).await;
         // Drain whatever ended the listener: runs are recorded and the
-        // pool closed even when `serve` failed.
+        // pool closed.
         st.shutdown.cancel();
         drain(&st, grace, &db, &writer).await;
-        served.context("server error")
+        Ok(())
     });
     tracing::info!(%addr, backend = store.backend(), "campus is listening");
     Ok(Running {
@@ -532,6 +558,7 @@ fn spawn_housekeeping(state: &SharedState) {
     state.tracker.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         let mut minutes = 0u64;
+        let mut sockets = st.conns.stats();
         loop {
             tokio::select! {
                 _ = st.shutdown.cancelled() => break,
@@ -539,6 +566,7 @@ fn spawn_housekeeping(state: &SharedState) {
                     st.auth.shrink();
                     st.auth.purge_revocations().await;
                     st.files.shrink();
+                    sockets = log_connection_pressure(&sockets, st.conns.stats());
                     if minutes.is_multiple_of(60) {
                         let files = Arc::clone(st.files.workspaces());
                         let purged = tokio::task::spawn_blocking(move || files.purge_expired_trash()).await;
@@ -563,6 +591,28 @@ fn spawn_housekeeping(state: &SharedState) {
             }
         }
     });
+}
+
+/// Say once a minute when the connection limits had to act (an attack, or
+/// caps too low for the class); returns `now` for the next comparison.
+fn log_connection_pressure(before: &conn::ConnStats, now: conn::ConnStats) -> conn::ConnStats {
+    let evicted = now.evicted.saturating_sub(before.evicted);
+    let refused = now.refused.saturating_sub(before.refused);
+    let replaced = now.replaced.saturating_sub(before.replaced);
+    let accept_errors = now.accept_errors.saturating_sub(before.accept_errors);
+    if evicted + refused + replaced + accept_errors > 0 {
+        tracing::warn!(
+            evicted,
+            refused,
+            replaced,
+            accept_errors,
+            total = now.total,
+            unauthenticated = now.unauthenticated,
+            max_connections = now.max_connections,
+            "connection limits acted in the last minute (unauthenticated connections closed to make room, connections refused at the cap, WebSockets replaced by a newer one of their user, failed accepts)"
+        );
+    }
+    now
 }
 
 /// How long the start-up sweep of crash leftovers may run; workspaces it did not reach are

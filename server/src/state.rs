@@ -14,7 +14,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::AuthService;
 use crate::config::ServeArgs;
+use crate::conn::ConnLimits;
 use crate::files::FileService;
+use crate::http::origin::OriginPolicy;
 use crate::hub::Hub;
 use crate::readiness::Readiness;
 use crate::runner::Runner;
@@ -30,6 +32,9 @@ pub struct AppState {
     pub runner: Arc<Runner>,
     /// Live connections per user (connections register here).
     pub hub: Arc<Hub>,
+    /// Every accepted socket's slot: limits per address before
+    /// authentication, per user, and in total (see [`crate::conn`]).
+    pub conns: Arc<ConnLimits>,
     /// What `/readyz` reports.
     pub readiness: Readiness,
     /// Plain settings of connections and HTTP.
@@ -48,8 +53,6 @@ pub type SharedState = Arc<AppState>;
 /// Settings of connections and HTTP requests, read from the configuration once.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Production mode (cookies are `Secure`).
-    pub production: bool,
     /// Limits announced in `hello`.
     pub limits: Limits,
     /// WebSocket messages a connection may send per minute.
@@ -60,7 +63,10 @@ pub struct Settings {
     pub heartbeat: Duration,
     /// A connection silent this long is dropped.
     pub heartbeat_timeout: Duration,
-    /// Allowed browser origins (empty: only the server's own origin).
+    /// Which browser origins may open a WebSocket (`CAMPUS_PUBLIC_URL` and
+    /// `CAMPUS_ALLOWED_ORIGINS`), and whether cookies are `Secure`.
+    pub origins: OriginPolicy,
+    /// Extra browser origins allowed for CORS (`CAMPUS_ALLOWED_ORIGINS`).
     pub allowed_origins: Vec<String>,
     /// An upload receiving nothing this long is cancelled.
     pub upload_idle_timeout: Duration,
@@ -71,10 +77,11 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The settings of `args`, with `limits` as announced to clients.
-    pub fn new(args: &ServeArgs, limits: Limits) -> Self {
+    /// The settings of `args`, with `limits` as announced to clients and
+    /// `origins` resolved against the bound address.
+    pub fn new(args: &ServeArgs, limits: Limits, origins: OriginPolicy) -> Self {
         Settings {
-            production: args.is_production(),
+            origins,
             limits,
             ws_messages_per_min: args.ws_messages_per_min,
             ws_max_message_bytes: usize::try_from(args.ws_max_message_kb.max(4) * 1024)

@@ -245,6 +245,16 @@ fn production_refuses_weak_configuration() {
     let out = production(&missing, Some("9f1c2e7a4b6d8e0f1a3c5e7b9d1f3a5c"));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("data directory"));
+    // A strong secret and a usable data dir, but no public URL: the origin
+    // check would have nothing to compare with.
+    let out = production(dir.path(), Some("9f1c2e7a4b6d8e0f1a3c5e7b9d1f3a5c"));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("CAMPUS_PUBLIC_URL is required in production"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

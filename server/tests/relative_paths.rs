@@ -376,6 +376,7 @@ fn production_refuses_to_start_when_the_probe_run_fails() {
     cmd.arg("serve")
         .env("CAMPUS_ENV", "production")
         .env("CAMPUS_JWT_SECRET", "9f1c2e7a4b6d8e0f1a3c5e7b9d1f3a5c")
+        .env("CAMPUS_PUBLIC_URL", "https://ide.campus.test")
         .env("CAMPUS_LISTEN", format!("127.0.0.1:{}", free_port()))
         // Isolation is complete here; only the run itself cannot work.
         .env("CAMPUS_PYTHON", "/nonexistent/python3")

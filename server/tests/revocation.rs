@@ -86,6 +86,7 @@ async fn logout(srv: &TestServer, token: &str) {
     let r = reqwest::Client::new()
         .post(srv.url("/api/auth/logout"))
         .bearer_auth(token)
+        .json(&serde_json::json!({}))
         .send()
         .await
         .unwrap();

@@ -50,9 +50,14 @@ export async function login(username: string, password: string): Promise<{ user:
   return { user: body.user, warning: body.warning };
 }
 
-/** Log out (clears the cookie). */
+/** Log out (clears the cookie). JSON, like login: the server refuses other bodies. */
 export async function logout(): Promise<void> {
-  await fetch("/api/auth/logout", { method: "POST", credentials: "same-origin" });
+  await fetch("/api/auth/logout", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: "{}",
+    credentials: "same-origin",
+  });
 }
 
 /** The logged-in user, or null. */

@@ -44,8 +44,15 @@ export type ConnState =
   | { kind: "reconnecting"; attempt: number; retryAt: number; lastCode?: number }
   | { kind: "closed"; reason: CloseReason; detail?: string };
 
-/** Why the connection ended for good (no reconnect). */
-export type CloseReason = "logged_out" | "unauthorized" | "kicked" | "revoked";
+/**
+ * Why the connection stopped for good: logged out here, the session ended
+ * (4001), an administrator ended it (4011), the account opened more
+ * connections than the server allows and this, the oldest, was closed (4012;
+ * not retried, or two tabs would keep closing each other), or the server
+ * signed this token out (4013: logout elsewhere, password or role change,
+ * account disabled; `detail` carries its reason).
+ */
+export type CloseReason = "logged_out" | "unauthorized" | "kicked" | "replaced" | "revoked";
 
 /** Backoff parameters. */
 export interface BackoffOptions {
@@ -282,6 +289,10 @@ export class Connection {
         // Signed out by the server (logout in another tab, password or role
         // change, account disabled): its reason says which; never reconnect.
         this.close("revoked", ev.reason || undefined);
+        return;
+      }
+      if (ev.code === 4012) {
+        this.close("replaced");
         return;
       }
       if (!gotHello && this.opts.checkAuth) {

@@ -150,6 +150,19 @@ describe("Connection", () => {
     expect(FakeSocket.all.length).toBe(1);
   });
 
+  it("stops on 4012 (replaced by a newer connection of the account) and reconnects only when asked", () => {
+    const { conn, sock, clock } = setup();
+    sock().open();
+    sock().serverClose(4012);
+    clock.advance(60_000);
+    expect(conn.state).toEqual({ kind: "closed", reason: "replaced" });
+    expect(FakeSocket.all.length).toBe(1);
+    conn.start();
+    expect(FakeSocket.all.length).toBe(2);
+    sock().open("c2");
+    expect(conn.state).toEqual({ kind: "open" });
+  });
+
   it("asks HTTP whether we are logged in when the upgrade fails before hello", async () => {
     FakeSocket.all = [];
     const clock = new ManualClock();

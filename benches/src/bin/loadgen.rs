@@ -76,7 +76,9 @@ struct Cli {
     /// Idle mode: open this many heartbeating connections and report memory per connection.
     #[arg(long)]
     idle: Option<usize>,
-    /// Idle mode: distinct users the connections log in as.
+    /// Idle mode: distinct users the connections log in as (our own server
+    /// allows each that many WebSockets; an existing one needs
+    /// `CAMPUS_WS_PER_USER` ≥ connections / users).
     #[arg(long, default_value_t = 250)]
     idle_users: usize,
     /// Idle mode: how long to hold the connections (≥ 2 heartbeats).
@@ -115,13 +117,23 @@ async fn real_main() -> anyhow::Result<u64> {
     let cli = Cli::parse();
     // Thousands of sockets here and in the server we start (it inherits the limit).
     let nofile = raise_nofile_limit()?;
+    let mut env = cli.server_env.clone();
+    if let Some(k) = cli.idle {
+        // Idle mode shares few users among many connections; the server
+        // closes a user's oldest WebSocket past CAMPUS_WS_PER_USER, so our
+        // own server gets a cap that fits (unless one is given).
+        let per_user = k.div_ceil(cli.idle_users.clamp(1, k.max(1)));
+        if !env.iter().any(|(key, _)| key == "CAMPUS_WS_PER_USER") {
+            env.push(("CAMPUS_WS_PER_USER".into(), per_user.max(1).to_string()));
+        }
+    }
     let mut target = Target::open(TargetOptions {
         url: cli.url.clone(),
         server_pid: cli.server_pid,
         password: cli.password.clone(),
         prefix: cli.prefix.clone(),
         create_users_in: cli.create_users_in.clone(),
-        env: cli.server_env.clone(),
+        env,
     })
     .await?;
     eprintln!(

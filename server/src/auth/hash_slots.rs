@@ -60,10 +60,24 @@ impl HashSlots {
     /// blocking work itself, so a login given up half-way (its client went
     /// away) still holds it until the hash is done.
     pub async fn verify(&self, password: String, phc: Option<String>) -> Result<bool, AppError> {
+        self.verify_admitted(password, phc, || Ok(())).await
+    }
+
+    /// [`Self::verify`], but `admit` is asked once the slot is held, before
+    /// any hashing: a login that queued behind others is judged by what they
+    /// taught the caller (their failures may make it wait), so guesses sent
+    /// in parallel cannot all slip past one check. A refusal frees the slot.
+    pub async fn verify_admitted(
+        &self,
+        password: String,
+        phc: Option<String>,
+        admit: impl FnOnce() -> Result<(), AppError>,
+    ) -> Result<bool, AppError> {
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let permit = Arc::clone(&self.slots).acquire_owned().await;
         self.waiting.fetch_sub(1, Ordering::SeqCst);
         let permit = permit.map_err(AppError::internal)?;
+        admit()?;
         let running = Arc::clone(&self.running);
         let dummy = Arc::clone(&self.dummy);
         tokio::task::spawn_blocking(move || {

@@ -1,10 +1,11 @@
 //! Authentication: argon2id passwords (verified in bounded hash slots),
-//! HS256 JWTs, the login limiter, the last known account states, and
-//! resolving a request's credentials (Bearer header or cookie) to a user —
-//! all behind [`AuthService`].
+//! HS256 JWTs, the login guard (brute-force limits, device cookies), the last
+//! known account states, and resolving a request's credentials (Bearer header
+//! or cookie) to a user — all behind [`AuthService`].
 
 pub mod account_status;
 pub mod hash_slots;
+pub mod login_guard;
 pub mod password;
 mod service;
 pub mod token;

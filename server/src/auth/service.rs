@@ -1,5 +1,5 @@
 //! The auth service: everything that decides who a caller is. It owns the
-//! token keys, the login limiter, the hash slots and the account status (last
+//! token keys, the login guard, the hash slots and the account status (last
 //! known account states, token generations and logged-out tokens, kept in step
 //! with the database by its refresher), and reaches the database (through the
 //! breaker) and the audit log (through the record writer) itself; handlers
@@ -15,10 +15,10 @@ use tokio_util::task::TaskTracker;
 
 use super::account_status::{AccountStatus, Refresher};
 use super::hash_slots::HashSlots;
+use super::login_guard::{LoginGuard, Refusal};
 use super::{AuthError, Claims, TokenKeys};
 use crate::error::AppError;
 use crate::hub::{Hub, Revocation};
-use crate::ratelimit::KeyedRateLimit;
 use crate::records::Records;
 use crate::runner::Runner;
 use crate::store::{now_ms, DbHealth, DynStore, NewAudit, RevokedToken};
@@ -39,10 +39,9 @@ pub struct AuthDeps {
     pub records: Records,
     /// Live connections (closed when an account is disabled).
     pub hub: Arc<Hub>,
-    /// Login attempts per username+address per `login_window`.
-    pub login_attempts: u32,
-    /// See `login_attempts`.
-    pub login_window: Duration,
+    /// How failed logins are slowed down, with the device cookies' key
+    /// (see [`super::login_guard`]).
+    pub login_guard: LoginGuard,
     /// Password verifications at once.
     pub hash_slots: usize,
     /// A known account state older than this is re-checked in the background.
@@ -67,7 +66,7 @@ pub struct AuthService {
     records: Records,
     hub: Arc<Hub>,
     runner: Arc<Runner>,
-    login_limit: KeyedRateLimit<(String, IpAddr)>,
+    login_guard: LoginGuard,
     hashes: HashSlots,
     accounts: Arc<AccountStatus>,
 }
@@ -81,6 +80,8 @@ pub struct LoggedIn {
     pub token: String,
     /// Its expiry, seconds since the epoch.
     pub expires_at: u64,
+    /// A fresh device cookie for this browser (`Set-Cookie` value).
+    pub device_cookie: Option<String>,
 }
 
 impl AuthService {
@@ -109,25 +110,24 @@ impl AuthService {
             records: deps.records,
             hub: deps.hub,
             runner: deps.runner,
-            login_limit: KeyedRateLimit::keyed(
-                deps.login_attempts,
-                deps.login_window,
-                "login attempts",
-            ),
+            login_guard: deps.login_guard,
             hashes: HashSlots::new(deps.hash_slots),
             accounts,
         }
     }
 
-    /// Check a username and password from `ip` and issue a token. Every outcome
-    /// is audited (in the background: the only database call a login waits for
-    /// is the account lookup). While the database is known to be down this is
-    /// `unavailable` at once.
+    /// Check a username and password from `ip` and issue a token, with the
+    /// login guard's limits (`device` is the browser's device cookie, if
+    /// any). Every outcome is audited (in the background: the only database
+    /// call a login waits for is the account lookup); a refusal only once
+    /// per wait, so hammering during one writes nothing. While the database
+    /// is known to be down this is `unavailable` at once.
     pub async fn login(
         &self,
         username: &str,
         password: String,
         ip: IpAddr,
+        device: Option<&str>,
     ) -> Result<LoggedIn, AppError> {
         if !self.db.is_up() {
             return Err(AppError::unavailable());
@@ -140,25 +140,46 @@ impl AuthService {
             detail: None,
             ip: Some(ip.to_string()),
         };
-        if let Err(refused) = self.login_limit.check_key(&(username.to_lowercase(), ip)) {
-            self.records.audit(audit("login.rate_limited", None));
-            return Err(refused.into());
-        }
-        let user = self.store.user_by_username(username).await?;
+        let refused = |r: Refusal| {
+            if r.first {
+                self.records.audit(audit("login.rate_limited", None));
+            }
+            AppError::rate_limited("failed login attempts", r.wait)
+        };
+        let attempt = self
+            .login_guard
+            .begin(username, ip, device)
+            .map_err(refused)?;
+        let user = match self.store.user_by_username(username).await {
+            Ok(u) => u,
+            Err(e) => {
+                self.login_guard.abandoned(&attempt);
+                return Err(e.into());
+            }
+        };
         let phc = user.as_ref().map(|u| u.password_hash.clone());
-        let ok = self.hashes.verify(password, phc).await?;
+        let ok = self
+            .hashes
+            .verify_admitted(password, phc, || {
+                self.login_guard.recheck(&attempt).map_err(refused)
+            })
+            .await?;
         let user = match user {
             Some(u) if ok && !u.disabled => u,
             Some(u) if ok => {
+                // Counted like a wrong password: the answer must not tell them apart.
+                self.login_guard.failed(&attempt);
                 self.records.audit(audit("login.disabled", Some(u.id)));
                 return Err(AppError::new(ErrorCode::Unauthorized, BAD_CREDENTIALS));
             }
             other => {
+                self.login_guard.failed(&attempt);
                 self.records
                     .audit(audit("login.failed", other.map(|u| u.id)));
                 return Err(AppError::new(ErrorCode::Unauthorized, BAD_CREDENTIALS));
             }
         };
+        let device_cookie = self.login_guard.succeeded(&attempt);
         let (token, expires_at) = self
             .keys
             .issue(user.id, &user.username, user.role, user.token_generation)
@@ -174,6 +195,7 @@ impl AuthService {
             user: info,
             token,
             expires_at,
+            device_cookie,
         })
     }
 
@@ -289,9 +311,9 @@ impl AuthService {
         self.keys.ttl()
     }
 
-    /// Housekeeping: forget limiter keys and account states nobody needs any more.
+    /// Housekeeping: forget login-guard entries and account states nobody needs any more.
     pub fn shrink(&self) {
-        self.login_limit.shrink();
+        self.login_guard.shrink();
         self.accounts.shrink();
     }
 

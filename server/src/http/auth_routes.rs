@@ -2,15 +2,17 @@
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use campus_protocol::{ErrorCode, UserInfo};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 use super::AuthUser;
+use crate::auth::login_guard;
 use crate::auth::COOKIE_NAME;
+use crate::conn::ConnHandle;
 use crate::error::AppError;
 use crate::state::SharedState;
 
@@ -48,22 +50,30 @@ const DISK_FULL_WARNING: &str = "The server's disk is full, so it cannot accept 
      now: saving files may fail until an administrator frees space. You can still open and \
      read your files, and your edits are kept in this browser meanwhile.";
 
-/// Check credentials, issue a token and set the session cookie.
+/// Check credentials, issue a token and set the session cookie (and a fresh
+/// device cookie, see [`crate::auth::login_guard`]).
 pub async fn login(
     State(state): State<SharedState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    conn: Option<Extension<ConnHandle>>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
+    require_json(&headers)?;
     let req: LoginRequest = serde_json::from_slice(&body).map_err(|e| {
         AppError::new(
             ErrorCode::BadRequest,
             format!("expected {{\"username\", \"password\"}}: {e}"),
         )
     })?;
+    let device = login_guard::device_cookie(&headers);
     let logged_in = state
         .auth
-        .login(&req.username, req.password, peer.ip())
+        .login(&req.username, req.password, peer.ip(), device.as_deref())
         .await?;
+    if let Some(Extension(conn)) = &conn {
+        conn.authenticated(logged_in.user.id);
+    }
     let warning = state.readiness.storage_low().await.then(|| LoginWarning {
         code: ErrorCode::InsufficientStorage,
         message: DISK_FULL_WARNING.to_string(),
@@ -75,7 +85,7 @@ pub async fn login(
     let cookie = session_cookie(
         &token,
         state.auth.token_ttl().as_secs(),
-        state.settings.production,
+        state.settings.origins.secure_cookies(),
     );
     let body = LoginResponse {
         token,
@@ -84,8 +94,10 @@ pub async fn login(
         warning,
     };
     let mut resp = Json(body).into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        resp.headers_mut().insert(header::SET_COOKIE, v);
+    for c in std::iter::once(cookie).chain(logged_in.device_cookie) {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
     }
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -93,8 +105,9 @@ pub async fn login(
 }
 
 /// Revoke the token the request carries (Bearer or cookie) and clear the
-/// session cookie. The token is refused from this moment (every tab and
-/// device using it: their WebSockets close with 4013 at once); the
+/// session cookie. JSON only, like login: a cross-site form must not be
+/// able to log a student out. The token is refused from this moment (every
+/// tab and device using it: their WebSockets close with 4013 at once); the
 /// revocation is recorded through the record writer, so it survives a
 /// database outage and reaches every instance sharing the database. The
 /// user's run is stopped when no other of their connections is left. A
@@ -102,17 +115,39 @@ pub async fn login(
 pub async fn logout(
     State(state): State<SharedState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request_headers: HeaderMap,
-) -> Response {
-    if let Some((token, _)) = crate::auth::extract_token(&request_headers) {
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    require_json(&headers)?;
+    if let Some((token, _)) = crate::auth::extract_token(&headers) {
         state.auth.logout(&token, peer.ip()).await;
     }
-    let mut headers = HeaderMap::new();
-    let cookie = session_cookie("", 0, state.settings.production);
+    let mut out = HeaderMap::new();
+    let cookie = session_cookie("", 0, state.settings.origins.secure_cookies());
     if let Ok(v) = HeaderValue::from_str(&cookie) {
-        headers.insert(header::SET_COOKIE, v);
+        out.insert(header::SET_COOKIE, v);
     }
-    (headers, Json(serde_json::json!({"ok": true}))).into_response()
+    Ok((out, Json(serde_json::json!({"ok": true}))).into_response())
+}
+
+/// State-changing JSON endpoints take only `Content-Type: application/json`:
+/// an HTML form on another site can send only form encodings and
+/// `text/plain` (login CSRF), and a script there cannot send JSON without a
+/// CORS preflight, which fails. Anything else is `415` with `bad_request`.
+fn require_json(headers: &HeaderMap) -> Result<(), AppError> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    if json {
+        return Ok(());
+    }
+    let mut e = AppError::new(
+        ErrorCode::BadRequest,
+        "send this request as JSON (Content-Type: application/json)",
+    );
+    e.http_status = Some(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    Err(e)
 }
 
 /// The logged-in user (lets a reloaded page know the cookie is still good).
@@ -120,7 +155,7 @@ pub async fn me(AuthUser(user): AuthUser) -> Json<UserInfo> {
     Json(user)
 }
 
-/// HttpOnly, SameSite=Strict cookie; `Secure` in production (served over TLS there).
+/// HttpOnly, SameSite=Strict cookie; `Secure` when the public URL is `https://`.
 fn session_cookie(token: &str, max_age: u64, secure: bool) -> String {
     let secure = if secure { "; Secure" } else { "" };
     format!("{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")

@@ -9,6 +9,7 @@ use axum::http::request::Parts;
 use campus_protocol::{ErrorCode, UserInfo};
 
 use crate::auth;
+use crate::conn::ConnHandle;
 use crate::error::AppError;
 use crate::state::SharedState;
 
@@ -22,7 +23,17 @@ impl FromRequestParts<SharedState> for AuthUser {
     async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, AppError> {
         let (token, _) = auth::extract_token(&parts.headers)
             .ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "log in first"))?;
-        state.auth.authenticate_request(&token).await.map(AuthUser)
+        let user = state.auth.authenticate_request(&token).await?;
+        mark_authenticated(parts, user.id);
+        Ok(AuthUser(user))
+    }
+}
+
+/// The request proved `user_id`: its connection leaves the unauthenticated
+/// limits (see [`crate::conn`]).
+fn mark_authenticated(parts: &Parts, user_id: i64) {
+    if let Some(conn) = parts.extensions.get::<ConnHandle>() {
+        conn.authenticated(user_id);
     }
 }
 

@@ -5,6 +5,7 @@ mod auth_routes;
 mod extract;
 mod files_routes;
 mod health;
+pub mod origin;
 mod web;
 
 use std::time::Duration;

@@ -2,7 +2,9 @@
 //! shutdown, queued events for this connection (other tabs' file changes),
 //! replies of its file task and of its session task, the session's output,
 //! the heartbeat tick, and the next client message. Every exit path drops the
-//! hub guard, so the connection is unregistered however it ends.
+//! hub guard, so the connection is unregistered however it ends. A newer
+//! WebSocket of the same user beyond the per-user cap closes this one
+//! ([`WsSlot::replaced`], code 4012).
 //!
 //! The loop never waits on anything but the socket: file operations go to
 //! the connection's file task ([`FileQueue`]) so a save never delays a
@@ -30,6 +32,7 @@ use super::file_worker::FileQueue;
 use super::session_worker::SessionQueue;
 use super::socket::{send_json, send_with_timeout};
 use crate::auth::Claims;
+use crate::conn::WsSlot;
 use crate::error::AppError;
 use crate::hub::Outbound;
 use crate::ratelimit::{RateLimit, MINUTE};
@@ -56,12 +59,18 @@ enum Exit {
 }
 
 /// Serve one connection until it closes, the server shuts down, or it misbehaves.
-pub async fn run(socket: WebSocket, state: SharedState, user: UserInfo, claims: Claims) {
+pub async fn run(
+    socket: WebSocket,
+    state: SharedState,
+    user: UserInfo,
+    claims: Claims,
+    slot: WsSlot,
+) {
     let conn_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
     let span = tracing::info_span!("ws", conn = %conn_id, user = %user.username);
     async move {
         tracing::info!("connected");
-        let exit = serve(socket, &state, user, claims, conn_id).await;
+        let exit = serve(socket, &state, user, claims, conn_id, slot).await;
         if let Exit::Close(code, reason) = exit {
             tracing::info!(code, reason, "closed by server");
         } else {
@@ -78,6 +87,7 @@ async fn serve(
     user: UserInfo,
     claims: Claims,
     conn_id: String,
+    slot: WsSlot,
 ) -> Exit {
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
@@ -137,6 +147,9 @@ async fn serve(
             // Logout, a password or role change, or the account disabled:
             // ends now, not at the next heartbeat.
             (code, reason) = guard.revoked() => break Exit::Close(code, reason),
+            _ = slot.replaced() => {
+                break Exit::Close(close_codes::TOO_MANY_CONNECTIONS, "too many connections of this account: this one, the oldest, was closed");
+            }
             Some(out) = rx.recv() => match out {
                 Outbound::Msg(msg) => {
                     if send_json(&mut sink, &msg).await.is_err() { break Exit::Gone; }

@@ -23,6 +23,9 @@ struct Args {
     serve: ServeArgs,
 }
 
+/// The token secret of every test server (tests may sign tokens with it).
+pub const JWT_SECRET: &str = "test-secret-0123456789-abcdefghij-klmnop";
+
 /// Default test-server args for a data dir and database.
 pub fn default_args(data_dir: PathBuf, database_url: &str) -> ServeArgs {
     let mut a = Args::parse_from(["campus"]).serve;
@@ -30,7 +33,7 @@ pub fn default_args(data_dir: PathBuf, database_url: &str) -> ServeArgs {
     a.storage.data_dir = data_dir;
     a.storage.database_url = Some(database_url.to_string());
     a.storage.db_max_connections = 4;
-    a.jwt_secret = Some("test-secret-0123456789-abcdefghij-klmnop".into());
+    a.jwt_secret = Some(JWT_SECRET.into());
     a.shutdown_grace_secs = 3;
     // The test binary is not `campus`: point the sandbox at the real helper.
     a.run.sandbox_helper = Some(PathBuf::from(env!("CARGO_BIN_EXE_campus")));

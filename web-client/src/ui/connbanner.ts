@@ -15,6 +15,18 @@ export class ConnBanner {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     this.el.dataset.state = s.kind;
+    if (s.kind === "closed" && s.reason === "replaced") {
+      // Another tab or device of this account took this connection's place:
+      // reconnect only when asked (that closes the account's oldest one).
+      this.el.hidden = false;
+      const again = h("button", { onclick: () => this.conn.start() }, "Reconnect here");
+      this.el.replaceChildren(
+        h("span", null, "This tab was disconnected because your account has too many tabs or devices connected. Your edits are kept on this device."),
+        " ",
+        again,
+      );
+      return;
+    }
     if (s.kind === "open" || s.kind === "closed") {
       this.el.hidden = true;
       return;

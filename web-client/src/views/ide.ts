@@ -177,7 +177,8 @@ export const ideView: View = {
       } else runbar.handle(m);
     });
     conn.on("state", (s) => {
-      if (s.kind === "closed" && s.reason !== "logged_out") {
+      // "replaced": still logged in; the banner offers to reconnect.
+      if (s.kind === "closed" && s.reason !== "logged_out" && s.reason !== "replaced") {
         const text =
           s.reason === "kicked"
             ? "An administrator ended your session."
