@@ -344,6 +344,7 @@ fn production_refuses_a_data_dir_without_quotas_unless_waived() {
         campus(&["serve"])
             .env("CAMPUS_ENV", "production")
             .env("CAMPUS_JWT_SECRET", "9f1c2e7a4b6d8e0f1a3c5e7b9d1f3a5c")
+            .env("CAMPUS_PUBLIC_URL", "https://ide.campus.test")
             .env("CAMPUS_LISTEN", format!("127.0.0.1:{port}")),
     );
     assert!(!out.status.success(), "{}", text(&out));
