@@ -99,6 +99,15 @@ describe("what a student reads", () => {
     await page.waitForFunction(() => /raised ZeroDivisionError/.test(document.querySelector(".run-status .status-text")?.textContent ?? ""), null, { timeout: 20_000 });
     await runAction(page, "stop");
     await waitEnding(page, /Stopped by you/);
+    // Leaving the REPL cleanly does not turn the script's failure green.
+    await runAction(page, "hybrid");
+    await page.locator('.phase-badge[data-phase="repl"]:not([hidden])').waitFor({ timeout: 20_000 });
+    await waitTerminal(page, />>> $/m);
+    await page.locator(".terminal .xterm").click();
+    await page.keyboard.type("exit()");
+    await page.keyboard.press("Enter");
+    await waitEnding(page, /oops\.py raised ZeroDivisionError; REPL closed — Finished with exit code 0/);
+    expect((await status(page)).outcome).toBe("error");
   });
 
   it("a dead network path is noticed without a close, and the output is replayed after reconnecting", async () => {

@@ -182,11 +182,15 @@ export class RunBar {
       if (r.until !== null && r.until > Date.now()) this.countdown = setInterval(tick, 250);
     } else if (this.lastEnded) {
       this.phaseBadge.hidden = true;
-      this.statusText.textContent = describeEnding(this.lastEnded, this.deps.conn.hello?.limits);
+      const ending = describeEnding(this.lastEnded, this.deps.conn.hello?.limits);
+      // A hybrid run whose script raised stays an error after its REPL ends
+      // cleanly: the REPL's exit code 0 must not turn the script's failure green.
+      const raised = this.mode === "hybrid" && runningOutcome(this.scriptError) === "error" && endingOutcome(this.lastEnded) === "ok";
+      this.statusText.textContent = raised ? `${this.path} raised ${this.scriptError}; REPL closed — ${ending}` : ending;
       this.usage.textContent = describeUsage(this.lastEnded);
       this.usage.title = this.lastEnded.message;
       this.status.dataset.ending = this.lastEnded.reason;
-      this.status.dataset.outcome = endingOutcome(this.lastEnded);
+      this.status.dataset.outcome = raised ? "error" : endingOutcome(this.lastEnded);
     } else {
       this.setIdle("Ready. Press Run to run the open file.");
     }
