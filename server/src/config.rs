@@ -372,7 +372,8 @@ pub struct ConnArgs {
     #[arg(long, env = "CAMPUS_MAX_CONNECTIONS", default_value_t = 0)]
     pub max_connections: usize,
     /// Descriptors never used for client connections: the database pool,
-    /// workspaces, runs, the journal and served files need them.
+    /// workspaces, runs, the journal and served files need them (at most half
+    /// the open-files limit).
     #[arg(long, env = "CAMPUS_FD_RESERVE", default_value_t = 1024)]
     pub fd_reserve: u64,
     /// Most connections that have not authenticated, all addresses together

@@ -106,22 +106,23 @@ impl ConnConfig {
     /// user's workspace and run descriptors with it), and an explicit one may
     /// not eat into the reserve.
     pub fn resolve(args: &ConnArgs, nofile: u64) -> Result<ConnConfig, ConfigError> {
-        let available =
-            usize::try_from(nofile.saturating_sub(args.fd_reserve)).unwrap_or(usize::MAX);
+        // The reserve takes at most half the limit: a host (or container)
+        // whose limit is the common 1,024 still serves a small class instead
+        // of refusing to start.
+        let reserve = args.fd_reserve.min(nofile / 2);
+        let available = usize::try_from(nofile.saturating_sub(reserve)).unwrap_or(usize::MAX);
         let max_connections = match args.max_connections {
             0 => available / 2,
             n if n > available => {
                 return Err(ConfigError::Invalid(format!(
-                    "CAMPUS_MAX_CONNECTIONS is {n}, but the open-files limit ({nofile}) minus CAMPUS_FD_RESERVE ({}) leaves {available}: raise the limit (ulimit -n, LimitNOFILE=) or lower one of them",
-                    args.fd_reserve
+                    "CAMPUS_MAX_CONNECTIONS is {n}, but the open-files limit ({nofile}) minus the descriptor reserve ({reserve}) leaves {available}: raise the limit (ulimit -n, LimitNOFILE=) or lower one of them"
                 )))
             }
             n => n,
         };
         if max_connections < MIN_CONNECTIONS {
             return Err(ConfigError::Invalid(format!(
-                "the open-files limit ({nofile}) minus CAMPUS_FD_RESERVE ({}) leaves room for only {max_connections} connections (at least {MIN_CONNECTIONS}): raise the limit (ulimit -n, LimitNOFILE=) or lower CAMPUS_FD_RESERVE",
-                args.fd_reserve
+                "the open-files limit ({nofile}) minus the descriptor reserve ({reserve}) leaves room for only {max_connections} connections (at least {MIN_CONNECTIONS}): raise the limit (ulimit -n, LimitNOFILE=)"
             )));
         }
         let max_unauth = match args.max_unauth_connections {
@@ -865,7 +866,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("CAMPUS_MAX_CONNECTIONS is 19000"), "{e}");
-        let e = ConnConfig::resolve(&args, 1024).unwrap_err().to_string();
+        // The common default limit still serves a class: the reserve shrinks to half.
+        let small = ConnConfig::resolve(&args, 1024).unwrap();
+        assert_eq!(small.max_connections, 256);
+        let e = ConnConfig::resolve(&args, 100).unwrap_err().to_string();
         assert!(e.contains("raise the limit"), "{e}");
         let zero = ConnArgs {
             ws_per_user: 0,
