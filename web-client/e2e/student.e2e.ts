@@ -46,12 +46,18 @@ async function status(p: Page): Promise<{ text: string; outcome: string; color: 
   });
 }
 
+/** The status once its outcome is `outcome` (a re-attach may render it once more). */
+async function settled(p: Page, outcome: string): Promise<Awaited<ReturnType<typeof status>>> {
+  await p.locator(`.run-status[data-outcome="${outcome}"]`).waitFor({ timeout: 10_000 });
+  return status(p);
+}
+
 describe("what a student reads", () => {
   it("a traceback is an error, success is green, and Ctrl-C is the student's own interruption", async () => {
     await createFile(page, "fine.py", 'print("all good")\n');
     await runAction(page, "run");
     await waitEnding(page, /Finished with exit code 0/);
-    const good = await status(page);
+    const good = await settled(page, "ok");
     expect(good.outcome).toBe("ok");
     expect(good.color).toBe(good.ok);
 
@@ -59,7 +65,7 @@ describe("what a student reads", () => {
     await runAction(page, "run");
     await waitTerminal(page, /ZeroDivisionError: division by zero/);
     await waitEnding(page, /^Ended with an error \(exit code 1\) after \d+\.\d s$/);
-    const bad = await status(page);
+    const bad = await settled(page, "error");
     expect(bad.outcome).toBe("error");
     expect(bad.color).toBe(bad.danger);
     expect(bad.color).not.toBe(bad.ok);
@@ -71,7 +77,7 @@ describe("what a student reads", () => {
     await page.locator(".terminal .xterm").click();
     await page.keyboard.press("Control+c");
     await waitEnding(page, /^Interrupted \(Ctrl-C\) after \d+\.\d s$/);
-    const interrupted = await status(page);
+    const interrupted = await settled(page, "neutral");
     expect(interrupted.outcome).toBe("neutral");
     expect(interrupted.color).toBe(interrupted.fg);
     expect(interrupted.text).not.toMatch(/signal/);
