@@ -199,6 +199,19 @@ impl RunCgroup {
         }
     }
 
+    /// Kill every process of a tree that is not forking (a parked warm
+    /// sandbox): on v1 without the freezer (see `v1::RunDirs::kill_parked`),
+    /// on v2 `cgroup.kill` as always.
+    pub fn kill_parked(&self) {
+        let done = match &self.kind {
+            Kind::V1(d) => d.kill_parked(KILL_DEADLINE),
+            Kind::V2(dir) => v2::kill_all(dir, KILL_DEADLINE),
+        };
+        if !done {
+            tracing::warn!(cgroup = ?self.paths(), "processes survived kill_parked within the deadline");
+        }
+    }
+
     /// Current usage (cpu, peak memory, OOM kills, pids).
     pub fn stats(&self) -> CgroupStats {
         match &self.kind {

@@ -192,6 +192,17 @@ impl RunDirs {
 
     /// Freeze, SIGKILL all, thaw; repeat until empty. Returns true when empty.
     pub(crate) fn kill_all(&self, limit: Duration) -> bool {
+        self.kill_loop(limit, true)
+    }
+
+    /// Kill every process without the freezer, for a tree that cannot be
+    /// forking (a parked warm sandbox): nothing is ever left frozen, even if
+    /// the server dies halfway (a frozen process cannot die).
+    pub(crate) fn kill_parked(&self, limit: Duration) -> bool {
+        self.kill_loop(limit, false)
+    }
+
+    fn kill_loop(&self, limit: Duration, freeze: bool) -> bool {
         let Some(procs_dir) = self.procs_dir() else {
             return true;
         };
@@ -205,10 +216,17 @@ impl RunDirs {
             if Instant::now() >= deadline {
                 return false;
             }
-            let frozen = self.freeze(true).is_ok() && self.wait_frozen(deadline);
+            let requested = freeze && self.freeze(true).is_ok();
+            if requested && !self.wait_frozen(deadline) {
+                tracing::debug!("run cgroup not frozen in time; killing what it holds");
+            }
             // Re-read while frozen: nothing can fork between this read and the kill.
             kill_pids(&read_pids(&procs));
-            if frozen {
+            if requested {
+                // Thaw whether or not FROZEN was reached: a process left in a
+                // freezing cgroup never dies of its SIGKILL (found under 300
+                // students on a saturated machine: runs stuck in the
+                // refrigerator after `wait_frozen` ran out of time).
                 let _ = self.freeze(false);
             }
             std::thread::sleep(POLL);
