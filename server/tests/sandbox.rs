@@ -61,6 +61,7 @@ fn spec(name: &str, user_id: i64, workspace: &Path, code: &str) -> RunSpec {
         scratch_dir: None,
         cwd: None,
         result_channel: false,
+        result_duplex: false,
         argv: vec![PYTHON.into(), "-c".into(), code.into()],
         env: vec![
             ("PYTHONUNBUFFERED".into(), "1".into()),
@@ -780,6 +781,18 @@ print('GOT', name.upper())
             "{line} (host has {} bytes)",
             host.len()
         );
+    }
+    // Every mask (each /proc mount but /proc itself) is read-only at the
+    // mount level: those bound from the first mask carry its flags.
+    let masks: Vec<&str> = info
+        .trim_start_matches("MOUNTINFO '")
+        .split("\\n")
+        .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with("/proc/")))
+        .collect();
+    assert!(masks.len() >= 10, "{info}");
+    for m in &masks {
+        let opts = m.split(' ').nth(5).unwrap_or("");
+        assert!(opts.split(',').any(|o| o == "ro"), "writable mask: {m}");
     }
     let host_cmdline = std::fs::read_to_string("/proc/cmdline").unwrap();
     assert!(!out.contains(host_cmdline.trim()), "{out}");

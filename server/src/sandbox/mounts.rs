@@ -467,37 +467,61 @@ fn glob_match(pattern: &str, name: &str) -> bool {
 /// Mask the host-revealing parts of the fresh /proc and make /proc/sys
 /// read-only (the program is not root, but a mount flag does not depend on
 /// that). Runs after pivot_root: /dev/null is the run's own node.
+///
+/// Only the first mask of each kind is made read-only by a remount: a bind
+/// of a read-only mount copies its flags (read-only, nosuid, noexec), so the
+/// others are bound from it, one syscall each instead of two (the masks were
+/// ~60 of a run's ~200 mount calls).
 fn mask_proc() -> R {
     let proc = Path::new("/proc");
+    let mut null_mask: Option<PathBuf> = None;
     for name in PROC_MASKED_FILES {
         let dst = proc.join(name);
         if fs::symlink_metadata(&dst).is_err() {
             continue;
         }
         // A device must stay usable through this mount: no nodev here.
+        let src = null_mask.as_deref().unwrap_or(Path::new("/dev/null"));
         mount(
-            Some("/dev/null"),
+            Some(src),
             &dst,
             None::<&str>,
             MsFlags::MS_BIND,
             None::<&str>,
         )
         .map_err(|e| err("mask", &dst, e))?;
-        remount(
-            &dst,
-            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        )?;
+        if null_mask.is_none() {
+            remount(
+                &dst,
+                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            )?;
+            null_mask = Some(dst);
+        }
     }
+    let mut empty_dir: Option<PathBuf> = None;
     for name in PROC_MASKED_DIRS {
         let dst = proc.join(name);
         if !fs::symlink_metadata(&dst).is_ok_and(|m| m.is_dir()) {
             continue;
         }
-        mount_tmpfs(
-            &dst,
-            "size=4k,mode=0555",
-            MsFlags::MS_RDONLY | MsFlags::MS_NOEXEC,
-        )?;
+        match &empty_dir {
+            Some(src) => mount(
+                Some(src),
+                &dst,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| err("mask", &dst, e))?,
+            None => {
+                mount_tmpfs(
+                    &dst,
+                    "size=4k,mode=0555",
+                    MsFlags::MS_RDONLY | MsFlags::MS_NOEXEC,
+                )?;
+                empty_dir = Some(dst);
+            }
+        }
     }
     let sys = proc.join("sys");
     bind(&sys, &sys, true)
