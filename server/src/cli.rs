@@ -398,7 +398,11 @@ async fn run_inner(args: RunArgs) -> anyhow::Result<i32> {
         health,
     );
     let runner = Runner::new(
-        args.limits.runner_config(),
+        crate::runner::RunnerConfig {
+            // One run, started right after the attach: nothing to keep ready.
+            warm_sandboxes: Some(0),
+            ..args.limits.runner_config()
+        },
         sandbox,
         Some(records.clone()),
         tokio_util::sync::CancellationToken::new(),

@@ -57,6 +57,7 @@ impl RunLimitArgs {
             max_concurrent_runs: self.max_concurrent_runs as usize,
             batch_reserve_slots: self.batch_reserve_slots as usize,
             batch_queue: self.batch_queue,
+            warm_sandboxes: self.warm_sandboxes,
             runs_per_min: self.runs_per_min.max(1),
             python: self.python.clone(),
             ..d
@@ -300,6 +301,10 @@ pub struct RunLimitArgs {
     /// Batch executions that may wait for a slot (beyond: `busy`).
     #[arg(long, env = "CAMPUS_BATCH_QUEUE", default_value_t = runner::DEFAULT_BATCH_QUEUE)]
     pub batch_queue: usize,
+    /// Warm sandboxes kept ready on this host, one per student whose IDE is
+    /// open (absent: a tenth of RAM at 8 MiB each; 0 = every run starts cold).
+    #[arg(long, env = "CAMPUS_WARM_SANDBOXES")]
+    pub warm_sandboxes: Option<usize>,
     /// Runs a user may start per minute.
     #[arg(long, env = "CAMPUS_RUNS_PER_MIN", default_value_t = runner::DEFAULT_RUNS_PER_MIN)]
     pub runs_per_min: u32,

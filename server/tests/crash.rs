@@ -405,6 +405,7 @@ fn python_spec(name: &str, user_id: i64, workspace: &Path, code: &str) -> RunSpe
         scratch_dir: None,
         cwd: None,
         result_channel: false,
+        result_duplex: false,
         argv: vec!["/usr/bin/python3".into(), "-c".into(), code.into()],
         env: vec![("PYTHONUNBUFFERED".into(), "1".into())],
         limits: SandboxLimits::default(),

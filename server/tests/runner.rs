@@ -1205,7 +1205,14 @@ fn fd_targets_of_processes_with(needle: &str) -> Vec<(u32, Vec<(i32, String)>)> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_inherits_no_server_descriptors() {
-    let env = setup(test_config());
+    // Cold, then with the run handed to a warm sandbox.
+    for warm in [0, 1] {
+        inherits_no_server_descriptors(warm).await;
+    }
+}
+
+async fn inherits_no_server_descriptors(warm: usize) {
+    let env = setup(warm_config(warm));
     // A descriptor the server forgot to mark close-on-exec, plus another run's
     // live PTY master: neither may reach the helper or the program.
     let (leak_r, leak_w) = nix::unistd::pipe().unwrap();
@@ -1216,6 +1223,10 @@ async fn a_run_inherits_no_server_descriptors() {
     assert!(leaked.starts_with("pipe:["), "{leaked}");
     env.write(1, "hold.py", "input('holding ')\n");
     let mut other = env.attach(1, "c1", 0).await;
+    if warm > 0 {
+        // Its run takes the warm sandbox (and gives the permit back).
+        eventually("a warm sandbox", || warm_ready(&other)).await;
+    }
     other.run("hold.py", RunMode::Script).await.unwrap();
     other.text_after(0, "holding ").await;
     env.write(
@@ -1230,6 +1241,10 @@ async fn a_run_inherits_no_server_descriptors() {
          input('done? ')\n",
     );
     let mut c = env.attach(2, "c2", 0).await;
+    if warm > 0 {
+        // User 1's run holds no warm sandbox: user 2 gets the only one.
+        eventually("a warm sandbox", || warm_ready(&c)).await;
+    }
     c.run("fds.py", RunMode::Script).await.unwrap();
     c.text_after(0, "done? ").await;
     let text = c.text();
@@ -1345,4 +1360,307 @@ async fn the_admin_view_lists_sessions_and_kills_a_run() {
         "no session at all"
     );
     assert_eq!(env.runner.active_runs(), 0);
+}
+
+// ---- Warm sandboxes (issue 14): a warm start is indistinguishable from a cold one.
+
+/// A program that prints its own state as one JSON line between markers:
+/// what a fresh process has (modules loaded before its first import, globals,
+/// argv, path, cwd, environment, descriptors, threads, rlimits, signal
+/// handlers, uid, umask, loader, CPU time so far).
+const INSPECT: &str = r#"import sys
+_modules = sorted(sys.modules)
+import json, os, resource, signal, threading, time
+_fds = sorted(int(f) for f in os.listdir("/proc/self/fd"))
+_state = {
+    "modules": _modules,
+    "globals": sorted(k for k in globals() if not k.startswith("_") or k.startswith("__")),
+    "file": globals().get("__file__", "missing"),
+    "loader": type(globals().get("__loader__")).__name__,
+    "cached": repr(globals().get("__cached__", "missing")),
+    "spec": repr(__spec__),
+    "argv": sys.argv,
+    "orig_argv_tail": sys.orig_argv[1:2] + sys.orig_argv[-1:],
+    "path0": sys.path[0],
+    "path": sys.path[1:],
+    "cwd": os.getcwd(),
+    "env": dict(sorted(os.environ.items())),
+    "fds": _fds[:-1] if len(_fds) > 3 else _fds,
+    "threads": threading.active_count(),
+    "rlimits": {n: resource.getrlimit(getattr(resource, n)) for n in sorted(dir(resource)) if n.startswith("RLIMIT_")},
+    "signals": {s.name: str(signal.getsignal(s)) for s in sorted(signal.Signals, key=int) if s not in (signal.SIGKILL, signal.SIGSTOP)},
+    "uid": [os.getuid(), os.geteuid(), os.getgid()],
+    "umask": os.umask(0o022),
+    "pid": os.getpid(),
+    "cpu_under_half_second": time.process_time() < 0.5,
+    "stdin_tty": os.isatty(0),
+}
+print("<<STATE" + json.dumps(_state) + "STATE>>")
+"#;
+
+/// The JSON between `<<STATE` and `STATE>>` after byte `from`.
+fn state_after(c: &Client, from: usize) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&c.out[from..]).into_owned();
+    let start = text.find("<<STATE").expect("state printed") + 7;
+    let end = text[start..].find("STATE>>").expect("state ends") + start;
+    // The terminal may wrap nothing, but it turns \n into \r\n: one line, no wrap.
+    serde_json::from_str(&text[start..end]).unwrap_or_else(|e| panic!("{e}: {}", &text[start..end]))
+}
+
+async fn warm_ready(c: &Client) -> bool {
+    c.att.handle.info().await.is_ok_and(|i| i.warm_ready)
+}
+
+fn warm_config(n: usize) -> RunnerConfig {
+    RunnerConfig {
+        warm_sandboxes: Some(n),
+        ..test_config()
+    }
+}
+
+/// Run INSPECT in `mode` on a cold runner and on a warm one; both states.
+async fn inspect_cold_and_warm(
+    mode: RunMode,
+) -> (serde_json::Value, serde_json::Value, RunEnded, RunEnded) {
+    let cold_env = setup(warm_config(0));
+    let warm_env = setup(warm_config(4));
+    let mut out = Vec::new();
+    for env in [&cold_env, &warm_env] {
+        env.write(1, "inspect.py", INSPECT);
+        let mut c = env.attach(1, "c1", 0).await;
+        let warm = env.runner.config().warm_sandboxes != Some(0);
+        if warm {
+            eventually("a warm sandbox", || warm_ready(&c)).await;
+        } else {
+            // Give a (wrongly) warming session every chance to show up.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert!(!warm_ready(&c).await, "warm_sandboxes 0 keeps none");
+        }
+        c.run("inspect.py", mode).await.unwrap();
+        c.text_after(0, "STATE>>").await;
+        let state = state_after(&c, 0);
+        if mode == RunMode::Hybrid {
+            c.until("the REPL", |c| c.has_phase_repl()).await;
+            c.input("exit()\n").await;
+        }
+        let ended = c.ended().await;
+        out.push((state, ended));
+    }
+    let (warm, warm_end) = out.pop().unwrap();
+    let (cold, cold_end) = out.pop().unwrap();
+    (cold, warm, cold_end, warm_end)
+}
+
+/// Everything but the pid (each process has its own) must be equal.
+fn assert_same_state(mut cold: serde_json::Value, mut warm: serde_json::Value) {
+    for v in [&mut cold, &mut warm] {
+        v.as_object_mut().unwrap().remove("pid");
+    }
+    if cold != warm {
+        let (c, w) = (cold.as_object().unwrap(), warm.as_object().unwrap());
+        let diff: Vec<String> = c
+            .iter()
+            .filter(|(k, v)| w.get(*k) != Some(v))
+            .map(|(k, v)| {
+                format!(
+                    "{k}: cold {v} warm {}",
+                    w.get(k).cloned().unwrap_or_default()
+                )
+            })
+            .collect();
+        panic!("warm differs from cold:\n{}", diff.join("\n"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_script_run_sees_exactly_what_a_cold_one_sees() {
+    let (cold, warm, cold_end, warm_end) = inspect_cold_and_warm(RunMode::Script).await;
+    assert_eq!(cold["argv"], serde_json::json!(["inspect.py"]));
+    assert_eq!(cold["fds"], serde_json::json!([0, 1, 2]));
+    assert_eq!(cold["threads"], serde_json::json!(1));
+    assert_same_state(cold, warm);
+    assert_eq!(cold_end.reason, EndReason::Exited);
+    assert_eq!(warm_end.reason, cold_end.reason);
+    assert_eq!(warm_end.exit_code, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_hybrid_run_sees_exactly_what_a_cold_one_sees() {
+    let (mut cold, mut warm, cold_end, warm_end) = inspect_cold_and_warm(RunMode::Hybrid).await;
+    // Known difference (docs/architecture.md): the interpreter's own argv.
+    for s in [&mut cold, &mut warm] {
+        s.as_object_mut().unwrap().remove("orig_argv_tail");
+    }
+    assert_same_state(cold, warm);
+    assert_eq!(warm_end.reason, cold_end.reason);
+    assert_eq!(warm_end.exit_code, cold_end.exit_code);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_repl_sees_exactly_what_a_cold_one_sees() {
+    let mut states = Vec::new();
+    for n in [0, 4] {
+        let env = setup(warm_config(n));
+        env.write(1, "inspect.py", INSPECT);
+        let mut c = env.attach(1, "c1", 0).await;
+        if n > 0 {
+            eventually("a warm sandbox", || warm_ready(&c)).await;
+        }
+        c.run("", RunMode::Repl).await.unwrap();
+        c.text_after(0, ">>> ").await;
+        let mark = c.out.len();
+        // The REPL's own state first (nothing imported by the test yet).
+        c.input("exec(open('inspect.py').read())\n").await;
+        c.text_after(mark, "STATE>>").await;
+        let mut s = state_after(&c, mark);
+        // Known difference (docs/architecture.md): the interpreter's own argv.
+        s.as_object_mut().unwrap().remove("orig_argv_tail");
+        states.push(s);
+        c.input("exit()\n").await;
+        assert_eq!(c.ended().await.reason, EndReason::Exited);
+    }
+    let warm = states.pop().unwrap();
+    let cold = states.pop().unwrap();
+    assert_eq!(cold["argv"], serde_json::json!([""]));
+    assert!(
+        cold["env"].get("PYTHONINSPECT").is_none(),
+        "{}",
+        cold["env"]
+    );
+    assert_same_state(cold, warm);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_runs_end_like_cold_ones_and_count_only_the_programs_cpu() {
+    let env = setup(warm_config(4));
+    env.write(1, "boom.py", "def f():\n    1/0\nf()\n");
+    env.write(1, "bad.py", "x = (\n");
+    env.write(
+        1,
+        "code.py",
+        "import sys\nprint('bye', file=sys.stderr)\nsys.exit(4)\n",
+    );
+    env.write(
+        1,
+        "spin.py",
+        "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.6:\n    pass\nprint('spun')\n",
+    );
+    env.write(1, "kbd.py", "raise KeyboardInterrupt\n");
+    let mut c = env.attach(1, "c1", 0).await;
+    async fn run(c: &mut Client, path: &str) -> (String, RunEnded) {
+        eventually("a warm sandbox", || warm_ready(c)).await;
+        let mark = c.out.len();
+        c.run(path, RunMode::Script).await.unwrap();
+        let ended = c.ended().await;
+        (String::from_utf8_lossy(&c.out[mark..]).into_owned(), ended)
+    }
+    let (text, ended) = run(&mut c, "boom.py").await;
+    assert_eq!(ended.exit_code, Some(1), "{text}");
+    // The traceback names the student's file and lines only: no launcher frame.
+    assert!(
+        text.contains("Traceback (most recent call last):"),
+        "{text}"
+    );
+    assert!(
+        text.contains("File \"/home/student/boom.py\", line 3, in <module>")
+            || text.contains("boom.py\", line 3, in <module>"),
+        "{text}"
+    );
+    assert!(!text.contains("<string>"), "{text}");
+    assert!(
+        text.contains("ZeroDivisionError: division by zero"),
+        "{text}"
+    );
+    let (text, ended) = run(&mut c, "bad.py").await;
+    assert_eq!(ended.exit_code, Some(1), "{text}");
+    assert!(text.contains("SyntaxError"), "{text}");
+    assert!(
+        !text.contains("<string>") && !text.contains("Traceback"),
+        "{text}"
+    );
+    let (text, ended) = run(&mut c, "code.py").await;
+    assert_eq!(ended.exit_code, Some(4), "{text}");
+    assert!(text.contains("bye"), "{text}");
+    let (text, ended) = run(&mut c, "kbd.py").await;
+    // Like `python3 kbd.py`: the traceback, then death by SIGINT.
+    assert!(text.contains("KeyboardInterrupt"), "{text}");
+    assert_eq!(ended.signal, Some(2), "{ended:?}");
+    let (text, ended) = run(&mut c, "spin.py").await;
+    assert!(text.contains("spun"), "{text}");
+    // 0.6 s of the program's CPU; the interpreter's start-up before Run is not counted.
+    assert!(ended.cpu_ms >= 550 && ended.cpu_ms < 1500, "{ended:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_run_sees_what_was_saved_after_it_was_prepared() {
+    let env = setup(warm_config(4));
+    env.write(1, "first.py", "print('first')\n");
+    let mut c = env.attach(1, "c1", 0).await;
+    eventually("a warm sandbox", || warm_ready(&c)).await;
+    // Saved (by the server, as root, not world-writable) after the sandbox got ready.
+    let p = env.workspace(1).join("late.py");
+    std::fs::write(&p, "open('late.txt', 'w').write('x')\nopen('late.py', 'a').write('# more\\n')\nprint('late ran')\n").unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::create_dir(env.workspace(1).join("newdir")).unwrap();
+    c.run("late.py", RunMode::Script).await.unwrap();
+    let ended = c.ended().await;
+    assert!(c.text().contains("late ran"), "{}", c.text());
+    assert_eq!(ended.exit_code, Some(0), "{}", c.text());
+    assert!(std::fs::read_to_string(&p).unwrap().ends_with("# more\n"));
+}
+
+/// Host processes of warm sandboxes under `dir` (the helper's argv names the
+/// workspace and carries the launcher's code).
+fn warm_launchers(dir: &std::path::Path) -> usize {
+    let needle = dir.to_string_lossy().into_owned().into_bytes();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                c.windows(12).any(|w| w == b"_campus_warm")
+                    && c.windows(needle.len()).any(|w| w == needle.as_slice())
+            })
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_sandboxes_are_bounded_and_go_away_with_the_ide() {
+    let env = setup(warm_config(2));
+    let mut clients = Vec::new();
+    for id in 1..=3 {
+        clients.push(env.attach(id, "c1", 0).await);
+    }
+    eventually("two warm sandboxes", || async {
+        let mut n = 0;
+        for c in &clients {
+            n += usize::from(warm_ready(c).await);
+        }
+        n == 2
+    })
+    .await;
+    // The third session waits for a permit: it stays cold and still runs.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut ready = Vec::new();
+    for c in &clients {
+        ready.push(warm_ready(c).await);
+    }
+    assert_eq!(ready.iter().filter(|r| **r).count(), 2, "{ready:?}");
+    let cold = ready.iter().position(|r| !r).unwrap();
+    let id = cold as i64 + 1;
+    env.write(id, "m.py", "print('cold ok')\n");
+    clients[cold].run("m.py", RunMode::Script).await.unwrap();
+    clients[cold].text_after(0, "cold ok").await;
+    // Closing the IDEs drops their warm sandboxes.
+    if env.isolated {
+        assert!(warm_launchers(env.dir.path()) >= 2);
+    }
+    for c in clients.drain(..) {
+        drop(c);
+    }
+    eventually("the warm sandboxes to be gone", || async {
+        warm_launchers(env.dir.path()) == 0
+    })
+    .await;
 }

@@ -55,6 +55,7 @@ fn spec(name: &str, user_id: i64, workspace: &Path, argv: &[&str]) -> RunSpec {
         scratch_dir: None,
         cwd: None,
         result_channel: false,
+        result_duplex: false,
         argv: std::iter::once(PYTHON)
             .chain(argv.iter().copied())
             .map(String::from)

@@ -165,6 +165,10 @@ pub struct PtySpec {
     /// A result channel at fd 3 whose first line arrives in order with the
     /// output (see [`proc::PtyRead`]); the hybrid launcher's phase report.
     pub result_channel: bool,
+    /// The result channel is a socket the server can also write to (a
+    /// warm sandbox's command channel, [`crate::runner`]'s `warm` module);
+    /// needs `result_channel`.
+    pub control: bool,
 }
 
 /// Pipes for batch work.

@@ -50,6 +50,8 @@ pub(crate) enum StartedIo {
         master: Arc<PtyMaster>,
         reader: mpsc::Receiver<proc::PtyRead>,
         writer: mpsc::Sender<Bytes>,
+        /// The server's writable end of the result channel (`PtySpec::control`).
+        control: Option<OwnedFd>,
     },
     /// Pipes (close-on-exec, blocking mode): write stdin, read the rest.
     Pipes {
@@ -75,6 +77,9 @@ struct Inner {
     /// Dropping it lets the waiter thread reap the (zombie) main process.
     reap: Mutex<Option<std_mpsc::SyncSender<()>>>,
     oom_base: u64,
+    /// CPU time spent before the program was handed its work (a warm
+    /// sandbox's start-up), not counted as the execution's.
+    cpu_base_ms: std::sync::atomic::AtomicU64,
     usage: Mutex<Usage>,
 }
 
@@ -82,9 +87,11 @@ struct Inner {
 /// (blocking: call from `spawn_blocking`). The caller holds the admission
 /// slot; a failure leaves nothing behind.
 pub(crate) fn start(sandbox: &Sandbox, spec: &ExecutionSpec) -> Result<Started, String> {
-    let result_channel = match &spec.stdio {
-        Stdio::Pty(p) => p.result_channel,
-        Stdio::Pipes(p) => p.result_cap.is_some(),
+    let (result_channel, result_duplex) = match &spec.stdio {
+        // A socket pair for every terminal execution, warm or cold, so a
+        // program finds the same kind of descriptor at fd 3 either way.
+        Stdio::Pty(p) => (p.result_channel || p.control, true),
+        Stdio::Pipes(p) => (p.result_cap.is_some(), false),
     };
     let run_spec = RunSpec {
         run_id: spec.id.clone(),
@@ -100,6 +107,7 @@ pub(crate) fn start(sandbox: &Sandbox, spec: &ExecutionSpec) -> Result<Started, 
         scratch_dir: spec.mounts.scratch.clone(),
         cwd: spec.cwd.clone(),
         result_channel,
+        result_duplex,
         argv: spec.argv.clone(),
         env: spec.env.clone(),
         limits: spec.limits.sandbox.clone(),
@@ -132,6 +140,18 @@ pub(crate) fn start(sandbox: &Sandbox, spec: &ExecutionSpec) -> Result<Started, 
             };
             let master = Arc::new(master);
             let (process, exit) = Process::watch(child, cgroup, Some(Arc::clone(&master)))?;
+            let control = match (&result, pty.control) {
+                (Some(r), true) => match r.try_clone() {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        process.kill_tree();
+                        process.reap();
+                        process.remove_cgroup();
+                        return Err(format!("control channel: {e}"));
+                    }
+                },
+                _ => None,
+            };
             let io = master
                 .try_clone_reader()
                 .map_err(|e| e.to_string())
@@ -149,6 +169,7 @@ pub(crate) fn start(sandbox: &Sandbox, spec: &ExecutionSpec) -> Result<Started, 
                         master,
                         reader,
                         writer,
+                        control,
                     },
                 }),
                 Err(e) => {
@@ -218,6 +239,7 @@ impl Process {
                 tty,
                 reap: Mutex::new(Some(reap)),
                 oom_base,
+                cpu_base_ms: std::sync::atomic::AtomicU64::new(0),
                 usage: Mutex::new(Usage::default()),
             }),
         };
@@ -248,6 +270,19 @@ impl Process {
         }
     }
 
+    /// Kill a tree that is not forking (a parked warm sandbox), without the
+    /// v1 freezer (blocking; see `RunCgroup::kill_parked`).
+    pub fn kill_parked(&self) {
+        let inner = &self.inner;
+        match &inner.cgroup {
+            Some(cg) => cg.kill_parked(),
+            None => {
+                sandbox::kill_descendants(inner.pid as i32, FALLBACK_KILL_LIMIT, false);
+            }
+        }
+        proc::kill_group(inner.pid as i32);
+    }
+
     /// Let the waiter reap the main process (after the tree is dead).
     pub fn reap(&self) {
         let mut reap = self.inner.reap.lock().unwrap_or_else(|p| p.into_inner());
@@ -274,9 +309,10 @@ impl Process {
     pub fn sample(&self, exited: bool) -> Usage {
         let inner = &self.inner;
         let mut usage = inner.usage.lock().unwrap_or_else(|p| p.into_inner());
+        let base = inner.cpu_base_ms.load(std::sync::atomic::Ordering::Relaxed);
         if let Some(cg) = &inner.cgroup {
             let s = cg.stats();
-            usage.cpu_ms = usage.cpu_ms.max(s.cpu_ms);
+            usage.cpu_ms = usage.cpu_ms.max(s.cpu_ms.saturating_sub(base));
             usage.peak_memory_bytes = usage.peak_memory_bytes.max(s.peak_memory_bytes);
             usage.oom_kills = s.oom_kills.saturating_sub(inner.oom_base);
         } else if !exited {
@@ -288,7 +324,7 @@ impl Process {
                 .and_then(|p| u32::try_from(p).ok());
             for p in std::iter::once(inner.pid).chain(program) {
                 if let Some(cpu) = proc::proc_cpu_ms(p) {
-                    usage.cpu_ms = usage.cpu_ms.max(cpu);
+                    usage.cpu_ms = usage.cpu_ms.max(cpu.saturating_sub(base));
                 }
                 if let Some(peak) = proc::proc_peak_memory(p) {
                     usage.peak_memory_bytes = usage.peak_memory_bytes.max(peak);
@@ -296,6 +332,39 @@ impl Process {
             }
         }
         *usage
+    }
+
+    /// Count CPU time from now on: what was spent so far (a warm sandbox's
+    /// start-up) is not the execution's (blocking: reads the cgroup or
+    /// /proc). Returns the baseline, ms.
+    pub fn start_cpu_clock(&self) -> u64 {
+        let inner = &self.inner;
+        let spent = match &inner.cgroup {
+            Some(cg) => cg.stats().cpu_ms,
+            None => {
+                let program = inner
+                    .tty
+                    .as_ref()
+                    .and_then(|t| t.process_group_leader())
+                    .and_then(|p| u32::try_from(p).ok());
+                std::iter::once(inner.pid)
+                    .chain(program)
+                    .filter_map(proc::proc_cpu_ms)
+                    .max()
+                    .unwrap_or(0)
+            }
+        };
+        inner
+            .cpu_base_ms
+            .store(spent, std::sync::atomic::Ordering::Relaxed);
+        spent
+    }
+
+    /// The baseline set by [`Process::start_cpu_clock`], ms (0 for a cold start).
+    pub fn cpu_base_ms(&self) -> u64 {
+        self.inner
+            .cpu_base_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Change the CPU priority (blocking: a sysfs write; no-op without a cgroup).

@@ -15,6 +15,8 @@ pub const DEFAULT_SCRIPT_MAX_AGE_SECS: u64 = 30 * 60;
 pub const DEFAULT_REPL_MAX_AGE_SECS: u64 = 60 * 60;
 /// Default runs a user may start per minute.
 pub const DEFAULT_RUNS_PER_MIN: u32 = 10;
+/// Memory set aside per warm sandbox when their number is derived, bytes.
+pub const WARM_SANDBOX_BUDGET_BYTES: u64 = 8 << 20;
 /// Default batch requests that may wait for a slot.
 pub const DEFAULT_BATCH_QUEUE: usize = 1024;
 
@@ -61,6 +63,10 @@ pub struct RunnerConfig {
     pub shutdown_wait: Duration,
     /// Suggested wait returned with `busy`.
     pub busy_retry_after: Duration,
+    /// Warm sandboxes on this host, at most one per session with a
+    /// connection attached (`None` = derived from the host, see
+    /// [`RunnerConfig::effective_warm_sandboxes`]; `Some(0)` = off).
+    pub warm_sandboxes: Option<usize>,
 }
 
 impl Default for RunnerConfig {
@@ -85,6 +91,7 @@ impl Default for RunnerConfig {
             connection_buffer: 256,
             shutdown_wait: Duration::from_secs(10),
             busy_retry_after: Duration::from_secs(5),
+            warm_sandboxes: None,
         }
     }
 }
@@ -112,6 +119,21 @@ impl RunnerConfig {
             return self.batch_reserve_slots;
         }
         (slots / 4).max(1)
+    }
+
+    /// How many warm sandboxes may wait at once: the configured value, or
+    /// (when `None`) a tenth of RAM at [`WARM_SANDBOX_BUDGET_BYTES`] each
+    /// (a parked interpreter takes ~7 MiB resident, mostly shared pages),
+    /// at least 1 and at most 4,096.
+    pub fn effective_warm_sandboxes(&self) -> usize {
+        if let Some(n) = self.warm_sandboxes {
+            return n;
+        }
+        total_memory_bytes()
+            .map_or(64, |total| {
+                (total / 10 / WARM_SANDBOX_BUDGET_BYTES) as usize
+            })
+            .clamp(1, 4096)
     }
 
     /// CPU-time limit in ms.

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::config::RunnerConfig;
@@ -22,4 +23,9 @@ pub(crate) struct Context {
     pub rate: KeyedRateLimit<i64>,
     /// Cancelled on shutdown (a child of the server's token).
     pub token: CancellationToken,
+    /// One permit per warm sandbox that may exist (see [`super::warm`]).
+    pub warm: Arc<Semaphore>,
+    /// Warm sandboxes being prepared at once (one per CPU): a class
+    /// connecting at once must not fill the blocking pool that saves use.
+    pub warm_preparing: Arc<Semaphore>,
 }

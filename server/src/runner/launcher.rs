@@ -19,6 +19,9 @@ macro_rules! readline_hook {
     () => {
         r#"def _campus_readline():
     import atexit, os, sys
+    # Set by the launcher to reach this REPL; a program started from the
+    # REPL must not inherit it (it would go interactive too).
+    os.environ.pop("PYTHONINSPECT", None)
     try:
         import readline
     except ImportError:
@@ -56,11 +59,13 @@ macro_rules! readline_hook {
 /// script's globals when the `-c` program returns. Everything it needs is local
 /// to `_campus_hybrid`, which removes itself and the readline hook from the
 /// globals, so the script and the REPL see only the script's names.
-pub(crate) const HYBRID_LAUNCHER: &str = concat!(
-    readline_hook!(),
-    r#"
+macro_rules! hybrid_def {
+    () => {
+        r#"
 def _campus_hybrid():
-    import os, sys, traceback, __main__
+    # No `traceback` here: it imports re, tokenize, linecache … (~10 ms),
+    # which the interpreter's own excepthook does not need.
+    import os, sys, __main__
     # The phase channel: not inherited by anything the script starts.
     try:
         os.set_inheritable(3, False)
@@ -84,6 +89,7 @@ def _campus_hybrid():
         try:
             sys.excepthook(t, v, tb)
         except BaseException:
+            import traceback
             traceback.print_exception(t, v, tb)
         name = getattr(t, "__name__", None) or "Exception"
         return "".join(c if c.isascii() and (c.isalnum() or c in "_.") else "_" for c in name)[:100]
@@ -116,27 +122,136 @@ def _campus_hybrid():
             os.close(channel)
         except OSError:
             pass
-_campus_hybrid()
 "#
-);
+    };
+}
 
-/// The REPL launcher, passed with `python3 -i -c`: the banner the plain
+/// The hybrid launcher (see `hybrid_def`).
+pub(crate) const HYBRID_LAUNCHER: &str =
+    concat!(readline_hook!(), hybrid_def!(), "_campus_hybrid()\n");
+
+/// The REPL launcher, passed with `python3 -c`: the banner the plain
 /// interpreter prints (it prints none with `-c`), `sys.argv == [""]` as in a
 /// plain REPL, and the cheaper readline hook.
-pub(crate) const REPL_LAUNCHER: &str = concat!(
-    readline_hook!(),
-    r#"
+macro_rules! repl_def {
+    () => {
+        r#"
 def _campus_repl():
-    import sys
+    import os, sys
+    # The interpreter's own REPL once this program returns (as `-i` would,
+    # without `-i`'s eager import of rlcompleter and inspect at start-up).
+    os.environ["PYTHONINSPECT"] = "1"
     g = sys.modules["__main__"].__dict__
     sys.__interactivehook__ = g.pop("_campus_readline")
     g.pop("_campus_repl", None)
     sys.argv[:] = [""]
     print(f"Python {sys.version} on {sys.platform}", file=sys.stderr)
     print('Type "help", "copyright", "credits" or "license" for more information.', file=sys.stderr)
-_campus_repl()
+"#
+    };
+}
+
+/// The REPL launcher (see `repl_def`).
+pub(crate) const REPL_LAUNCHER: &str = concat!(readline_hook!(), repl_def!(), "_campus_repl()\n");
+
+/// The warm launcher, passed with `python3 -c`: the interpreter starts
+/// (site, encodings, the standard streams) and then waits on its command
+/// channel at fd 3, a socket only the server holds the other end of, for one
+/// line `MODE<TAB>PATH`. Nothing of the student's runs before that line.
+/// Then it does what the cold argv of that mode would have done:
+/// - `script`: closes the channel and runs the file in `__main__` as
+///   `python3 -- PATH` would (`sys.argv`, `sys.path[0]`, `sys.orig_argv`,
+///   `__file__`, `__loader__`, `__cached__`; an uncaught exception's
+///   traceback without the launcher's frames, exit status 1, SIGINT
+///   re-raised, `SystemExit` as the interpreter handles it);
+/// - `hybrid`: the hybrid launcher, which reports the REPL on the same channel;
+/// - `repl`: closes the channel and opens the REPL (PYTHONINSPECT, dropped
+///   again by the readline hook).
+///
+/// Known differences from a cold start are listed in docs/architecture.md
+/// ("Warm sandboxes").
+pub(crate) const WARM_LAUNCHER: &str = concat!(
+    readline_hook!(),
+    hybrid_def!(),
+    repl_def!(),
+    r#"
+def _campus_warm():
+    import os, sys
+    g = sys.modules["__main__"].__dict__
+    hybrid = g.pop("_campus_hybrid")
+    repl = g.pop("_campus_repl")
+    g.pop("_campus_warm", None)
+    os.set_inheritable(3, False)
+    line = b""
+    while b"\n" not in line:
+        chunk = os.read(3, 4096)
+        if not chunk:
+            os._exit(0)
+        line += chunk
+    mode, _, rel = line.split(b"\n", 1)[0].decode("utf-8", "surrogateescape").partition("\t")
+    del line, chunk
+    if mode == "hybrid":
+        sys.argv[:] = ["-c", rel]
+        g["_campus_hybrid"] = hybrid
+        del hybrid, repl
+        g["_campus_hybrid"]()
+        return
+    os.close(3)
+    if mode == "repl":
+        g["_campus_repl"] = repl
+        del hybrid, repl
+        g["_campus_repl"]()
+        return
+    del hybrid, repl
+    if mode != "script":
+        os._exit(125)
+    g.pop("_campus_readline", None)
+    path = os.path.join(os.getcwd(), rel)
+    sys.argv[:] = [rel]
+    sys.orig_argv[:] = [sys.orig_argv[0], "--", rel]
+    sys.path[0] = os.path.dirname(path)
+    g["__file__"] = path
+    g["__cached__"] = None
+    g["__loader__"] = sys.modules["_frozen_importlib_external"].SourceFileLoader("__main__", path)
+    try:
+        with open(path, "rb") as f:
+            source = f.read()
+    except OSError as e:
+        print(f"{sys.executable}: can't open file {path!r}: [Errno {e.errno}] {e.strerror}", file=sys.stderr)
+        raise SystemExit(2)
+    try:
+        code = compile(source, path, "exec", dont_inherit=True)
+        del source
+        exec(code, g)
+    except BaseException as e:
+        if not isinstance(e, SystemExit):
+            shown = sys.excepthook
+            def strip(t, v, tb):
+                while tb is not None and tb.tb_frame.f_code.co_filename == "<string>":
+                    tb = tb.tb_next
+                if v is not None:
+                    v.__traceback__ = tb
+                shown(t, v, tb)
+            sys.excepthook = strip
+        raise
+_campus_warm()
 "#
 );
+
+/// The program of a warm sandbox (see [`WARM_LAUNCHER`]).
+pub(crate) fn warm_argv(python: &Path) -> Vec<String> {
+    vec![
+        python.display().to_string(),
+        "-c".into(),
+        WARM_LAUNCHER.into(),
+    ]
+}
+
+/// The line that hands a warm sandbox its run (see [`WARM_LAUNCHER`]); `path`
+/// passed [`validate_script`] (no control characters), empty for the REPL.
+pub(crate) fn warm_command(mode: RunMode, path: &str) -> Vec<u8> {
+    format!("{}\t{path}\n", mode.as_str()).into_bytes()
+}
 
 /// The program and arguments for a run (paths relative to the workspace, which is the cwd).
 pub(crate) fn argv(python: &Path, mode: RunMode, path: &str) -> Vec<String> {
@@ -144,7 +259,7 @@ pub(crate) fn argv(python: &Path, mode: RunMode, path: &str) -> Vec<String> {
     match mode {
         RunMode::Script => vec![py, "--".into(), path.into()],
         RunMode::Hybrid => vec![py, "-c".into(), HYBRID_LAUNCHER.into(), path.into()],
-        RunMode::Repl => vec![py, "-i".into(), "-c".into(), REPL_LAUNCHER.into()],
+        RunMode::Repl => vec![py, "-c".into(), REPL_LAUNCHER.into()],
     }
 }
 

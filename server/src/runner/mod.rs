@@ -44,8 +44,9 @@
 //! `hybrid` runs [`launcher::HYBRID_LAUNCHER`] with `python3 -c`: the script
 //! runs in the real `__main__` namespace, any exception prints its traceback,
 //! then the launcher reports the start of the REPL (naming the exception's
-//! class if the script raised) on the run's result channel, a pipe at fd 3
-//! that the PTY reader delivers in order with the output; that becomes
+//! class if the script raised) on the run's result channel (fd 3, a socket
+//! pair whose other end only the server holds), which the PTY reader
+//! delivers in order with the output; that becomes
 //! `phase {repl, script_error}`, and the interpreter's own REPL starts with
 //! the script's globals. The report never travels in the output stream, so
 //! nothing that prints (the script, a child, a file it cats, the old private
@@ -124,6 +125,7 @@ mod registry;
 mod run;
 mod session;
 mod terminal;
+mod warm;
 
 use bytes::Bytes;
 use campus_protocol::ConnectionMsg;
@@ -198,6 +200,8 @@ pub struct SessionInfo {
     pub peak_memory_bytes: u64,
     /// True while the live run has the low ("background") CPU priority.
     pub background: bool,
+    /// A warm sandbox is ready for the next run (see the `warm` module).
+    pub warm_ready: bool,
     /// Age of the live run, ms.
     pub run_age_ms: u64,
     /// How long nobody has been attached, ms (0 when someone is).

@@ -207,6 +207,8 @@ impl SandboxProbe {
         let mut cfg = RunnerConfig {
             max_concurrent_runs: 1,
             runs_per_min: u32::MAX,
+            // It checks the path a cold run takes.
+            warm_sandboxes: Some(0),
             ..setup.runner.clone()
         };
         if setup.sandbox.disk_quota_enforced() {

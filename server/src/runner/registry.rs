@@ -79,6 +79,10 @@ impl Runner {
         );
         let shared = Arc::new(Shared {
             ctx: Arc::new(Context {
+                warm: Arc::new(tokio::sync::Semaphore::new(cfg.effective_warm_sandboxes())),
+                warm_preparing: Arc::new(tokio::sync::Semaphore::new(
+                    std::thread::available_parallelism().map_or(1, |n| n.get()),
+                )),
                 cfg,
                 executor,
                 records,

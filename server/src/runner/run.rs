@@ -76,6 +76,16 @@ pub(crate) struct StartRequest {
     pub size: TermSize,
 }
 
+/// The limits of an interactive run.
+pub(crate) fn limits(cfg: &RunnerConfig) -> ExecLimits {
+    ExecLimits {
+        sandbox: cfg.limits.clone(),
+        // The session enforces its per-phase max ages itself.
+        wall: cfg.script_max_age.max(cfg.repl_max_age),
+        output_bytes: cfg.output_limit_bytes,
+    }
+}
+
 /// The execution of an interactive run: the PTY case of [`ExecutionSpec`].
 fn spec(cfg: &RunnerConfig, req: &StartRequest) -> ExecutionSpec {
     ExecutionSpec {
@@ -85,18 +95,14 @@ fn spec(cfg: &RunnerConfig, req: &StartRequest) -> ExecutionSpec {
         env: launcher::env(),
         cwd: None,
         mounts: Mounts::workspace(req.workspace_dir.clone()),
-        limits: ExecLimits {
-            sandbox: cfg.limits.clone(),
-            // The session enforces its per-phase max ages itself.
-            wall: cfg.script_max_age.max(cfg.repl_max_age),
-            output_bytes: cfg.output_limit_bytes,
-        },
+        limits: limits(cfg),
         // Hybrid: the launcher reports the start of the REPL on fd 3, which
         // nothing that merely prints (the script, its children, a file it
         // cats) can write to.
         stdio: Stdio::Pty(PtySpec {
             size: req.size,
             result_channel: req.mode == RunMode::Hybrid,
+            control: false,
         }),
         class: Class::Interactive,
     }
@@ -115,6 +121,7 @@ pub(crate) fn start(
         master,
         reader,
         writer,
+        ..
     } = started.io
     else {
         return Err("expected a terminal".into());
@@ -122,37 +129,7 @@ pub(crate) fn start(
     let StartRequest {
         run_id, path, mode, ..
     } = req;
-    let now = Instant::now();
-    let run = LiveRun {
-        run_id,
-        path,
-        mode,
-        phase: if mode == RunMode::Repl {
-            Phase::Repl
-        } else {
-            Phase::Script
-        },
-        started: now,
-        phase_started: now,
-        process: started.process,
-        master,
-        writer: Some(writer),
-        awaiting_repl: mode == RunMode::Hybrid,
-        exit: None,
-        kill_reason: None,
-        interrupted: false,
-        script_error: None,
-        stop_request: None,
-        output_bytes: 0,
-        cpu_ms: 0,
-        peak_memory_bytes: 0,
-        oom_kills: 0,
-        warned_max_age: false,
-        detached_snapshot: None,
-        last_data: now,
-        slot: None,
-        quota,
-    };
+    let run = LiveRun::new(run_id, path, mode, started.process, master, writer, quota);
     let io = RunIo {
         reader: Some(reader),
         exit: Some(started.exit),
@@ -161,6 +138,49 @@ pub(crate) fn start(
 }
 
 impl LiveRun {
+    /// A run that starts now on a spawned execution.
+    pub fn new(
+        run_id: String,
+        path: String,
+        mode: RunMode,
+        process: Process,
+        master: Arc<PtyMaster>,
+        writer: mpsc::Sender<Bytes>,
+        quota: QuotaWatch,
+    ) -> LiveRun {
+        let now = Instant::now();
+        LiveRun {
+            run_id,
+            path,
+            mode,
+            phase: if mode == RunMode::Repl {
+                Phase::Repl
+            } else {
+                Phase::Script
+            },
+            started: now,
+            phase_started: now,
+            process,
+            master,
+            writer: Some(writer),
+            awaiting_repl: mode == RunMode::Hybrid,
+            exit: None,
+            kill_reason: None,
+            interrupted: false,
+            script_error: None,
+            stop_request: None,
+            output_bytes: 0,
+            cpu_ms: 0,
+            peak_memory_bytes: 0,
+            oom_kills: 0,
+            warned_max_age: false,
+            detached_snapshot: None,
+            last_data: now,
+            slot: None,
+            quota,
+        }
+    }
+
     /// Kill every process of the run, on the blocking pool (the cgroup kill
     /// waits, bounded, for the tree to be gone). Safe to repeat.
     pub async fn kill_tree(&self) {

@@ -169,6 +169,9 @@ pub struct RunSpec {
     pub cwd: Option<String>,
     /// Give the program a result channel at fd [`RESULT_FD`] (see [`ResultPipe`]).
     pub result_channel: bool,
+    /// Make the result channel a socket pair the server may also write to
+    /// (a warm sandbox's command channel, see `runner::warm`).
+    pub result_duplex: bool,
     /// Program and arguments as seen inside the sandbox (e.g. `/usr/bin/python3 -i …`).
     pub argv: Vec<String>,
     /// The complete environment of the program (nothing else is inherited).
@@ -298,6 +301,17 @@ impl ResultPipe {
     fn new() -> std::io::Result<ResultPipe> {
         let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         Ok(ResultPipe { read, write })
+    }
+
+    /// A stream socket pair: the program reads what the server writes on
+    /// its end, and the server reads the program's report as from a pipe.
+    fn duplex() -> std::io::Result<ResultPipe> {
+        // std creates both ends close-on-exec.
+        let (read, write) = std::os::unix::net::UnixStream::pair()?;
+        Ok(ResultPipe {
+            read: read.into(),
+            write: write.into(),
+        })
     }
 }
 
@@ -478,6 +492,19 @@ impl Sandbox {
             .ok_or_else(|| invalid(format!("no sandbox uid for user id {user_id}")))
     }
 
+    /// Give the student's uid its workspace (blocking: walks the tree): the
+    /// program runs as that uid and must be able to write what the server
+    /// saved. `prepare` does it; a warm sandbox does it again when handed
+    /// its run. A no-op unless the server runs as root.
+    pub fn own_workspace(&self, user_id: i64, dir: &Path) -> Result<(), SandboxError> {
+        if !nix::unistd::Uid::effective().is_root() {
+            return Ok(());
+        }
+        let uid = self.student_uid(user_id)?;
+        fsown::chown_tree(dir, uid, uid)?;
+        Ok(())
+    }
+
     /// Create the run's cgroup and build its command.
     pub fn prepare(&self, spec: &RunSpec) -> Result<PreparedRun, SandboxError> {
         if spec.argv.is_empty() {
@@ -501,9 +528,8 @@ impl Sandbox {
             ));
         }
         let root = nix::unistd::Uid::effective().is_root();
-        if root && !spec.workspace_read_only {
-            // The program runs as `uid` and must be able to write its workspace.
-            fsown::chown_tree(&spec.workspace_dir, uid, uid)?;
+        if !spec.workspace_read_only {
+            self.own_workspace(spec.user_id, &spec.workspace_dir)?;
         }
         if let (Some(q), true) = (&self.disk_quota, spec.limits.disk_bytes > 0) {
             // Every run sets them: a changed quota applies from the next run on.
@@ -570,7 +596,11 @@ impl Sandbox {
             cmd.arg(cwd);
         }
         let result = if spec.result_channel {
-            let pipe = ResultPipe::new()?;
+            let pipe = if spec.result_duplex {
+                ResultPipe::duplex()?
+            } else {
+                ResultPipe::new()?
+            };
             cmd.arg("--result-fd");
             cmd.arg(pipe.write.as_raw_fd().to_string());
             Some(pipe)

@@ -89,7 +89,9 @@ impl Session {
             exit_code: exit.code,
             signal: exit.signal,
             interrupted: run.interrupted,
-            cpu_ms: run.cpu_ms.max(exit.cpu_ms),
+            cpu_ms: run
+                .cpu_ms
+                .max(exit.cpu_ms.saturating_sub(run.process.cpu_base_ms())),
             cpu_limit_ms: cfg.cpu_limit_ms(),
             peak_memory_bytes: run.peak_memory_bytes,
             memory_limit_bytes: cfg.limits.memory_bytes,
@@ -133,6 +135,8 @@ impl Session {
         self.last_run_id = Some(ended.run_id.clone());
         self.last_ended = Some(ended);
         self.idle_since = Instant::now();
+        // The next run's sandbox gets ready now, at low priority.
+        self.maybe_warm();
     }
 
     /// Hand the run's end to the record writer (never waits for the database).
@@ -209,10 +213,24 @@ impl Session {
             },
         };
         let c = Arc::clone(&ctx);
-        let started =
-            tokio::task::spawn_blocking(move || run::start(c.executor.sandbox(), &c.cfg, req))
-                .await
-                .map_err(|e| RunnerError::Internal(format!("spawn task: {e}")))?;
+        let warm = self.take_warm();
+        let user = self.user.username.clone();
+        let started = tokio::task::spawn_blocking(move || {
+            if let Some(w) = warm {
+                let size = req.size;
+                match w.dispatch(c.executor.sandbox(), &c.cfg, mode, req.path.clone(), size) {
+                    Ok(started) => return Ok(started),
+                    Err(e) => tracing::warn!(user = %user, error = %e, "warm sandbox unusable; starting cold"),
+                }
+            }
+            run::start(c.executor.sandbox(), &c.cfg, req)
+        })
+        .await
+        .map_err(|e| RunnerError::Internal(format!("spawn task: {e}")))?;
+        let (run_id, warm_start) = match &started {
+            Ok((live, _)) => (live.run_id.clone(), live.run_id != run_id),
+            Err(_) => (run_id, false),
+        };
         Self::record_start(&ctx, self.user.id, &run_id, &path, mode);
         let start_seq = self.log.next_seq();
         let started_msg = |is_req: bool| {
@@ -242,7 +260,7 @@ impl Session {
                     live.detached_snapshot = Some((since.max(live.started), 0, 0));
                 }
                 live.slot = Some(slot);
-                tracing::info!(user = %self.user.username, run_id = %run_id, mode = mode.as_str(), path = %path, "run started");
+                tracing::info!(user = %self.user.username, run_id = %run_id, mode = mode.as_str(), path = %path, warm = warm_start, "run started");
                 self.run = Some(live);
                 self.io = io;
                 self.next_sample = Instant::now() + SAMPLE_INTERVAL;
@@ -336,7 +354,12 @@ impl Session {
         let detached_since = self.detached_since;
         let Some(run) = self.run.as_mut() else {
             let idle_from = self.idle_since.max(detached_since.unwrap_or(now));
-            return self.conns.is_empty() && now >= idle_from + cfg.detached_grace;
+            if self.conns.is_empty() {
+                return now >= idle_from + cfg.detached_grace;
+            }
+            // Retries after a warm sandbox failed to start.
+            self.maybe_warm();
+            return false;
         };
         if run.exit.is_some() {
             if self.io.reader.is_some() && !self.paused && now >= run.last_data + EOF_GRACE {

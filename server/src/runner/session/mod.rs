@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod lifecycle;
+mod warming;
 
 use bytes::{Bytes, BytesMut};
 use campus_protocol::SessionMsg;
 use campus_protocol::{EndReason, Phase, RunEnded, ServerMsg, UserInfo};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep_until, Instant};
 
 use super::context::Context;
@@ -20,6 +21,7 @@ use super::handle::Command;
 use super::output::{parse_phase_report, OutputLog};
 use super::priority::PriorityPolicy;
 use super::run::{LiveRun, RunIo};
+use super::warm::WarmSandbox;
 use super::{BufferStats, SessionEvent, SessionInfo};
 use crate::execution::proc::{ExitInfo, PtyRead};
 use crate::execution::TermSize;
@@ -84,6 +86,12 @@ pub(crate) struct Session {
     max_tail: usize,
     max_pending: usize,
     max_unacked: u64,
+    /// A ready sandbox for the next run (see [`super::warm`]).
+    warm: Option<WarmSandbox>,
+    /// One being prepared on the blocking pool.
+    warming: Option<oneshot::Receiver<Result<WarmSandbox, String>>>,
+    /// No new warm sandbox before this (after one failed to start).
+    warm_retry_at: Instant,
 }
 
 async fn recv_chunk(rx: &mut Option<mpsc::Receiver<PtyRead>>) -> Option<PtyRead> {
@@ -91,6 +99,19 @@ async fn recv_chunk(rx: &mut Option<mpsc::Receiver<PtyRead>>) -> Option<PtyRead>
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
+}
+
+async fn recv_warm(
+    rx: &mut Option<oneshot::Receiver<Result<WarmSandbox, String>>>,
+) -> Result<WarmSandbox, String> {
+    let res = match rx.as_mut() {
+        Some(rx) => rx
+            .await
+            .unwrap_or_else(|_| Err("the preparing task ended".into())),
+        None => std::future::pending().await,
+    };
+    *rx = None;
+    res
 }
 
 async fn recv_exit(rx: &mut Option<tokio::sync::oneshot::Receiver<ExitInfo>>) -> ExitInfo {
@@ -144,6 +165,9 @@ impl Session {
             max_tail: 0,
             max_pending: 0,
             max_unacked: 0,
+            warm: None,
+            warming: None,
+            warm_retry_at: now,
         }
     }
 
@@ -151,9 +175,14 @@ impl Session {
     pub async fn run(mut self) {
         let token = self.ctx.token.clone();
         loop {
+            if self.conns.is_empty() && self.warm.is_some() {
+                // Nobody is there to press Run.
+                self.discard_warm().await;
+            }
             let now = Instant::now();
             let read_enabled = self.io.reader.is_some() && !self.paused;
             let exit_pending = self.io.exit.is_some();
+            let warming = self.warming.is_some();
             let flush_at =
                 (!self.pending.is_empty()).then(|| self.last_flush + self.ctx.cfg.frame_interval);
             let wake_at = self.next_wake(now);
@@ -173,6 +202,7 @@ impl Session {
                 info = recv_exit(&mut self.io.exit), if exit_pending => self.on_exit(info).await,
                 chunk = recv_chunk(&mut self.io.reader), if read_enabled => self.on_chunk(chunk).await,
                 _ = sleep_until(flush_at.unwrap_or(now)), if flush_at.is_some() => self.flush(),
+                warm = recv_warm(&mut self.warming), if warming => self.on_warm(warm).await,
                 _ = sleep_until(wake_at) => {
                     if self.on_wake().await {
                         break;
@@ -183,6 +213,7 @@ impl Session {
         if self.run.is_some() {
             self.end_run(Some(EndReason::ServerShutdown)).await;
         }
+        self.end_warm().await;
     }
 
     async fn on_command(&mut self, cmd: Command) {
@@ -194,6 +225,7 @@ impl Session {
             } => {
                 let (msg, rx, serial) = self.attach(conn_id, since_seq);
                 let _ = reply.send((msg, rx, serial));
+                self.maybe_warm();
             }
             Command::Detach { conn_id, serial } => {
                 let matches = self
@@ -528,6 +560,7 @@ impl Session {
             cpu_ms: run.map_or(0, |r| r.cpu_ms),
             peak_memory_bytes: run.map_or(0, |r| r.peak_memory_bytes),
             background: run.is_some() && self.priority.current() == CpuPriority::Background,
+            warm_ready: self.warm.is_some(),
             run_age_ms: run.map_or(0, |r| r.started.elapsed().as_millis() as u64),
             detached_ms: self
                 .detached_since
