@@ -1,6 +1,8 @@
 //! Run benchmarks over the WebSocket against a release server with the real
 //! sandbox: run → first output (and the sandbox overhead against bare
-//! `python3` in the same run), REPL expression → result, keystroke → echo
+//! `python3` in the same run; then with a student's pause between runs, in
+//! script, REPL and hybrid mode, which a warm sandbox serves — set
+//! `CAMPUS_WARM_SANDBOXES=0` for cold starts), REPL expression → result, keystroke → echo
 //! (one session, then many typing at once), an output flood, and the memory of
 //! idle REPL sessions.
 
@@ -17,6 +19,8 @@ use crate::server::{proc_sample, ServerProcess};
 use crate::stats::{self, summarize, Summary};
 
 const PASSWORD: &str = "bench-password-1";
+/// A student's pause between two runs (reading what the last one printed).
+const THINK: Duration = Duration::from_millis(300);
 
 /// What to measure.
 pub struct Params {
@@ -133,15 +137,22 @@ fn bare_python_first_output(n: usize) -> anyhow::Result<Vec<Duration>> {
     Ok(out)
 }
 
-/// Private memory (PSS) of every sandboxed process on the host, bytes.
-fn sandbox_pss_bytes() -> u64 {
-    let mut total = 0;
+/// Memory of every sandboxed process on the host (helpers and programs).
+#[derive(Debug, Default, Clone, Copy)]
+struct SandboxMemory {
+    processes: usize,
+    rss: u64,
+    pss: u64,
+    private: u64,
+}
+
+fn sandbox_memory() -> SandboxMemory {
+    let mut m = SandboxMemory::default();
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0;
+        return m;
     };
     for e in dir.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
         let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
@@ -152,21 +163,31 @@ fn sandbox_pss_bytes() -> u64 {
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|u| u.parse().ok())
             .unwrap_or(0);
-        let is_helper = String::from_utf8_lossy(&cmd).contains("sandbox-exec");
-        if uid >= 200_000 || is_helper {
-            let rollup =
-                std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
-            if let Some(kb) = rollup
+        if uid < 200_000 && !String::from_utf8_lossy(&cmd).contains("sandbox-exec") {
+            continue;
+        }
+        let rollup =
+            std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+        let kb = |name: &str| -> u64 {
+            rollup
                 .lines()
-                .find(|l| l.starts_with("Pss:"))
+                .find(|l| l.starts_with(name))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse::<u64>().ok())
-            {
-                total += kb * 1024;
-            }
-        }
+                .unwrap_or(0)
+                * 1024
+        };
+        m.processes += 1;
+        m.rss += kb("Rss:");
+        m.pss += kb("Pss:");
+        m.private += kb("Private_Clean:") + kb("Private_Dirty:");
     }
-    total
+    m
+}
+
+/// Private memory (PSS) of every sandboxed process on the host, bytes.
+fn sandbox_pss_bytes() -> u64 {
+    sandbox_memory().pss
 }
 
 /// Run every scenario and print the table.
@@ -199,6 +220,52 @@ pub async fn bench(p: Params) -> anyhow::Result<()> {
         until_ended(&mut c).await?;
     }
     let (cs, bs) = (summarize(&campus), summarize(&bare));
+    // 1b. What a student pressing Run sees: a pause between runs (reading
+    // the output), so a warm sandbox (if the server keeps them) is ready.
+    put(&mut c, "ask.py", "x = 6 * 7\n").await?;
+    let (mut paused, mut repl_start, mut hybrid) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..p.runs {
+        tokio::time::sleep(THINK).await;
+        let (_, msg) = run_msg(&mut c, "hello.py", RunMode::Script);
+        let t = Instant::now();
+        c.send(&msg).await?;
+        let mut buf = Vec::new();
+        until_output(&mut c, &mut buf, |b| !b.is_empty()).await?;
+        paused.push(t.elapsed());
+        until_ended(&mut c).await?;
+        // REPL mode: Run → the prompt.
+        tokio::time::sleep(THINK).await;
+        let (_, msg) = run_msg(&mut c, "", RunMode::Repl);
+        let t = Instant::now();
+        c.send(&msg).await?;
+        let mut buf = Vec::new();
+        until_output(&mut c, &mut buf, |b| b.ends_with(b">>> ")).await?;
+        repl_start.push(t.elapsed());
+        c.send(&ClientMsg::Session(SessionRequest::Stop { id: None }))
+            .await?;
+        until_ended(&mut c).await?;
+        // Hybrid: a small script, then an expression on its globals.
+        tokio::time::sleep(THINK).await;
+        let (_, msg) = run_msg(&mut c, "ask.py", RunMode::Hybrid);
+        let t = Instant::now();
+        c.send(&msg).await?;
+        let mut buf = Vec::new();
+        until_output(&mut c, &mut buf, |b| b.ends_with(b">>> ")).await?;
+        c.send(&ClientMsg::Session(SessionRequest::Input {
+            id: None,
+            data: "x\r".into(),
+        }))
+        .await?;
+        until_output(&mut c, &mut buf, |b| {
+            let s = String::from_utf8_lossy(b);
+            s.contains("42") && s.ends_with(">>> ")
+        })
+        .await?;
+        hybrid.push(t.elapsed());
+        c.send(&ClientMsg::Session(SessionRequest::Stop { id: None }))
+            .await?;
+        until_ended(&mut c).await?;
+    }
     extra.insert(
         "sandbox_overhead".into(),
         json!({"campus_p50_ms": cs.p50_ms, "bare_python_p50_ms": bs.p50_ms,
@@ -211,6 +278,15 @@ pub async fn bench(p: Params) -> anyhow::Result<()> {
     rows.push((
         "bare /usr/bin/python3 -c print(1) → first output".into(),
         bs,
+    ));
+    rows.push((
+        "run print(1) → first output, after a pause".into(),
+        summarize(&paused),
+    ));
+    rows.push(("run in REPL mode → prompt".into(), summarize(&repl_start)));
+    rows.push((
+        "hybrid: small script, then a REPL expression → result".into(),
+        summarize(&hybrid),
     ));
 
     // 2. REPL: expression → result, and keystroke → echo with one session.
@@ -363,6 +439,36 @@ pub async fn bench(p: Params) -> anyhow::Result<()> {
             .await?;
         until_ended(&mut c).await?;
     }
+
+    // 6. Idle IDEs (connected, nothing run): what their warm sandboxes cost.
+    let before = sandbox_memory();
+    let mut open = Vec::new();
+    for name in names.iter().skip(1).take(p.idle_repls) {
+        let mut c = student(&server, &http, name).await?;
+        // What the IDE sends after every connect.
+        let id = c.id();
+        c.request(
+            id,
+            &ClientMsg::Session(SessionRequest::Attach {
+                id: Some(id),
+                since_seq: 0,
+            }),
+        )
+        .await?;
+        open.push(c);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = sandbox_memory();
+    let k = p.idle_repls.max(1) as f64;
+    extra.insert(
+        "idle_warm_sandbox_memory".into(),
+        json!({"sessions": p.idle_repls,
+               "processes": after.processes.saturating_sub(before.processes),
+               "rss_mb_per_session": (after.rss as f64 - before.rss as f64) / k / 1e6,
+               "pss_mb_per_session": (after.pss as f64 - before.pss as f64) / k / 1e6,
+               "private_mb_per_session": (after.private as f64 - before.private as f64) / k / 1e6}),
+    );
+    drop(open);
 
     println!("{}", stats::HEADER);
     for (n, s) in &rows {

@@ -264,6 +264,13 @@ impl Student {
         self.rec.ok(Op::Connect, t0.elapsed());
         self.client = Some(client);
         if self.versions.is_empty() {
+            // As the IDE does after every connect: the session exists from
+            // now on (and may get a sandbox ready for the first run).
+            self.send(ClientMsg::Session(SessionRequest::Attach {
+                id: None,
+                since_seq: 0,
+            }))
+            .await;
             for (path, content) in SETUP_FILES {
                 self.versions.insert(path, None);
                 self.write(Pending::Setup { path }, path, content, None)
