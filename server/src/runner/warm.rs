@@ -31,6 +31,7 @@ use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use campus_protocol::RunMode;
@@ -44,6 +45,18 @@ use crate::execution::proc::{ExitInfo, PtyMaster, PtyRead};
 use crate::execution::process::{self, Process, StartedIo};
 use crate::execution::{Class, ExecutionSpec, Mounts, PtySpec, Stdio, TermSize};
 use crate::sandbox::{CpuPriority, Sandbox};
+
+/// `read(2)`'s number as `/proc/PID/syscall` prints it.
+const READ_SYSCALL: &str = {
+    #[cfg(target_arch = "x86_64")]
+    {
+        "0"
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        "63"
+    }
+};
 
 /// A ready execution waiting for its run.
 pub(crate) struct WarmSandbox {
@@ -114,10 +127,41 @@ pub(crate) fn prepare(
     if let Err(e) = warm.process.set_priority(CpuPriority::Background) {
         tracing::debug!(error = %e, "warm sandbox keeps the default CPU priority");
     }
+    // Ready means parked: until the interpreter blocks on its channel, its
+    // start-up is still running and would be charged to the run.
+    if !warm.wait_parked(PARK_WAIT) {
+        tracing::debug!("warm sandbox not parked in time; handing it out anyway");
+    }
     Ok(warm)
 }
 
+/// How long a preparation waits for the interpreter to park.
+const PARK_WAIT: Duration = Duration::from_secs(5);
+
 impl WarmSandbox {
+    /// Wait (bounded, blocking) until the interpreter blocks in `read(3)`:
+    /// the terminal's foreground process is the interpreter (the helpers
+    /// are not in its process group), and `/proc/PID/syscall` names the
+    /// syscall it sleeps in and its first argument.
+    fn wait_parked(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            let parked = self
+                .master
+                .process_group_leader()
+                .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/syscall")).ok())
+                .is_some_and(|s| {
+                    let mut f = s.split_whitespace();
+                    f.next() == Some(READ_SYSCALL) && f.next() == Some("0x3")
+                });
+            if parked {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        false
+    }
+
     /// Hand it its run (blocking). On failure it is gone (killed) and the
     /// caller starts the run cold.
     pub fn dispatch(
