@@ -317,12 +317,7 @@ impl Process {
             usage.oom_kills = s.oom_kills.saturating_sub(inner.oom_base);
         } else if !exited {
             // Dev fallback: the helper and the program (the foreground group's leader).
-            let program = inner
-                .tty
-                .as_ref()
-                .and_then(|t| t.process_group_leader())
-                .and_then(|p| u32::try_from(p).ok());
-            for p in std::iter::once(inner.pid).chain(program) {
+            for p in std::iter::once(inner.pid).chain(self.program_pid()) {
                 if let Some(cpu) = proc::proc_cpu_ms(p) {
                     usage.cpu_ms = usage.cpu_ms.max(cpu.saturating_sub(base));
                 }
@@ -334,6 +329,15 @@ impl Process {
         *usage
     }
 
+    /// The program's pid: the terminal's foreground process group leader.
+    fn program_pid(&self) -> Option<u32> {
+        self.inner
+            .tty
+            .as_ref()
+            .and_then(|t| t.process_group_leader())
+            .and_then(|p| u32::try_from(p).ok())
+    }
+
     /// Count CPU time from now on: what was spent so far (a warm sandbox's
     /// start-up) is not the execution's (blocking: reads the cgroup or
     /// /proc). Returns the baseline, ms.
@@ -341,18 +345,11 @@ impl Process {
         let inner = &self.inner;
         let spent = match &inner.cgroup {
             Some(cg) => cg.stats().cpu_ms,
-            None => {
-                let program = inner
-                    .tty
-                    .as_ref()
-                    .and_then(|t| t.process_group_leader())
-                    .and_then(|p| u32::try_from(p).ok());
-                std::iter::once(inner.pid)
-                    .chain(program)
-                    .filter_map(proc::proc_cpu_ms)
-                    .max()
-                    .unwrap_or(0)
-            }
+            None => std::iter::once(inner.pid)
+                .chain(self.program_pid())
+                .filter_map(proc::proc_cpu_ms)
+                .max()
+                .unwrap_or(0),
         };
         inner
             .cpu_base_ms

@@ -213,7 +213,7 @@ impl Session {
             },
         };
         let c = Arc::clone(&ctx);
-        let warm = self.take_warm();
+        let warm = self.warm.take();
         let user = self.user.username.clone();
         let started = tokio::task::spawn_blocking(move || {
             if let Some(w) = warm {

@@ -73,11 +73,6 @@ impl Session {
         }
     }
 
-    /// Take the warm sandbox for a run.
-    pub(super) fn take_warm(&mut self) -> Option<WarmSandbox> {
-        self.warm.take()
-    }
-
     /// Kill the warm sandbox, if there is one.
     pub(super) async fn discard_warm(&mut self) {
         if let Some(w) = self.warm.take() {
