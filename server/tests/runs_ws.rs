@@ -374,7 +374,10 @@ async fn a_run_sees_the_saves_sent_just_before_it() {
 
 /// The connection never waits on its session: while a `run` is replacing a
 /// live run (kill, wait for the exit, drain, then a whole sandbox start), a
-/// ping sent right behind it is answered before the new run has started. The
+/// ping sent right behind it is answered before the new run has started.
+/// Warm sandboxes are off here: a warm start takes a few milliseconds, less
+/// than the scheduling jitter of a loaded machine, so it could not tell a
+/// waiting connection from a fast replacement; a cold start can. The
 /// old loop handled `run` inline and forwarded the session's events before
 /// reading the next frame, so its pong came after `run_started` every time,
 /// deterministically. Now it comes first unless the machine stalls the
@@ -383,7 +386,7 @@ async fn a_run_sees_the_saves_sent_just_before_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pings_are_answered_while_a_run_replaces_a_live_run() {
     let db = support::db::sqlite();
-    let server = TestServer::start(&db.url, |_| {}).await;
+    let server = TestServer::start(&db.url, |a| a.run.warm_sandboxes = Some(0)).await;
     let (_, token) = server.student("pia").await;
     let mut c = server.connect(&token).await;
     put(
