@@ -23,7 +23,8 @@ fi
 rc=${PIPESTATUS[0]}
 # This VM is the cgroup v2 host: the report must say so, and runs there must
 # be born in their cgroup (clone3), not moved into it.
-for want in '^cgroup +ok +v2 ' '^cgroup placement at fork .* ok +clone3'; do
+# The warm probe run must take its warm sandbox there too.
+for want in '^cgroup +ok +v2 ' '^cgroup placement at fork .* ok +clone3' '^ +warm start +ok '; do
     if ! grep -Eq "$want" "$dir/report"; then
         echo "sandbox-check: no line matching /$want/ in the report"
         rc=1

@@ -483,25 +483,45 @@ pub async fn sandbox_check(args: CheckArgs) -> i32 {
         workspaces_root: root,
         server_addr: None,
     };
-    let probe = SandboxProbe::start(setup, None, &tokio_util::sync::CancellationToken::new()).await;
+    let token = tokio_util::sync::CancellationToken::new();
+    let probe = SandboxProbe::start(setup.clone(), None, &token).await;
     let report = probe.last();
     probe.shutdown().await;
     print!("{}", report.format());
+    println!();
+    // The same program on a warm sandbox: the path most runs take. A warm
+    // sandbox that cannot take a run falls back to a cold start, so students
+    // would only see runs ten times slower; the check says so plainly.
+    let warm_ok = if setup.runner.warm_sandboxes == Some(0) {
+        println!("warm probe run: not run (warm sandboxes are off: CAMPUS_WARM_SANDBOXES=0)");
+        true
+    } else if !report.ok {
+        println!("warm probe run: not run (the cold probe run failed)");
+        false
+    } else {
+        println!("warm probe run (the same program on a warm sandbox, the path most runs take):");
+        let warm = crate::runner::probe::probe_warm(&setup, &token).await;
+        print!("{}", warm.format());
+        warm.ok
+    };
     let complete = sandbox.report().complete;
     // As `serve` in production: a missing disk quota counts unless waived.
     let quota_ok = quota_enforced || args.limits.allow_no_disk_quota;
-    let verdict = match (complete, report.ok, quota_ok) {
-        (true, true, true) if quota_enforced => {
-            "sandbox check: ready (isolation complete, disk quotas enforced, the probe run passed)"
+    let verdict = match (complete, report.ok, quota_ok, warm_ok) {
+        (_, false, _, _) => "sandbox check: NOT READY (the probe run failed: student programs do not run)",
+        (true, true, true, true) if quota_enforced => {
+            "sandbox check: ready (isolation complete, disk quotas enforced, the probe runs passed)"
         }
-        (true, true, true) => "sandbox check: ready (isolation complete, the probe run passed; \
+        (true, true, true, true) => "sandbox check: ready (isolation complete, the probe runs passed; \
              disk quotas NOT enforced, waived by CAMPUS_ALLOW_NO_DISK_QUOTA)",
-        (true, true, false) => "sandbox check: INCOMPLETE: disk quotas are not enforced (runs \
+        (false, true, _, _) => "sandbox check: INCOMPLETE isolation (runs work without it; production mode will refuse to start)",
+        (true, true, false, _) => "sandbox check: INCOMPLETE: disk quotas are not enforced (runs \
              work, stopped by a usage scan; production mode will refuse to start unless \
              CAMPUS_ALLOW_NO_DISK_QUOTA=true)",
-        (false, true, _) => "sandbox check: INCOMPLETE isolation (runs work without it; production mode will refuse to start)",
-        (_, false, _) => "sandbox check: NOT READY (the probe run failed: student programs do not run)",
+        (true, true, true, false) => "sandbox check: INCOMPLETE: warm sandboxes do not work (every run \
+             starts cold, about ten times slower; the server log says why; \
+             CAMPUS_WARM_SANDBOXES=0 turns them off)",
     };
     println!("{verdict}");
-    i32::from(!(complete && report.ok && quota_ok))
+    i32::from(!(complete && report.ok && quota_ok && warm_ok))
 }

@@ -312,8 +312,16 @@ fn sandbox_check_probes_a_real_run_in_the_data_dir() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let root = cwd.path().join("campus-data/workspaces");
     assert!(stdout.contains(&root.display().to_string()), "{stdout}");
-    assert!(stdout.contains("probe run: passed"), "{stdout}");
-    for check in ["workspace", "uid", "network", "probe port", "answer file"] {
+    // The cold probe run, then the same program on a warm sandbox.
+    assert_eq!(stdout.matches("probe run: passed").count(), 2, "{stdout}");
+    for check in [
+        "workspace",
+        "uid",
+        "network",
+        "probe port",
+        "answer file",
+        "warm start",
+    ] {
         assert!(
             stdout
                 .lines()
@@ -331,6 +339,24 @@ fn sandbox_check_probes_a_real_run_in_the_data_dir() {
 }
 
 #[test]
+fn sandbox_check_says_when_warm_sandboxes_are_off() {
+    let cwd = tempfile::tempdir().unwrap();
+    let out = campus(cwd.path())
+        .args(["sandbox", "check"])
+        .env("CAMPUS_ALLOW_NO_DISK_QUOTA", "true")
+        .env("CAMPUS_WARM_SANDBOXES", "0")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(stdout.matches("probe run: passed").count(), 1, "{stdout}");
+    assert!(
+        stdout.contains("warm probe run: not run (warm sandboxes are off"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn sandbox_check_fails_with_a_broken_helper() {
     let cwd = tempfile::tempdir().unwrap();
     let out = campus(cwd.path())
@@ -341,6 +367,10 @@ fn sandbox_check_fails_with_a_broken_helper() {
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(stdout.contains("probe run: FAILED"), "{stdout}");
+    assert!(
+        stdout.contains("warm probe run: not run (the cold probe run failed)"),
+        "{stdout}"
+    );
     assert!(stdout.contains("sandbox check: NOT READY"), "{stdout}");
 }
 

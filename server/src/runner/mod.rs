@@ -202,6 +202,8 @@ pub struct SessionInfo {
     pub background: bool,
     /// A warm sandbox is ready for the next run (see the `warm` module).
     pub warm_ready: bool,
+    /// The live or last run started on a warm sandbox (not cold).
+    pub run_warm: bool,
     /// Age of the live run, ms.
     pub run_age_ms: u64,
     /// How long nobody has been attached, ms (0 when someone is).

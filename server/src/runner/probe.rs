@@ -24,6 +24,10 @@
 //! it older than its maximum age, so a sandbox that breaks later is reported.
 //! The probe has its own runner (no store, one slot): it records no run,
 //! counts against no student's limits and never waits for a class's slots.
+//!
+//! [`probe_warm`] runs the same program on a warm sandbox instead (a second
+//! runner that keeps one ready, see [`super::warm`]): `campus sandbox check`
+//! runs both, so the path most runs take is checked as well as the cold one.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -47,6 +51,8 @@ pub const PROBE_KEY: &str = "sandbox-probe";
 const PROBE_USER_ID: i64 = 0;
 /// Bound on one whole probe run.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Bound on a warm sandbox getting ready (within [`PROBE_TIMEOUT`]).
+const WARM_READY_WAIT: Duration = Duration::from_secs(10);
 /// The program the probe runs, inside the workspace.
 const SCRIPT: &str = "campus-probe.py";
 const NONCE_FILE: &str = "probe-nonce.txt";
@@ -204,23 +210,8 @@ impl SandboxProbe {
         max_age: Option<Duration>,
         shutdown: &CancellationToken,
     ) -> Arc<SandboxProbe> {
-        let mut cfg = RunnerConfig {
-            max_concurrent_runs: 1,
-            runs_per_min: u32::MAX,
-            // It checks the path a cold run takes.
-            warm_sandboxes: Some(0),
-            ..setup.runner.clone()
-        };
-        if setup.sandbox.disk_quota_enforced() {
-            cfg.limits.disk_bytes = PROBE_QUOTA_BYTES;
-            cfg.limits.disk_entries = PROBE_QUOTA_ENTRIES;
-        }
         let token = shutdown.child_token();
-        // Its start-up line must not read like the class's runner.
-        let runner = {
-            let _span = tracing::info_span!("sandbox_probe").entered();
-            Runner::new(cfg, Arc::clone(&setup.sandbox), None, token.clone())
-        };
+        let runner = probe_runner(&setup, Start::Cold, token.clone());
         let first = probe_once(&runner, &setup).await;
         Arc::new(SandboxProbe {
             setup,
@@ -296,13 +287,59 @@ impl SandboxProbe {
 
 /// One probe run through `runner`; never fails, the report says what went wrong.
 pub async fn probe_once(runner: &Arc<Runner>, setup: &ProbeSetup) -> ProbeReport {
+    probe_in(runner, setup, Start::Cold).await
+}
+
+/// The probe program run on a warm sandbox: a runner that keeps one ready,
+/// the run started only once it is parked, and a check that the run did take
+/// it (a warm sandbox that cannot take a run falls back to a cold start,
+/// which would otherwise hide the failure). Never fails, as [`probe_once`].
+pub async fn probe_warm(setup: &ProbeSetup, shutdown: &CancellationToken) -> ProbeReport {
+    let runner = probe_runner(setup, Start::Warm, shutdown.child_token());
+    let report = probe_in(&runner, setup, Start::Warm).await;
+    runner.shutdown().await;
+    report
+}
+
+/// The probe's own runner: no store, no rate limit, the tiny disk quota, and
+/// one slot (cold) or two with one warm sandbox (its preparation holds a slot).
+fn probe_runner(setup: &ProbeSetup, start: Start, token: CancellationToken) -> Arc<Runner> {
+    let (slots, warm) = match start {
+        Start::Cold => (1, 0),
+        Start::Warm => (2, 1),
+    };
+    let mut cfg = RunnerConfig {
+        max_concurrent_runs: slots,
+        runs_per_min: u32::MAX,
+        warm_sandboxes: Some(warm),
+        ..setup.runner.clone()
+    };
+    if setup.sandbox.disk_quota_enforced() {
+        cfg.limits.disk_bytes = PROBE_QUOTA_BYTES;
+        cfg.limits.disk_entries = PROBE_QUOTA_ENTRIES;
+    }
+    // Its start-up line must not read like the class's runner.
+    let _span = tracing::info_span!("sandbox_probe").entered();
+    Runner::new(cfg, Arc::clone(&setup.sandbox), None, token)
+}
+
+/// How the probe's run starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    Cold,
+    Warm,
+}
+
+async fn probe_in(runner: &Arc<Runner>, setup: &ProbeSetup, start: Start) -> ProbeReport {
     let started_ms = crate::store::now_ms();
     let t0 = Instant::now();
     let isolated = setup.sandbox.isolated();
-    let workspace = setup
-        .workspaces_root
-        .join(format!("{PROBE_KEY}-{}", std::process::id()));
-    let checks = match run_checks(runner, setup, &workspace).await {
+    let name = match start {
+        Start::Cold => format!("{PROBE_KEY}-{}", std::process::id()),
+        Start::Warm => format!("{PROBE_KEY}-warm-{}", std::process::id()),
+    };
+    let workspace = setup.workspaces_root.join(name);
+    let checks = match run_checks(runner, setup, &workspace, start).await {
         Ok(checks) => checks,
         Err(c) => vec![c],
     };
@@ -327,6 +364,7 @@ async fn run_checks(
     runner: &Arc<Runner>,
     setup: &ProbeSetup,
     workspace: &Path,
+    start: Start,
 ) -> Result<Vec<ProbeCheck>, ProbeCheck> {
     let sandbox = &setup.sandbox;
     let isolated = sandbox.isolated();
@@ -371,8 +409,8 @@ async fn run_checks(
             )
         })?;
 
-    let (ended, output) =
-        match tokio::time::timeout(PROBE_TIMEOUT, one_run(runner, workspace)).await {
+    let (ended, output, warm) =
+        match tokio::time::timeout(PROBE_TIMEOUT, one_run(runner, workspace, start)).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => return Err(check("run", false, e)),
             Err(_) => {
@@ -387,7 +425,19 @@ async fn run_checks(
             }
         };
     let text = String::from_utf8_lossy(&output).replace('\r', "");
-    let mut checks = vec![run_check(&ended, &text)];
+    let mut checks = Vec::new();
+    if start == Start::Warm {
+        checks.push(check(
+            "warm start",
+            warm,
+            if warm {
+                "the run took the parked warm sandbox"
+            } else {
+                "the warm sandbox could not take the run: it started cold (see the server log)"
+            },
+        ));
+    }
+    checks.push(run_check(&ended, &text));
     checks.extend(reported_checks(&expect, &text));
     let (dir, want) = (
         workspace.to_path_buf(),
@@ -430,8 +480,14 @@ fn prepare_workspace(dir: &Path, source: &str, nonce: &str) -> std::io::Result<(
     std::fs::write(dir.join(NONCE_FILE), nonce)
 }
 
-/// Attach, run the program in script mode, collect its output until its `run_ended`.
-async fn one_run(runner: &Arc<Runner>, workspace: &Path) -> Result<(RunEnded, Vec<u8>), String> {
+/// Attach, run the program in script mode (for a warm start, once the warm
+/// sandbox is parked), collect its output until its `run_ended`; also whether
+/// the run started warm.
+async fn one_run(
+    runner: &Arc<Runner>,
+    workspace: &Path,
+    start: Start,
+) -> Result<(RunEnded, Vec<u8>, bool), String> {
     let user = UserInfo {
         id: PROBE_USER_ID,
         username: PROBE_KEY.into(),
@@ -441,6 +497,21 @@ async fn one_run(runner: &Arc<Runner>, workspace: &Path) -> Result<(RunEnded, Ve
         .attach(&user, workspace.to_path_buf(), CONN_ID, u64::MAX)
         .await
         .map_err(|e| format!("attach: {e}"))?;
+    if start == Start::Warm {
+        let ready = async {
+            while !att.handle.info().await.is_ok_and(|i| i.warm_ready) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(WARM_READY_WAIT, ready)
+            .await
+            .map_err(|_| {
+                format!(
+                    "no warm sandbox was ready within {} s of the attach",
+                    WARM_READY_WAIT.as_secs()
+                )
+            })?;
+    }
     att.handle
         .run(
             CONN_ID,
@@ -471,7 +542,8 @@ async fn one_run(runner: &Arc<Runner>, workspace: &Path) -> Result<(RunEnded, Ve
             Some(SessionEvent::Msg(ServerMsg::Session(SessionMsg::RunEnded { ended, .. })))
                 if ours.as_deref() == Some(ended.run_id.as_str()) =>
             {
-                return Ok((ended, output));
+                let warm = att.handle.info().await.is_ok_and(|i| i.run_warm);
+                return Ok((ended, output, warm));
             }
             Some(SessionEvent::Msg(_)) => {}
             None => return Err("the probe's session ended".into()),

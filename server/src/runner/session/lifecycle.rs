@@ -262,6 +262,7 @@ impl Session {
                 live.slot = Some(slot);
                 tracing::info!(user = %self.user.username, run_id = %run_id, mode = mode.as_str(), path = %path, warm = warm_start, "run started");
                 self.run = Some(live);
+                self.last_start_warm = warm_start;
                 self.io = io;
                 self.next_sample = Instant::now() + SAMPLE_INTERVAL;
                 self.priority = PriorityPolicy::new(Instant::now().into_std());

@@ -73,6 +73,8 @@ pub(crate) struct Session {
     run: Option<LiveRun>,
     io: RunIo,
     last_run_id: Option<String>,
+    /// The live or last run started on a warm sandbox.
+    last_start_warm: bool,
     last_ended: Option<RunEnded>,
     cols: u16,
     rows: u16,
@@ -155,6 +157,7 @@ impl Session {
                 exit: None,
             },
             last_run_id: None,
+            last_start_warm: false,
             last_ended: None,
             cols: 80,
             rows: 24,
@@ -561,6 +564,7 @@ impl Session {
             peak_memory_bytes: run.map_or(0, |r| r.peak_memory_bytes),
             background: run.is_some() && self.priority.current() == CpuPriority::Background,
             warm_ready: self.warm.is_some(),
+            run_warm: self.last_start_warm,
             run_age_ms: run.map_or(0, |r| r.started.elapsed().as_millis() as u64),
             detached_ms: self
                 .detached_since
