@@ -52,7 +52,7 @@ const PROBE_USER_ID: i64 = 0;
 /// Bound on one whole probe run.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Bound on a warm sandbox getting ready (within [`PROBE_TIMEOUT`]).
-const WARM_READY_WAIT: Duration = Duration::from_secs(10);
+const WARM_READY_WAIT: Duration = Duration::from_secs(15);
 /// The program the probe runs, inside the workspace.
 const SCRIPT: &str = "campus-probe.py";
 const NONCE_FILE: &str = "probe-nonce.txt";
