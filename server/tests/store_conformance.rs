@@ -2,7 +2,7 @@
 //! a fresh SQLite file and a fresh PostgreSQL database, each directly and
 //! behind the breaker (`store::guard`, which delegates every method by hand),
 //! calling every method of each aggregate's trait (`Users`, `AuditLog`,
-//! `Runs`) and of their composition `Store` (`apply_records`), plus
+//! `Runs`, `Courses`) and of their composition `Store` (`apply_records`), plus
 //! concurrency checks. A new aggregate adds its part of the story here.
 //!
 //! PostgreSQL: see tests/support/db.rs (`CAMPUS_TEST_PG_URL`, `.ci/postgres.sh`).
@@ -17,8 +17,9 @@ use std::sync::Arc;
 
 use campus_protocol::{EndReason, Role, RunMode};
 use campus_server::store::{
-    connect, guard, now_ms, DynStore, NewAudit, NewRun, NewUser, PoolSettings, Record,
-    RevokedToken, RunFinish, StoreError,
+    connect, guard, now_ms, CourseRole, DynStore, NewAudit, NewCourse, NewRun, NewUser,
+    PoolSettings, Record, RevokedToken, RosterChange, RunFinish, SectionException, SectionFields,
+    StoreError,
 };
 use db::TestDb;
 
@@ -252,6 +253,7 @@ async fn story(db: &TestDb, guarded: bool) {
     audit(&store, b).await;
     runs(&store, b).await;
     records(&store, b).await;
+    courses(&store, b).await;
 
     // Migrations are idempotent: a second connect to the same database (the
     // CLI next to a running server) applies nothing and sees the same data.
@@ -265,7 +267,7 @@ async fn story(db: &TestDb, guarded: bool) {
         .collect();
     assert_eq!(
         names,
-        ["alice", "mike", "zed"],
+        ["alice", "mike", "newbie", "zed"],
         "{b}: data survives reconnect"
     );
     again.close().await;
@@ -992,4 +994,256 @@ async fn concurrent_connects_on_fresh_database() {
             store.close().await;
         }
     }
+}
+
+fn section(folder: &str, position: i64) -> SectionFields {
+    SectionFields {
+        folder: folder.into(),
+        title: format!("Section {folder}"),
+        kind: "notes".into(),
+        position,
+        published: false,
+        release_at_ms: None,
+        close_at_ms: None,
+    }
+}
+
+/// The `Courses` aggregate: every write moves the generation; the catalog
+/// reads back exactly what was written; a roster applies wholly or not at all.
+async fn courses(store: &DynStore, b: &str) {
+    let users = store.list_users().await.unwrap();
+    let id_of = |n: &str| users.iter().find(|u| u.username == n).unwrap().id;
+    let (alice, mike) = (id_of("alice"), id_of("mike"));
+
+    let empty = store.load_catalog().await.unwrap();
+    assert!(empty.courses.is_empty(), "{b}");
+    let mut generation = store.catalog_generation().await.unwrap();
+    assert_eq!(generation, empty.generation, "{b}");
+    let mut moved = || {
+        generation += 1;
+        generation
+    };
+
+    let new = |slug: &str| NewCourse {
+        slug: slug.into(),
+        title: format!("Course {slug}"),
+        term: "2026 Fall".into(),
+    };
+    let cs = store.create_course(new("cs101")).await.unwrap();
+    assert_eq!(store.catalog_generation().await.unwrap(), moved(), "{b}");
+    let ma = store.create_course(new("ma201")).await.unwrap();
+    assert_eq!(store.catalog_generation().await.unwrap(), moved(), "{b}");
+    assert!(
+        matches!(
+            store.create_course(new("cs101")).await,
+            Err(StoreError::Conflict)
+        ),
+        "{b}: slugs are unique"
+    );
+    assert_eq!(
+        store.catalog_generation().await.unwrap(),
+        generation,
+        "{b}: a refusal changes nothing"
+    );
+
+    store
+        .set_member(cs.id, mike, CourseRole::Professor)
+        .await
+        .unwrap();
+    store
+        .set_member(cs.id, alice, CourseRole::Ta)
+        .await
+        .unwrap();
+    store
+        .set_member(cs.id, alice, CourseRole::Student)
+        .await
+        .unwrap();
+    generation += 3;
+    assert!(matches!(
+        store.set_member(cs.id, 999_999, CourseRole::Student).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.remove_member(ma.id, alice).await,
+        Err(StoreError::NotFound)
+    ));
+
+    let s1 = store
+        .create_section(cs.id, section("week1", 2))
+        .await
+        .unwrap();
+    let s0 = store
+        .create_section(cs.id, section("intro", 1))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            store.create_section(cs.id, section("week1", 3)).await,
+            Err(StoreError::Conflict)
+        ),
+        "{b}: one section per folder"
+    );
+    let other = store
+        .create_section(ma.id, section("week1", 1))
+        .await
+        .unwrap();
+    let published = SectionFields {
+        published: true,
+        release_at_ms: Some(1_000),
+        close_at_ms: Some(9_000),
+        ..section("week-1", 2)
+    };
+    let s1u = store
+        .update_section(s1.id, published.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        (s1u.folder.as_str(), s1u.published, s1u.release_at_ms),
+        ("week-1", true, Some(1_000))
+    );
+    assert!(matches!(
+        store.update_section(999_999, published).await,
+        Err(StoreError::NotFound)
+    ));
+    generation += 4;
+    store
+        .set_exception(SectionException {
+            section_id: s1.id,
+            user_id: alice,
+            release_at_ms: None,
+            close_at_ms: Some(20_000),
+        })
+        .await
+        .unwrap();
+    store
+        .set_exception(SectionException {
+            section_id: s1.id,
+            user_id: alice,
+            release_at_ms: Some(500),
+            close_at_ms: Some(30_000),
+        })
+        .await
+        .unwrap();
+    generation += 2;
+    assert_eq!(store.catalog_generation().await.unwrap(), generation, "{b}");
+
+    let cat = store.load_catalog().await.unwrap();
+    assert_eq!(cat.generation, generation, "{b}");
+    let slugs: Vec<_> = cat.courses.iter().map(|c| c.slug.as_str()).collect();
+    assert_eq!(slugs, ["cs101", "ma201"], "{b}");
+    assert_eq!(cat.courses[0], cs, "{b}");
+    let roles: Vec<_> = cat
+        .members
+        .iter()
+        .map(|m| (m.course_id, m.user_id, m.role))
+        .collect();
+    let mut want = vec![
+        (cs.id, mike, CourseRole::Professor),
+        (cs.id, alice, CourseRole::Student),
+    ];
+    want.sort();
+    assert_eq!(roles, want, "{b}: a second set changes the role");
+    let order: Vec<_> = cat
+        .sections
+        .iter()
+        .map(|s| (s.course_id, s.folder.as_str()))
+        .collect();
+    assert_eq!(
+        order,
+        [(cs.id, "intro"), (cs.id, "week-1"), (ma.id, "week1")],
+        "{b}"
+    );
+    assert_eq!(cat.sections[0], s0, "{b}");
+    assert_eq!(
+        cat.exceptions,
+        [SectionException {
+            section_id: s1.id,
+            user_id: alice,
+            release_at_ms: Some(500),
+            close_at_ms: Some(30_000)
+        }],
+        "{b}: a second exception replaces the first"
+    );
+
+    // A roster naming an unknown user applies nothing, not even its new accounts.
+    let bad = RosterChange {
+        new_accounts: vec![new_user("newbie", Role::Student)],
+        members: vec![
+            ("newbie".into(), CourseRole::Student),
+            ("nobody-at-all".into(), CourseRole::Student),
+        ],
+    };
+    assert!(
+        matches!(
+            store.apply_roster(ma.id, bad).await,
+            Err(StoreError::NotFound)
+        ),
+        "{b}"
+    );
+    assert!(
+        store.user_by_username("newbie").await.unwrap().is_none(),
+        "{b}: all or nothing"
+    );
+    assert_eq!(store.catalog_generation().await.unwrap(), generation, "{b}");
+    let good = RosterChange {
+        new_accounts: vec![new_user("newbie", Role::Student)],
+        members: vec![
+            ("newbie".into(), CourseRole::Student),
+            ("alice".into(), CourseRole::Ta),
+        ],
+    };
+    let created = store.apply_roster(ma.id, good).await.unwrap();
+    let newbie = store.user_by_username("newbie").await.unwrap().unwrap();
+    assert_eq!(created, [newbie.id], "{b}");
+    generation += 1;
+
+    store.remove_exception(s1.id, alice).await.unwrap();
+    assert!(matches!(
+        store.remove_exception(s1.id, alice).await,
+        Err(StoreError::NotFound)
+    ));
+    store
+        .set_exception(SectionException {
+            section_id: s1.id,
+            user_id: alice,
+            release_at_ms: Some(1),
+            close_at_ms: None,
+        })
+        .await
+        .unwrap();
+    // Unenrolling drops the student's exceptions in that course only.
+    store.remove_member(cs.id, alice).await.unwrap();
+    store.delete_section(s0.id).await.unwrap();
+    assert!(matches!(
+        store.delete_section(s0.id).await,
+        Err(StoreError::NotFound)
+    ));
+    generation += 4;
+    let cat = store.load_catalog().await.unwrap();
+    assert_eq!(cat.generation, generation, "{b}");
+    assert!(cat.exceptions.is_empty(), "{b}");
+    let members: Vec<_> = cat
+        .members
+        .iter()
+        .map(|m| (m.course_id, m.user_id, m.role))
+        .collect();
+    let mut want = vec![
+        (cs.id, mike, CourseRole::Professor),
+        (ma.id, alice, CourseRole::Ta),
+        (ma.id, newbie.id, CourseRole::Student),
+    ];
+    want.sort();
+    assert_eq!(members, want, "{b}");
+
+    // Deleting a course takes its members and sections with it.
+    store.delete_course(ma.id).await.unwrap();
+    assert!(matches!(
+        store.delete_course(ma.id).await,
+        Err(StoreError::NotFound)
+    ));
+    let cat = store.load_catalog().await.unwrap();
+    assert_eq!(cat.generation, generation + 1, "{b}");
+    assert!(cat.members.iter().all(|m| m.course_id == cs.id), "{b}");
+    assert!(cat.sections.iter().all(|s| s.id != other.id), "{b}");
+    assert_eq!(cat.sections.len(), 1, "{b}");
 }

@@ -23,8 +23,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{
-    now_ms, AccountChanges, AuditLog, AuditRecord, DynStore, NewAudit, NewRun, NewUser, Record,
-    RevokedToken, RunFinish, RunRecord, Runs, Store, StoreError, StoreResult, User, Users,
+    now_ms, AccountChanges, AuditLog, AuditRecord, Catalog, Course, CourseRole, Courses, DynStore,
+    NewAudit, NewCourse, NewRun, NewUser, Record, RevokedToken, RosterChange, RunFinish, RunRecord,
+    Runs, Section, SectionException, SectionFields, Store, StoreError, StoreResult, User, Users,
 };
 
 /// Budget of an interactive call (login, the WebSocket gate, an account
@@ -337,5 +338,84 @@ impl Runs for GuardedStore {
     async fn close_dangling_runs(&self, instance: &str) -> StoreResult<u64> {
         self.call(BATCH_BUDGET, self.inner.close_dangling_runs(instance))
             .await
+    }
+}
+
+#[async_trait]
+impl Courses for GuardedStore {
+    async fn catalog_generation(&self) -> StoreResult<i64> {
+        self.call(INTERACTIVE_BUDGET, self.inner.catalog_generation())
+            .await
+    }
+
+    async fn load_catalog(&self) -> StoreResult<Catalog> {
+        // The whole catalog: more rows than one interactive read.
+        self.call(BATCH_BUDGET, self.inner.load_catalog()).await
+    }
+
+    async fn create_course(&self, course: NewCourse) -> StoreResult<Course> {
+        self.call(INTERACTIVE_BUDGET, self.inner.create_course(course))
+            .await
+    }
+
+    async fn delete_course(&self, course_id: i64) -> StoreResult<()> {
+        self.call(INTERACTIVE_BUDGET, self.inner.delete_course(course_id))
+            .await
+    }
+
+    async fn set_member(&self, course_id: i64, user_id: i64, role: CourseRole) -> StoreResult<()> {
+        self.call(
+            INTERACTIVE_BUDGET,
+            self.inner.set_member(course_id, user_id, role),
+        )
+        .await
+    }
+
+    async fn remove_member(&self, course_id: i64, user_id: i64) -> StoreResult<()> {
+        self.call(
+            INTERACTIVE_BUDGET,
+            self.inner.remove_member(course_id, user_id),
+        )
+        .await
+    }
+
+    async fn apply_roster(&self, course_id: i64, change: RosterChange) -> StoreResult<Vec<i64>> {
+        // A whole class in one transaction.
+        self.call(BATCH_BUDGET, self.inner.apply_roster(course_id, change))
+            .await
+    }
+
+    async fn create_section(&self, course_id: i64, fields: SectionFields) -> StoreResult<Section> {
+        self.call(
+            INTERACTIVE_BUDGET,
+            self.inner.create_section(course_id, fields),
+        )
+        .await
+    }
+
+    async fn update_section(&self, section_id: i64, fields: SectionFields) -> StoreResult<Section> {
+        self.call(
+            INTERACTIVE_BUDGET,
+            self.inner.update_section(section_id, fields),
+        )
+        .await
+    }
+
+    async fn delete_section(&self, section_id: i64) -> StoreResult<()> {
+        self.call(INTERACTIVE_BUDGET, self.inner.delete_section(section_id))
+            .await
+    }
+
+    async fn set_exception(&self, exception: SectionException) -> StoreResult<()> {
+        self.call(INTERACTIVE_BUDGET, self.inner.set_exception(exception))
+            .await
+    }
+
+    async fn remove_exception(&self, section_id: i64, user_id: i64) -> StoreResult<()> {
+        self.call(
+            INTERACTIVE_BUDGET,
+            self.inner.remove_exception(section_id, user_id),
+        )
+        .await
     }
 }

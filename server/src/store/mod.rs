@@ -1,9 +1,12 @@
 //! The store: the database's domain operations, split by aggregate — users
-//! ([`Users`]), the audit log ([`AuditLog`]), run history ([`Runs`]) — and
+//! ([`Users`]), the audit log ([`AuditLog`]), run history ([`Runs`]), courses
+//! ([`Courses`]) — and
 //! composed in [`Store`], with a SQLite (embedded default) and a PostgreSQL
 //! implementation chosen once at start from the URL scheme.
 
 mod audit;
+mod courses;
+pub(crate) mod courses_sql;
 pub mod guard;
 mod postgres;
 mod rows;
@@ -18,6 +21,10 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use audit::{AuditLog, AuditRecord, NewAudit};
+pub use courses::{
+    Catalog, Course, CourseRole, Courses, Member, NewCourse, RosterChange, Section,
+    SectionException, SectionFields,
+};
 pub use guard::{guard, DbHealth, GuardedStore};
 pub use postgres::PgStore;
 pub use runs::{NewRun, RunFinish, RunRecord, Runs};
@@ -210,7 +217,7 @@ impl Default for PoolSettings {
 /// its delegation in `guard.rs`, a part of the conformance suite, and one more
 /// supertrait below. Callers import the trait of the aggregate they use.
 #[async_trait]
-pub trait Store: Users + AuditLog + Runs + Send + Sync + std::fmt::Debug {
+pub trait Store: Users + AuditLog + Runs + Courses + Send + Sync + std::fmt::Debug {
     /// Backend name (`sqlite` or `postgres`), for logs and /readyz.
     fn backend(&self) -> &'static str;
     /// Cheap round trip to check the database is reachable.

@@ -155,3 +155,5 @@ mod tests {
         ));
     }
 }
+
+super::courses_sql::impl_courses!(PgStore, sqlx::Postgres);

@@ -167,3 +167,5 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(db_err)
     }
 }
+
+super::courses_sql::impl_courses!(SqliteStore, sqlx::Sqlite);
