@@ -72,6 +72,7 @@ fn run_msg(c: &mut Client, path: &str, mode: RunMode) -> (u64, ClientMsg) {
             mode,
             cols: Some(120),
             rows: Some(40),
+            course: None,
         }),
     )
 }

@@ -1,13 +1,15 @@
 //! Messages the client sends (`ClientMsg`), as tagged JSON text frames:
 //! `{"type":"read","id":7,"path":"main.py"}`. `id` is optional and echoed in
 //! the reply so a client can match replies to requests. Each domain has its own
-//! group ([`FileRequest`], [`SessionRequest`], [`ConnectionRequest`]); on the
+//! group ([`FileRequest`], [`SessionRequest`], [`CourseRequest`],
+//! [`ConnectionRequest`]); on the
 //! wire they are one tagged object (see [`crate::wire`]), so a new domain
 //! (courses, assignments, admin) is a new group and one more variant here.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::connection::ConnectionRequest;
+use crate::courses::CourseRequest;
 use crate::files::FileRequest;
 use crate::session::SessionRequest;
 use crate::wire;
@@ -20,6 +22,8 @@ pub enum ClientMsg {
     Files(FileRequest),
     /// A message to the user's session.
     Session(SessionRequest),
+    /// A course operation (goes to the connection's file task).
+    Courses(CourseRequest),
     /// About the connection itself (`ping`).
     Connection(ConnectionRequest),
 }
@@ -47,6 +51,27 @@ const TYPES: &[&str] = &[
     "stop",
     "attach",
     "ack",
+    "course_list",
+    "course_create",
+    "course_open",
+    "course_list_files",
+    "course_read",
+    "course_write",
+    "course_mkdir",
+    "course_delete",
+    "course_copy",
+    "section_save",
+    "section_delete",
+    "exception_set",
+    "exception_remove",
+    "roster_get",
+    "enroll",
+    "unenroll",
+    "roster_import",
+    "student_list_files",
+    "student_read",
+    "student_versions",
+    "student_runs",
 ];
 
 impl ClientMsg {
@@ -55,6 +80,7 @@ impl ClientMsg {
         match self {
             ClientMsg::Files(m) => m.id(),
             ClientMsg::Session(m) => m.id(),
+            ClientMsg::Courses(m) => m.id(),
             ClientMsg::Connection(m) => m.id(),
         }
     }
@@ -65,6 +91,7 @@ impl Serialize for ClientMsg {
         match self {
             ClientMsg::Files(m) => m.serialize(s),
             ClientMsg::Session(m) => m.serialize(s),
+            ClientMsg::Courses(m) => m.serialize(s),
             ClientMsg::Connection(m) => m.serialize(s),
         }
     }
@@ -78,6 +105,8 @@ impl<'de> Deserialize<'de> for ClientMsg {
             wire::group(msg).map(ClientMsg::Files)
         } else if SessionRequest::TYPES.contains(&tag) {
             wire::group(msg).map(ClientMsg::Session)
+        } else if CourseRequest::TYPES.contains(&tag) {
+            wire::group(msg).map(ClientMsg::Courses)
         } else {
             wire::group(msg).map(ClientMsg::Connection)
         }
@@ -93,6 +122,12 @@ impl From<FileRequest> for ClientMsg {
 impl From<SessionRequest> for ClientMsg {
     fn from(m: SessionRequest) -> Self {
         ClientMsg::Session(m)
+    }
+}
+
+impl From<CourseRequest> for ClientMsg {
+    fn from(m: CourseRequest) -> Self {
+        ClientMsg::Courses(m)
     }
 }
 
@@ -134,6 +169,7 @@ pub(crate) mod tests {
         let groups = [
             (declared::<FileRequest>(), FileRequest::TYPES),
             (declared::<SessionRequest>(), SessionRequest::TYPES),
+            (declared::<CourseRequest>(), CourseRequest::TYPES),
             (declared::<ConnectionRequest>(), ConnectionRequest::TYPES),
         ];
         let mut all = Vec::new();

@@ -5,7 +5,7 @@
 //!
 //! Messages are grouped by domain, each group a module with its requests, its
 //! server messages and the value types they carry: [`files`], [`session`],
-//! [`connection`] (courses, assignments and admin will be further groups).
+//! [`courses`], [`connection`] (assignments and admin will be further groups).
 //! [`ClientMsg`] and [`ServerMsg`] join the groups; on the wire each message is
 //! one tagged JSON object, as if the groups were a single enum.
 
@@ -13,6 +13,7 @@
 
 pub mod client;
 pub mod connection;
+pub mod courses;
 pub mod error;
 pub mod files;
 pub mod frames;
@@ -23,6 +24,10 @@ mod wire;
 
 pub use client::ClientMsg;
 pub use connection::{ConnectionMsg, ConnectionRequest, Limits};
+pub use courses::{
+    CourseInfo, CourseMsg, CourseRequest, CourseRole, CourseSummary, ExceptionInfo, MemberInfo,
+    NewAccount, RosterLine, RunSummary, SectionInfo, SectionState,
+};
 pub use error::{close_codes, ErrorCode};
 pub use files::{
     ChangeKind, Encoding, EntryKind, FileEntry, FileMsg, FileRequest, TrashItem, VersionInfo,

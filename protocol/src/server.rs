@@ -6,6 +6,7 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::connection::ConnectionMsg;
+use crate::courses::CourseMsg;
 use crate::error::ErrorCode;
 use crate::files::FileMsg;
 use crate::session::SessionMsg;
@@ -19,6 +20,8 @@ pub enum ServerMsg {
     Files(FileMsg),
     /// An event of the user's session.
     Session(SessionMsg),
+    /// A reply to a course request, or a course's change.
+    Courses(CourseMsg),
     /// About the connection itself (`hello`, `pong`, `error`, `shutdown`).
     Connection(ConnectionMsg),
 }
@@ -42,6 +45,17 @@ const TYPES: &[&str] = &[
     "run_ended",
     "attached",
     "shutdown",
+    "courses",
+    "course",
+    "course_listing",
+    "course_file",
+    "course_written",
+    "course_copied",
+    "roster",
+    "roster_result",
+    "student_versions",
+    "student_runs",
+    "course_changed",
 ];
 
 impl ServerMsg {
@@ -63,6 +77,7 @@ impl Serialize for ServerMsg {
         match self {
             ServerMsg::Files(m) => m.serialize(s),
             ServerMsg::Session(m) => m.serialize(s),
+            ServerMsg::Courses(m) => m.serialize(s),
             ServerMsg::Connection(m) => m.serialize(s),
         }
     }
@@ -76,6 +91,8 @@ impl<'de> Deserialize<'de> for ServerMsg {
             wire::group(msg).map(ServerMsg::Files)
         } else if SessionMsg::TYPES.contains(&tag) {
             wire::group(msg).map(ServerMsg::Session)
+        } else if CourseMsg::TYPES.contains(&tag) {
+            wire::group(msg).map(ServerMsg::Courses)
         } else {
             wire::group(msg).map(ServerMsg::Connection)
         }
@@ -91,6 +108,12 @@ impl From<FileMsg> for ServerMsg {
 impl From<SessionMsg> for ServerMsg {
     fn from(m: SessionMsg) -> Self {
         ServerMsg::Session(m)
+    }
+}
+
+impl From<CourseMsg> for ServerMsg {
+    fn from(m: CourseMsg) -> Self {
+        ServerMsg::Courses(m)
     }
 }
 
@@ -110,6 +133,7 @@ mod tests {
         let groups = [
             (declared::<FileMsg>(), FileMsg::TYPES),
             (declared::<SessionMsg>(), SessionMsg::TYPES),
+            (declared::<CourseMsg>(), CourseMsg::TYPES),
             (declared::<ConnectionMsg>(), ConnectionMsg::TYPES),
         ];
         let mut all = Vec::new();

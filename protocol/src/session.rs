@@ -16,7 +16,7 @@ pub enum SessionRequest {
         /// Request id, echoed.
         #[serde(default)]
         id: Option<u64>,
-        /// Script path relative to the workspace.
+        /// Script path relative to the workspace (with `course`: to the course's material).
         #[serde(default)]
         path: String,
         /// Script, hybrid (script then REPL) or REPL.
@@ -27,6 +27,11 @@ pub enum SessionRequest {
         /// Initial terminal size.
         #[serde(default)]
         rows: Option<u16>,
+        /// Run a file of this course's material (slug): it is at
+        /// `/course/<slug>/<path>`, read-only; the working directory is still
+        /// the user's workspace.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        course: Option<String>,
     },
     /// Bytes typed into the terminal (UTF-8 text, as xterm.js produces it).
     Input {

@@ -51,6 +51,23 @@ fn domains() -> Vec<(&'static str, Vec<String>)> {
                 RunEnded::decl(),
             ],
         ),
+        (
+            "Courses: material, sections, roster, students' work, course_changed",
+            vec![
+                CourseRequest::decl(),
+                CourseMsg::decl(),
+                CourseRole::decl(),
+                CourseSummary::decl(),
+                CourseInfo::decl(),
+                SectionInfo::decl(),
+                SectionState::decl(),
+                ExceptionInfo::decl(),
+                MemberInfo::decl(),
+                RosterLine::decl(),
+                NewAccount::decl(),
+                RunSummary::decl(),
+            ],
+        ),
     ]
 }
 

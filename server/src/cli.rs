@@ -56,6 +56,67 @@ pub enum UserCommand {
     },
 }
 
+/// `campus course …`: term set-up from scripts (the same rules as the web
+/// client's; changes reach running servers within a few seconds).
+#[derive(Debug, Subcommand)]
+pub enum CourseCommand {
+    /// Create a course.
+    Create {
+        /// Short unique name (1-32 of a-z, 0-9, '-').
+        #[arg(long)]
+        slug: String,
+        /// Display title.
+        #[arg(long)]
+        title: String,
+        /// Term, free text.
+        #[arg(long, default_value = "")]
+        term: String,
+        /// Make this existing account the course's professor.
+        #[arg(long)]
+        professor: Option<String>,
+    },
+    /// List courses with their member and section counts.
+    List,
+    /// Add a member to a course, or change their role.
+    Enroll {
+        /// Course slug.
+        course: String,
+        /// An existing account.
+        username: String,
+        /// student, ta or professor.
+        #[arg(long, default_value = "student")]
+        role: String,
+    },
+    /// Import a roster CSV (`username[,role]` per line; `-` reads standard
+    /// input). Nothing is applied unless every line is valid.
+    ImportRoster {
+        /// Course slug.
+        course: String,
+        /// The CSV file, or `-`.
+        file: std::path::PathBuf,
+        /// Create student accounts for unknown usernames; their one-time
+        /// passwords are printed (once) as `username,password` lines.
+        #[arg(long)]
+        create_accounts: bool,
+    },
+    /// Publish a section (creating it if the course has none with this folder).
+    Publish {
+        /// Course slug.
+        course: String,
+        /// The section's folder.
+        folder: String,
+        /// Release time, RFC 3339 (e.g. 2026-12-03T10:00:00+01:00); default: at once.
+        #[arg(long)]
+        release_at: Option<String>,
+        /// Close time, RFC 3339; default: never.
+        #[arg(long)]
+        close_at: Option<String>,
+        /// Unpublish instead.
+        #[arg(long)]
+        unpublish: bool,
+    },
+}
+
 /// `campus run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -306,12 +367,7 @@ async fn set_disabled(
 
 /// Usernames: 1-64 characters of letters, digits, `.`, `_`, `-`.
 pub fn validate_username(name: &str) -> anyhow::Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if !ok {
+    if !crate::auth::is_valid_username(name) {
         anyhow::bail!("invalid username {name:?}: use 1-64 letters, digits, '.', '_' or '-'");
     }
     Ok(())
@@ -524,4 +580,235 @@ pub async fn sandbox_check(args: CheckArgs) -> i32 {
     };
     println!("{verdict}");
     i32::from(!(complete && report.ok && quota_ok && warm_ok))
+}
+
+/// `campus course …`.
+pub async fn course(storage: StorageArgs, cmd: CourseCommand) -> i32 {
+    let store = match crate::server::open_store(&storage).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("campus: {e:#}");
+            return 1;
+        }
+    };
+    let result = course_inner(&store, cmd).await;
+    store.close().await;
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("campus: {e:#}");
+            1
+        }
+    }
+}
+
+async fn course_inner(store: &crate::store::DynStore, cmd: CourseCommand) -> anyhow::Result<()> {
+    use crate::courses::catalog::CatalogView;
+    use crate::courses::roster;
+    use crate::store::{NewAudit, NewCourse, SectionFields, StoreError};
+    use campus_protocol::CourseRole;
+
+    let audit = |action: &str, target: &str, detail: String| NewAudit {
+        actor: Some("cli".into()),
+        action: action.into(),
+        target: Some(format!("course:{target}")),
+        detail: Some(detail),
+        ip: Some("cli".into()),
+        ..Default::default()
+    };
+    let view = CatalogView::new(store.load_catalog().await?);
+    let course_id = |slug: &str| {
+        view.course(slug)
+            .map(|c| c.id)
+            .ok_or_else(|| anyhow::anyhow!("no course {slug:?}"))
+    };
+    match cmd {
+        CourseCommand::Create {
+            slug,
+            title,
+            term,
+            professor,
+        } => {
+            if !crate::courses::valid_slug(&slug) {
+                anyhow::bail!(
+                    "invalid slug {slug:?}: use 1-32 of a-z, 0-9 and '-', not starting with '-'"
+                );
+            }
+            let prof = match &professor {
+                Some(p) => Some(
+                    store
+                        .user_by_username(p)
+                        .await?
+                        .ok_or_else(|| anyhow::anyhow!("no user named {p:?}"))?,
+                ),
+                None => None,
+            };
+            let c = match store
+                .create_course(NewCourse {
+                    slug: slug.clone(),
+                    title: title.clone(),
+                    term,
+                })
+                .await
+            {
+                Ok(c) => c,
+                Err(StoreError::Conflict) => anyhow::bail!("course {slug:?} already exists"),
+                Err(e) => return Err(e.into()),
+            };
+            if let Some(p) = prof {
+                store.set_member(c.id, p.id, CourseRole::Professor).await?;
+            }
+            store
+                .append_audit(audit("course.create", &slug, title))
+                .await?;
+            println!("created course {slug} (id {})", c.id);
+        }
+        CourseCommand::List => {
+            println!(
+                "{:<24} {:>8} {:>9}  {:<14} title",
+                "slug", "members", "sections", "term"
+            );
+            for c in view.courses() {
+                println!(
+                    "{:<24} {:>8} {:>9}  {:<14} {}",
+                    c.slug,
+                    view.members(c.id).count(),
+                    view.sections(c.id).len(),
+                    c.term,
+                    c.title
+                );
+            }
+        }
+        CourseCommand::Enroll {
+            course,
+            username,
+            role,
+        } => {
+            let role: CourseRole = role.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+            let id = course_id(&course)?;
+            let u = store
+                .user_by_username(&username)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no user named {username:?}"))?;
+            store.set_member(id, u.id, role).await?;
+            store
+                .append_audit(audit(
+                    "course.enroll",
+                    &course,
+                    format!("{username} as {}", role.as_str()),
+                ))
+                .await?;
+            println!("{username} is {} in {course}", role.as_str());
+        }
+        CourseCommand::ImportRoster {
+            course,
+            file,
+            create_accounts,
+        } => {
+            let id = course_id(&course)?;
+            let csv = if file.as_os_str() == "-" {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+                s
+            } else {
+                std::fs::read_to_string(&file)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?
+            };
+            let plan = roster::plan_import(store, &view, id, &csv, create_accounts)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+            for l in &plan.lines {
+                let who = l.username.as_deref().unwrap_or("-");
+                match &l.error {
+                    Some(e) => eprintln!("line {}: {who}: invalid: {e}", l.line),
+                    None => eprintln!("line {}: {who}: {}", l.line, l.outcome),
+                }
+            }
+            if !plan.valid() {
+                anyhow::bail!("nothing was applied: fix the invalid lines and import again");
+            }
+            let n = plan.members.len();
+            let made = roster::apply(store, id, plan)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.message.clone()))?;
+            for a in &made {
+                println!("{},{}", a.username, a.password);
+            }
+            store
+                .append_audit(audit(
+                    "course.roster_import",
+                    &course,
+                    format!("{n} members set, {} accounts created", made.len()),
+                ))
+                .await?;
+            eprintln!("{n} members set, {} accounts created", made.len());
+        }
+        CourseCommand::Publish {
+            course,
+            folder,
+            release_at,
+            close_at,
+            unpublish,
+        } => {
+            let id = course_id(&course)?;
+            let time = |t: Option<String>| -> anyhow::Result<Option<i64>> {
+                t.map(|t| {
+                    chrono::DateTime::parse_from_rfc3339(&t)
+                        .map(|d| d.timestamp_millis())
+                        .map_err(|e| anyhow::anyhow!("{t:?} is not an RFC 3339 time: {e}"))
+                })
+                .transpose()
+            };
+            let (release, close) = (time(release_at)?, time(close_at)?);
+            let existing = view.section_by_folder(id, &folder).cloned();
+            let fields = SectionFields {
+                folder: folder.clone(),
+                title: existing
+                    .as_ref()
+                    .map_or_else(|| folder.clone(), |s| s.title.clone()),
+                kind: existing
+                    .as_ref()
+                    .map_or_else(|| "notes".into(), |s| s.kind.clone()),
+                position: existing.as_ref().map_or_else(
+                    || {
+                        view.sections(id)
+                            .iter()
+                            .map(|s| s.position)
+                            .max()
+                            .unwrap_or(0)
+                            + 1
+                    },
+                    |s| s.position,
+                ),
+                published: !unpublish,
+                release_at_ms: release.or(existing.as_ref().and_then(|s| s.release_at_ms)),
+                close_at_ms: close.or(existing.as_ref().and_then(|s| s.close_at_ms)),
+            };
+            let saved = match existing {
+                Some(s) => store.update_section(s.id, fields).await?,
+                None => store.create_section(id, fields).await?,
+            };
+            store
+                .append_audit(audit(
+                    "course.section_save",
+                    &course,
+                    format!("{folder}: published {}", saved.published),
+                ))
+                .await?;
+            println!(
+                "{course}/{folder}: {}{}",
+                if saved.published {
+                    "published"
+                } else {
+                    "unpublished"
+                },
+                saved
+                    .release_at_ms
+                    .and_then(chrono::DateTime::from_timestamp_millis)
+                    .map(|t| format!(", released {}", t.to_rfc3339()))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
 }

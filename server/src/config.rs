@@ -245,6 +245,16 @@ impl StorageArgs {
         self.data_dir.join("workspace-meta")
     }
 
+    /// Root of the course material trees (mounted read-only in runs).
+    pub fn courses_dir(&self) -> PathBuf {
+        self.data_dir.join("courses")
+    }
+
+    /// Root of the course material's history and trash; never mounted.
+    pub fn course_meta_dir(&self) -> PathBuf {
+        self.data_dir.join("course-meta")
+    }
+
     /// Where run records wait while the database cannot take them.
     pub fn journal_dir(&self) -> PathBuf {
         self.data_dir.join("journal")

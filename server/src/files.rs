@@ -9,9 +9,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine;
 use campus_protocol::FileMsg;
 use campus_protocol::{
-    ChangeKind, EntryKind, ErrorCode, FileEntry, ServerMsg, TrashItem, UserInfo, VersionInfo,
+    ChangeKind, Encoding, EntryKind, ErrorCode, FileEntry, ServerMsg, TrashItem, UserInfo,
+    VersionInfo,
 };
 use workspace_fs::{FsError, Workspace, Workspaces};
 
@@ -284,6 +286,32 @@ where
         .await
         .map_err(AppError::internal)?
         .map_err(map_fs_error)
+}
+
+/// Decode `content` per its declared encoding.
+pub fn decode_content(content: String, encoding: Encoding) -> Result<Vec<u8>, AppError> {
+    match encoding {
+        Encoding::Utf8 => Ok(content.into_bytes()),
+        Encoding::Base64 => base64::engine::general_purpose::STANDARD
+            .decode(content.as_bytes())
+            .map_err(|e| {
+                AppError::new(
+                    ErrorCode::BadRequest,
+                    format!("content is not valid base64: {e}"),
+                )
+            }),
+    }
+}
+
+/// The wire form of a file's bytes: UTF-8 text as is, anything else as base64.
+pub fn encode_content(bytes: Vec<u8>) -> (Encoding, String) {
+    match String::from_utf8(bytes) {
+        Ok(s) => (Encoding::Utf8, s),
+        Err(e) => (
+            Encoding::Base64,
+            base64::engine::general_purpose::STANDARD.encode(e.into_bytes()),
+        ),
+    }
 }
 
 /// Wire form of an entry.

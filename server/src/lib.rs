@@ -6,6 +6,7 @@ pub mod authz;
 pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod courses;
 pub mod disk;
 pub mod error;
 pub mod execution;

@@ -27,6 +27,13 @@ enum Command {
         command: cli::UserCommand,
     },
     /// Run a file from a user's workspace through the real session/sandbox code.
+    /// Create courses, enroll members, import rosters, publish sections.
+    Course {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[command(subcommand)]
+        command: cli::CourseCommand,
+    },
     Run(Box<cli::RunArgs>),
     /// Sandbox tools.
     Sandbox {
@@ -56,7 +63,9 @@ fn resolve_paths(command: &mut Command) -> Result<(), ConfigError> {
         .map_err(|e| ConfigError::Invalid(format!("cannot read the current directory: {e}")))?;
     match command {
         Command::Serve(args) => args.resolve_paths(&cwd),
-        Command::Migrate(storage) | Command::User { storage, .. } => storage.resolve_paths(&cwd),
+        Command::Migrate(storage)
+        | Command::User { storage, .. }
+        | Command::Course { storage, .. } => storage.resolve_paths(&cwd),
         Command::Run(args) => args.resolve_paths(&cwd),
         Command::Sandbox {
             command: SandboxCommand::Check(args),
@@ -104,6 +113,7 @@ fn main() {
         Command::Serve(args) => cli::block_on(cli::serve(*args)),
         Command::Migrate(storage) => cli::block_on(cli::migrate(storage)),
         Command::User { storage, command } => cli::block_on(cli::user(storage, command)),
+        Command::Course { storage, command } => cli::block_on(cli::course(storage, command)),
         Command::Run(args) => cli::block_on(cli::run(*args)),
     };
     std::process::exit(code);

@@ -17,6 +17,7 @@ use crate::auth::login_guard::{LoginGuard, LoginRules};
 use crate::auth::{password, AuthDeps, AuthService, TokenKeys};
 use crate::config::{self, ServeArgs};
 use crate::conn::{self, ConnConfig, ConnLimits};
+use crate::courses::{CourseDeps, CourseService};
 use crate::files::{FileDeps, FileService, UserWorkspaces};
 use crate::http::origin::OriginPolicy;
 use crate::hub::Hub;
@@ -28,6 +29,10 @@ use crate::state::{AppState, Settings, SharedState};
 use crate::store::{self, DynStore, NewAudit, NewUser};
 
 const MIB: u64 = 1024 * 1024;
+/// Bytes one course's material may hold (slides, data sets), MiB.
+const COURSE_QUOTA_MB: u64 = 1024;
+/// Files and folders one course's material may hold.
+const COURSE_MAX_ENTRIES: u64 = 20_000;
 
 /// A workspace unused this long (and with no operation in flight) is closed, releasing its
 /// three directory descriptors; otherwise every student since start keeps them open. Ten
@@ -284,7 +289,7 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
     let workspaces = workspace_fs::Workspaces::new(
         args.storage.workspaces_dir(),
         args.storage.workspace_meta_dir(),
-        fs_limits,
+        fs_limits.clone(),
     )
     .context("cannot open the workspaces directory")?;
     let uid_base = sandbox
@@ -361,6 +366,26 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
         hub: Arc::clone(&hub),
         ops_per_min: args.file_ops_per_min,
     }));
+    let materials = workspace_fs::Workspaces::new(
+        args.storage.courses_dir(),
+        args.storage.course_meta_dir(),
+        workspace_fs::Limits {
+            // A course's material is the staff's, not a student's workspace:
+            // its own, larger bounds.
+            quota_bytes: COURSE_QUOTA_MB * MIB,
+            max_entries: COURSE_MAX_ENTRIES,
+            ..fs_limits
+        },
+    )
+    .context("cannot open the courses directory")?;
+    let courses = Arc::new(CourseService::new(CourseDeps {
+        store: Arc::clone(&store),
+        materials: Arc::new(materials),
+        files: Arc::clone(&files),
+        hub: Arc::clone(&hub),
+        records: records.clone(),
+    }));
+    tracker.spawn(Arc::clone(&courses).watch(shutdown.clone()));
     let readiness = Readiness::new(ReadinessInputs {
         store: Arc::clone(&store),
         db: db_health,
@@ -379,6 +404,7 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
     let state: SharedState = Arc::new(AppState {
         auth,
         files,
+        courses,
         runner,
         hub,
         conns: Arc::clone(&conns),

@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::AuthService;
 use crate::config::ServeArgs;
 use crate::conn::ConnLimits;
+use crate::courses::CourseService;
 use crate::files::FileService;
 use crate::http::origin::OriginPolicy;
 use crate::hub::Hub;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub auth: AuthService,
     /// Workspaces: authorization, limits, `workspace-fs`, change events.
     pub files: Arc<FileService>,
+    /// Courses: catalog, material, roster, students' work for staff.
+    pub courses: Arc<CourseService>,
     /// Sessions and runs.
     pub runner: Arc<Runner>,
     /// Live connections per user (connections register here).

@@ -178,6 +178,7 @@ async fn start_stubborn_run(c: &mut WsClient) {
                 mode: RunMode::Script,
                 cols: Some(80),
                 rows: Some(24),
+                course: None,
             })
         })
         .await;

@@ -186,6 +186,7 @@ async fn run(c: &mut WsClient, path: &str) -> RunEnded {
         mode: RunMode::Script,
         cols: Some(80),
         rows: Some(24),
+        course: None,
     }))
     .await;
     match c

@@ -356,7 +356,10 @@ async fn bad_read_only_tree_names_are_refused() {
     let ex = executor(2, 0);
     let tmp = tempfile::tempdir().unwrap();
     let home = dir(tmp.path(), "home");
-    for name in ["", "..", ".hidden", "a/b", "x y"] {
+    // One level below a course is allowed (`cs101/week1`), nothing more or stranger.
+    for name in [
+        "", "..", ".hidden", "a/b/c", "a/", "/a", "a/..", "a/.b", "x y",
+    ] {
         let mut s = spec(17, &home, "print(1)");
         s.mounts.read_only.push(ReadOnlyTree {
             host: home.clone(),

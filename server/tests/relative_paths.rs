@@ -187,6 +187,7 @@ async fn run_to_end(c: &mut WsClient, path: &str) -> RunEnded {
         mode: RunMode::Script,
         cols: Some(80),
         rows: Some(24),
+        course: None,
     }))
     .await;
     match c

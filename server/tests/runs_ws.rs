@@ -40,6 +40,7 @@ fn run(path: &str, mode: RunMode) -> ClientMsg {
         mode,
         cols: Some(80),
         rows: Some(24),
+        course: None,
     })
 }
 

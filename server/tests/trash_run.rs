@@ -111,6 +111,7 @@ async fn a_run_in_a_deleted_folder_cannot_write_into_the_trash() {
         mode: RunMode::Script,
         cols: Some(80),
         rows: Some(24),
+        course: None,
     }))
     .await;
     // The program wrote into its folder while it was live.

@@ -619,6 +619,7 @@ async fn shutdown_with_a_run_saves_and_an_upload_in_flight() {
         mode: RunMode::Script,
         cols: None,
         rows: None,
+        course: None,
     }))
     .await;
     let run_id = match c

@@ -73,6 +73,7 @@ impl<'a> Run<'a> {
             mode,
             cols: Some(100),
             rows: Some(30),
+            course: None,
         });
         match c.request(id, &msg).await? {
             ServerMsg::Session(SessionMsg::RunStarted { .. }) => {}

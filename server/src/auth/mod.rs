@@ -10,6 +10,15 @@ pub mod password;
 mod service;
 pub mod token;
 
+/// Is `name` acceptable as a username: 1-64 ASCII letters, digits, `.`, `_` or `-`.
+pub fn is_valid_username(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
 use axum::http::HeaderMap;
 
 pub use service::{AuthDeps, AuthService, LoggedIn};

@@ -68,6 +68,17 @@ pub async fn get_file(
         )
         .await?;
     let ws = state.files.workspace(owner).await?;
+    stream_out(ws, path, &headers, q.download.is_some()).await
+}
+
+/// Stream `path` of `ws` out, with `ETag` and conditional requests; the
+/// caller has authorized the read. Shared with course material.
+pub async fn stream_out(
+    ws: Arc<Workspace>,
+    path: String,
+    headers: &HeaderMap,
+    download: bool,
+) -> Result<Response, AppError> {
     let p = path.clone();
     let (file, entry) = blocking(ws, move |w| w.open_read(&p)).await?;
     let version = entry.version.clone().unwrap_or_default();
@@ -119,7 +130,7 @@ pub async fn get_file(
             "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox",
         ),
     );
-    if q.download.is_some() {
+    if download {
         let name = path
             .rsplit('/')
             .next()
@@ -152,14 +163,58 @@ pub async fn put_file(
             Some(peer.ip().to_string()),
         )
         .await?;
+    let ws = state.files.workspace(user.id).await?;
+    let outcome = stream_in(&state, ws, &path, &headers, body).await?;
+    let version = outcome.entry.version.clone().unwrap_or_default();
+    state.files.notify(
+        user.id,
+        "http",
+        &path,
+        ChangeKind::Written,
+        Some(version.clone()),
+        None,
+    );
+    Ok(written_response(&path, &outcome))
+}
+
+/// The reply to a successful upload: `201` or `200`, the entry, its `ETag`.
+pub fn written_response(path: &str, outcome: &WriteOutcome) -> Response {
+    let version = outcome.entry.version.clone().unwrap_or_default();
+    let status = if outcome.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let body = serde_json::json!({
+        "path": path,
+        "version": version,
+        "size": outcome.entry.size,
+        "created": outcome.created,
+    });
+    let mut resp = (status, Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&quoted(&version)) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    resp
+}
+
+/// Stream a request body into `path` of `ws`: atomic, committed only when
+/// the whole body arrived, conditional on `If-Match` / `If-None-Match: *`;
+/// the caller has authorized the write. Shared with course material.
+pub async fn stream_in(
+    state: &AppState,
+    ws: Arc<Workspace>,
+    path: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<WriteOutcome, AppError> {
     let conditional;
     let pre = if let Some(im) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
         conditional = true;
         if im.trim() == "*" {
             // "*" matches any existing file: update only, never create.
-            let p = path.clone();
-            let ws = state.files.workspace(user.id).await?;
-            match blocking(ws, move |w| w.stat(&p)).await {
+            let p = path.to_string();
+            match blocking(Arc::clone(&ws), move |w| w.stat(&p)).await {
                 Ok(e) => Precondition::Match(e.version.unwrap_or_default()),
                 Err(e) if e.code == ErrorCode::NotFound => return Err(precondition_failed(None)),
                 Err(e) => return Err(e),
@@ -183,15 +238,14 @@ pub async fn put_file(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
 
-    let ws = state.files.workspace(user.id).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Upload>(UPLOAD_QUEUE);
-    let p = path.clone();
+    let p = path.to_string();
     // One blocking task owns the temporary file; the socket side feeds it. It commits only
     // on `Upload::Complete`: when the socket side stops for any other reason (an error, a
     // timeout, shutdown, or this handler being dropped with its connection) the channel
     // closes without it and the pending write is dropped, which removes the temporary file.
     let writer = tokio::task::spawn_blocking(move || write_upload(&ws, &p, pre, declared, rx));
-    let ended = receive_body(&state, body, declared, &tx).await;
+    let ended = receive_body(state, body, declared, &tx).await;
     let result = match ended {
         BodyEnd::Complete(total) => {
             // A closed channel here means the writer already refused; its error follows.
@@ -211,47 +265,20 @@ pub async fn put_file(
             return Err(refusal);
         }
     };
-    let outcome = match result {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            return Err(AppError::new(
-                ErrorCode::BadRequest,
-                "the upload ended early; nothing was written",
-            ))
-        }
+    match result {
+        Ok(Some(o)) => Ok(o),
+        Ok(None) => Err(AppError::new(
+            ErrorCode::BadRequest,
+            "the upload ended early; nothing was written",
+        )),
         Err(e) => {
             let mapped = files::map_fs_error(e);
             if mapped.code == ErrorCode::Conflict && conditional {
                 return Err(precondition_failed(mapped.current_version));
             }
-            return Err(mapped);
+            Err(mapped)
         }
-    };
-    let version = outcome.entry.version.clone().unwrap_or_default();
-    state.files.notify(
-        user.id,
-        "http",
-        &path,
-        ChangeKind::Written,
-        Some(version.clone()),
-        None,
-    );
-    let status = if outcome.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let body = serde_json::json!({
-        "path": path,
-        "version": version,
-        "size": outcome.entry.size,
-        "created": outcome.created,
-    });
-    let mut resp = (status, Json(body)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&quoted(&version)) {
-        resp.headers_mut().insert(header::ETAG, v);
     }
-    Ok(resp)
 }
 
 /// What the socket side of an upload tells its blocking writer.

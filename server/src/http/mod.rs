@@ -2,6 +2,7 @@
 //! compression, timeouts, body limits) and the routes.
 
 mod auth_routes;
+mod course_routes;
 mod extract;
 mod files_routes;
 mod health;
@@ -38,10 +39,15 @@ pub fn router(state: SharedState) -> Router {
         ));
 
     // File bodies are streamed and size-checked by the file service, not buffered.
-    let files = Router::new().route(
-        "/api/files/{*path}",
-        get(files_routes::get_file).put(files_routes::put_file),
-    );
+    let files = Router::new()
+        .route(
+            "/api/files/{*path}",
+            get(files_routes::get_file).put(files_routes::put_file),
+        )
+        .route(
+            "/api/courses/{slug}/files/{*path}",
+            get(course_routes::get_material).put(course_routes::put_material),
+        );
 
     let mut app = Router::new()
         .route("/healthz", get(health::healthz))

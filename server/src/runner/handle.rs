@@ -5,7 +5,7 @@ use bytes::Bytes;
 use campus_protocol::{EndReason, RunMode, ServerMsg};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{RunnerError, SessionEvent, SessionInfo};
+use super::{MountedScript, RunnerError, SessionEvent, SessionInfo};
 
 /// Commands a session actor accepts.
 pub(crate) enum Command {
@@ -30,6 +30,7 @@ pub(crate) enum Command {
         mode: RunMode,
         cols: u16,
         rows: u16,
+        mounted: Option<Box<MountedScript>>,
         reply: oneshot::Sender<Result<(), RunnerError>>,
     },
     Input(Bytes),
@@ -84,6 +85,20 @@ impl SessionHandle {
         cols: u16,
         rows: u16,
     ) -> Result<(), RunnerError> {
+        self.run_script(conn_id, req_id, path, mode, (cols, rows), None)
+            .await
+    }
+
+    /// [`SessionHandle::run`], of a script in read-only trees when `mounted` is given.
+    pub async fn run_script(
+        &self,
+        conn_id: &str,
+        req_id: Option<u64>,
+        path: String,
+        mode: RunMode,
+        (cols, rows): (u16, u16),
+        mounted: Option<MountedScript>,
+    ) -> Result<(), RunnerError> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Run {
             conn_id: conn_id.to_string(),
@@ -92,6 +107,7 @@ impl SessionHandle {
             mode,
             cols,
             rows,
+            mounted: mounted.map(Box::new),
             reply,
         })
         .await?;

@@ -136,6 +136,7 @@ pub use config::RunnerConfig;
 pub use handle::{Attachment, SessionHandle};
 pub use launcher::SANDBOX_HOME;
 pub use registry::Runner;
+pub use run::MountedScript;
 pub use terminal::run_in_terminal;
 
 /// What an attached connection receives, in order.

@@ -14,7 +14,9 @@ use super::launcher;
 use super::quota_watch::QuotaWatch;
 use crate::execution::proc::{ExitInfo, PtyMaster, PtyRead};
 use crate::execution::process::{self, Process, StartedIo, Usage};
-use crate::execution::{Class, ExecLimits, ExecutionSpec, Mounts, PtySpec, Slot, Stdio, TermSize};
+use crate::execution::{
+    Class, ExecLimits, ExecutionSpec, Mounts, PtySpec, ReadOnlyTree, Slot, Stdio, TermSize,
+};
 use crate::sandbox::{CpuPriority, Sandbox};
 
 /// Everything a started run owns. Dropping it releases its admission slot.
@@ -74,6 +76,22 @@ pub(crate) struct StartRequest {
     pub path: String,
     pub mode: RunMode,
     pub size: TermSize,
+    pub read_only: Vec<ReadOnlyTree>,
+}
+
+/// A script that is not in the workspace: a file of read-only trees mounted
+/// under `/course` (course material). The working directory stays the
+/// workspace.
+#[derive(Debug, Clone)]
+pub struct MountedScript {
+    /// The script as the program sees it (`/course/<slug>/<path>`).
+    pub script: String,
+    /// The tree on the host the script is in (checked: exists, a file, no links).
+    pub host_root: PathBuf,
+    /// The script's path in that tree.
+    pub path: String,
+    /// The read-only trees to mount.
+    pub mounts: Vec<ReadOnlyTree>,
 }
 
 /// The limits of an interactive run.
@@ -94,7 +112,10 @@ fn spec(cfg: &RunnerConfig, req: &StartRequest) -> ExecutionSpec {
         argv: launcher::argv(&cfg.python, req.mode, &req.path),
         env: launcher::env(),
         cwd: None,
-        mounts: Mounts::workspace(req.workspace_dir.clone()),
+        mounts: Mounts {
+            read_only: req.read_only.clone(),
+            ..Mounts::workspace(req.workspace_dir.clone())
+        },
         limits: limits(cfg),
         // Hybrid: the launcher reports the start of the REPL on fd 3, which
         // nothing that merely prints (the script, its children, a file it

@@ -315,14 +315,23 @@ impl ResultPipe {
     }
 }
 
-/// Is `name` acceptable as a read-only tree's name (`/course/<name>`)?
+/// Is `name` acceptable as a read-only tree's name (`/course/<name>`): one
+/// or two components (`cs101`, or `cs101/week1` for one section of a
+/// course), each 1-64 of `[A-Za-z0-9._-]`, not starting with a dot?
 pub fn valid_mount_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    let part = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 64
+            && !p.starts_with('.')
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    };
+    let mut parts = name.split('/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(a), None, _) => part(a),
+        (Some(a), Some(b), None) => part(a) && part(b),
+        _ => false,
+    }
 }
 
 /// The helper as a path std does not look up in PATH (a PATH lookup would make

@@ -219,6 +219,10 @@ pub(super) fn enter_new_root(plan: &RootPlan<'_>) -> R {
     }
     for (file, name) in &courses {
         let dst = course_root.join(name);
+        // `course/section` names need their course folder (in the staging tmpfs).
+        if let Some(parent) = dst.parent().filter(|p| *p != course_root) {
+            fs::create_dir_all(parent).map_err(|e| err("mkdir", parent, e))?;
+        }
         let is_dir = file.metadata().map(|m| m.is_dir()).unwrap_or(true);
         if is_dir {
             mkdir(&dst)?;

@@ -9,42 +9,7 @@ use async_trait::async_trait;
 
 use super::{NewUser, StoreResult};
 
-/// A member's role in one course.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum CourseRole {
-    /// Owns the course: everything, including publishing and the roster.
-    Professor,
-    /// Teaching assistant: reads students' work and drafts; cannot publish or change the roster.
-    Ta,
-    /// Enrolled student: reads released material.
-    Student,
-}
-
-impl CourseRole {
-    /// The stored and wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CourseRole::Professor => "professor",
-            CourseRole::Ta => "ta",
-            CourseRole::Student => "student",
-        }
-    }
-
-    /// Parse a stored or wire name.
-    pub fn parse(s: &str) -> Option<CourseRole> {
-        match s {
-            "professor" => Some(CourseRole::Professor),
-            "ta" => Some(CourseRole::Ta),
-            "student" => Some(CourseRole::Student),
-            _ => None,
-        }
-    }
-
-    /// Professor or TA.
-    pub fn is_staff(self) -> bool {
-        !matches!(self, CourseRole::Student)
-    }
-}
+pub use campus_protocol::CourseRole;
 
 /// A course row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +44,8 @@ pub struct Member {
     pub course_id: i64,
     /// The user.
     pub user_id: i64,
+    /// Their username (read with the catalog).
+    pub username: String,
     /// Their role in it.
     pub role: CourseRole,
     /// When they were added, ms since the epoch.

@@ -54,12 +54,14 @@ pub(crate) fn section(r: SectionRow) -> super::Section {
 }
 
 /// Decode a member row.
-pub(crate) fn member(r: (i64, i64, String, i64)) -> super::StoreResult<super::Member> {
-    let role = super::CourseRole::parse(&r.2)
-        .ok_or_else(|| super::StoreError::Corrupt(format!("course member role {:?}", r.2)))?;
+pub(crate) fn member(r: (i64, i64, String, i64, String)) -> super::StoreResult<super::Member> {
+    let role: super::CourseRole =
+        r.2.parse()
+            .map_err(|e: String| super::StoreError::Corrupt(format!("course member: {e}")))?;
     Ok(super::Member {
         course_id: r.0,
         user_id: r.1,
+        username: r.4,
         role,
         added_at_ms: r.3,
     })
@@ -148,9 +150,10 @@ macro_rules! impl_courses {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(db_err)?;
-                let members: Vec<(i64, i64, String, i64)> = sqlx::query_as(
-                    "SELECT course_id, user_id, role, added_at_ms FROM course_members \
-                     ORDER BY course_id, user_id",
+                let members: Vec<(i64, i64, String, i64, String)> = sqlx::query_as(
+                    "SELECT m.course_id, m.user_id, m.role, m.added_at_ms, u.username \
+                     FROM course_members m JOIN users u ON u.id = m.user_id \
+                     ORDER BY m.course_id, m.user_id",
                 )
                 .fetch_all(&mut *tx)
                 .await

@@ -108,6 +108,7 @@ async fn serve(
     let mut sessions = SessionQueue::new(state.clone(), user.clone(), conn_id.clone());
     let mut files = FileQueue::spawn(
         Arc::clone(&state.files),
+        Arc::clone(&state.courses),
         &state.tracker,
         user.clone(),
         conn_id.clone(),
@@ -245,6 +246,10 @@ async fn serve(
                     Ok(ClientMsg::Files(req)) => {
                         let id = req.id();
                         files.submit(req).err().map(|e| e.to_msg(id))
+                    }
+                    Ok(ClientMsg::Courses(req)) => {
+                        let id = req.id();
+                        files.submit_course(req).err().map(|e| e.to_msg(id))
                     }
                     Ok(ClientMsg::Session(msg)) => {
                         let waits = matches!(msg, SessionRequest::Run { .. })

@@ -71,6 +71,7 @@ impl Conn {
                 mode,
                 cols,
                 rows,
+                course,
             } => {
                 if self.session.is_none() && !self.attach_pending {
                     // Only this run's output: the client asked to run, not to replay.
@@ -87,6 +88,7 @@ impl Conn {
                     mode,
                     cols: cols.unwrap_or(0),
                     rows: rows.unwrap_or(0),
+                    course,
                 }
             }
             SessionRequest::Input { data, .. } => Job::Input(Bytes::from(data.into_bytes())),

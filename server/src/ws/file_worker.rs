@@ -1,4 +1,4 @@
-//! File operations of one connection, in their own task: a durable save
+//! File and course operations of one connection, in their own task: a durable save
 //! (two device flushes) must not hold up the connection's loop, which forwards
 //! keystrokes and the program's echo. Operations run one at a time in arrival
 //! order, so a client's `write` then `read` of a path behave as sent; the
@@ -7,14 +7,14 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
-use campus_protocol::{ChangeKind, Encoding, ErrorCode, ServerMsg, UserInfo};
-use campus_protocol::{FileMsg, FileRequest};
+use campus_protocol::{ChangeKind, ErrorCode, ServerMsg, UserInfo};
+use campus_protocol::{CourseRequest, FileMsg, FileRequest};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 use workspace_fs::Precondition;
 
 use crate::authz::Action;
+use crate::courses::CourseService;
 use crate::error::AppError;
 use crate::files::{self, blocking, FileService};
 
@@ -36,7 +36,14 @@ pub struct FileReply {
 /// 27.4 KiB with it unboxed, 20.1 KiB boxed).
 struct Job {
     ticket: u64,
-    msg: Box<FileRequest>,
+    msg: Box<Request>,
+}
+
+/// What a job does: a workspace operation, or a course operation (which
+/// may write into the workspace too: a copy, ordered with the saves).
+enum Request {
+    Files(FileRequest),
+    Courses(CourseRequest),
 }
 
 /// The connection's side of its file task.
@@ -52,6 +59,7 @@ impl FileQueue {
     /// Start the task; it ends when this queue is dropped and its jobs are done.
     pub fn spawn(
         files: Arc<FileService>,
+        courses: Arc<CourseService>,
         tracker: &TaskTracker,
         user: UserInfo,
         conn_id: String,
@@ -60,6 +68,7 @@ impl FileQueue {
         let (reply_tx, replies) = mpsc::channel(FILE_QUEUE);
         let worker = FileWorker {
             files,
+            courses,
             user,
             conn_id,
         };
@@ -75,6 +84,15 @@ impl FileQueue {
 
     /// Queue a file operation, or refuse it with `busy` when too many are waiting.
     pub fn submit(&mut self, msg: FileRequest) -> Result<(), AppError> {
+        self.queue(Request::Files(msg))
+    }
+
+    /// Queue a course operation, or refuse it with `busy` when too many are waiting.
+    pub fn submit_course(&mut self, msg: CourseRequest) -> Result<(), AppError> {
+        self.queue(Request::Courses(msg))
+    }
+
+    fn queue(&mut self, msg: Request) -> Result<(), AppError> {
         let job = Job {
             ticket: self.dispatched + 1,
             msg: Box::new(msg),
@@ -117,6 +135,7 @@ impl FileQueue {
 /// The task that owns the file operations of one connection.
 struct FileWorker {
     files: Arc<FileService>,
+    courses: Arc<CourseService>,
     user: UserInfo,
     conn_id: String,
 }
@@ -124,8 +143,14 @@ struct FileWorker {
 impl FileWorker {
     async fn serve(self, mut rx: mpsc::Receiver<Job>, replies: mpsc::Sender<FileReply>) {
         while let Some(Job { ticket, msg }) = rx.recv().await {
-            let id = msg.id();
-            let msg = match Box::pin(self.op(*msg)).await {
+            let (id, done) = match *msg {
+                Request::Files(m) => (m.id(), Box::pin(self.op(m)).await),
+                Request::Courses(m) => (
+                    m.id(),
+                    Box::pin(self.courses.handle(&self.user, &self.conn_id, m)).await,
+                ),
+            };
+            let msg = match done {
                 Ok(reply) => reply,
                 Err(e) => e.to_msg(id),
             };
@@ -190,7 +215,7 @@ impl FileWorker {
                 encoding,
                 base_version,
             } => {
-                let bytes = decode_content(content, encoding)?;
+                let bytes = files::decode_content(content, encoding)?;
                 let pre = match base_version {
                     Some(v) => Precondition::Match(v),
                     None => Precondition::CreateOnly,
@@ -333,21 +358,6 @@ impl FileWorker {
     }
 }
 
-/// Decode `content` per its declared encoding.
-fn decode_content(content: String, encoding: Encoding) -> Result<Vec<u8>, AppError> {
-    match encoding {
-        Encoding::Utf8 => Ok(content.into_bytes()),
-        Encoding::Base64 => base64::engine::general_purpose::STANDARD
-            .decode(content.as_bytes())
-            .map_err(|e| {
-                AppError::new(
-                    ErrorCode::BadRequest,
-                    format!("content is not valid base64: {e}"),
-                )
-            }),
-    }
-}
-
 /// A `file` reply: UTF-8 text as is, anything else as base64.
 fn file_reply(
     id: Option<u64>,
@@ -358,13 +368,7 @@ fn file_reply(
 ) -> ServerMsg {
     let size = bytes.len() as u64;
     let mime = mime.unwrap_or_else(|| "application/octet-stream".into());
-    let (encoding, content) = match String::from_utf8(bytes) {
-        Ok(s) => (Encoding::Utf8, s),
-        Err(e) => (
-            Encoding::Base64,
-            base64::engine::general_purpose::STANDARD.encode(e.into_bytes()),
-        ),
-    };
+    let (encoding, content) = files::encode_content(bytes);
     ServerMsg::Files(FileMsg::File {
         id,
         path,

@@ -41,6 +41,8 @@ pub enum Job {
         mode: RunMode,
         cols: u16,
         rows: u16,
+        /// A file of this course's material (slug) instead of the workspace.
+        course: Option<String>,
     },
     /// Typed bytes.
     Input(Bytes),
@@ -189,11 +191,22 @@ impl SessionWorker {
                 mode,
                 cols,
                 rows,
+                course,
             } => {
                 let handle = self.session_handle()?;
+                // Authorized and resolved here: which trees, which file.
+                let mounted = match course {
+                    Some(slug) if mode != RunMode::Repl => Some(
+                        self.state
+                            .courses
+                            .run_plan(&self.user, &slug, &path)
+                            .await?,
+                    ),
+                    _ => None,
+                };
                 // `run_started` (carrying `id`) arrives through the session events.
                 handle
-                    .run(&self.conn_id, id, path, mode, cols, rows)
+                    .run_script(&self.conn_id, id, path, mode, (cols, rows), mounted)
                     .await?;
                 Ok(Vec::new())
             }

@@ -92,6 +92,7 @@ pub async fn start_run(c: &mut WsClient, path: &str, mode: RunMode) -> String {
                 mode,
                 cols: Some(80),
                 rows: Some(24),
+                course: None,
             })
         })
         .await;

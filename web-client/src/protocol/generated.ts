@@ -10,9 +10,9 @@ export const FRAME_OUTPUT_HEADER_LEN = 9;
 
 // --- Every message, and the connection itself (hello, ping/pong, error, shutdown) ---
 
-export type ClientMsg = FileRequest | SessionRequest | ConnectionRequest;
+export type ClientMsg = FileRequest | SessionRequest | CourseRequest | ConnectionRequest;
 
-export type ServerMsg = FileMsg | SessionMsg | ConnectionMsg;
+export type ServerMsg = FileMsg | SessionMsg | CourseMsg | ConnectionMsg;
 
 export type ConnectionRequest = { "type": "ping", 
 /**
@@ -497,7 +497,7 @@ export type SessionRequest = { "type": "run",
  */
 id?: number, 
 /**
- * Script path relative to the workspace.
+ * Script path relative to the workspace (with `course`: to the course's material).
  */
 path: string, 
 /**
@@ -511,7 +511,13 @@ cols?: number,
 /**
  * Initial terminal size.
  */
-rows?: number, } | { "type": "input", 
+rows?: number, 
+/**
+ * Run a file of this course's material (slug): it is at
+ * `/course/<slug>/<path>`, read-only; the working directory is still
+ * the user's workspace.
+ */
+course?: string, } | { "type": "input", 
 /**
  * Request id, echoed on errors only.
  */
@@ -752,6 +758,699 @@ output_bytes: number,
  * A plain-words explanation for the student.
  */
 message: string, };
+
+// --- Courses: material, sections, roster, students' work, course_changed ---
+
+export type CourseRequest = { "type": "course_list", 
+/**
+ * Request id, echoed.
+ */
+id?: number, } | { "type": "course_create", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Short unique name: 1–32 of `a-z 0-9 -`, starting with a letter or digit.
+ */
+slug: string, 
+/**
+ * Display title.
+ */
+title: string, 
+/**
+ * Term, free text.
+ */
+term: string, } | { "type": "course_open", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, } | { "type": "course_list_files", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * Folder path in the material.
+ */
+path: string, } | { "type": "course_read", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * File path in the material.
+ */
+path: string, } | { "type": "course_write", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * File path; its first component must be a section's folder.
+ */
+path: string, 
+/**
+ * The new content (see `encoding`).
+ */
+content: string, 
+/**
+ * How `content` is encoded.
+ */
+encoding: Encoding, 
+/**
+ * The version this edit is based on; a mismatch is a `conflict`.
+ */
+base_version?: string, } | { "type": "course_mkdir", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * Folder path.
+ */
+path: string, } | { "type": "course_delete", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * Entry path.
+ */
+path: string, } | { "type": "course_copy", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * Source path in the material.
+ */
+path: string, 
+/**
+ * Destination path in the workspace (default: the source's name at the root).
+ */
+to?: string, } | { "type": "section_save", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * The section to change; absent to create one.
+ */
+section?: number, 
+/**
+ * Its folder (one path component); created if missing.
+ */
+folder: string, 
+/**
+ * Display title.
+ */
+title: string, 
+/**
+ * `notes`, `assignment`, `test`, or a free name.
+ */
+kind: string, 
+/**
+ * Order (ascending); absent on create: after the last.
+ */
+position?: number, 
+/**
+ * Published (visible to students once released).
+ */
+published: boolean, 
+/**
+ * Release time, ms since the epoch (UTC); absent: at once.
+ */
+release_at_ms?: number, 
+/**
+ * Close time, ms since the epoch (UTC); absent: never.
+ */
+close_at_ms?: number, } | { "type": "section_delete", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * Section id.
+ */
+section: number, } | { "type": "exception_set", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * Section id.
+ */
+section: number, 
+/**
+ * The enrolled student.
+ */
+username: string, 
+/**
+ * Their release time (absent: the section's).
+ */
+release_at_ms?: number, 
+/**
+ * Their close time (absent: the section's).
+ */
+close_at_ms?: number, } | { "type": "exception_remove", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * Section id.
+ */
+section: number, 
+/**
+ * The student.
+ */
+username: string, } | { "type": "roster_get", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, } | { "type": "enroll", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * An existing account.
+ */
+username: string, 
+/**
+ * Their role in the course (default `student`).
+ */
+role?: CourseRole, } | { "type": "unenroll", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * The member.
+ */
+username: string, } | { "type": "roster_import", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * The CSV text (at most 5,000 lines; a header line `username[,role]` is skipped).
+ */
+csv: string, 
+/**
+ * Create student accounts for unknown usernames, each with a one-time
+ * password returned once in the reply.
+ */
+create_accounts: boolean, } | { "type": "student_list_files", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * The student's username.
+ */
+student: string, 
+/**
+ * Folder path.
+ */
+path: string, } | { "type": "student_read", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * The student's username.
+ */
+student: string, 
+/**
+ * File path.
+ */
+path: string, } | { "type": "student_versions", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * The student's username.
+ */
+student: string, 
+/**
+ * File path.
+ */
+path: string, } | { "type": "student_runs", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * The student's username.
+ */
+student: string, };
+
+export type CourseMsg = { "type": "courses", 
+/**
+ * Echoed request id.
+ */
+id?: number, 
+/**
+ * The user's courses, by slug.
+ */
+courses: Array<CourseSummary>, } | { "type": "course", 
+/**
+ * Echoed request id.
+ */
+id?: number, 
+/**
+ * The course as this user may see it.
+ */
+course: CourseInfo, } | { "type": "course_listing", 
+/**
+ * Echoed request id.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * Whose workspace (`student_list_files`); absent for the course material.
+ */
+student?: string, 
+/**
+ * The listed folder.
+ */
+path: string, 
+/**
+ * Its entries, in pre-order.
+ */
+entries: Array<FileEntry>, } | { "type": "course_file", 
+/**
+ * Echoed request id.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * Whose workspace (`student_read`); absent for the course material.
+ */
+student?: string, 
+/**
+ * File path.
+ */
+path: string, 
+/**
+ * Version of this content.
+ */
+version: string, 
+/**
+ * Size in bytes.
+ */
+size: number, 
+/**
+ * MIME type guess.
+ */
+mime: string, 
+/**
+ * `utf8` when the bytes are valid UTF-8, else `base64`.
+ */
+encoding: Encoding, 
+/**
+ * The content.
+ */
+content: string, } | { "type": "course_written", 
+/**
+ * Echoed request id.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * The path written, created or deleted.
+ */
+path: string, 
+/**
+ * The new version of a written file.
+ */
+version?: string, } | { "type": "course_copied", 
+/**
+ * Echoed request id.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * Source path in the material.
+ */
+from: string, 
+/**
+ * Where the copy is in the workspace.
+ */
+to: string, 
+/**
+ * True when the asked-for name existed and the copy got a new one.
+ */
+renamed: boolean, } | { "type": "roster", 
+/**
+ * Echoed request id.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * Members, by username.
+ */
+members: Array<MemberInfo>, } | { "type": "roster_result", 
+/**
+ * Echoed request id.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * True when every line was valid and the roster was changed; false: nothing changed.
+ */
+applied: boolean, 
+/**
+ * Each non-empty line's result.
+ */
+lines: Array<RosterLine>, 
+/**
+ * The accounts created, with their one-time passwords (shown once).
+ */
+accounts: Array<NewAccount>, } | { "type": "student_versions", 
+/**
+ * Echoed request id.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * The student.
+ */
+student: string, 
+/**
+ * File path.
+ */
+path: string, 
+/**
+ * Kept earlier versions, newest first.
+ */
+versions: Array<VersionInfo>, } | { "type": "student_runs", 
+/**
+ * Echoed request id.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * The student.
+ */
+student: string, 
+/**
+ * Most recent first.
+ */
+runs: Array<RunSummary>, } | { "type": "course_changed", 
+/**
+ * Course slug.
+ */
+course: string, };
+
+export type CourseRole = "professor" | "ta" | "student";
+
+export type CourseSummary = { 
+/**
+ * Short unique name.
+ */
+slug: string, 
+/**
+ * Display title.
+ */
+title: string, 
+/**
+ * Term.
+ */
+term: string, 
+/**
+ * The user's role in it (absent for an admin who is not a member).
+ */
+role?: CourseRole, };
+
+export type CourseInfo = { 
+/**
+ * Short unique name (its material is at `/course/<slug>` in runs).
+ */
+slug: string, 
+/**
+ * Display title.
+ */
+title: string, 
+/**
+ * Term.
+ */
+term: string, 
+/**
+ * The viewer's role (absent for an admin who is not a member).
+ */
+role?: CourseRole, 
+/**
+ * What the viewer may do: `edit` (material, sections, exceptions,
+ * roster), `drafts` (see unpublished material), `students` (see
+ * the roster and students' work).
+ */
+can: Array<string>, 
+/**
+ * Sections in order.
+ */
+sections: Array<SectionInfo>, 
+/**
+ * The server's clock when this was made, ms since the epoch.
+ */
+now_ms: number, };
+
+export type SectionInfo = { 
+/**
+ * Section id.
+ */
+id: number, 
+/**
+ * Its folder in the material.
+ */
+folder: string, 
+/**
+ * Display title.
+ */
+title: string, 
+/**
+ * Kind.
+ */
+kind: string, 
+/**
+ * Order.
+ */
+position: number, 
+/**
+ * Published.
+ */
+published: boolean, 
+/**
+ * Release time (for a student: their own, with an exception), ms since the epoch.
+ */
+release_at_ms?: number, 
+/**
+ * Close time (for a student: their own), ms since the epoch.
+ */
+close_at_ms?: number, 
+/**
+ * Where it stands now for the viewer (for staff: for students without an exception).
+ */
+state: SectionState, 
+/**
+ * Per-student exceptions (staff only; empty for students).
+ */
+exceptions: Array<ExceptionInfo>, };
+
+export type SectionState = "draft" | "scheduled" | "open" | "closed";
+
+export type ExceptionInfo = { 
+/**
+ * The student.
+ */
+username: string, 
+/**
+ * Their release time.
+ */
+release_at_ms?: number, 
+/**
+ * Their close time.
+ */
+close_at_ms?: number, };
+
+export type MemberInfo = { 
+/**
+ * Login name.
+ */
+username: string, 
+/**
+ * Role in the course.
+ */
+role: CourseRole, 
+/**
+ * When added, ms since the epoch.
+ */
+added_at_ms: number, };
+
+export type RosterLine = { 
+/**
+ * 1-based line number in the CSV.
+ */
+line: number, 
+/**
+ * The username read (absent if none could be).
+ */
+username?: string, 
+/**
+ * The role read.
+ */
+role?: CourseRole, 
+/**
+ * `enroll`, `change_role`, `unchanged`, `create_account` or `invalid`.
+ */
+outcome: string, 
+/**
+ * Why the line is invalid.
+ */
+error?: string, };
+
+export type NewAccount = { 
+/**
+ * Login name.
+ */
+username: string, 
+/**
+ * One-time password (the student should change it; shown only in this reply).
+ */
+password: string, };
+
+export type RunSummary = { 
+/**
+ * Run id.
+ */
+run_id: string, 
+/**
+ * The file run.
+ */
+path: string, 
+/**
+ * `script`, `repl` or `hybrid`.
+ */
+mode: string, 
+/**
+ * Start, ms since the epoch.
+ */
+started_at_ms: number, 
+/**
+ * End, ms since the epoch (absent while running).
+ */
+ended_at_ms?: number, 
+/**
+ * How it ended.
+ */
+reason?: string, 
+/**
+ * Exit code.
+ */
+exit_code?: number, };
 
 /** Every error code, in documentation order. */
 export const ERROR_CODES: ErrorCode[] = ["bad_request", "unauthorized", "forbidden", "not_found", "conflict", "too_large", "quota_exceeded", "rate_limited", "busy", "read_only", "invalid_path", "insufficient_storage", "unavailable", "internal"];

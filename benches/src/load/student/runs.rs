@@ -135,6 +135,7 @@ impl Student {
                 mode,
                 cols: Some(100),
                 rows: Some(30),
+                course: None,
             })
         })
         .await;

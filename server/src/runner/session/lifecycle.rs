@@ -11,7 +11,7 @@ use tokio::time::{timeout, Instant};
 use super::super::context::Context;
 use super::super::launcher;
 use super::super::priority::PriorityPolicy;
-use super::super::run::{self, RunIo, StartRequest};
+use super::super::run::{self, MountedScript, RunIo, StartRequest};
 use super::super::RunnerError;
 use super::{
     Session, DRAIN_WAIT, EOF_GRACE, HOUSEKEEPING_IDLE, HOUSEKEEPING_RUNNING, KILL_WAIT,
@@ -162,15 +162,32 @@ impl Session {
         req_id: Option<u64>,
         path: String,
         mode: RunMode,
+        mounted: Option<Box<MountedScript>>,
     ) -> Result<(), RunnerError> {
-        let path = match mode {
-            RunMode::Repl => String::new(),
-            _ => {
+        let read_only = mounted
+            .as_ref()
+            .map(|m| m.mounts.clone())
+            .unwrap_or_default();
+        let path = match (mode, mounted) {
+            (RunMode::Repl, _) => String::new(),
+            (_, None) => {
                 // It stats the script: on the blocking pool.
                 let dir = self.workspace_dir.clone();
                 tokio::task::spawn_blocking(move || launcher::validate_script(&dir, &path))
                     .await
                     .map_err(|e| RunnerError::Internal(format!("validate task: {e}")))??
+            }
+            (_, Some(m)) => {
+                let MountedScript {
+                    script,
+                    host_root,
+                    path,
+                    ..
+                } = *m;
+                tokio::task::spawn_blocking(move || launcher::validate_script(&host_root, &path))
+                    .await
+                    .map_err(|e| RunnerError::Internal(format!("validate task: {e}")))??;
+                script
             }
         };
         let ctx = Arc::clone(&self.ctx);
@@ -211,9 +228,16 @@ impl Session {
                 cols: self.cols,
                 rows: self.rows,
             },
+            read_only,
         };
         let c = Arc::clone(&ctx);
-        let warm = self.warm.take();
+        // A warm sandbox was made without these trees: keep it for the next
+        // workspace run, start this one cold.
+        let warm = if req.read_only.is_empty() {
+            self.warm.take()
+        } else {
+            None
+        };
         let user = self.user.username.clone();
         let started = tokio::task::spawn_blocking(move || {
             if let Some(w) = warm {

@@ -253,6 +253,7 @@ impl Session {
                 mode,
                 cols,
                 rows,
+                mounted,
                 reply,
             } => {
                 // 0 = not given: keep the last known size.
@@ -260,7 +261,7 @@ impl Session {
                     self.cols = cols;
                     self.rows = rows;
                 }
-                let res = self.start_run(&conn_id, req_id, path, mode).await;
+                let res = self.start_run(&conn_id, req_id, path, mode, mounted).await;
                 let _ = reply.send(res);
             }
             Command::Input(bytes) => {

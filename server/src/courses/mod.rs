@@ -1,0 +1,310 @@
+//! Courses: professors publish read-only material on a schedule; students
+//! read it, run it and copy it into their workspace (docs/courses.md).
+//!
+//! - The model is the store's courses aggregate; every read is served from
+//!   the in-memory [`catalog`], never a query per student.
+//! - Who may do what is decided in one place, [`crate::authz::authorize_course`];
+//!   whether a student sees a section, in [`visibility`].
+//! - The material is a file tree per course kept by `workspace-fs` (the same
+//!   path rules, atomic writes, history and trash as workspaces) under
+//!   `<data dir>/courses/<course id>`, each section a top-level folder.
+//!   Students see only the folders of the sections open to them; files
+//!   outside any section are staff-only.
+//! - A run of a course file ([`CourseService::run_plan`]) sees the material
+//!   read-only at `/course/<slug>` (students: only their open sections'
+//!   folders), its working directory the student's own workspace.
+//! - Members' connections are told `course_changed` when something they can
+//!   see changed, including at release and close times ([`CourseService::watch`]).
+
+pub mod catalog;
+mod handlers;
+pub mod roster;
+pub mod visibility;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use campus_protocol::{CourseMsg, CourseRole, ErrorCode, Role, SectionState, ServerMsg, UserInfo};
+use tokio_util::sync::CancellationToken;
+use workspace_fs::{Workspace, Workspaces};
+
+use crate::authz::{self, CourseAction};
+use crate::error::AppError;
+use crate::execution::ReadOnlyTree;
+use crate::files::{map_fs_error, FileService};
+use crate::hub::Hub;
+use crate::records::Records;
+use crate::runner::MountedScript;
+use crate::store::{Course, DynStore, NewAudit};
+pub use handlers::valid_slug;
+
+use catalog::{CatalogCache, CatalogView};
+
+/// How often the catalog generation is compared with the database's (changes
+/// made by the CLI or another replica appear within this).
+pub const POLL_EVERY: Duration = Duration::from_secs(2);
+
+/// What the course service is built from.
+#[derive(Debug)]
+pub struct CourseDeps {
+    /// The database, behind its breaker.
+    pub store: DynStore,
+    /// The material trees.
+    pub materials: Arc<Workspaces>,
+    /// Students' workspaces (copy targets; staff read them).
+    pub files: Arc<FileService>,
+    /// Live connections (told about changes).
+    pub hub: Arc<Hub>,
+    /// The audit log.
+    pub records: Records,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct CourseService {
+    store: DynStore,
+    cache: CatalogCache,
+    materials: Arc<Workspaces>,
+    files: Arc<FileService>,
+    hub: Arc<Hub>,
+    records: Records,
+}
+
+/// A course and the caller's standing in it.
+struct Standing<'a> {
+    course: &'a Course,
+    role: Option<CourseRole>,
+}
+
+impl CourseService {
+    /// The service over its dependencies.
+    pub fn new(deps: CourseDeps) -> Self {
+        CourseService {
+            cache: CatalogCache::new(Arc::clone(&deps.store)),
+            store: deps.store,
+            materials: deps.materials,
+            files: deps.files,
+            hub: deps.hub,
+            records: deps.records,
+        }
+    }
+
+    /// The catalog cache (its load count is what the scale test reads).
+    pub fn catalog(&self) -> &CatalogCache {
+        &self.cache
+    }
+
+    /// Look the course up and the caller's role in it. A course the caller is
+    /// not a member of is `not_found` for everyone but admins: its existence
+    /// is not told.
+    fn standing<'a>(
+        &self,
+        view: &'a CatalogView,
+        user: &UserInfo,
+        slug: &str,
+    ) -> Result<Standing<'a>, AppError> {
+        let missing = || AppError::new(ErrorCode::NotFound, format!("no course {slug:?}"));
+        let course = view.course(slug).ok_or_else(missing)?;
+        let role = view.role(course.id, user.id);
+        if role.is_none() && user.role != Role::Admin {
+            return Err(missing());
+        }
+        Ok(Standing { course, role })
+    }
+
+    /// Authorize `action` for the caller in this course; refusals are audited.
+    fn allow(
+        &self,
+        user: &UserInfo,
+        st: &Standing<'_>,
+        action: CourseAction,
+    ) -> Result<(), AppError> {
+        authz::authorize_course(user, st.role, action).map_err(|denied| {
+            self.audit(
+                user,
+                "course.forbidden",
+                &st.course.slug,
+                format!("{action:?}"),
+            );
+            denied.into()
+        })
+    }
+
+    /// Write an audit entry in the background.
+    fn audit(&self, user: &UserInfo, action: &str, target: &str, detail: String) {
+        self.records.audit(NewAudit {
+            actor_id: Some(user.id),
+            actor: Some(user.username.clone()),
+            action: action.into(),
+            target: Some(format!("course:{target}")),
+            detail: Some(detail.chars().take(500).collect()),
+            ip: None,
+        });
+    }
+
+    /// The material tree of a course (opened on first use; readable by the
+    /// sandbox's users, as a course's files are read by every student).
+    async fn material(&self, course_id: i64) -> Result<Arc<Workspace>, AppError> {
+        let key = course_id.to_string();
+        if let Some(ws) = self.materials.get(&key) {
+            return Ok(ws);
+        }
+        let materials = Arc::clone(&self.materials);
+        tokio::task::spawn_blocking(move || {
+            let ws = materials.open(&key, None).map_err(map_fs_error)?;
+            let root = materials.tree_path(&key).map_err(map_fs_error)?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))
+                .map_err(AppError::internal)?;
+            Ok(ws)
+        })
+        .await
+        .map_err(AppError::internal)?
+    }
+
+    /// Is the first component of `path` a section open to this student (or
+    /// is the caller staff)? A student asking for anything else gets
+    /// `not_found`, the same as for a path that does not exist.
+    fn check_visible(
+        &self,
+        view: &CatalogView,
+        user: &UserInfo,
+        st: &Standing<'_>,
+        path: &str,
+    ) -> Result<(), AppError> {
+        if authz::authorize_course(user, st.role, CourseAction::ReadDrafts).is_ok() {
+            return Ok(());
+        }
+        let folder = path.split('/').next().unwrap_or_default();
+        let now = crate::store::now_ms();
+        let open = view
+            .section_by_folder(st.course.id, folder)
+            .is_some_and(|s| {
+                visibility::state(s, view.exception(s.id, user.id), now) == SectionState::Open
+            });
+        if open {
+            Ok(())
+        } else {
+            Err(AppError::new(
+                ErrorCode::NotFound,
+                format!("{path} does not exist"),
+            ))
+        }
+    }
+
+    /// Authorize a run of course file `path` and say what it mounts.
+    pub async fn run_plan(
+        &self,
+        user: &UserInfo,
+        slug: &str,
+        path: &str,
+    ) -> Result<MountedScript, AppError> {
+        let view = self.cache.get().await?;
+        let st = self.standing(&view, user, slug)?;
+        self.allow(user, &st, CourseAction::Run)?;
+        let path = path.trim_matches('/');
+        self.check_visible(&view, user, &st, path)?;
+        let material = self.material(st.course.id).await?;
+        drop(material);
+        let host_root = self
+            .materials
+            .tree_path(&st.course.id.to_string())
+            .map_err(map_fs_error)?;
+        let slug = &st.course.slug;
+        let mounts = if authz::authorize_course(user, st.role, CourseAction::ReadDrafts).is_ok() {
+            vec![ReadOnlyTree {
+                host: host_root.clone(),
+                name: slug.clone(),
+            }]
+        } else {
+            let now = crate::store::now_ms();
+            view.sections(st.course.id)
+                .iter()
+                .filter(|s| {
+                    visibility::state(s, view.exception(s.id, user.id), now) == SectionState::Open
+                })
+                .filter(|s| host_root.join(&s.folder).is_dir())
+                .map(|s| ReadOnlyTree {
+                    host: host_root.join(&s.folder),
+                    name: format!("{slug}/{}", s.folder),
+                })
+                .collect()
+        };
+        Ok(MountedScript {
+            script: format!("{}/{slug}/{path}", crate::sandbox::READ_ONLY_ROOT),
+            host_root,
+            path: path.to_string(),
+            mounts,
+        })
+    }
+
+    /// Tell the members of `course` (only its staff when `staff_only`) that it changed.
+    fn announce(&self, view: &CatalogView, course: &Course, staff_only: bool) {
+        let msg = ServerMsg::Courses(CourseMsg::CourseChanged {
+            course: course.slug.clone(),
+        });
+        for m in view.members(course.id) {
+            if !staff_only || m.role.is_staff() {
+                self.hub.send_to_user(m.user_id, None, &msg);
+            }
+        }
+    }
+
+    /// Keep the catalog current and tell members about releases and closes
+    /// as they happen, until `token` is cancelled.
+    pub async fn watch(self: Arc<Self>, token: CancellationToken) {
+        let mut changed = self.cache.subscribe();
+        let mut poll = tokio::time::interval(POLL_EVERY);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last = crate::store::now_ms();
+        loop {
+            let view = self.cache.snapshot();
+            let (sections, exceptions) = view.all();
+            let next = visibility::next_boundary(sections, exceptions, last);
+            // Boundaries are searched after the last one announced (none is
+            // missed while we waited on something else), slept to from now.
+            let sleep = match next {
+                Some(t) => {
+                    Duration::from_millis(u64::try_from(t - crate::store::now_ms()).unwrap_or(0))
+                }
+                None => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                _ = token.cancelled() => return,
+                _ = tokio::time::sleep(sleep) => {
+                    let now = crate::store::now_ms().max(next.unwrap_or(0));
+                    self.announce_boundaries(&view, last, now);
+                    last = now;
+                }
+                _ = poll.tick() => {
+                    if let Err(e) = self.cache.poll().await {
+                        tracing::debug!(error = %e, "course catalog poll failed");
+                    }
+                }
+                r = changed.changed() => {
+                    if r.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Announce every course with a release or close time in `(from, to]`.
+    fn announce_boundaries(&self, view: &CatalogView, from: i64, to: i64) {
+        let within = |t: Option<i64>| t.is_some_and(|t| t > from && t <= to);
+        for course in view.courses() {
+            let hit = view.sections(course.id).iter().any(|s| {
+                s.published
+                    && (within(s.release_at_ms)
+                        || within(s.close_at_ms)
+                        || view
+                            .exceptions_of(s.id)
+                            .any(|e| within(e.release_at_ms) || within(e.close_at_ms)))
+            });
+            if hit {
+                self.announce(view, course, false);
+            }
+        }
+    }
+}
