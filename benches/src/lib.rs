@@ -4,6 +4,7 @@
 //! generator itself ([`load`]).
 
 pub mod client;
+pub mod courses;
 pub mod load;
 pub mod runs;
 pub mod server;

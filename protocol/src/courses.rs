@@ -524,6 +524,23 @@ pub enum CourseMsg {
 }
 
 impl CourseMsg {
+    /// The request id a reply echoes (`None` for `course_changed`).
+    pub fn id(&self) -> Option<u64> {
+        match self {
+            CourseMsg::Courses { id, .. }
+            | CourseMsg::Course { id, .. }
+            | CourseMsg::CourseListing { id, .. }
+            | CourseMsg::CourseFile { id, .. }
+            | CourseMsg::CourseWritten { id, .. }
+            | CourseMsg::CourseCopied { id, .. }
+            | CourseMsg::Roster { id, .. }
+            | CourseMsg::RosterResult { id, .. }
+            | CourseMsg::StudentVersions { id, .. }
+            | CourseMsg::StudentRuns { id, .. } => *id,
+            CourseMsg::CourseChanged { .. } => None,
+        }
+    }
+
     /// The `type` of each course server message, in declaration order.
     pub const TYPES: &'static [&'static str] = &[
         "courses",

@@ -80,8 +80,8 @@ export async function putFile(path: string, body: Blob | ArrayBuffer, ifMatch?: 
 }
 
 /** Download a file's text (CSV viewer). */
-export async function getText(path: string): Promise<string> {
-  const res = await fetch(filesUrl(path), { credentials: "same-origin", cache: "no-store" });
+export async function getText(path: string, urlOf: (p: string) => string = filesUrl): Promise<string> {
+  const res = await fetch(urlOf(path), { credentials: "same-origin", cache: "no-store" });
   if (!res.ok) throw await failure(res);
   return res.text();
 }

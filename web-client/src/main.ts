@@ -28,11 +28,12 @@ function lazy(roles: View["roles"], load: () => Promise<View>): View {
 }
 
 const root = document.getElementById("app")!;
-// Professor and admin screens register here as further views; until they
-// exist every role gets the workspace IDE.
+// Every role starts in the workspace IDE (with its Courses panel); course
+// staff manage a course on its page. Admin screens will register here.
 const router = new Router(root, () => "ide")
   .register("login", loginView)
-  .register("ide", lazy(["student", "professor", "admin"], () => import("./views/ide").then((m) => m.ideView)));
+  .register("ide", lazy(["student", "professor", "admin"], () => import("./views/ide").then((m) => m.ideView)))
+  .register("course", lazy(["student", "professor", "admin"], () => import("./views/course").then((m) => m.courseView)));
 
 me()
   .catch(() => null)

@@ -6,6 +6,8 @@ import type { UserInfo } from "./protocol";
 export interface ViewContext {
   root: HTMLElement;
   user: UserInfo | null;
+  /** What follows the view's name in the hash (`#/course/cs101` → `cs101`). */
+  param: string;
   navigate(view: string): void;
   /** Called by views after login/logout so the router re-resolves the user. */
   refreshUser(user: UserInfo | null): void;
@@ -23,6 +25,7 @@ export class Router {
   private views = new Map<string, View>();
   private unmount: (() => void) | null = null;
   private current: string | null = null;
+  private currentParam = "";
   user: UserInfo | null = null;
 
   constructor(
@@ -46,23 +49,34 @@ export class Router {
 
   /** Show the view the hash and the user's role allow. */
   resolve(): void {
-    let name = location.hash.replace(/^#\/?/, "") || "";
+    const full = location.hash.replace(/^#\/?/, "") || "";
+    const cut = full.indexOf("/");
+    let name = cut < 0 ? full : full.slice(0, cut);
+    let param = "";
+    try {
+      param = cut < 0 ? "" : decodeURIComponent(full.slice(cut + 1));
+    } catch {
+      /* a malformed hash: no parameter */
+    }
     if (!this.user) name = "login";
     else if (!name || name === "login") name = this.defaultView(this.user);
     const view = this.views.get(name);
     if (!view || (view.roles.length > 0 && (!this.user || !view.roles.includes(this.user.role)))) {
       name = this.user ? this.defaultView(this.user) : "login";
+      param = "";
     }
-    if (name === this.current) return;
+    if (name === this.current && param === this.currentParam) return;
     this.unmount?.();
     this.unmount = null;
     this.current = name;
+    this.currentParam = param;
     this.root.replaceChildren();
     const v = this.views.get(name);
     if (!v) return;
     this.unmount = v.mount({
       root: this.root,
       user: this.user,
+      param,
       navigate: (n) => this.navigate(n),
       refreshUser: (u) => {
         this.user = u;

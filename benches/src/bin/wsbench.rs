@@ -56,6 +56,13 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         idle_repls: usize,
     },
+    /// A class opening the course page at once: `course_open` and
+    /// `course_list_files` latency, the catalog's database loads, and the
+    /// students' own workspace listing as the baseline.
+    Courses {
+        #[arg(long, default_value_t = 300)]
+        students: usize,
+    },
 }
 
 const PASSWORD: &str = "bench-password-1";
@@ -87,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
         }
+        Cmd::Courses { students } => campus_bench::courses::bench(students, cli.json).await,
     }
 }
 

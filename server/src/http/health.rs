@@ -15,9 +15,16 @@ pub async fn healthz() -> &'static str {
 /// `GET /readyz`: the database answers (cached ~1 s, at once while the breaker
 /// says it is down) and the sandbox probe run passed; also reports the record
 /// writer's backlog, the data dir's disk and the live connections (see
-/// [`crate::readiness`]).
+/// [`crate::readiness`]), and the course catalog's loads.
 pub async fn readyz(State(state): State<SharedState>) -> impl IntoResponse {
-    let (ready, body) = state.readiness.report().await;
+    let (ready, mut body) = state.readiness.report().await;
+    // How often the course catalog was read from the database (it is served
+    // from memory otherwise): what the courses benchmark counts.
+    let catalog = state.courses.catalog();
+    body["courses"] = serde_json::json!({
+        "catalog_loads": catalog.loads(),
+        "catalog_generation": catalog.snapshot().generation,
+    });
     let status = if ready {
         StatusCode::OK
     } else {

@@ -3,7 +3,7 @@
 // error, or neither), or a refused Run with its countdown.
 import type { Connection } from "../connection";
 import { describeEnding, describeRefusal, describeRunning, describeUsage, endingOutcome, retryText, runningOutcome } from "../describe";
-import { CampusError, type Phase, type RunEnded, type RunMode, type ServerMsg } from "../protocol";
+import { CampusError, type Phase, type Request, type RunEnded, type RunMode, type ServerMsg } from "../protocol";
 import { h } from "./dom";
 import type { Notices } from "./notices";
 import type { TerminalPane } from "./terminal";
@@ -65,13 +65,20 @@ export class RunBar {
       this.deps.notices.show("Open a Python file first, then press Run.");
       return;
     }
-    this.setBusy(true);
-    try {
+    await this.launch(async () => {
       await this.deps.saveAll();
       // The terminal is cleared when `run_started` arrives (see `handle`): a
       // refused Run leaves the previous output where it is.
       const { cols, rows } = this.deps.terminal.size();
-      const reply = await this.deps.conn.request({ type: "run", path: path ?? "", mode, cols, rows });
+      return { type: "run", path: path ?? "", mode, cols, rows };
+    });
+  }
+
+  /** Send the run `make` builds (after its own preparation), and show the outcome. */
+  private async launch(make: () => Promise<Request>): Promise<void> {
+    this.setBusy(true);
+    try {
+      const reply = await this.deps.conn.request(await make());
       if (reply.type === "run_started" && reply.replaced_previous) this.deps.notices.show("The previous run was stopped to start this one.");
       this.deps.terminal.focus();
     } catch (e) {
@@ -79,6 +86,14 @@ export class RunBar {
     } finally {
       this.setBusy(false);
     }
+  }
+
+  /** Run a course file (`/course/<slug>/<path>`, read-only; the working directory is the workspace). */
+  async startCourse(course: string, path: string): Promise<void> {
+    await this.launch(async () => {
+      const { cols, rows } = this.deps.terminal.size();
+      return { type: "run", path, mode: "script", cols, rows, course };
+    });
   }
 
   /** Show why Run was refused, counting down when the server said how long to wait. */

@@ -6,13 +6,22 @@ import { filesUrl, h } from "./dom";
 
 /** A download link for a workspace file. */
 export function downloadLink(path: string, label = "Download"): HTMLAnchorElement {
-  const name = path.slice(path.lastIndexOf("/") + 1);
-  return h("a.button", { href: filesUrl(path), download: name }, label);
+  return downloadLinkOf(path, label);
 }
 
-/** Build the viewer element of a file; `version` busts the cache after changes. */
-export function renderViewer(kind: FileKind, path: string, version: string | undefined, onError: (e: unknown) => void): HTMLElement {
-  const src = filesUrl(path) + (version ? `?v=${encodeURIComponent(version)}` : "");
+/** A download link for a file of any tree (`urlOf` gives its URL). */
+export function downloadLinkOf(path: string, label = "Download", urlOf: (p: string) => string = filesUrl): HTMLAnchorElement {
+  const name = path.slice(path.lastIndexOf("/") + 1);
+  return h("a.button", { href: urlOf(path), download: name }, label);
+}
+
+/**
+ * Build the viewer element of a file; `version` busts the cache after changes.
+ * `urlOf` gives the file's HTTP URL (default: the workspace's; course material has its own).
+ */
+export function renderViewer(kind: FileKind, path: string, version: string | undefined, onError: (e: unknown) => void, urlOf: (p: string) => string = filesUrl): HTMLElement {
+  const downloadLink = (p: string, label = "Download") => downloadLinkOf(p, label, urlOf);
+  const src = urlOf(path) + (version ? `?v=${encodeURIComponent(version)}` : "");
   const name = path.slice(path.lastIndexOf("/") + 1);
   const bar = h("div.viewer-bar", null, h("span.viewer-name", null, path), downloadLink(path));
   switch (kind) {
@@ -27,7 +36,7 @@ export function renderViewer(kind: FileKind, path: string, version: string | und
       );
     case "csv": {
       const body = h("div.viewer-table", null, h("p.muted", null, "Loading…"));
-      getText(path).then(
+      getText(path, urlOf).then(
         (text) => {
           const { rows, truncated } = parseCsv(text, 2000);
           const [head, ...rest] = rows;

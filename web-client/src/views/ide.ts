@@ -5,7 +5,9 @@ import { Connection } from "../connection";
 import { markInteractive } from "../perf";
 import type { View } from "../router";
 import { currentTheme, setTheme } from "../theme";
+import { CoursesApi } from "../courses";
 import { ConnBanner } from "../ui/connbanner";
+import { CoursePanel } from "../ui/coursepanel";
 import { h } from "../ui/dom";
 import { EditorPane } from "../ui/editor";
 import { FileTree } from "../ui/filetree";
@@ -82,6 +84,14 @@ export const ideView: View = {
       if (conn.isOpen) notices.show("Nothing is running. Press Run, Run + REPL or REPL first.");
     };
     const banner = new ConnBanner(conn);
+    const courses = new CoursePanel({
+      api: new CoursesApi(conn),
+      notices,
+      run: (course, path) => runbar.startCourse(course, path),
+      copied: () => tree.refreshSoon(),
+      manage: (course) => ctx.navigate(course ? `course/${course}` : "course"),
+      canCreate: user.role !== "student",
+    });
 
     const themeBtn = h("button.tool", { "aria-label": "Switch between light and dark theme", title: "Light/dark theme" }, currentTheme() === "dark" ? "☀ Light" : "☾ Dark");
     themeBtn.addEventListener("click", () => {
@@ -120,7 +130,7 @@ export const ideView: View = {
       null,
       header,
       banner.el,
-      h("div.workarea", null, tree.el, editorMain, history.el),
+      h("div.workarea", null, h("div.leftcol", null, tree.el, courses.el), editorMain, history.el),
       h("section.bottom", { "aria-label": "Run and terminal" }, runbar.el, terminal.el),
       notices.el,
     );
@@ -148,6 +158,7 @@ export const ideView: View = {
     conn.on("hello", (hello) => {
       notices.limits = hello.limits;
       void tree.refresh();
+      void courses.refresh();
       if (first) {
         first = false;
         let saved: { paths?: string[]; active?: string | null } = {};
@@ -174,7 +185,8 @@ export const ideView: View = {
       if (m.type === "file_changed") {
         tree.refreshSoon();
         editor.handleFileChanged(m);
-      } else runbar.handle(m);
+      } else if (m.type === "course_changed") courses.handle(m);
+      else runbar.handle(m);
     });
     conn.on("state", (s) => {
       // "replaced": still logged in; the banner offers to reconnect.
