@@ -395,3 +395,113 @@ fn run_writes_only_the_programs_output_to_stdout() {
     let v: serde_json::Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
     assert_eq!(v["reason"], "exited");
 }
+
+/// `campus course …` as an admin scripts term set-up: create with a
+/// professor, a roster with a bad line applies nothing, a good one with
+/// accounts prints their one-time passwords (which log in), publish with a
+/// release time, and the listing shows it all.
+#[test]
+fn course_commands_set_up_a_term() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(user_add(dir.path(), "prof", "professor", "prof-password-1")
+        .status
+        .success());
+    assert!(user_add(dir.path(), "ann", "student", "ann-password-1")
+        .status
+        .success());
+    let run = |args: &[&str]| campus(dir.path()).args(args).output().unwrap();
+    let out = run(&[
+        "course",
+        "create",
+        "--slug",
+        "cs101",
+        "--title",
+        "Intro",
+        "--term",
+        "2026 Fall",
+        "--professor",
+        "prof",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["course", "create", "--slug", "cs101", "--title", "Again"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    let out = run(&["course", "create", "--slug", "CS 101", "--title", "Bad"]);
+    assert!(!out.status.success(), "slugs are checked");
+
+    let bad = with_stdin(
+        dir.path(),
+        &["course", "import-roster", "cs101", "-"],
+        "username,role\nann\nghost\nbob,dean\n",
+    );
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("line 3: ghost: invalid"), "{err}");
+    assert!(err.contains("line 4: bob: invalid"), "{err}");
+    assert!(err.contains("nothing was applied"), "{err}");
+
+    let good = with_stdin(
+        dir.path(),
+        &["course", "import-roster", "cs101", "-", "--create-accounts"],
+        "ann\nnewkid,ta\n",
+    );
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    let passwords = String::from_utf8_lossy(&good.stdout).to_string();
+    let line = passwords
+        .lines()
+        .find(|l| l.starts_with("newkid,"))
+        .unwrap();
+    let newkid_pw = line.trim_start_matches("newkid,").to_string();
+    assert_eq!(newkid_pw.len(), 24);
+
+    let out = run(&[
+        "course",
+        "publish",
+        "cs101",
+        "week1",
+        "--release-at",
+        "2030-01-02T10:00:00+01:00",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("released 2030-01-02T09:00:00+00:00"));
+    let out = run(&[
+        "course",
+        "publish",
+        "cs101",
+        "week1",
+        "--release-at",
+        "next tuesday",
+    ]);
+    assert!(!out.status.success(), "times are RFC 3339");
+    let out = run(&["course", "list"]);
+    let list = String::from_utf8_lossy(&out.stdout).to_string();
+    let row = list.lines().find(|l| l.starts_with("cs101")).unwrap();
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cols[..3], ["cs101", "3", "1"], "{list}");
+
+    // The created account logs in on a server over the same data dir.
+    let port = free_port();
+    let _server = Server(
+        campus(dir.path())
+            .arg("serve")
+            .env("CAMPUS_LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_ready(port);
+    assert_eq!(login(port, "newkid", &newkid_pw), 200);
+}
