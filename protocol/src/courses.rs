@@ -269,8 +269,8 @@ pub enum CourseRequest {
         course: String,
         /// The CSV text (at most 5,000 lines; a header line `username[,role]` is skipped).
         csv: String,
-        /// Create student accounts for unknown usernames, each with a one-time
-        /// password returned once in the reply.
+        /// Create student accounts for unknown usernames (administrators only),
+        /// each with an initial password returned once in the reply.
         #[serde(default)]
         create_accounts: bool,
     },
@@ -485,7 +485,7 @@ pub enum CourseMsg {
         applied: bool,
         /// Each non-empty line's result.
         lines: Vec<RosterLine>,
-        /// The accounts created, with their one-time passwords (shown once).
+        /// The accounts created, with their initial passwords (shown once).
         accounts: Vec<NewAccount>,
     },
     /// Reply to `student_versions`.
@@ -695,7 +695,7 @@ pub struct RosterLine {
 pub struct NewAccount {
     /// Login name.
     pub username: String,
-    /// One-time password (the student should change it; shown only in this reply).
+    /// Initial password (shown only in this reply).
     pub password: String,
 }
 

@@ -94,7 +94,7 @@ pub enum CourseCommand {
         course: String,
         /// The CSV file, or `-`.
         file: std::path::PathBuf,
-        /// Create student accounts for unknown usernames; their one-time
+        /// Create student accounts for unknown usernames; their initial
         /// passwords are printed (once) as `username,password` lines.
         #[arg(long)]
         create_accounts: bool,
@@ -760,6 +760,9 @@ async fn course_inner(store: &crate::store::DynStore, cmd: CourseCommand) -> any
                 .transpose()
             };
             let (release, close) = (time(release_at)?, time(close_at)?);
+            if !crate::courses::valid_folder(&folder) {
+                anyhow::bail!("invalid folder {folder:?}: one name of letters, digits, '.', '_' or '-', not starting with '.'");
+            }
             let existing = view.section_by_folder(id, &folder).cloned();
             let fields = SectionFields {
                 folder: folder.clone(),
@@ -784,6 +787,11 @@ async fn course_inner(store: &crate::store::DynStore, cmd: CourseCommand) -> any
                 release_at_ms: release.or(existing.as_ref().and_then(|s| s.release_at_ms)),
                 close_at_ms: close.or(existing.as_ref().and_then(|s| s.close_at_ms)),
             };
+            if let (Some(r), Some(c)) = (fields.release_at_ms, fields.close_at_ms) {
+                if c <= r {
+                    anyhow::bail!("the close time must be after the release time");
+                }
+            }
             let saved = match existing {
                 Some(s) => store.update_section(s.id, fields).await?,
                 None => store.create_section(id, fields).await?,

@@ -244,8 +244,41 @@ async fn story(url: &str) {
         ]
     );
     assert_eq!(open(&mut ann, "cs101").await, Err(ErrorCode::NotFound));
-    // Fixed, with an account to create: all applied, the password shown once.
+    // Creating accounts is for administrators: a professor holding
+    // students' passwords could work as them.
     let m = ask(&mut prof, |id| CourseRequest::RosterImport {
+        id,
+        course: "cs101".into(),
+        csv: "ann\nnewkid\n".into(),
+        create_accounts: true,
+    })
+    .await;
+    assert_eq!(code(&m), Some(ErrorCode::Forbidden));
+    // Demoting the only professor is refused, line by line and one at a time.
+    let m = ask(&mut prof, |id| CourseRequest::RosterImport {
+        id,
+        course: "cs101".into(),
+        csv: "prof,student\n".into(),
+        create_accounts: false,
+    })
+    .await;
+    assert!(
+        matches!(&m, ServerMsg::Courses(CourseMsg::RosterResult { applied: false, lines, .. }) if lines[0].error.as_deref() == Some("the course would have no professor left; keep one")),
+        "{m:?}"
+    );
+    let m = ask(&mut prof, |id| CourseRequest::Enroll {
+        id,
+        course: "cs101".into(),
+        username: "prof".into(),
+        role: Some(CourseRole::Ta),
+    })
+    .await;
+    assert_eq!(code(&m), Some(ErrorCode::Conflict));
+    // Fixed, by an admin, with an account to create: all applied, the
+    // initial password shown once.
+    server.add_user("root", pw, Role::Admin).await;
+    let mut root = server.connect(&server.login("root", pw).await).await;
+    let m = ask(&mut root, |id| CourseRequest::RosterImport {
         id,
         course: "cs101".into(),
         csv: "ann\nbob\ntina,ta\nnewkid\n".into(),
@@ -506,6 +539,27 @@ async fn story(url: &str) {
             "{m:?}"
         );
     }
+
+    // Enrolling another professor as a "student" does not open their workspace.
+    let m = ask(&mut prof, |id| CourseRequest::Enroll {
+        id,
+        course: "cs101".into(),
+        username: "olga".into(),
+        role: Some(CourseRole::Student),
+    })
+    .await;
+    assert!(
+        matches!(m, ServerMsg::Courses(CourseMsg::Roster { .. })),
+        "{m:?}"
+    );
+    let m = ask(&mut prof, |id| CourseRequest::StudentListFiles {
+        id,
+        course: "cs101".into(),
+        student: "olga".into(),
+        path: String::new(),
+    })
+    .await;
+    assert_eq!(code(&m), Some(ErrorCode::NotFound));
 
     // An early release for one student only.
     let week2 = open(&mut prof, "cs101").await.unwrap().sections[1].id;

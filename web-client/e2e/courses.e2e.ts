@@ -78,10 +78,7 @@ describe("courses", () => {
     await prof.locator("#new-section-title").fill("Week 1: files");
     await prof.getByRole("button", { name: "Add section (draft)" }).click();
     const card = prof.locator('.section-card[data-folder="week1"]');
-    await card.waitFor({ timeout: 5_000 }).catch(async (e) => {
-      await screenshot(prof, "debug-section", { dir: "review" });
-      throw new Error(`${e}; notices: ${await prof.locator(".notices").textContent()}`);
-    });
+    await card.waitFor();
     await card.locator('input[type="file"]').setInputFiles([
       { name: "data.csv", mimeType: "text/csv", buffer: Buffer.from(CSV) },
       { name: "demo.py", mimeType: "text/x-python", buffer: Buffer.from(DEMO) },
@@ -153,6 +150,7 @@ describe("courses", () => {
     expect(await prof.locator(".student-file .readonly-banner").textContent()).toMatch(/Read-only: .*week1\/demo.py/);
     expect(await prof.locator(".student-file .cm-content").getAttribute("contenteditable")).toBe("false");
     expect(await prof.locator(".student-file .cm-content").textContent()).toContain("write refused");
+    expect(await prof.locator(".student-file .student-history summary").textContent()).toBe("Earlier versions (0)");
     await expect.poll(() => prof.locator("table.student-runs").textContent()).toMatch(/\/course\/cs101\/week1\/demo.py/);
     await screenshot(prof, "course-student-work", { dir: "review" });
   });

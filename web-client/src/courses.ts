@@ -88,6 +88,10 @@ export class CoursesApi {
     return expectMsg(await this.conn.request({ type: "student_read", course, student, path }), "course_file");
   }
 
+  async studentVersions(course: string, student: string, path: string): Promise<ServerMsgOf<"student_versions">["versions"]> {
+    return expectMsg(await this.conn.request({ type: "student_versions", course, student, path }), "student_versions").versions;
+  }
+
   async studentRuns(course: string, student: string): Promise<ServerMsgOf<"student_runs">["runs"]> {
     return expectMsg(await this.conn.request({ type: "student_runs", course, student }), "student_runs").runs;
   }

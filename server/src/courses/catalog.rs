@@ -168,6 +168,8 @@ pub struct CatalogCache {
     current: RwLock<Arc<CatalogView>>,
     /// Set when the snapshot may be behind the database; the next read reloads.
     stale: AtomicBool,
+    /// Counts invalidations: a reload clears `stale` only if none came while it read.
+    changes: AtomicU64,
     reload: tokio::sync::Mutex<()>,
     loads: AtomicU64,
     changed: tokio::sync::watch::Sender<i64>,
@@ -180,6 +182,7 @@ impl CatalogCache {
             store,
             current: RwLock::new(Arc::new(CatalogView::default())),
             stale: AtomicBool::new(true),
+            changes: AtomicU64::new(0),
             reload: tokio::sync::Mutex::new(()),
             loads: AtomicU64::new(0),
             changed: tokio::sync::watch::channel(0).0,
@@ -196,22 +199,20 @@ impl CatalogCache {
         if !self.stale.load(Ordering::Acquire) {
             return Ok(self.snapshot());
         }
-        // Cleared before reading: a change committed during the read marks it again.
-        self.stale.store(false, Ordering::Release);
-        match self.store.load_catalog().await {
-            Ok(catalog) => {
-                let view = Arc::new(CatalogView::new(catalog));
-                let generation = view.generation;
-                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&view);
-                self.loads.fetch_add(1, Ordering::Relaxed);
-                self.changed.send_replace(generation);
-                Ok(view)
-            }
-            Err(e) => {
-                self.stale.store(true, Ordering::Release);
-                Err(e.into())
-            }
+        // Readers arriving meanwhile still see `stale` and wait for this
+        // reload instead of being answered from the old snapshot.
+        let seen = self.changes.load(Ordering::Acquire);
+        let catalog = self.store.load_catalog().await?;
+        let view = Arc::new(CatalogView::new(catalog));
+        let generation = view.generation;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&view);
+        // A change committed during the read leaves it stale for the next reader.
+        if self.changes.load(Ordering::Acquire) == seen {
+            self.stale.store(false, Ordering::Release);
         }
+        self.loads.fetch_add(1, Ordering::Relaxed);
+        self.changed.send_replace(generation);
+        Ok(view)
     }
 
     /// The snapshot as it is, without reloading.
@@ -221,7 +222,7 @@ impl CatalogCache {
 
     /// After a change made here: reload before answering, so the next read sees it.
     pub async fn refresh(&self) -> Result<Arc<CatalogView>, AppError> {
-        self.stale.store(true, Ordering::Release);
+        self.invalidate();
         self.get().await
     }
 
@@ -232,10 +233,16 @@ impl CatalogCache {
         let generation = self.store.catalog_generation().await?;
         let behind = generation != self.snapshot().generation;
         if behind {
-            self.stale.store(true, Ordering::Release);
+            self.invalidate();
             self.get().await?;
         }
         Ok(behind)
+    }
+
+    /// Mark the snapshot behind the database: the next read reloads.
+    fn invalidate(&self) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
+        self.stale.store(true, Ordering::Release);
     }
 
     /// How many times the catalog was read from the database.

@@ -36,7 +36,7 @@ pub fn valid_slug(slug: &str) -> bool {
 }
 
 /// A section folder: one name that can also be a mount name.
-fn valid_folder(folder: &str) -> bool {
+pub fn valid_folder(folder: &str) -> bool {
     crate::sandbox::valid_mount_name(folder) && !folder.contains('/')
 }
 
@@ -162,7 +162,7 @@ impl CourseService {
                     // Absent: where it is, or after the last for a new one.
                     position: position
                         .or(before.as_ref().map(|b| b.position))
-                        .unwrap_or(last.unwrap_or(0) + 1),
+                        .unwrap_or(last.unwrap_or(0).saturating_add(1)),
                     published,
                     release_at_ms,
                     close_at_ms,
@@ -299,6 +299,16 @@ impl CourseService {
                         AppError::new(ErrorCode::NotFound, format!("no account {username:?}"))
                     })?;
                 let role = role.unwrap_or(CourseRole::Student);
+                let was = view.role(st.course.id, target.id);
+                if was == Some(CourseRole::Professor)
+                    && role != CourseRole::Professor
+                    && professors(&view, st.course.id) == 1
+                {
+                    return Err(AppError::new(
+                        ErrorCode::Conflict,
+                        "this is the course's only professor; add another professor first",
+                    ));
+                }
                 self.store.set_member(st.course.id, target.id, role).await?;
                 self.audit(
                     user,
@@ -324,11 +334,7 @@ impl CourseService {
                 })?;
                 let (course_id, user_id) = (st.course.id, m.user_id);
                 // The last professor stays: a course nobody may manage would need an admin.
-                let professors = view
-                    .members(course_id)
-                    .filter(|m| m.role == CourseRole::Professor)
-                    .count();
-                if m.role == CourseRole::Professor && professors == 1 {
+                if m.role == CourseRole::Professor && professors(&view, course_id) == 1 {
                     return Err(AppError::new(
                         ErrorCode::Conflict,
                         "this is the course's only professor; add another professor first",
@@ -608,21 +614,44 @@ impl CourseService {
             self.check_visible(&view, user, &st, &path)?;
         }
         let ws = self.material(st.course.id).await?;
-        let p = path.clone();
-        let page = blocking(ws, move |w| w.list_page(&p, true, None, MAX_LISTING)).await?;
-        let mut entries: Vec<_> = page.entries.into_iter().map(files::entry).collect();
-        if !staff && path.is_empty() {
+        // Students at the root: each open section's folder on its own, so
+        // hidden material can neither show nor crowd the page out.
+        let roots = !staff && path.is_empty();
+        let dirs: Vec<String> = if roots {
             let now = now_ms();
-            let open: Vec<&str> = view
-                .sections(st.course.id)
+            view.sections(st.course.id)
                 .iter()
                 .filter(|s| {
                     visibility::state(s, view.exception(s.id, user.id), now) == SectionState::Open
                 })
-                .map(|s| s.folder.as_str())
-                .collect();
-            entries.retain(|e| open.contains(&e.path.split('/').next().unwrap_or_default()));
-        }
+                .map(|s| s.folder.clone())
+                .collect()
+        } else {
+            vec![path.clone()]
+        };
+        let listed = blocking(ws, move |w| {
+            let mut out = Vec::new();
+            for dir in dirs {
+                let room = MAX_LISTING.saturating_sub(out.len());
+                if room == 0 {
+                    break;
+                }
+                let page = match w.list_page(&dir, true, None, room) {
+                    Ok(p) => p,
+                    // An open section whose folder is gone: nothing to list.
+                    Err(workspace_fs::FsError::NotFound(_)) if !dir.is_empty() => continue,
+                    Err(e) => return Err(e),
+                };
+                // A section's own folder comes first, as in any listing of the root.
+                if roots {
+                    out.extend(w.stat(&dir).ok());
+                }
+                out.extend(page.entries);
+            }
+            Ok(out)
+        })
+        .await?;
+        let entries: Vec<_> = listed.into_iter().map(files::entry).collect();
         Ok(CourseMsg::CourseListing {
             id,
             course,
@@ -747,20 +776,35 @@ impl CourseService {
         Ok((s.id, m.user_id))
     }
 
-    /// The user id of `student`, a student of `slug`, if `user` may read their work.
+    /// The user id of `student`, a student of `slug`, if `user` may read their
+    /// work. Only accounts that are students (global role) can be read this
+    /// way: enrolling a professor or an admin as a "student" of one's own
+    /// course does not open their workspace. Every read is audited.
     async fn student(&self, user: &UserInfo, slug: &str, student: &str) -> Result<i64, AppError> {
         let view = self.cache.get().await?;
         let st = self.standing(&view, user, slug)?;
         self.allow(user, &st, CourseAction::ReadStudentWork)?;
-        view.member_named(st.course.id, student)
+        let not_student = || {
+            AppError::new(
+                ErrorCode::NotFound,
+                format!("{student} is not a student of this course"),
+            )
+        };
+        let owner = view
+            .member_named(st.course.id, student)
             .filter(|m| m.role == CourseRole::Student)
             .map(|m| m.user_id)
-            .ok_or_else(|| {
-                AppError::new(
-                    ErrorCode::NotFound,
-                    format!("{student} is not a student of this course"),
-                )
-            })
+            .ok_or_else(not_student)?;
+        let account = self
+            .store
+            .user_by_id(owner)
+            .await?
+            .ok_or_else(not_student)?;
+        if account.role != Role::Student {
+            return Err(not_student());
+        }
+        self.audit(user, "course.read_student_work", slug, student.to_string());
+        Ok(owner)
     }
 
     /// `student`'s workspace, for reading only.
@@ -830,9 +874,18 @@ impl CourseService {
         let view = self.cache.get().await?;
         let st = self.standing(&view, user, &course)?;
         self.allow(user, &st, CourseAction::ManageRoster)?;
+        if create_accounts && user.role != Role::Admin {
+            // Accounts are the administrators' (docs/courses.md): a professor
+            // holding students' passwords could work as them.
+            return Err(AppError::new(
+                ErrorCode::Forbidden,
+                "only administrators create accounts; import existing usernames, or ask an administrator",
+            ));
+        }
         let course_id = st.course.id;
-        let plan =
+        let mut plan =
             roster::plan_import(&self.store, &view, course_id, &csv, create_accounts).await?;
+        roster::keep_a_professor(&mut plan, &view, course_id);
         let valid = plan.valid();
         let lines = plan.lines.clone();
         let mut accounts = Vec::new();
@@ -855,6 +908,13 @@ impl CourseService {
             accounts,
         })
     }
+}
+
+/// How many professors `course` has.
+fn professors(view: &CatalogView, course: i64) -> usize {
+    view.members(course)
+        .filter(|m| m.role == CourseRole::Professor)
+        .count()
 }
 
 fn summary(c: &Course, role: Option<CourseRole>) -> CourseSummary {
@@ -927,7 +987,9 @@ pub fn free_name(wanted: &str, exists: impl Fn(&str) -> bool) -> Option<(String,
 }
 
 /// Copy `from` of the course material into `dst` at `wanted` or a free name
-/// next to it, never overwriting; on failure, what was copied is removed.
+/// next to it, never overwriting; on failure, what this copy created is
+/// removed (to the trash). A folder of more than one listing page (1000
+/// entries) is refused before anything is written.
 fn copy_across(
     src: &Workspace,
     from: &str,
@@ -942,38 +1004,51 @@ fn copy_across(
             format!("{wanted} and its numbered variants exist already; choose another name"),
         )
     })?;
+    let mut created = false;
     let result = (|| -> Result<(), AppError> {
         match top.kind {
             workspace_fs::EntryKind::File => {
-                let (bytes, _) = src.read(from).map_err(fs)?;
+                let (bytes, _) = src.read(&top.path).map_err(fs)?;
                 dst.write(&to, &bytes, Precondition::CreateOnly)
                     .map_err(fs)?;
+                created = true;
             }
             workspace_fs::EntryKind::Dir => {
+                let page = src
+                    .list_page(&top.path, true, None, MAX_LISTING)
+                    .map_err(fs)?;
+                if page.next_cursor.is_some() {
+                    return Err(AppError::new(
+                        ErrorCode::TooLarge,
+                        format!(
+                            "{from} has more than {MAX_LISTING} files and folders; copy its folders one by one"
+                        ),
+                    ));
+                }
+                // `mkdir` succeeds on an existing folder: a name taken since
+                // `free_name` is refused, never merged into.
+                if dst.stat(&to).is_ok() {
+                    return Err(AppError::new(
+                        ErrorCode::Conflict,
+                        format!("{to} appeared meanwhile; nothing was copied"),
+                    ));
+                }
                 dst.mkdir(&to).map_err(fs)?;
-                let mut cursor: Option<String> = None;
-                loop {
-                    let page = src
-                        .list_page(from, true, cursor.as_deref(), MAX_LISTING)
-                        .map_err(fs)?;
-                    for e in &page.entries {
-                        let rel = e.path.strip_prefix(from).unwrap_or(&e.path);
-                        let target = format!("{to}{rel}");
-                        match files::kind(e.kind) {
-                            EntryKind::Dir => {
-                                dst.mkdir(&target).map_err(fs)?;
-                            }
-                            EntryKind::File => {
-                                let (bytes, _) = src.read(&e.path).map_err(fs)?;
-                                dst.write(&target, &bytes, Precondition::CreateOnly)
-                                    .map_err(fs)?;
-                            }
-                            EntryKind::Symlink => {}
+                created = true;
+                // Entry paths are normalized (NFC): strip the normalized source path.
+                for e in &page.entries {
+                    let rel = e.path.strip_prefix(top.path.as_str()).unwrap_or(&e.path);
+                    let target = format!("{to}{rel}");
+                    match files::kind(e.kind) {
+                        EntryKind::Dir => {
+                            dst.mkdir(&target).map_err(fs)?;
                         }
-                    }
-                    match page.next_cursor {
-                        Some(c) => cursor = Some(c),
-                        None => break,
+                        EntryKind::File => {
+                            let (bytes, _) = src.read(&e.path).map_err(fs)?;
+                            dst.write(&target, &bytes, Precondition::CreateOnly)
+                                .map_err(fs)?;
+                        }
+                        EntryKind::Symlink => {}
                     }
                 }
             }
@@ -984,8 +1059,9 @@ fn copy_across(
         Ok(())
     })();
     if let Err(e) = result {
-        // Half a folder is worse than none: it goes to the trash.
-        if dst.stat(&to).is_ok() {
+        // Half a folder is worse than none: it goes to the trash (only what
+        // this copy created; a name taken meanwhile is someone else's).
+        if created {
             let _ = dst.delete(&to);
         }
         return Err(e);

@@ -36,7 +36,7 @@ use crate::hub::Hub;
 use crate::records::Records;
 use crate::runner::MountedScript;
 use crate::store::{Course, DynStore, NewAudit};
-pub use handlers::valid_slug;
+pub use handlers::{valid_folder, valid_slug};
 
 use catalog::{CatalogCache, CatalogView};
 
@@ -223,6 +223,9 @@ impl CourseService {
                 .filter(|s| {
                     visibility::state(s, view.exception(s.id, user.id), now) == SectionState::Open
                 })
+                // A folder stored by some other way than the server's checks
+                // (an old CLI, a hand edit) is skipped, never mounted.
+                .filter(|s| crate::sandbox::valid_mount_name(&format!("{slug}/{}", s.folder)))
                 .filter(|s| host_root.join(&s.folder).is_dir())
                 .map(|s| ReadOnlyTree {
                     host: host_root.join(&s.folder),
@@ -270,20 +273,35 @@ impl CourseService {
                 None => Duration::from_secs(3600),
             };
             tokio::select! {
+                // A reload first: the boundaries are then computed from the new view.
+                biased;
                 _ = token.cancelled() => return,
-                _ = tokio::time::sleep(sleep) => {
-                    let now = crate::store::now_ms().max(next.unwrap_or(0));
-                    self.announce_boundaries(&view, last, now);
-                    last = now;
-                }
-                _ = poll.tick() => {
-                    if let Err(e) = self.cache.poll().await {
-                        tracing::debug!(error = %e, "course catalog poll failed");
-                    }
-                }
                 r = changed.changed() => {
                     if r.is_err() {
                         return;
+                    }
+                }
+                _ = poll.tick() => {
+                    match self.cache.poll().await {
+                        // Changed by another process: we cannot tell for whom, so
+                        // every member looks again (once per outside change).
+                        Ok(true) => {
+                            let view = self.cache.snapshot();
+                            for course in view.courses() {
+                                self.announce(&view, course, false);
+                            }
+                        }
+                        Ok(false) => {}
+                        Err(e) => tracing::debug!(error = %e, "course catalog poll failed"),
+                    }
+                }
+                _ = tokio::time::sleep(sleep) => {
+                    // Announced only once the wall clock has passed it: a
+                    // student told early would see nothing new.
+                    let now = crate::store::now_ms();
+                    if next.is_some_and(|t| now >= t) {
+                        self.announce_boundaries(&view, last, now);
+                        last = now;
                     }
                 }
             }

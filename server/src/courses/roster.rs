@@ -184,6 +184,42 @@ pub fn plan(
     plan
 }
 
+/// Mark the plan invalid if it would leave the course (`course_id` of
+/// `view`) without a professor: the lines demoting its last ones get the error.
+pub fn keep_a_professor(plan: &mut Plan, view: &CatalogView, course_id: i64) {
+    let role_after = |name: &str, now: CourseRole| {
+        plan.members
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(now, |(_, r)| *r)
+    };
+    let current: Vec<(String, CourseRole)> = view
+        .members(course_id)
+        .map(|m| (m.username.clone(), m.role))
+        .collect();
+    let stays = current
+        .iter()
+        .any(|(n, r)| role_after(n, *r) == CourseRole::Professor);
+    let gains = plan
+        .members
+        .iter()
+        .any(|(n, r)| *r == CourseRole::Professor && !current.iter().any(|(c, _)| c == n));
+    if stays || gains || !current.iter().any(|(_, r)| *r == CourseRole::Professor) {
+        return;
+    }
+    let was_professor = |name: &Option<String>| {
+        current
+            .iter()
+            .any(|(n, r)| Some(n) == name.as_ref() && *r == CourseRole::Professor)
+    };
+    for l in &mut plan.lines {
+        if l.outcome == "change_role" && was_professor(&l.username) {
+            l.error = Some("the course would have no professor left; keep one".into());
+            l.outcome = "invalid".into();
+        }
+    }
+}
+
 /// Read `csv` and plan its import into `course_id` of `view` (one query for
 /// every account, not one per line). A CSV too long is `bad_request`.
 pub async fn plan_import(
@@ -208,7 +244,7 @@ pub async fn plan_import(
     ))
 }
 
-/// Apply a valid plan in one transaction: hash the new accounts' one-time
+/// Apply a valid plan in one transaction: hash the new accounts' initial
 /// passwords (on the blocking pool), create them and set the members.
 /// Returns the new accounts with their passwords.
 pub async fn apply(

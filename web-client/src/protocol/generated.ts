@@ -1019,8 +1019,8 @@ course: string,
  */
 csv: string, 
 /**
- * Create student accounts for unknown usernames, each with a one-time
- * password returned once in the reply.
+ * Create student accounts for unknown usernames (administrators only),
+ * each with an initial password returned once in the reply.
  */
 create_accounts: boolean, } | { "type": "student_list_files", 
 /**
@@ -1222,7 +1222,7 @@ applied: boolean,
  */
 lines: Array<RosterLine>, 
 /**
- * The accounts created, with their one-time passwords (shown once).
+ * The accounts created, with their initial passwords (shown once).
  */
 accounts: Array<NewAccount>, } | { "type": "student_versions", 
 /**
@@ -1418,7 +1418,7 @@ export type NewAccount = {
  */
 username: string, 
 /**
- * One-time password (the student should change it; shown only in this reply).
+ * Initial password (shown only in this reply).
  */
 password: string, };
 

@@ -307,7 +307,7 @@ export const courseView: View = {
           let passwords: HTMLElement | null = null;
           if (r.accounts.length > 0) {
             const blob = new Blob(["username,password\n" + r.accounts.map((a) => `${a.username},${a.password}`).join("\n") + "\n"], { type: "text/csv" });
-            passwords = h("p", null, `${r.accounts.length} accounts created. `, h("a.button", { href: URL.createObjectURL(blob), download: `${slug}-passwords.csv` }, "Download their one-time passwords (CSV)"), " — shown only now.");
+            passwords = h("p", null, `${r.accounts.length} accounts created. `, h("a.button", { href: URL.createObjectURL(blob), download: `${slug}-passwords.csv` }, "Download their initial passwords (CSV)"), " — shown only now.");
           }
           setChildren(
             result,
@@ -337,7 +337,7 @@ export const courseView: View = {
         h("h3", null, "Import a roster"),
         h("p.muted", null, "One username[,role] per line (role: student, ta or professor). Nothing is applied unless every line is valid."),
         csv,
-        h("div.import-tools", null, file, h("label.check", null, create, " Create accounts for unknown usernames"), importBtn),
+        h("div.import-tools", null, file, user.role === "admin" ? h("label.check", null, create, " Create accounts for unknown usernames") : h("span.muted", null, "Unknown usernames need an account first (an administrator creates them)."), importBtn),
         result,
       );
     };
@@ -353,10 +353,16 @@ export const courseView: View = {
           const [files, runs] = await Promise.all([api.studentFiles(slug, who), api.studentRuns(slug, who)]);
           const viewer = h("div.student-file");
           const show = async (path: string) => {
-            const f = await api.studentRead(slug, who, path);
+            const [f, versions] = await Promise.all([api.studentRead(slug, who, path), api.studentVersions(slug, who, path)]);
             const holder = h("div.material-editor.readonly");
             new EditorView({ parent: holder, state: EditorState.create({ doc: f.encoding === "utf8" ? f.content : "(not text)", extensions: [editorExtensions({ python: path.endsWith(".py"), onChange: () => undefined, onSave: () => undefined, readOnly: true }), EditorView.editable.of(false)] }) });
-            setChildren(viewer, h("p.readonly-banner", null, `Read-only: ${who}'s ${path}. Nothing here can be changed.`), holder);
+            const history = h(
+              "details.student-history",
+              null,
+              h("summary", null, `Earlier versions (${versions.length})`),
+              h("ul", null, versions.map((v) => h("li", null, `${localTime(v.saved_at_ms)} · ${v.size} B`))),
+            );
+            setChildren(viewer, h("p.readonly-banner", null, `Read-only: ${who}'s ${path}. Nothing here can be changed.`), holder, history);
           };
           setChildren(
             body,
