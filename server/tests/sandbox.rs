@@ -535,7 +535,11 @@ fn cleanup_stale_removes_leftover_cgroups_and_processes() {
     let restarted = Sandbox::new(config(&group)).unwrap();
     assert_eq!(restarted.cleanup_stale(), 1);
     assert!(dirs.iter().all(|d| !d.exists()), "{dirs:?}");
-    assert!(host_pids_with(&marker).is_empty());
+    // As after kill_all above: on the emulated cgroup v2 VM under load the
+    // last exit can land just after the cleanup returns (seen once in CI).
+    eventually("the stale run is gone after cleanup_stale", || {
+        host_pids_with(&marker).is_empty()
+    });
     r.finish();
     for d in dirs {
         let _ = std::fs::remove_dir(d.parent().unwrap());
