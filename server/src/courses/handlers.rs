@@ -68,9 +68,7 @@ impl CourseService {
                 term,
             } => self.create(id, user, slug, title, term).await?,
             CourseRequest::CourseOpen { id, course } => {
-                let view = self.cache.get().await?;
-                let st = self.standing(&view, user, &course)?;
-                self.allow(user, &st, CourseAction::View)?;
+                let (view, st) = self.enter(user, &course, CourseAction::View).await?;
                 CourseMsg::Course {
                     id,
                     course: self.info(&view, user, &st),
@@ -80,9 +78,7 @@ impl CourseService {
                 self.list_files(id, user, course, path).await?
             }
             CourseRequest::CourseRead { id, course, path } => {
-                let view = self.cache.get().await?;
-                let st = self.standing(&view, user, &course)?;
-                self.allow(user, &st, CourseAction::View)?;
+                let (view, st) = self.enter(user, &course, CourseAction::View).await?;
                 self.check_visible(&view, user, &st, &path)?;
                 let ws = self.material(st.course.id).await?;
                 let p = path.clone();
@@ -137,9 +133,7 @@ impl CourseService {
                 release_at_ms,
                 close_at_ms,
             } => {
-                let view = self.cache.get().await?;
-                let st = self.standing(&view, user, &course)?;
-                self.allow(user, &st, CourseAction::Edit)?;
+                let (view, st) = self.enter(user, &course, CourseAction::Edit).await?;
                 self.allow(user, &st, CourseAction::Publish)?;
                 if !valid_folder(&folder) {
                     return Err(bad("a section's folder is one name of letters, digits, '.', '_' or '-' (not starting with '.')"));
@@ -207,9 +201,7 @@ impl CourseService {
                 course,
                 section,
             } => {
-                let view = self.cache.get().await?;
-                let st = self.standing(&view, user, &course)?;
-                self.allow(user, &st, CourseAction::Edit)?;
+                let (view, st) = self.enter(user, &course, CourseAction::Edit).await?;
                 let s = view
                     .section(st.course.id, section)
                     .cloned()
@@ -277,10 +269,10 @@ impl CourseService {
                 self.after_change(id, user, &course).await?
             }
             CourseRequest::RosterGet { id, course } => {
-                let view = self.cache.get().await?;
-                let st = self.standing(&view, user, &course)?;
-                self.allow(user, &st, CourseAction::ListStudents)?;
-                roster_msg(id, &view, st.course)
+                let (view, st) = self
+                    .enter(user, &course, CourseAction::ListStudents)
+                    .await?;
+                roster_msg(id, &view, &st.course)
             }
             CourseRequest::Enroll {
                 id,
@@ -288,9 +280,9 @@ impl CourseService {
                 username,
                 role,
             } => {
-                let view = self.cache.get().await?;
-                let st = self.standing(&view, user, &course)?;
-                self.allow(user, &st, CourseAction::ManageRoster)?;
+                let (view, st) = self
+                    .enter(user, &course, CourseAction::ManageRoster)
+                    .await?;
                 let target = self
                     .store
                     .user_by_username(&username)
@@ -323,9 +315,9 @@ impl CourseService {
                 course,
                 username,
             } => {
-                let view = self.cache.get().await?;
-                let st = self.standing(&view, user, &course)?;
-                self.allow(user, &st, CourseAction::ManageRoster)?;
+                let (view, st) = self
+                    .enter(user, &course, CourseAction::ManageRoster)
+                    .await?;
                 let m = view.member_named(st.course.id, &username).ok_or_else(|| {
                     AppError::new(
                         ErrorCode::NotFound,
@@ -440,9 +432,7 @@ impl CourseService {
         path: &str,
     ) -> Result<Arc<Workspace>, AppError> {
         self.files.charge(user.id, 1)?;
-        let view = self.cache.get().await?;
-        let st = self.standing(&view, user, slug)?;
-        self.allow(user, &st, CourseAction::View)?;
+        let (view, st) = self.enter(user, slug, CourseAction::View).await?;
         self.check_visible(&view, user, &st, path.trim_matches('/'))?;
         self.material(st.course.id).await
     }
@@ -532,7 +522,7 @@ impl CourseService {
     }
 
     /// The course as `user` may see it.
-    fn info(&self, view: &CatalogView, user: &UserInfo, st: &Standing<'_>) -> CourseInfo {
+    fn info(&self, view: &CatalogView, user: &UserInfo, st: &Standing) -> CourseInfo {
         let now = now_ms();
         let staff = authz::authorize_course(user, st.role, CourseAction::ReadDrafts).is_ok();
         let mut can = Vec::new();
@@ -605,9 +595,7 @@ impl CourseService {
         course: String,
         path: String,
     ) -> Result<CourseMsg, AppError> {
-        let view = self.cache.get().await?;
-        let st = self.standing(&view, user, &course)?;
-        self.allow(user, &st, CourseAction::View)?;
+        let (view, st) = self.enter(user, &course, CourseAction::View).await?;
         let path = path.trim_matches('/').to_string();
         let staff = authz::authorize_course(user, st.role, CourseAction::ReadDrafts).is_ok();
         if !path.is_empty() {
@@ -692,12 +680,9 @@ impl CourseService {
         user: &UserInfo,
         slug: &str,
     ) -> Result<(Arc<CatalogView>, Course, Arc<Workspace>), AppError> {
-        let view = self.cache.get().await?;
-        let st = self.standing(&view, user, slug)?;
-        self.allow(user, &st, CourseAction::Edit)?;
-        let course = st.course.clone();
-        let ws = self.material(course.id).await?;
-        Ok((view, course, ws))
+        let (view, st) = self.enter(user, slug, CourseAction::Edit).await?;
+        let ws = self.material(st.course.id).await?;
+        Ok((view, st.course, ws))
     }
 
     /// After a material change: tell staff always, students when it is in a section open now.
@@ -733,7 +718,7 @@ impl CourseService {
     ) -> Result<CourseMsg, AppError> {
         let view = self.cache.refresh().await?;
         let st = self.standing(&view, user, slug)?;
-        self.announce(&view, st.course, false);
+        self.announce(&view, &st.course, false);
         Ok(CourseMsg::Course {
             id,
             course: self.info(&view, user, &st),
@@ -758,9 +743,7 @@ impl CourseService {
         section: i64,
         username: &str,
     ) -> Result<(i64, i64), AppError> {
-        let view = self.cache.get().await?;
-        let st = self.standing(&view, user, slug)?;
-        self.allow(user, &st, CourseAction::Publish)?;
+        let (view, st) = self.enter(user, slug, CourseAction::Publish).await?;
         let s = view
             .section(st.course.id, section)
             .ok_or_else(|| AppError::new(ErrorCode::NotFound, "no such section"))?;
@@ -781,9 +764,9 @@ impl CourseService {
     /// way: enrolling a professor or an admin as a "student" of one's own
     /// course does not open their workspace. Every read is audited.
     async fn student(&self, user: &UserInfo, slug: &str, student: &str) -> Result<i64, AppError> {
-        let view = self.cache.get().await?;
-        let st = self.standing(&view, user, slug)?;
-        self.allow(user, &st, CourseAction::ReadStudentWork)?;
+        let (view, st) = self
+            .enter(user, slug, CourseAction::ReadStudentWork)
+            .await?;
         let not_student = || {
             AppError::new(
                 ErrorCode::NotFound,
@@ -827,9 +810,7 @@ impl CourseService {
         path: String,
         to: Option<String>,
     ) -> Result<CourseMsg, AppError> {
-        let view = self.cache.get().await?;
-        let st = self.standing(&view, user, &course)?;
-        self.allow(user, &st, CourseAction::Copy)?;
+        let (view, st) = self.enter(user, &course, CourseAction::Copy).await?;
         let path = path.trim_matches('/').to_string();
         if path.is_empty() {
             return Err(bad("name a file or folder of the course to copy"));
@@ -871,9 +852,9 @@ impl CourseService {
         csv: String,
         create_accounts: bool,
     ) -> Result<CourseMsg, AppError> {
-        let view = self.cache.get().await?;
-        let st = self.standing(&view, user, &course)?;
-        self.allow(user, &st, CourseAction::ManageRoster)?;
+        let (view, st) = self
+            .enter(user, &course, CourseAction::ManageRoster)
+            .await?;
         if create_accounts && user.role != Role::Admin {
             // Accounts are the administrators' (docs/courses.md): a professor
             // holding students' passwords could work as them.

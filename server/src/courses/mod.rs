@@ -71,8 +71,8 @@ pub struct CourseService {
 }
 
 /// A course and the caller's standing in it.
-struct Standing<'a> {
-    course: &'a Course,
+struct Standing {
+    course: Course,
     role: Option<CourseRole>,
 }
 
@@ -97,28 +97,40 @@ impl CourseService {
     /// Look the course up and the caller's role in it. A course the caller is
     /// not a member of is `not_found` for everyone but admins: its existence
     /// is not told.
-    fn standing<'a>(
+    fn standing(
         &self,
-        view: &'a CatalogView,
+        view: &CatalogView,
         user: &UserInfo,
         slug: &str,
-    ) -> Result<Standing<'a>, AppError> {
+    ) -> Result<Standing, AppError> {
         let missing = || AppError::new(ErrorCode::NotFound, format!("no course {slug:?}"));
         let course = view.course(slug).ok_or_else(missing)?;
         let role = view.role(course.id, user.id);
         if role.is_none() && user.role != Role::Admin {
             return Err(missing());
         }
-        Ok(Standing { course, role })
+        Ok(Standing {
+            course: course.clone(),
+            role,
+        })
+    }
+
+    /// The current catalog, the course `slug` and the caller's standing in
+    /// it, with `action` authorized: how every course request begins.
+    async fn enter(
+        &self,
+        user: &UserInfo,
+        slug: &str,
+        action: CourseAction,
+    ) -> Result<(Arc<CatalogView>, Standing), AppError> {
+        let view = self.cache.get().await?;
+        let st = self.standing(&view, user, slug)?;
+        self.allow(user, &st, action)?;
+        Ok((view, st))
     }
 
     /// Authorize `action` for the caller in this course; refusals are audited.
-    fn allow(
-        &self,
-        user: &UserInfo,
-        st: &Standing<'_>,
-        action: CourseAction,
-    ) -> Result<(), AppError> {
+    fn allow(&self, user: &UserInfo, st: &Standing, action: CourseAction) -> Result<(), AppError> {
         authz::authorize_course(user, st.role, action).map_err(|denied| {
             self.audit(
                 user,
@@ -169,7 +181,7 @@ impl CourseService {
         &self,
         view: &CatalogView,
         user: &UserInfo,
-        st: &Standing<'_>,
+        st: &Standing,
         path: &str,
     ) -> Result<(), AppError> {
         if authz::authorize_course(user, st.role, CourseAction::ReadDrafts).is_ok() {
@@ -199,13 +211,11 @@ impl CourseService {
         slug: &str,
         path: &str,
     ) -> Result<MountedScript, AppError> {
-        let view = self.cache.get().await?;
-        let st = self.standing(&view, user, slug)?;
-        self.allow(user, &st, CourseAction::Run)?;
+        let (view, st) = self.enter(user, slug, CourseAction::Run).await?;
         let path = path.trim_matches('/');
         self.check_visible(&view, user, &st, path)?;
-        let material = self.material(st.course.id).await?;
-        drop(material);
+        // Opened (created on first use, readable by the sandbox's users) before it is mounted.
+        self.material(st.course.id).await?;
         let host_root = self
             .materials
             .tree_path(&st.course.id.to_string())
