@@ -71,6 +71,7 @@ const TYPES: &[&str] = &[
     "student_list_files",
     "student_read",
     "student_versions",
+    "student_read_version",
     "student_runs",
 ];
 

@@ -311,6 +311,20 @@ pub enum CourseRequest {
         /// File path.
         path: String,
     },
+    /// Read one kept earlier version of a student's file (staff; read-only).
+    StudentReadVersion {
+        /// Request id, echoed.
+        #[serde(default)]
+        id: Option<u64>,
+        /// Course slug.
+        course: String,
+        /// The student's username.
+        student: String,
+        /// File path.
+        path: String,
+        /// Version id from `student_versions`.
+        version: String,
+    },
     /// A student's recent runs (staff).
     StudentRuns {
         /// Request id, echoed.
@@ -346,6 +360,7 @@ impl CourseRequest {
         "student_list_files",
         "student_read",
         "student_versions",
+        "student_read_version",
         "student_runs",
     ];
 
@@ -372,6 +387,7 @@ impl CourseRequest {
             | CourseRequest::StudentListFiles { id, .. }
             | CourseRequest::StudentRead { id, .. }
             | CourseRequest::StudentVersions { id, .. }
+            | CourseRequest::StudentReadVersion { id, .. }
             | CourseRequest::StudentRuns { id, .. } => *id,
         }
     }
@@ -414,7 +430,7 @@ pub enum CourseMsg {
         /// Its entries, in pre-order.
         entries: Vec<FileEntry>,
     },
-    /// Reply to `course_read` and `student_read`.
+    /// Reply to `course_read`, `student_read` and `student_read_version`.
     CourseFile {
         /// Echoed request id.
         #[serde(default, skip_serializing_if = "Option::is_none")]

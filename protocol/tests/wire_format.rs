@@ -64,6 +64,7 @@ const CLIENT: &[&str] = &[
     r#"{"type":"student_list_files","id":48,"course":"cs101","student":"ann","path":""}"#,
     r#"{"type":"student_read","id":49,"course":"cs101","student":"ann","path":"main.py"}"#,
     r#"{"type":"student_versions","id":50,"course":"cs101","student":"ann","path":"main.py"}"#,
+    r#"{"type":"student_read_version","id":52,"course":"cs101","student":"ann","path":"main.py","version":"1c9e"}"#,
     r#"{"type":"student_runs","id":51,"course":"cs101","student":"ann"}"#,
 ];
 
@@ -160,7 +161,7 @@ fn every_message_type_is_covered_and_no_other_exists() {
         .to_string();
     assert_eq!(
         unknown,
-        r#"unknown variant `nope`, expected one of `ping`, `list`, `stat`, `read`, `write`, `mkdir`, `rename`, `copy`, `delete`, `list_versions`, `read_version`, `restore_version`, `trash_list`, `trash_restore`, `run`, `input`, `resize`, `interrupt`, `stop`, `attach`, `ack`, `course_list`, `course_create`, `course_open`, `course_list_files`, `course_read`, `course_write`, `course_mkdir`, `course_delete`, `course_copy`, `section_save`, `section_delete`, `exception_set`, `exception_remove`, `roster_get`, `enroll`, `unenroll`, `roster_import`, `student_list_files`, `student_read`, `student_versions`, `student_runs` at line 1 column 14"#
+        r#"unknown variant `nope`, expected one of `ping`, `list`, `stat`, `read`, `write`, `mkdir`, `rename`, `copy`, `delete`, `list_versions`, `read_version`, `restore_version`, `trash_list`, `trash_restore`, `run`, `input`, `resize`, `interrupt`, `stop`, `attach`, `ack`, `course_list`, `course_create`, `course_open`, `course_list_files`, `course_read`, `course_write`, `course_mkdir`, `course_delete`, `course_copy`, `section_save`, `section_delete`, `exception_set`, `exception_remove`, `roster_get`, `enroll`, `unenroll`, `roster_import`, `student_list_files`, `student_read`, `student_versions`, `student_read_version`, `student_runs` at line 1 column 14"#
     );
     let client: BTreeSet<String> = CLIENT.iter().map(|l| tag(l)).collect();
     let declared = expected_types(&unknown);

@@ -502,6 +502,67 @@ async fn story(url: &str) {
         matches!(&m, ServerMsg::Courses(CourseMsg::CourseFile { content, student: Some(s), .. }) if content == DEMO && s == "ann"),
         "{m:?}"
     );
+    // ... and its history: ann changes her copy, staff read the version before.
+    let m = ann
+        .request(|id| {
+            ClientMsg::Files(FileRequest::Read {
+                id,
+                path: "week1/demo.py".into(),
+            })
+        })
+        .await;
+    let ServerMsg::Files(FileMsg::File { version: base, .. }) = m else {
+        panic!("{m:?}")
+    };
+    let m = ann
+        .request(|id| {
+            ClientMsg::Files(FileRequest::Write {
+                id,
+                path: "week1/demo.py".into(),
+                content: "print('mine now')\n".into(),
+                encoding: Encoding::Utf8,
+                base_version: Some(base),
+            })
+        })
+        .await;
+    assert!(
+        matches!(m, ServerMsg::Files(FileMsg::Written { .. })),
+        "{m:?}"
+    );
+    let m = ask(&mut tina, |id| CourseRequest::StudentVersions {
+        id,
+        course: "cs101".into(),
+        student: "ann".into(),
+        path: "week1/demo.py".into(),
+    })
+    .await;
+    let ServerMsg::Courses(CourseMsg::StudentVersions { versions, .. }) = m else {
+        panic!("{m:?}")
+    };
+    assert_eq!(versions.len(), 1, "{versions:?}");
+    let version = versions[0].version.clone();
+    let m = ask(&mut tina, |id| CourseRequest::StudentReadVersion {
+        id,
+        course: "cs101".into(),
+        student: "ann".into(),
+        path: "week1/demo.py".into(),
+        version: version.clone(),
+    })
+    .await;
+    assert!(
+        matches!(&m, ServerMsg::Courses(CourseMsg::CourseFile { content, version: v, .. }) if content == DEMO && *v == version),
+        "{m:?}"
+    );
+    // Another course's professor cannot read it, even knowing the version id.
+    let m = ask(&mut olga, |id| CourseRequest::StudentReadVersion {
+        id,
+        course: "cs101".into(),
+        student: "ann".into(),
+        path: "week1/demo.py".into(),
+        version,
+    })
+    .await;
+    assert_eq!(code(&m), Some(ErrorCode::NotFound), "{m:?}");
     let m = ask(&mut tina, |id| CourseRequest::StudentRuns {
         id,
         course: "cs101".into(),

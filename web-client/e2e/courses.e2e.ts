@@ -4,13 +4,13 @@
 // few seconds ahead; the student sees nothing before the release and the
 // material appears live after it; the student runs the course script (output
 // correct), is refused writing into the material, copies the folder twice
-// (the clash gets a new name); the professor opens the student's copy
-// read-only. Screenshots of both screens go to docs/screenshots/.
+// (the clash gets a new name), changes it; the professor opens the student's
+// copy read-only, and the version before the change. Screenshots of both screens go to docs/screenshots/.
 import { spawnSync } from "node:child_process";
 import type { BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { inject } from "vitest";
-import { baseUrl, launch, login, screenshot, waitEnding, waitTerminal } from "./helpers";
+import { baseUrl, launch, login, saveAndWait, screenshot, waitEnding, waitTerminal } from "./helpers";
 
 const PROF = { username: "prof-ada", password: "prof-password-e2e-1" };
 const SLUG = "cs101";
@@ -143,14 +143,29 @@ describe("courses", () => {
     await screenshot(stu, "course-panel-student");
   });
 
-  it("the professor opens the student's copy read-only", async () => {
+  it("the professor opens the student's copy read-only, and its earlier version", async () => {
+    // The student changes their copy in the IDE: the professor sees both versions.
+    await stu.locator('.tree-item[data-path="week1"]').click();
+    await stu.locator('.tree-item[data-path="week1/demo.py"]').click();
+    await stu.locator('.tab[data-path="week1/demo.py"][aria-selected="true"]').waitFor();
+    await stu.locator(".cm-content").click();
+    await stu.keyboard.press("Control+End");
+    await stu.keyboard.insertText("print('my change')\n");
+    await saveAndWait(stu);
+
     await prof.locator("#student-pick").selectOption(inject("username"));
     await prof.locator(".student-files button", { hasText: "week1/demo.py" }).click();
     await prof.locator(".student-file .readonly-banner").waitFor();
     expect(await prof.locator(".student-file .readonly-banner").textContent()).toMatch(/Read-only: .*week1\/demo.py/);
     expect(await prof.locator(".student-file .cm-content").getAttribute("contenteditable")).toBe("false");
     expect(await prof.locator(".student-file .cm-content").textContent()).toContain("write refused");
-    expect(await prof.locator(".student-file .student-history summary").textContent()).toBe("Earlier versions (0)");
+    expect(await prof.locator(".student-file .cm-content").textContent()).toContain("my change");
+    expect(await prof.locator(".student-file .student-history summary").textContent()).toBe("Earlier versions (1)");
+    await prof.locator(".student-history li:nth-child(2) button").click();
+    await expect.poll(() => prof.locator(".student-version-caption").textContent()).toMatch(/Showing the version replaced at/);
+    expect(await prof.locator(".student-file .cm-content").textContent()).not.toContain("my change");
+    expect(await prof.locator(".student-file .cm-content").textContent()).toContain("write refused");
+    expect(await prof.locator(".student-file .cm-content").getAttribute("contenteditable")).toBe("false");
     await expect.poll(() => prof.locator("table.student-runs").textContent()).toMatch(/\/course\/cs101\/week1\/demo.py/);
     await screenshot(prof, "course-student-work", { dir: "review" });
   });

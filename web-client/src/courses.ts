@@ -92,6 +92,10 @@ export class CoursesApi {
     return expectMsg(await this.conn.request({ type: "student_versions", course, student, path }), "student_versions").versions;
   }
 
+  async studentReadVersion(course: string, student: string, path: string, version: string): Promise<ServerMsgOf<"course_file">> {
+    return expectMsg(await this.conn.request({ type: "student_read_version", course, student, path, version }), "course_file");
+  }
+
   async studentRuns(course: string, student: string): Promise<ServerMsgOf<"student_runs">["runs"]> {
     return expectMsg(await this.conn.request({ type: "student_runs", course, student }), "student_runs").runs;
   }

@@ -83,7 +83,7 @@ impl CourseService {
                 let ws = self.material(st.course.id).await?;
                 let p = path.clone();
                 let (bytes, e) = blocking(ws, move |w| w.read(&p)).await?;
-                file_msg(id, course, None, path, e, bytes)
+                file_msg(id, course, None, path, (e.version, e.mime), bytes)
             }
             CourseRequest::CourseWrite {
                 id,
@@ -376,7 +376,7 @@ impl CourseService {
                 let ws = self.student_workspace(user, &course, &student).await?;
                 let p = path.clone();
                 let (bytes, e) = blocking(ws, move |w| w.read(&p)).await?;
-                file_msg(id, course, Some(student), path, e, bytes)
+                file_msg(id, course, Some(student), path, (e.version, e.mime), bytes)
             }
             CourseRequest::StudentVersions {
                 id,
@@ -394,6 +394,27 @@ impl CourseService {
                     path,
                     versions: versions.into_iter().map(files::version).collect(),
                 }
+            }
+            CourseRequest::StudentReadVersion {
+                id,
+                course,
+                student,
+                path,
+                version,
+            } => {
+                let ws = self.student_workspace(user, &course, &student).await?;
+                let (p, v) = (path.clone(), version.clone());
+                let bytes = blocking(ws, move |w| w.read_version(&p, &v)).await?;
+                // The same type a normal read of this path reports.
+                let mime = Some(workspace_fs::mime_type(&path));
+                file_msg(
+                    id,
+                    course,
+                    Some(student),
+                    path,
+                    (Some(version), mime),
+                    bytes,
+                )
             }
             CourseRequest::StudentRuns {
                 id,
@@ -929,7 +950,7 @@ fn file_msg(
     course: String,
     student: Option<String>,
     path: String,
-    e: workspace_fs::Entry,
+    (version, mime): (Option<String>, Option<String>),
     bytes: Vec<u8>,
 ) -> CourseMsg {
     let size = bytes.len() as u64;
@@ -939,9 +960,9 @@ fn file_msg(
         course,
         student,
         path,
-        version: e.version.unwrap_or_default(),
+        version: version.unwrap_or_default(),
         size,
-        mime: e.mime.unwrap_or_else(|| "application/octet-stream".into()),
+        mime: mime.unwrap_or_else(|| "application/octet-stream".into()),
         encoding,
         content,
     }

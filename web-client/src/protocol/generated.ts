@@ -1070,7 +1070,27 @@ student: string,
 /**
  * File path.
  */
-path: string, } | { "type": "student_runs", 
+path: string, } | { "type": "student_read_version", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * The student's username.
+ */
+student: string, 
+/**
+ * File path.
+ */
+path: string, 
+/**
+ * Version id from `student_versions`.
+ */
+version: string, } | { "type": "student_runs", 
 /**
  * Request id, echoed.
  */

@@ -355,14 +355,40 @@ export const courseView: View = {
           const show = async (path: string) => {
             const [f, versions] = await Promise.all([api.studentRead(slug, who, path), api.studentVersions(slug, who, path)]);
             const holder = h("div.material-editor.readonly");
-            new EditorView({ parent: holder, state: EditorState.create({ doc: f.encoding === "utf8" ? f.content : "(not text)", extensions: [editorExtensions({ python: path.endsWith(".py"), onChange: () => undefined, onSave: () => undefined, readOnly: true }), EditorView.editable.of(false)] }) });
-            const history = h(
+            const text = (m: { encoding: string; content: string }) => (m.encoding === "utf8" ? m.content : "(not text)");
+            const editor = new EditorView({ parent: holder, state: EditorState.create({ doc: text(f), extensions: [editorExtensions({ python: path.endsWith(".py"), onChange: () => undefined, onSave: () => undefined, readOnly: true }), EditorView.editable.of(false)] }) });
+            const caption = h("p.student-version-caption", null, "Showing the current version.");
+            // One read-only editor shows the current text or any kept version of it.
+            const display = (label: string, content: string, pressed: HTMLElement) => {
+              editor.dispatch({ changes: { from: 0, to: editor.state.doc.length, insert: content } });
+              caption.textContent = label;
+              history.querySelectorAll("button[aria-pressed]").forEach((b) => b.setAttribute("aria-pressed", String(b === pressed)));
+            };
+            const current: HTMLElement = h("button.linklike", { type: "button", "aria-pressed": "true", onclick: () => display("Showing the current version.", text(f), current) }, `Current · ${f.size} B`);
+            const history: HTMLElement = h(
               "details.student-history",
-              null,
+              { open: versions.length > 0 },
               h("summary", null, `Earlier versions (${versions.length})`),
-              h("ul", null, versions.map((v) => h("li", null, `${localTime(v.saved_at_ms)} · ${v.size} B`))),
+              h(
+                "ul",
+                null,
+                h("li", null, current),
+                versions.map((v) => {
+                  const when = localTime(v.saved_at_ms);
+                  const b: HTMLElement = h("button.linklike", {
+                    type: "button",
+                    "aria-pressed": "false",
+                    onclick: () =>
+                      void api
+                        .studentReadVersion(slug, who, path, v.version)
+                        .then((old) => display(`Showing the version replaced at ${when} (read-only).`, text(old), b))
+                        .catch(fail("Could not read that version")),
+                  }, `${when} · ${v.size} B`);
+                  return h("li", null, b);
+                }),
+              ),
             );
-            setChildren(viewer, h("p.readonly-banner", null, `Read-only: ${who}'s ${path}. Nothing here can be changed.`), holder, history);
+            setChildren(viewer, h("p.readonly-banner", null, `Read-only: ${who}'s ${path}. Nothing here can be changed.`), caption, holder, history);
           };
           setChildren(
             body,
