@@ -64,6 +64,8 @@ const TYPES: &[&str] = &[
     "section_delete",
     "exception_set",
     "exception_remove",
+    "release_set",
+    "release_remove",
     "roster_get",
     "enroll",
     "unenroll",

@@ -227,6 +227,37 @@ pub enum CourseRequest {
         /// The student.
         username: String,
     },
+    /// Give one file or folder of a section its own visibility (professors):
+    /// a draft inside a published section, or a later release / earlier
+    /// close than the section's. Replaces the path's rule if it has one.
+    ReleaseSet {
+        /// Request id, echoed.
+        #[serde(default)]
+        id: Option<u64>,
+        /// Course slug.
+        course: String,
+        /// Material path inside a section's folder (`week3/test.py`); must exist.
+        path: String,
+        /// Published (visible to students once released); a draft otherwise.
+        #[serde(default)]
+        published: bool,
+        /// Release time, ms since the epoch (UTC); absent: the section's.
+        #[serde(default)]
+        release_at_ms: Option<i64>,
+        /// Close time, ms since the epoch (UTC); absent: the section's.
+        #[serde(default)]
+        close_at_ms: Option<i64>,
+    },
+    /// Remove a path's own visibility: it follows its section again (professors).
+    ReleaseRemove {
+        /// Request id, echoed.
+        #[serde(default)]
+        id: Option<u64>,
+        /// Course slug.
+        course: String,
+        /// Material path (`week3/test.py`).
+        path: String,
+    },
     /// The course's members (staff).
     RosterGet {
         /// Request id, echoed.
@@ -353,6 +384,8 @@ impl CourseRequest {
         "section_delete",
         "exception_set",
         "exception_remove",
+        "release_set",
+        "release_remove",
         "roster_get",
         "enroll",
         "unenroll",
@@ -380,6 +413,8 @@ impl CourseRequest {
             | CourseRequest::SectionDelete { id, .. }
             | CourseRequest::ExceptionSet { id, .. }
             | CourseRequest::ExceptionRemove { id, .. }
+            | CourseRequest::ReleaseSet { id, .. }
+            | CourseRequest::ReleaseRemove { id, .. }
             | CourseRequest::RosterGet { id, .. }
             | CourseRequest::Enroll { id, .. }
             | CourseRequest::Unenroll { id, .. }
@@ -632,6 +667,31 @@ pub struct SectionInfo {
     /// Per-student exceptions (staff only; empty for students).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exceptions: Vec<ExceptionInfo>,
+    /// Files and folders with their own visibility (staff: all of them;
+    /// students: only those open to them, with their times).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub releases: Vec<ReleaseInfo>,
+}
+
+/// A file or folder of a section with its own visibility.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(optional_fields))]
+pub struct ReleaseInfo {
+    /// Its material path (`week3/test.py`).
+    pub path: String,
+    /// Published.
+    pub published: bool,
+    /// Its release time (the later of its own and the section's; for a
+    /// student with an exception, theirs), ms since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_at_ms: Option<i64>,
+    /// Its close time (the earlier of its own and the section's; for a
+    /// student with an exception, theirs), ms since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub close_at_ms: Option<i64>,
+    /// Where it stands now for the viewer (for staff: for students without an exception).
+    pub state: SectionState,
 }
 
 /// One student's own times for a section.

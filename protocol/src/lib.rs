@@ -26,7 +26,7 @@ pub use client::ClientMsg;
 pub use connection::{ConnectionMsg, ConnectionRequest, Limits};
 pub use courses::{
     CourseInfo, CourseMsg, CourseRequest, CourseRole, CourseSummary, ExceptionInfo, MemberInfo,
-    NewAccount, RosterLine, RunSummary, SectionInfo, SectionState,
+    NewAccount, ReleaseInfo, RosterLine, RunSummary, SectionInfo, SectionState,
 };
 pub use error::{close_codes, ErrorCode};
 pub use files::{

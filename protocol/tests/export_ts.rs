@@ -62,6 +62,7 @@ fn domains() -> Vec<(&'static str, Vec<String>)> {
                 SectionInfo::decl(),
                 SectionState::decl(),
                 ExceptionInfo::decl(),
+                ReleaseInfo::decl(),
                 MemberInfo::decl(),
                 RosterLine::decl(),
                 NewAccount::decl(),

@@ -56,6 +56,8 @@ const CLIENT: &[&str] = &[
     r#"{"type":"section_delete","id":41,"course":"cs101","section":4}"#,
     r#"{"type":"exception_set","id":42,"course":"cs101","section":4,"username":"ann","release_at_ms":null,"close_at_ms":1795694400000}"#,
     r#"{"type":"exception_remove","id":43,"course":"cs101","section":4,"username":"ann"}"#,
+    r#"{"type":"release_set","id":44,"course":"cs101","path":"week3/test.py","published":true,"release_at_ms":1767258000000,"close_at_ms":null}"#,
+    r#"{"type":"release_remove","id":45,"course":"cs101","path":"week3/test.py"}"#,
     r#"{"type":"roster_get","id":44,"course":"cs101"}"#,
     r#"{"type":"enroll","id":45,"course":"cs101","username":"ann","role":"ta"}"#,
     r#"{"type":"enroll","id":null,"course":"cs101","username":"bob","role":null}"#,
@@ -99,7 +101,7 @@ const SERVER: &[&str] = &[
     r#"{"type":"attached","run_id":"r","running":false,"replay_from":0,"next_seq":10,"dropped_bytes":3,"last_ended":{"run_id":"r","reason":"stopped","cpu_ms":1,"cpu_limit_ms":30000,"peak_memory_bytes":0,"memory_limit_bytes":134217728,"duration_ms":5,"output_bytes":0,"message":"Stopped"}}"#,
     r#"{"type":"shutdown","message":"The server is restarting.","reconnect_after_ms":2000}"#,
     r#"{"type":"courses","id":30,"courses":[{"slug":"cs101","title":"Intro to Programming","term":"2026 Fall","role":"student"},{"slug":"ma201","title":"Linear Algebra","term":""}]}"#,
-    r#"{"type":"course","id":32,"course":{"slug":"cs101","title":"Intro to Programming","term":"2026 Fall","role":"professor","can":["edit","drafts","students"],"sections":[{"id":4,"folder":"test1","title":"Test 1","kind":"test","position":2,"published":true,"release_at_ms":1795600800000,"close_at_ms":1795608000000,"state":"scheduled","exceptions":[{"username":"ann","close_at_ms":1795694400000}]},{"id":5,"folder":"week1","title":"Week 1","kind":"notes","position":3,"published":false,"state":"draft"}],"now_ms":1795412345678}}"#,
+    r#"{"type":"course","id":32,"course":{"slug":"cs101","title":"Intro to Programming","term":"2026 Fall","role":"professor","can":["edit","drafts","students"],"sections":[{"id":4,"folder":"test1","title":"Test 1","kind":"test","position":2,"published":true,"release_at_ms":1795600800000,"close_at_ms":1795608000000,"state":"scheduled","exceptions":[{"username":"ann","close_at_ms":1795694400000}],"releases":[{"path":"test1/answers.py","published":false,"release_at_ms":1795600800000,"close_at_ms":1795608000000,"state":"draft"}]},{"id":5,"folder":"week1","title":"Week 1","kind":"notes","position":3,"published":false,"state":"draft"}],"now_ms":1795412345678}}"#,
     r#"{"type":"course_listing","id":33,"course":"cs101","path":"week1","entries":[{"path":"week1/demo.py","kind":"file","size":9,"mtime_ms":1795412345678,"version":"1c9e","mime":"text/x-python"}]}"#,
     r#"{"type":"course_listing","id":48,"course":"cs101","student":"ann","path":"","entries":[]}"#,
     r#"{"type":"course_file","id":34,"course":"cs101","path":"week1/demo.py","version":"1c9e","size":9,"mime":"text/x-python","encoding":"utf8","content":"print(1)\n"}"#,
@@ -161,7 +163,7 @@ fn every_message_type_is_covered_and_no_other_exists() {
         .to_string();
     assert_eq!(
         unknown,
-        r#"unknown variant `nope`, expected one of `ping`, `list`, `stat`, `read`, `write`, `mkdir`, `rename`, `copy`, `delete`, `list_versions`, `read_version`, `restore_version`, `trash_list`, `trash_restore`, `run`, `input`, `resize`, `interrupt`, `stop`, `attach`, `ack`, `course_list`, `course_create`, `course_open`, `course_list_files`, `course_read`, `course_write`, `course_mkdir`, `course_delete`, `course_copy`, `section_save`, `section_delete`, `exception_set`, `exception_remove`, `roster_get`, `enroll`, `unenroll`, `roster_import`, `student_list_files`, `student_read`, `student_versions`, `student_read_version`, `student_runs` at line 1 column 14"#
+        r#"unknown variant `nope`, expected one of `ping`, `list`, `stat`, `read`, `write`, `mkdir`, `rename`, `copy`, `delete`, `list_versions`, `read_version`, `restore_version`, `trash_list`, `trash_restore`, `run`, `input`, `resize`, `interrupt`, `stop`, `attach`, `ack`, `course_list`, `course_create`, `course_open`, `course_list_files`, `course_read`, `course_write`, `course_mkdir`, `course_delete`, `course_copy`, `section_save`, `section_delete`, `exception_set`, `exception_remove`, `release_set`, `release_remove`, `roster_get`, `enroll`, `unenroll`, `roster_import`, `student_list_files`, `student_read`, `student_versions`, `student_read_version`, `student_runs` at line 1 column 14"#
     );
     let client: BTreeSet<String> = CLIENT.iter().map(|l| tag(l)).collect();
     let declared = expected_types(&unknown);

@@ -715,3 +715,246 @@ async fn story(url: &str) {
     tokio::time::sleep(Duration::from_millis(10)).await;
     server.stop().await;
 }
+
+async fn set_release(
+    c: &mut WsClient,
+    path: &str,
+    published: bool,
+    release_at_ms: Option<i64>,
+) -> Result<CourseInfo, ErrorCode> {
+    let path = path.to_string();
+    match ask(c, |id| CourseRequest::ReleaseSet {
+        id,
+        course: "cs101".into(),
+        path,
+        published,
+        release_at_ms,
+        close_at_ms: None,
+    })
+    .await
+    {
+        ServerMsg::Courses(CourseMsg::Course { course, .. }) => Ok(course),
+        m => Err(code(&m).unwrap_or_else(|| panic!("{m:?}"))),
+    }
+}
+
+/// What the week's demo sees of its own folder in a run.
+const PEEK: &str = r#"import os
+print("files", sorted(os.listdir("/course/cs101/week3")))
+print("data", sorted(os.listdir("/course/cs101/week3/data")))
+print("test", os.path.exists("/course/cs101/week3/test.py"))
+try:
+    open("/course/cs101/week3/data/new.csv", "w")
+    print("write allowed")
+except OSError as e:
+    print("write refused", e.errno)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_released_on_their_own_on_both_databases() {
+    for db in test_databases().await {
+        files_story(&db.url).await;
+    }
+}
+
+async fn files_story(url: &str) {
+    let server = TestServer::start(url, |_| {}).await;
+    let pw = "password-123";
+    server.add_user("prof", pw, Role::Professor).await;
+    let (_, ann_t) = server.student("ann").await;
+    let mut prof = server.connect(&server.login("prof", pw).await).await;
+    let mut ann = server.connect(&ann_t).await;
+    let m = ask(&mut prof, |id| CourseRequest::CourseCreate {
+        id,
+        slug: "cs101".into(),
+        title: "Intro".into(),
+        term: String::new(),
+    })
+    .await;
+    assert!(
+        matches!(m, ServerMsg::Courses(CourseMsg::Course { .. })),
+        "{m:?}"
+    );
+    let m = ask(&mut prof, |id| CourseRequest::Enroll {
+        id,
+        course: "cs101".into(),
+        username: "ann".into(),
+        role: Some(CourseRole::Student),
+    })
+    .await;
+    assert!(
+        matches!(m, ServerMsg::Courses(CourseMsg::Roster { .. })),
+        "{m:?}"
+    );
+    save_section(&mut prof, "cs101", None, "week3", true, None)
+        .await
+        .unwrap();
+    for (path, text) in [
+        ("week3/demo.py", PEEK),
+        ("week3/test.py", "print('the test')\n"),
+        ("week3/data/a.csv", "a,1\n"),
+        ("week3/data/key/answers.py", "ANSWER = 42\n"),
+    ] {
+        let m = write(&mut prof, "cs101", path, text).await;
+        assert!(
+            matches!(m, ServerMsg::Courses(CourseMsg::CourseWritten { .. })),
+            "{m:?}"
+        );
+    }
+
+    // Refused: a section's own folder, a missing path, a student.
+    assert_eq!(
+        set_release(&mut prof, "week3", false, None).await.err(),
+        Some(ErrorCode::BadRequest)
+    );
+    assert_eq!(
+        set_release(&mut prof, "week3/../x.py", false, None)
+            .await
+            .err(),
+        Some(ErrorCode::InvalidPath)
+    );
+    assert_eq!(
+        set_release(&mut ann, "week3/test.py", true, None)
+            .await
+            .err(),
+        Some(ErrorCode::Forbidden)
+    );
+
+    // The test opens a few seconds from now; the answer key is a draft.
+    let release = now_ms() + 3_000;
+    set_release(&mut prof, "week3/test.py", true, Some(release))
+        .await
+        .unwrap();
+    let staff = set_release(&mut prof, "week3/data/key", false, None)
+        .await
+        .unwrap();
+    let rules: Vec<_> = staff.sections[0]
+        .releases
+        .iter()
+        .map(|r| (r.path.as_str(), r.state))
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            ("week3/data/key", SectionState::Draft),
+            ("week3/test.py", SectionState::Scheduled)
+        ]
+    );
+
+    // A file can be hidden before it is uploaded (never visible for an instant).
+    set_release(&mut prof, "week3/later.py", false, None)
+        .await
+        .unwrap();
+    let m = write(&mut prof, "cs101", "week3/later.py", "print('later')\n").await;
+    assert!(
+        matches!(m, ServerMsg::Courses(CourseMsg::CourseWritten { .. })),
+        "{m:?}"
+    );
+
+    // The student: neither listed, nor readable, nor named, nor copied, nor mounted.
+    let info = open(&mut ann, "cs101").await.unwrap();
+    assert!(
+        info.sections[0].releases.is_empty(),
+        "hidden names are not told"
+    );
+    let listed = list(&mut ann, "cs101", "").await.unwrap();
+    assert_eq!(
+        listed,
+        ["week3", "week3/data", "week3/data/a.csv", "week3/demo.py"]
+    );
+    assert_eq!(
+        list(&mut ann, "cs101", "week3/data/key").await.err(),
+        Some(ErrorCode::NotFound)
+    );
+    for hidden in [
+        "week3/later.py",
+        "week3/test.py",
+        "week3/data/key/answers.py",
+        "week3/missing.py",
+    ] {
+        assert_eq!(
+            read(&mut ann, "cs101", hidden).await.err(),
+            Some(ErrorCode::NotFound),
+            "{hidden}"
+        );
+    }
+    let m = ask(&mut ann, |id| CourseRequest::CourseCopy {
+        id,
+        course: "cs101".into(),
+        path: "week3".into(),
+        to: None,
+    })
+    .await;
+    assert!(
+        matches!(m, ServerMsg::Courses(CourseMsg::CourseCopied { .. })),
+        "{m:?}"
+    );
+    let m = ann
+        .request(|id| {
+            ClientMsg::Files(FileRequest::List {
+                id,
+                path: "week3".into(),
+                recursive: true,
+                cursor: None,
+                limit: None,
+            })
+        })
+        .await;
+    let ServerMsg::Files(FileMsg::Listing { entries, .. }) = m else {
+        panic!("{m:?}")
+    };
+    let copied: Vec<_> = entries.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(copied, ["week3/data", "week3/data/a.csv", "week3/demo.py"]);
+    let out = run_course_file(&mut ann, "cs101", "week3/demo.py").await;
+    assert!(out.contains("files ['data', 'demo.py']"), "{out}");
+    assert!(out.contains("data ['a.csv']"), "{out}");
+    assert!(out.contains("test False"), "{out}");
+    assert!(out.contains("write refused 30"), "EROFS: {out}");
+
+    // At its release the student is told, and the test is theirs to read and run.
+    changed(&mut ann, "cs101").await;
+    while now_ms() < release {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        read(&mut ann, "cs101", "week3/test.py").await.unwrap(),
+        "print('the test')\n"
+    );
+    let info = open(&mut ann, "cs101").await.unwrap();
+    let open_rules: Vec<_> = info.sections[0]
+        .releases
+        .iter()
+        .map(|r| r.path.as_str())
+        .collect();
+    assert_eq!(open_rules, ["week3/test.py"], "open files with their times");
+    let out = run_course_file(&mut ann, "cs101", "week3/demo.py").await;
+    assert!(
+        out.contains("files ['data', 'demo.py', 'test.py']"),
+        "{out}"
+    );
+    assert_eq!(
+        read(&mut ann, "cs101", "week3/data/key/answers.py")
+            .await
+            .err(),
+        Some(ErrorCode::NotFound)
+    );
+
+    // Removing the key's rule: it follows its section again.
+    let m = ask(&mut prof, |id| CourseRequest::ReleaseRemove {
+        id,
+        course: "cs101".into(),
+        path: "week3/data/key".into(),
+    })
+    .await;
+    assert!(
+        matches!(m, ServerMsg::Courses(CourseMsg::Course { .. })),
+        "{m:?}"
+    );
+    assert_eq!(
+        read(&mut ann, "cs101", "week3/data/key/answers.py")
+            .await
+            .unwrap(),
+        "ANSWER = 42\n"
+    );
+    server.stop().await;
+}

@@ -5,7 +5,8 @@
 // material appears live after it; the student runs the course script (output
 // correct), is refused writing into the material, copies the folder twice
 // (the clash gets a new name), changes it; the professor opens the student's
-// copy read-only, and the version before the change. Screenshots of both screens go to docs/screenshots/.
+// copy read-only, and the version before the change; a file uploaded as a
+// draft into the open section stays hidden until published. Screenshots of both screens go to docs/screenshots/.
 import { spawnSync } from "node:child_process";
 import type { BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -168,5 +169,31 @@ describe("courses", () => {
     expect(await prof.locator(".student-file .cm-content").getAttribute("contenteditable")).toBe("false");
     await expect.poll(() => prof.locator("table.student-runs").textContent()).toMatch(/\/course\/cs101\/week1\/demo.py/);
     await screenshot(prof, "course-student-work", { dir: "review" });
+  });
+  it("a file uploaded as a draft stays hidden in the open section until the professor publishes it", async () => {
+    const card = prof.locator('.section-card[data-folder="week1"]');
+    await card.locator("input.upload-hidden").check();
+    await card.locator('input[type="file"]').setInputFiles([{ name: "answers.py", mimeType: "text/x-python", buffer: Buffer.from("print('the answers')\n") }]);
+    const item = card.locator('.material-item[data-path="week1/answers.py"]');
+    await item.waitFor();
+    await expect.poll(() => item.locator(".file-state").textContent()).toBe("own: draft");
+    // The student's panel was told of the upload and still does not list it.
+    await stu.locator('.courses-panel .material-item[data-path="week1/demo.py"]').waitFor();
+    await stu.waitForTimeout(1_500);
+    expect(await stu.locator('.courses-panel .material-item[data-path="week1/answers.py"]').count()).toBe(0);
+    const hidden = await stu.evaluate(async (slug) => {
+      const r = await window.campus!.conn.request({ type: "course_read", course: slug, path: "week1/answers.py" }).catch((e) => e);
+      return (r as { code?: string }).code ?? (r as { type: string }).type;
+    }, SLUG);
+    expect(hidden).toBe("not_found");
+
+    await item.locator(".release-box summary").click();
+    await item.locator("input.release-published").check();
+    await item.locator("button.release-save").click();
+    await expect.poll(() => prof.locator('.material-item[data-path="week1/answers.py"] .file-state').textContent()).toBe("own: open");
+    await prof.locator('.material-item[data-path="week1/answers.py"] .release-box summary').click();
+    await prof.locator('.material-item[data-path="week1/answers.py"] .release-form').scrollIntoViewIfNeeded();
+    await screenshot(prof, "course-file-visibility");
+    await stu.locator('.courses-panel .material-item[data-path="week1/answers.py"]').waitFor({ timeout: 20_000 });
   });
 });

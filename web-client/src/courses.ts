@@ -64,6 +64,20 @@ export class CoursesApi {
     return expectMsg(await this.conn.request({ type: "exception_remove", course, section, username }), "course").course;
   }
 
+  /** Give one file or folder inside a section its own visibility (professors). */
+  async setRelease(course: string, path: string, published: boolean, release_at_ms?: number, close_at_ms?: number): Promise<CourseInfo> {
+    const req = { type: "release_set" as const, course, path, published };
+    return expectMsg(
+      await this.conn.request({ ...req, ...(release_at_ms !== undefined ? { release_at_ms } : {}), ...(close_at_ms !== undefined ? { close_at_ms } : {}) }),
+      "course",
+    ).course;
+  }
+
+  /** Make a path follow its section's visibility again (professors). */
+  async removeRelease(course: string, path: string): Promise<CourseInfo> {
+    return expectMsg(await this.conn.request({ type: "release_remove", course, path }), "course").course;
+  }
+
   async roster(course: string): Promise<ServerMsgOf<"roster">["members"]> {
     return expectMsg(await this.conn.request({ type: "roster_get", course }), "roster").members;
   }

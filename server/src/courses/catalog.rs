@@ -13,7 +13,7 @@ use std::sync::{Arc, RwLock};
 use campus_protocol::CourseRole;
 
 use crate::error::AppError;
-use crate::store::{Catalog, Course, DynStore, Member, Section, SectionException};
+use crate::store::{Catalog, Course, DynStore, MaterialRelease, Member, Section, SectionException};
 
 /// One immutable snapshot of the catalog, indexed for the reads courses make.
 #[derive(Debug, Default)]
@@ -32,6 +32,8 @@ pub struct CatalogView {
     /// (section id, user id) → exception.
     exceptions: HashMap<(i64, i64), SectionException>,
     all_exceptions: Vec<SectionException>,
+    /// section id → its per-file rules, by path.
+    releases: HashMap<i64, Vec<MaterialRelease>>,
 }
 
 impl CatalogView {
@@ -67,6 +69,10 @@ impl CatalogView {
             .iter()
             .map(|e| ((e.section_id, e.user_id), e.clone()))
             .collect();
+        let mut releases: HashMap<i64, Vec<MaterialRelease>> = HashMap::new();
+        for r in c.releases {
+            releases.entry(r.section_id).or_default().push(r);
+        }
         let mut view = CatalogView {
             generation: c.generation,
             courses: c.courses,
@@ -77,6 +83,7 @@ impl CatalogView {
             sections,
             exceptions,
             all_exceptions: c.exceptions,
+            releases,
         };
         let courses = &view.courses;
         let by_id = &view.by_id;
@@ -155,9 +162,24 @@ impl CatalogView {
             .filter(move |e| e.section_id == section)
     }
 
-    /// Every section and exception (for the release timer).
-    pub fn all(&self) -> (impl Iterator<Item = &Section>, &[SectionException]) {
-        (self.sections.values().flatten(), &self.all_exceptions)
+    /// The per-file rules of one section, by path.
+    pub fn releases(&self, section: i64) -> &[MaterialRelease] {
+        self.releases.get(&section).map_or(&[], Vec::as_slice)
+    }
+
+    /// Every section, exception and per-file rule (for the release timer).
+    pub fn all(
+        &self,
+    ) -> (
+        impl Iterator<Item = &Section>,
+        &[SectionException],
+        impl Iterator<Item = &MaterialRelease>,
+    ) {
+        (
+            self.sections.values().flatten(),
+            &self.all_exceptions,
+            self.releases.values().flatten(),
+        )
     }
 }
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use campus_protocol::{
     ChangeKind, CourseInfo, CourseMsg, CourseRequest, CourseRole, CourseSummary, EntryKind,
-    ErrorCode, ExceptionInfo, MemberInfo, Role, RunSummary, SectionInfo, SectionState, ServerMsg,
-    UserInfo,
+    ErrorCode, ExceptionInfo, MemberInfo, ReleaseInfo, Role, RunSummary, SectionInfo, SectionState,
+    ServerMsg, UserInfo,
 };
 use workspace_fs::{Precondition, Workspace};
 
@@ -16,7 +16,10 @@ use super::{roster, visibility, CourseService, Standing};
 use crate::authz::{self, CourseAction};
 use crate::error::AppError;
 use crate::files::{self, blocking};
-use crate::store::{now_ms, Course, NewCourse, SectionException, SectionFields};
+use crate::store::{now_ms, Course, MaterialRelease, NewCourse, SectionException, SectionFields};
+
+/// Most files and folders with their own visibility in one section.
+const MAX_RELEASES: usize = 200;
 
 /// Most entries one material listing returns.
 const MAX_LISTING: usize = workspace_fs::MAX_PAGE_ENTRIES;
@@ -266,6 +269,61 @@ impl CourseService {
                     &course,
                     format!("section {section} {username}"),
                 );
+                self.after_change(id, user, &course).await?
+            }
+            CourseRequest::ReleaseSet {
+                id,
+                course,
+                path,
+                published,
+                release_at_ms,
+                close_at_ms,
+            } => {
+                if let (Some(r), Some(c)) = (release_at_ms, close_at_ms) {
+                    if c <= r {
+                        return Err(bad("the close time must be after the release time"));
+                    }
+                }
+                let (section_id, rel) = self.release_target(user, &course, &path).await?;
+                let view = self.cache.get().await?;
+                let count = view.releases(section_id).len();
+                let replaces = view.releases(section_id).iter().any(|r| r.path == rel);
+                if !replaces && count >= MAX_RELEASES {
+                    return Err(AppError::new(
+                        ErrorCode::TooLarge,
+                        format!("a section has at most {MAX_RELEASES} files with their own visibility; group them in a folder and set the folder's"),
+                    ));
+                }
+                self.store
+                    .set_release(MaterialRelease {
+                        section_id,
+                        path: rel.clone(),
+                        published,
+                        release_at_ms,
+                        close_at_ms,
+                    })
+                    .await?;
+                self.audit(
+                    user,
+                    "course.release_set",
+                    &course,
+                    format!("{path}: published {published}, release {release_at_ms:?}, close {close_at_ms:?}"),
+                );
+                self.after_change(id, user, &course).await?
+            }
+            CourseRequest::ReleaseRemove { id, course, path } => {
+                let (section_id, rel) = self.release_target(user, &course, &path).await?;
+                self.store
+                    .remove_release(section_id, &rel)
+                    .await
+                    .map_err(|e| match e {
+                        crate::store::StoreError::NotFound => AppError::new(
+                            ErrorCode::NotFound,
+                            format!("{path} has no visibility of its own"),
+                        ),
+                        e => e.into(),
+                    })?;
+                self.audit(user, "course.release_remove", &course, path.clone());
                 self.after_change(id, user, &course).await?
             }
             CourseRequest::RosterGet { id, course } => {
@@ -584,6 +642,24 @@ impl CourseService {
                 } else {
                     Vec::new()
                 };
+                let releases = view
+                    .releases(s.id)
+                    .iter()
+                    .filter_map(|r| {
+                        let state = visibility::release_state(s, r, mine, now);
+                        if !staff && state != SectionState::Open {
+                            return None;
+                        }
+                        let (release_at_ms, close_at_ms) = visibility::release_times(s, r, mine);
+                        Some(ReleaseInfo {
+                            path: format!("{}/{}", s.folder, r.path),
+                            published: r.published,
+                            release_at_ms,
+                            close_at_ms,
+                            state,
+                        })
+                    })
+                    .collect();
                 Some(SectionInfo {
                     id: s.id,
                     folder: s.folder.clone(),
@@ -595,6 +671,7 @@ impl CourseService {
                     close_at_ms: close,
                     state,
                     exceptions,
+                    releases,
                 })
             })
             .collect();
@@ -626,13 +703,11 @@ impl CourseService {
         // Students at the root: each open section's folder on its own, so
         // hidden material can neither show nor crowd the page out.
         let roots = !staff && path.is_empty();
+        let now = now_ms();
         let dirs: Vec<String> = if roots {
-            let now = now_ms();
             view.sections(st.course.id)
                 .iter()
-                .filter(|s| {
-                    visibility::state(s, view.exception(s.id, user.id), now) == SectionState::Open
-                })
+                .filter(|s| super::student_view(&view, s, user.id, now).is_some())
                 .map(|s| s.folder.clone())
                 .collect()
         } else {
@@ -660,7 +735,13 @@ impl CourseService {
             Ok(out)
         })
         .await?;
-        let entries: Vec<_> = listed.into_iter().map(files::entry).collect();
+        // What per-file rules hide from this student is left out, names and all.
+        let shown = |p: &str| staff || super::shows_in(&view, st.course.id, user.id, p, now);
+        let entries: Vec<_> = listed
+            .into_iter()
+            .filter(|e| shown(&e.path))
+            .map(files::entry)
+            .collect();
         Ok(CourseMsg::CourseListing {
             id,
             course,
@@ -756,6 +837,29 @@ impl CourseService {
         Ok(roster_msg(id, &view, course))
     }
 
+    /// The section and the path inside it a per-file rule is about
+    /// (professors only): a file or folder below a section's folder.
+    async fn release_target(
+        &self,
+        user: &UserInfo,
+        slug: &str,
+        path: &str,
+    ) -> Result<(i64, String), AppError> {
+        let (view, st) = self.enter(user, slug, CourseAction::Edit).await?;
+        self.allow(user, &st, CourseAction::Publish)?;
+        // Normalized as the material stores names; the path need not exist
+        // yet: a hidden file can be set hidden before it is uploaded.
+        let p = workspace_fs::normalize_path(path.trim_matches('/')).into_owned();
+        workspace_fs::validate_path(&p).map_err(crate::files::map_fs_error)?;
+        let (folder, rel) = p.split_once('/').ok_or_else(|| {
+            bad("name a file or folder inside a section's folder (a section's own visibility is set on the section)")
+        })?;
+        let section = view
+            .section_by_folder(st.course.id, folder)
+            .ok_or_else(|| bad(format!("{folder} is not a section's folder")))?;
+        Ok((section.id, rel.to_string()))
+    }
+
     /// The section and enrolled student an exception is about (professors only).
     async fn exception_target(
         &self,
@@ -844,8 +948,14 @@ impl CourseService {
             .filter(|t| !t.is_empty())
             .unwrap_or_else(|| path.rsplit('/').next().unwrap_or(&path).to_string());
         let from = path.clone();
+        // A folder's hidden files stay behind (a student copies what they see).
+        let staff = self.is_staff(user, &st);
+        let now = now_ms();
+        let (course_id, uid) = (st.course.id, user.id);
+        let this = Arc::clone(&view);
+        let shown = move |p: &str| staff || super::shows_in(&this, course_id, uid, p, now);
         let (to, renamed) =
-            tokio::task::spawn_blocking(move || copy_across(&src, &from, &dst, &wanted))
+            tokio::task::spawn_blocking(move || copy_across(&src, &from, &dst, &wanted, &shown))
                 .await
                 .map_err(AppError::internal)??;
         self.files.notify(
@@ -997,6 +1107,7 @@ fn copy_across(
     from: &str,
     dst: &Workspace,
     wanted: &str,
+    shown: &dyn Fn(&str) -> bool,
 ) -> Result<(String, bool), AppError> {
     let fs = files::map_fs_error;
     let top = src.stat(from).map_err(fs)?;
@@ -1038,7 +1149,7 @@ fn copy_across(
                 dst.mkdir(&to).map_err(fs)?;
                 created = true;
                 // Entry paths are normalized (NFC): strip the normalized source path.
-                for e in &page.entries {
+                for e in page.entries.iter().filter(|e| shown(&e.path)) {
                     let rel = e.path.strip_prefix(top.path.as_str()).unwrap_or(&e.path);
                     let target = format!("{to}{rel}");
                     match files::kind(e.kind) {

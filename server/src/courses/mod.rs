@@ -18,13 +18,14 @@
 
 pub mod catalog;
 mod handlers;
+mod mounts;
 pub mod roster;
 pub mod visibility;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use campus_protocol::{CourseMsg, CourseRole, ErrorCode, Role, SectionState, ServerMsg, UserInfo};
+use campus_protocol::{CourseMsg, CourseRole, ErrorCode, Role, ServerMsg, UserInfo};
 use tokio_util::sync::CancellationToken;
 use workspace_fs::{Workspace, Workspaces};
 
@@ -35,7 +36,7 @@ use crate::files::{map_fs_error, FileService};
 use crate::hub::Hub;
 use crate::records::Records;
 use crate::runner::MountedScript;
-use crate::store::{Course, DynStore, NewAudit};
+use crate::store::{Course, DynStore, NewAudit, Section};
 pub use handlers::{valid_folder, valid_slug};
 
 use catalog::{CatalogCache, CatalogView};
@@ -174,9 +175,9 @@ impl CourseService {
         .map_err(AppError::internal)?
     }
 
-    /// Is the first component of `path` a section open to this student (or
-    /// is the caller staff)? A student asking for anything else gets
-    /// `not_found`, the same as for a path that does not exist.
+    /// Is `path` in a section open to this student, and not hidden by a
+    /// per-file rule (or is the caller staff)? A student asking for anything
+    /// else gets `not_found`, the same as for a path that does not exist.
     fn check_visible(
         &self,
         view: &CatalogView,
@@ -184,17 +185,10 @@ impl CourseService {
         st: &Standing,
         path: &str,
     ) -> Result<(), AppError> {
-        if authz::authorize_course(user, st.role, CourseAction::ReadDrafts).is_ok() {
+        if self.is_staff(user, st) {
             return Ok(());
         }
-        let folder = path.split('/').next().unwrap_or_default();
-        let now = crate::store::now_ms();
-        let open = view
-            .section_by_folder(st.course.id, folder)
-            .is_some_and(|s| {
-                visibility::state(s, view.exception(s.id, user.id), now) == SectionState::Open
-            });
-        if open {
+        if shows_in(view, st.course.id, user.id, path, crate::store::now_ms()) {
             Ok(())
         } else {
             Err(AppError::new(
@@ -202,6 +196,11 @@ impl CourseService {
                 format!("{path} does not exist"),
             ))
         }
+    }
+
+    /// May the caller read drafts (staff, admins)?
+    fn is_staff(&self, user: &UserInfo, st: &Standing) -> bool {
+        authz::authorize_course(user, st.role, CourseAction::ReadDrafts).is_ok()
     }
 
     /// Authorize a run of course file `path` and say what it mounts.
@@ -221,27 +220,28 @@ impl CourseService {
             .tree_path(&st.course.id.to_string())
             .map_err(map_fs_error)?;
         let slug = &st.course.slug;
-        let mounts = if authz::authorize_course(user, st.role, CourseAction::ReadDrafts).is_ok() {
+        let mounts = if self.is_staff(user, &st) {
             vec![ReadOnlyTree {
                 host: host_root.clone(),
                 name: slug.clone(),
             }]
         } else {
             let now = crate::store::now_ms();
-            view.sections(st.course.id)
+            let open: Vec<(String, Vec<String>)> = view
+                .sections(st.course.id)
                 .iter()
-                .filter(|s| {
-                    visibility::state(s, view.exception(s.id, user.id), now) == SectionState::Open
+                .filter_map(|s| {
+                    let hidden = student_view(&view, s, user.id, now)?;
+                    Some((
+                        s.folder.clone(),
+                        hidden.0.iter().map(|h| h.to_string()).collect(),
+                    ))
                 })
-                // A folder stored by some other way than the server's checks
-                // (an old CLI, a hand edit) is skipped, never mounted.
-                .filter(|s| crate::sandbox::valid_mount_name(&format!("{slug}/{}", s.folder)))
-                .filter(|s| host_root.join(&s.folder).is_dir())
-                .map(|s| ReadOnlyTree {
-                    host: host_root.join(&s.folder),
-                    name: format!("{slug}/{}", s.folder),
-                })
-                .collect()
+                .collect();
+            let (root, slug) = (host_root.clone(), slug.clone());
+            tokio::task::spawn_blocking(move || mounts::student_mounts(&root, &slug, &open))
+                .await
+                .map_err(AppError::internal)??
         };
         Ok(MountedScript {
             script: format!("{}/{slug}/{path}", crate::sandbox::READ_ONLY_ROOT),
@@ -272,8 +272,8 @@ impl CourseService {
         let mut last = crate::store::now_ms();
         loop {
             let view = self.cache.snapshot();
-            let (sections, exceptions) = view.all();
-            let next = visibility::next_boundary(sections, exceptions, last);
+            let (sections, exceptions, rules) = view.all();
+            let next = visibility::next_boundary(sections, exceptions, rules, last);
             // Boundaries are searched after the last one announced (none is
             // missed while we waited on something else), slept to from now.
             let sleep = match next {
@@ -328,11 +328,39 @@ impl CourseService {
                         || within(s.close_at_ms)
                         || view
                             .exceptions_of(s.id)
-                            .any(|e| within(e.release_at_ms) || within(e.close_at_ms)))
+                            .any(|e| within(e.release_at_ms) || within(e.close_at_ms))
+                        || view
+                            .releases(s.id)
+                            .iter()
+                            .any(|r| within(r.release_at_ms) || within(r.close_at_ms)))
             });
             if hit {
                 self.announce(view, course, false);
             }
         }
     }
+}
+
+/// What student `user` sees of `section` at `now`: `None` when it is not
+/// open to them, else the paths its rules hide from them.
+fn student_view<'v>(
+    view: &'v CatalogView,
+    section: &Section,
+    user: i64,
+    now: i64,
+) -> Option<visibility::Hidden<'v>> {
+    visibility::student_view(
+        section,
+        view.releases(section.id),
+        view.exception(section.id, user),
+        now,
+    )
+}
+
+/// Does student `user` see material `path` (`folder/rest`) of `course` at `now`?
+fn shows_in(view: &CatalogView, course: i64, user: i64, path: &str, now: i64) -> bool {
+    let (folder, rel) = path.split_once('/').unwrap_or((path, ""));
+    view.section_by_folder(course, folder)
+        .and_then(|s| student_view(view, s, user, now))
+        .is_some_and(|hidden| hidden.shows(rel))
 }

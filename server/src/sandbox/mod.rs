@@ -317,7 +317,9 @@ impl ResultPipe {
 
 /// Is `name` acceptable as a read-only tree's name (`/course/<name>`): one
 /// or two components (`cs101`, or `cs101/week1` for one section of a
-/// course), each 1-64 of `[A-Za-z0-9._-]`, not starting with a dot?
+/// course), each 1-64 of `[A-Za-z0-9._-]`, not starting with a dot — then,
+/// for one file or folder inside a section, a path the workspace rules
+/// accept (`cs101/week1/data/grades.csv`)?
 pub fn valid_mount_name(name: &str) -> bool {
     let part = |p: &str| {
         !p.is_empty()
@@ -326,10 +328,13 @@ pub fn valid_mount_name(name: &str) -> bool {
             && p.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
     };
-    let mut parts = name.split('/');
+    let mut parts = name.splitn(3, '/');
     match (parts.next(), parts.next(), parts.next()) {
         (Some(a), None, _) => part(a),
         (Some(a), Some(b), None) => part(a) && part(b),
+        (Some(a), Some(b), Some(rest)) => {
+            part(a) && part(b) && workspace_fs::validate_path(rest).is_ok_and(|c| !c.is_empty())
+        }
         _ => false,
     }
 }

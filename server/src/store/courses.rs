@@ -108,6 +108,23 @@ pub struct SectionException {
     pub close_at_ms: Option<i64>,
 }
 
+/// Visibility of one file or folder inside a section: it only narrows the
+/// section's (unpublished, a later release, an earlier close); a student's
+/// section exception overrides these times as it does the section's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaterialRelease {
+    /// The section.
+    pub section_id: i64,
+    /// Path relative to the section's folder (normalized, never empty).
+    pub path: String,
+    /// Published; a draft (hidden from students) otherwise.
+    pub published: bool,
+    /// Not visible to students before this time.
+    pub release_at_ms: Option<i64>,
+    /// Not visible to students from this time on.
+    pub close_at_ms: Option<i64>,
+}
+
 /// Everything about courses, read in one transaction.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Catalog {
@@ -121,6 +138,8 @@ pub struct Catalog {
     pub sections: Vec<Section>,
     /// Every exception.
     pub exceptions: Vec<SectionException>,
+    /// Every per-file rule, by section then path.
+    pub releases: Vec<MaterialRelease>,
 }
 
 /// A roster change applied as one transaction: accounts to create, then
@@ -162,4 +181,8 @@ pub trait Courses: Send + Sync {
     async fn set_exception(&self, exception: SectionException) -> StoreResult<()>;
     /// Remove one student's exception; `NotFound` if there is none.
     async fn remove_exception(&self, section_id: i64, user_id: i64) -> StoreResult<()>;
+    /// Set (insert or replace) a per-file rule; `NotFound` if the section is absent.
+    async fn set_release(&self, release: MaterialRelease) -> StoreResult<()>;
+    /// Remove a per-file rule; `NotFound` if there is none.
+    async fn remove_release(&self, section_id: i64, path: &str) -> StoreResult<()>;
 }

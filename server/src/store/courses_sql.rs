@@ -172,6 +172,14 @@ macro_rules! impl_courses {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(db_err)?;
+                let releases: Vec<(i64, String, bool, Option<i64>, Option<i64>)> =
+                    sqlx::query_as(
+                        "SELECT section_id, path, published, release_at_ms, close_at_ms \
+                         FROM material_releases ORDER BY section_id, path",
+                    )
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
                 tx.commit().await.map_err(db_err)?;
                 Ok($crate::store::Catalog {
                     generation,
@@ -188,6 +196,16 @@ macro_rules! impl_courses {
                             user_id: e.1,
                             release_at_ms: e.2,
                             close_at_ms: e.3,
+                        })
+                        .collect(),
+                    releases: releases
+                        .into_iter()
+                        .map(|r| $crate::store::MaterialRelease {
+                            section_id: r.0,
+                            path: r.1,
+                            published: r.2,
+                            release_at_ms: r.3,
+                            close_at_ms: r.4,
                         })
                         .collect(),
                 })
@@ -391,6 +409,40 @@ macro_rules! impl_courses {
                 self.write_one(
                     "DELETE FROM section_exceptions WHERE section_id = $1 AND user_id = $2",
                     |q| q.bind(section_id).bind(user_id),
+                )
+                .await
+            }
+
+            async fn set_release(
+                &self,
+                r: $crate::store::MaterialRelease,
+            ) -> $crate::store::StoreResult<()> {
+                self.write_one(
+                    "INSERT INTO material_releases \
+                     (section_id, path, published, release_at_ms, close_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (section_id, path) DO UPDATE \
+                     SET published = excluded.published, release_at_ms = excluded.release_at_ms, \
+                     close_at_ms = excluded.close_at_ms",
+                    |q| {
+                        q.bind(r.section_id)
+                            .bind(r.path)
+                            .bind(r.published)
+                            .bind(r.release_at_ms)
+                            .bind(r.close_at_ms)
+                    },
+                )
+                .await
+            }
+
+            async fn remove_release(
+                &self,
+                section_id: i64,
+                path: &str,
+            ) -> $crate::store::StoreResult<()> {
+                let path = path.to_string();
+                self.write_one(
+                    "DELETE FROM material_releases WHERE section_id = $1 AND path = $2",
+                    |q| q.bind(section_id).bind(path),
                 )
                 .await
             }

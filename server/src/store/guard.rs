@@ -24,8 +24,9 @@ use tokio_util::task::TaskTracker;
 
 use super::{
     now_ms, AccountChanges, AuditLog, AuditRecord, Catalog, Course, CourseRole, Courses, DynStore,
-    NewAudit, NewCourse, NewRun, NewUser, Record, RevokedToken, RosterChange, RunFinish, RunRecord,
-    Runs, Section, SectionException, SectionFields, Store, StoreError, StoreResult, User, Users,
+    MaterialRelease, NewAudit, NewCourse, NewRun, NewUser, Record, RevokedToken, RosterChange,
+    RunFinish, RunRecord, Runs, Section, SectionException, SectionFields, Store, StoreError,
+    StoreResult, User, Users,
 };
 
 /// Budget of an interactive call (login, the WebSocket gate, an account
@@ -415,6 +416,19 @@ impl Courses for GuardedStore {
         self.call(
             INTERACTIVE_BUDGET,
             self.inner.remove_exception(section_id, user_id),
+        )
+        .await
+    }
+
+    async fn set_release(&self, release: MaterialRelease) -> StoreResult<()> {
+        self.call(INTERACTIVE_BUDGET, self.inner.set_release(release))
+            .await
+    }
+
+    async fn remove_release(&self, section_id: i64, path: &str) -> StoreResult<()> {
+        self.call(
+            INTERACTIVE_BUDGET,
+            self.inner.remove_release(section_id, path),
         )
         .await
     }

@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 
 pub use audit::{AuditLog, AuditRecord, NewAudit};
 pub use courses::{
-    Catalog, Course, CourseRole, Courses, Member, NewCourse, RosterChange, Section,
-    SectionException, SectionFields,
+    Catalog, Course, CourseRole, Courses, MaterialRelease, Member, NewCourse, RosterChange,
+    Section, SectionException, SectionFields,
 };
 pub use guard::{guard, DbHealth, GuardedStore};
 pub use postgres::PgStore;

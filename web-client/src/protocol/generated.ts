@@ -969,7 +969,43 @@ section: number,
 /**
  * The student.
  */
-username: string, } | { "type": "roster_get", 
+username: string, } | { "type": "release_set", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * Material path inside a section's folder (`week3/test.py`); must exist.
+ */
+path: string, 
+/**
+ * Published (visible to students once released); a draft otherwise.
+ */
+published: boolean, 
+/**
+ * Release time, ms since the epoch (UTC); absent: the section's.
+ */
+release_at_ms?: number, 
+/**
+ * Close time, ms since the epoch (UTC); absent: the section's.
+ */
+close_at_ms?: number, } | { "type": "release_remove", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * Material path (`week3/test.py`).
+ */
+path: string, } | { "type": "roster_get", 
 /**
  * Request id, echoed.
  */
@@ -1378,7 +1414,12 @@ state: SectionState,
 /**
  * Per-student exceptions (staff only; empty for students).
  */
-exceptions: Array<ExceptionInfo>, };
+exceptions: Array<ExceptionInfo>, 
+/**
+ * Files and folders with their own visibility (staff: all of them;
+ * students: only those open to them, with their times).
+ */
+releases: Array<ReleaseInfo>, };
 
 export type SectionState = "draft" | "scheduled" | "open" | "closed";
 
@@ -1395,6 +1436,30 @@ release_at_ms?: number,
  * Their close time.
  */
 close_at_ms?: number, };
+
+export type ReleaseInfo = { 
+/**
+ * Its material path (`week3/test.py`).
+ */
+path: string, 
+/**
+ * Published.
+ */
+published: boolean, 
+/**
+ * Its release time (the later of its own and the section's; for a
+ * student with an exception, theirs), ms since the epoch.
+ */
+release_at_ms?: number, 
+/**
+ * Its close time (the earlier of its own and the section's; for a
+ * student with an exception, theirs), ms since the epoch.
+ */
+close_at_ms?: number, 
+/**
+ * Where it stands now for the viewer (for staff: for students without an exception).
+ */
+state: SectionState, };
 
 export type MemberInfo = { 
 /**

@@ -113,8 +113,17 @@ export const courseView: View = {
       const upload = h("input", { type: "file", multiple: true, hidden: true, "aria-label": `Upload into ${s.folder}` });
       const uploadBtn = h("button.tool", { type: "button", hidden: !edit, onclick: () => upload.click() }, "Upload");
       const newFile = h("button.tool", { type: "button", hidden: !edit }, "New file");
+      const hiddenUpload = h("input.upload-hidden", { type: "checkbox" });
       const put = async (list: FileList | File[]) => {
         for (const f of Array.from(list)) {
+          // Hidden first, then written: students never see it for an instant.
+          if (hiddenUpload.checked) {
+            const ok = await api.setRelease(slug, `${s.folder}/${f.name}`, false).then(
+              () => true,
+              (e) => (notices.error(`Could not hide ${f.name}; it was not uploaded`, e), false),
+            );
+            if (!ok) continue;
+          }
           const res = await fetch(materialUrl(slug, `${s.folder}/${f.name}`), { method: "PUT", body: f, credentials: "same-origin" });
           if (!res.ok) {
             const body = await res.json().catch(() => ({}));
@@ -149,6 +158,36 @@ export const courseView: View = {
       exAdd.addEventListener("click", () =>
         api.setException(slug, s.id, exUser.value.trim(), fromLocalInput(exRelease.value), fromLocalInput(exClose.value)).then(refresh, fail("Could not set the exception")),
       );
+      const rules = new Map((s.releases ?? []).map((r) => [r.path, r]));
+      // One file's own visibility: a draft inside the section, or its own release and close.
+      const releaseForm = (path: string): HTMLElement => {
+        const r = rules.get(path);
+        const pub = h("input.release-published", { type: "checkbox", checked: r ? r.published : true });
+        const rel = h("input.release-at", { type: "datetime-local", step: "1", value: toLocalInput(r?.release_at_ms), "aria-label": `Release time of ${path}` });
+        const clo = h("input.release-close", { type: "datetime-local", step: "1", value: toLocalInput(r?.close_at_ms), "aria-label": `Close time of ${path}` });
+        const set = h("button.tool.release-save", { type: "button" }, "Save");
+        set.addEventListener("click", () =>
+          api.setRelease(slug, path, pub.checked, fromLocalInput(rel.value), fromLocalInput(clo.value)).then(() => {
+            notices.show(`${path}: its own visibility is saved.`);
+            return refresh();
+          }, fail("Could not set the file's visibility")),
+        );
+        const clear = r ? h("button.tool.release-remove", { type: "button", onclick: () => api.removeRelease(slug, path).then(refresh, fail("Could not remove the file's visibility")) }, "Follow the section") : null;
+        return h(
+          "details.release-box",
+          null,
+          h("summary", null, "Visibility"),
+          h("div.release-form", null, h("label.check", null, pub, " Published"), h("label", null, "opens ", rel), h("label", null, "closes ", clo), set, clear),
+        );
+      };
+      const ruleBadge = (path: string) => {
+        const r = rules.get(path);
+        if (!r) return null;
+        const when = [r.release_at_ms ? `opens ${localTime(r.release_at_ms)}` : "", r.close_at_ms ? `closes ${localTime(r.close_at_ms)}` : ""].filter(Boolean).join(", ");
+        return h("span.badge.state.file-state", { dataset: { state: r.state }, title: when || "its own visibility" }, `own: ${r.state}`);
+      };
+      // Rules on folders (or on files gone since) are listed on their own.
+      const others = [...rules.values()].filter((r) => !mine.some((f) => f.path === r.path));
       const card = h(
         "section.section-card",
         { dataset: { folder: s.folder, state: s.state } },
@@ -173,12 +212,23 @@ export const courseView: View = {
               { dataset: { path: f.path } },
               h("span", null, f.path.slice(s.folder.length + 1)),
               h("span.muted", null, ` ${f.size} B`),
+              ruleBadge(f.path),
               fileKind(f.path, f.mime) === "text" ? h("button.tool", { type: "button", onclick: () => void editFile(f.path, edit) }, edit ? "Edit" : "View") : h("a.button.tool", { href: materialUrl(slug, f.path), target: "_blank" }, "Open"),
               edit ? h("button.tool", { type: "button", onclick: () => void deleteFile(f.path) }, "Delete") : null,
+              edit ? releaseForm(f.path) : null,
+            ),
+          ),
+          others.map((r) =>
+            h(
+              "li.material-item.rule-only",
+              { dataset: { path: r.path } },
+              h("span", null, `${r.path.slice(s.folder.length + 1)}/…`),
+              ruleBadge(r.path),
+              edit ? releaseForm(r.path) : null,
             ),
           ),
         ),
-        edit ? h("div.material-tools", null, uploadBtn, newFile, upload, h("span.muted", null, " or drop files here")) : null,
+        edit ? h("div.material-tools", null, uploadBtn, newFile, upload, h("span.muted", null, " or drop files here"), h("label.check", null, hiddenUpload, " upload as drafts (hidden from students)")) : null,
         h("details.exceptions-box", null, h("summary", null, `Exceptions (${(s.exceptions ?? []).length})`), exceptions, edit ? h("div.exception-form", null, exUser, h("label", null, "opens ", exRelease), h("label", null, "closes ", exClose), exAdd) : null),
       );
       if (edit) {
