@@ -99,11 +99,13 @@ pub enum CourseCommand {
         #[arg(long)]
         create_accounts: bool,
     },
-    /// Publish a section (creating it if the course has none with this folder).
+    /// Publish a section (creating it if the course has none with this
+    /// folder), or with `folder/path` give one file or folder inside a
+    /// section its own visibility (`--unpublish`: a draft inside it).
     Publish {
         /// Course slug.
         course: String,
-        /// The section's folder.
+        /// The section's folder, or a path inside it (`week3/test.py`).
         folder: String,
         /// Release time, RFC 3339 (e.g. 2026-12-03T10:00:00+01:00); default: at once.
         #[arg(long)]
@@ -760,6 +762,51 @@ async fn course_inner(store: &crate::store::DynStore, cmd: CourseCommand) -> any
                 .transpose()
             };
             let (release, close) = (time(release_at)?, time(close_at)?);
+            if let (Some(r), Some(c)) = (release, close) {
+                if c <= r {
+                    anyhow::bail!("the close time must be after the release time");
+                }
+            }
+            if let Some((section, rel)) = folder.split_once('/') {
+                let rel = workspace_fs::normalize_path(rel.trim_matches('/')).into_owned();
+                workspace_fs::validate_path(&rel)
+                    .map_err(|e| anyhow::anyhow!("{folder:?}: {e}"))?;
+                let s = view
+                    .section_by_folder(id, section)
+                    .ok_or_else(|| anyhow::anyhow!("{section:?} is not a section of {course}"))?;
+                store
+                    .set_release(crate::store::MaterialRelease {
+                        section_id: s.id,
+                        path: rel.clone(),
+                        published: !unpublish,
+                        release_at_ms: release,
+                        close_at_ms: close,
+                    })
+                    .await?;
+                store
+                    .append_audit(audit(
+                        "course.release_set",
+                        &course,
+                        format!(
+                            "{section}/{rel}: published {}, release {release:?}, close {close:?}",
+                            !unpublish
+                        ),
+                    ))
+                    .await?;
+                println!(
+                    "{course}/{section}/{rel}: {}{}",
+                    if unpublish {
+                        "a draft inside its section"
+                    } else {
+                        "published"
+                    },
+                    release
+                        .and_then(chrono::DateTime::from_timestamp_millis)
+                        .map(|t| format!(", released {}", t.to_rfc3339()))
+                        .unwrap_or_default()
+                );
+                return Ok(());
+            }
             if !crate::courses::valid_folder(&folder) {
                 anyhow::bail!("invalid folder {folder:?}: one name of letters, digits, '.', '_' or '-', not starting with '.'");
             }

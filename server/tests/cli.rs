@@ -485,6 +485,26 @@ fn course_commands_set_up_a_term() {
         "next tuesday",
     ]);
     assert!(!out.status.success(), "times are RFC 3339");
+    // One file inside the section: its own (later) release, then a draft.
+    let out = run(&[
+        "course",
+        "publish",
+        "cs101",
+        "week1/test.py",
+        "--release-at",
+        "2030-01-03T10:00:00Z",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("cs101/week1/test.py: published, released 2030-01-03T10:00:00+00:00"));
+    let out = run(&["course", "publish", "cs101", "nope/test.py"]);
+    assert!(!out.status.success(), "not a section");
+    let out = run(&["course", "publish", "cs101", "week1/../x", "--unpublish"]);
+    assert!(!out.status.success(), "not a material path");
     let out = run(&["course", "list"]);
     let list = String::from_utf8_lossy(&out.stdout).to_string();
     let row = list.lines().find(|l| l.starts_with("cs101")).unwrap();
