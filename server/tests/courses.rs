@@ -866,6 +866,34 @@ async fn files_story(url: &str) {
         list(&mut ann, "cs101", "week3/data/key").await.err(),
         Some(ErrorCode::NotFound)
     );
+    // Other spellings of hidden names: decomposed Unicode, a trailing or doubled slash.
+    let m = write(
+        &mut prof,
+        "cs101",
+        "week3/r\u{e9}sum\u{e9}.py",
+        "print('key')\n",
+    )
+    .await;
+    assert!(
+        matches!(m, ServerMsg::Courses(CourseMsg::CourseWritten { .. })),
+        "{m:?}"
+    );
+    set_release(&mut prof, "week3/r\u{e9}sum\u{e9}.py", false, None)
+        .await
+        .unwrap();
+    for trick in [
+        "week3/re\u{301}sume\u{301}.py",
+        "week3/test.py/",
+        "week3//test.py",
+        "week3/data//key/answers.py",
+        "week3/./test.py",
+    ] {
+        let got = read(&mut ann, "cs101", trick).await;
+        assert!(
+            matches!(got, Err(ErrorCode::NotFound | ErrorCode::InvalidPath)),
+            "{trick}: {got:?}"
+        );
+    }
     for hidden in [
         "week3/later.py",
         "week3/test.py",

@@ -359,7 +359,10 @@ fn student_view<'v>(
 
 /// Does student `user` see material `path` (`folder/rest`) of `course` at `now`?
 fn shows_in(view: &CatalogView, course: i64, user: i64, path: &str, now: i64) -> bool {
-    let (folder, rel) = path.split_once('/').unwrap_or((path, ""));
+    // Compared as the material stores names (NFC): a decomposed spelling of
+    // a hidden name would otherwise miss its rule and still open the file.
+    let path = workspace_fs::normalize_path(path);
+    let (folder, rel) = path.split_once('/').unwrap_or((&path, ""));
     view.section_by_folder(course, folder)
         .and_then(|s| student_view(view, s, user, now))
         .is_some_and(|hidden| hidden.shows(rel))
