@@ -1,6 +1,6 @@
 // Typed course operations over the connection (one request, one reply each).
 import type { Connection } from "./connection";
-import { expectMsg, type CourseInfo, type CourseRole, type CourseSummary, type FileEntry, type ServerMsgOf } from "./protocol";
+import { expectMsg, type CourseInfo, type CourseRole, type CourseSummary, type FileEntry, type ReleaseInfo, type SectionInfo, type ServerMsgOf } from "./protocol";
 
 /** The HTTP URL of a material file (streamed; same rules as the messages). */
 export function materialUrl(course: string, path: string): string {
@@ -133,4 +133,9 @@ export function fromLocalInput(v: string): number | undefined {
   if (!v) return undefined;
   const t = new Date(v).getTime();
   return Number.isNaN(t) ? undefined : t;
+}
+
+/** The per-file rule that covers `path` in section `s` (its own, or its folder's). */
+export function ruleFor(s: SectionInfo, path: string): ReleaseInfo | undefined {
+  return (s.releases ?? []).find((r) => path === r.path || path.startsWith(r.path + "/"));
 }

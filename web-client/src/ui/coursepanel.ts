@@ -2,9 +2,9 @@
 // open to them and their files (read-only), a viewer for each file, Run on a
 // course script, and "Copy to my workspace" for a file or a folder. Staff get
 // a link to the course page. Updates live on `course_changed`.
-import { CoursesApi, localTime, materialUrl } from "../courses";
+import { CoursesApi, localTime, materialUrl, ruleFor } from "../courses";
 import { fileKind } from "../filekinds";
-import type { CourseInfo, CourseSummary, FileEntry, ServerMsg } from "../protocol";
+import type { CourseInfo, CourseSummary, FileEntry, SectionInfo, ServerMsg } from "../protocol";
 import { h, setChildren } from "./dom";
 import type { Notices } from "./notices";
 import { renderViewer } from "./viewers";
@@ -125,6 +125,7 @@ export class CoursePanel {
                 "li.material-item",
                 { dataset: { path: f.path } },
                 h("button.linklike", { title: `View ${f.path} (read-only)`, onclick: () => void this.view(info.slug, f) }, f.path.slice(s.folder.length + 1)),
+                fileUntil(s, f.path),
                 f.path.endsWith(".py") ? h("button.tool.run-material", { title: `Run ${f.path}`, onclick: () => void this.deps.run(info.slug, f.path) }, "Run") : null,
                 h("button.tool.copy-material", { title: `Copy ${f.path} into my workspace`, onclick: () => void this.copy(info.slug, f.path) }, "Copy"),
               ),
@@ -194,4 +195,11 @@ export class CoursePanel {
     document.body.appendChild(dlg);
     dlg.showModal();
   }
+}
+
+/** "until …" for a file (or a file in a folder) that closes before its section does. */
+function fileUntil(s: SectionInfo, path: string): HTMLElement | null {
+  const rule = ruleFor(s, path);
+  if (!rule?.close_at_ms || rule.close_at_ms === s.close_at_ms) return null;
+  return h("span.muted.file-until", { title: `Closes ${localTime(rule.close_at_ms)}` }, `until ${localTime(rule.close_at_ms)}`);
 }
