@@ -266,6 +266,9 @@ pub enum EndReason {
     /// other device still connected), a password or role change, or the
     /// account was disabled.
     Revoked,
+    /// A file was written to a hidden path of the course material this run
+    /// mounted (so it would have appeared in the run): run it again.
+    MaterialChanged,
     /// Nobody was attached for longer than the reattach window.
     Abandoned,
     /// The server shut down.
@@ -289,6 +292,7 @@ impl EndReason {
             EndReason::DiskQuota => "disk_quota",
             EndReason::KilledByAdmin => "killed_by_admin",
             EndReason::Revoked => "revoked",
+            EndReason::MaterialChanged => "material_changed",
             EndReason::Abandoned => "abandoned",
             EndReason::ServerShutdown => "server_shutdown",
             EndReason::StartFailed => "start_failed",

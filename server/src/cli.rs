@@ -769,6 +769,11 @@ async fn course_inner(store: &crate::store::DynStore, cmd: CourseCommand) -> any
             }
             if let Some((section, rel)) = folder.split_once('/') {
                 let rel = workspace_fs::normalize_path(rel.trim_matches('/')).into_owned();
+                if rel.is_empty() {
+                    anyhow::bail!(
+                        "{folder:?} names the section itself: publish {section:?} without the slash"
+                    );
+                }
                 workspace_fs::validate_path(&rel)
                     .map_err(|e| anyhow::anyhow!("{folder:?}: {e}"))?;
                 let s = view

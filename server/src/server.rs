@@ -384,6 +384,8 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
         files: Arc::clone(&files),
         hub: Arc::clone(&hub),
         records: records.clone(),
+        runner: Arc::clone(&runner),
+        tracker: tracker.clone(),
     }));
     tracker.spawn(Arc::clone(&courses).watch(shutdown.clone()));
     let readiness = Readiness::new(ReadinessInputs {

@@ -501,6 +501,8 @@ fn course_commands_set_up_a_term() {
     );
     assert!(String::from_utf8_lossy(&out.stdout)
         .contains("cs101/week1/test.py: published, released 2030-01-03T10:00:00+00:00"));
+    let out = run(&["course", "publish", "cs101", "week1/", "--unpublish"]);
+    assert!(!out.status.success(), "a trailing slash names no file");
     let out = run(&["course", "publish", "cs101", "nope/test.py"]);
     assert!(!out.status.success(), "not a section");
     let out = run(&["course", "publish", "cs101", "week1/../x", "--unpublish"]);

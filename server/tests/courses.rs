@@ -881,19 +881,24 @@ async fn files_story(url: &str) {
     set_release(&mut prof, "week3/r\u{e9}sum\u{e9}.py", false, None)
         .await
         .unwrap();
-    for trick in [
-        "week3/re\u{301}sume\u{301}.py",
-        "week3/test.py/",
-        "week3//test.py",
-        "week3/data//key/answers.py",
-        "week3/./test.py",
+    // The same answer for a hidden name as for any other: an invalid spelling
+    // is invalid_path before visibility is looked at.
+    for (trick, want) in [
+        ("week3/re\u{301}sume\u{301}.py", ErrorCode::NotFound),
+        ("week3/test.py/", ErrorCode::InvalidPath),
+        ("week3/nothing.py/", ErrorCode::InvalidPath),
+        ("week3//test.py", ErrorCode::InvalidPath),
+        ("week3/data//key/answers.py", ErrorCode::InvalidPath),
+        ("week3/./test.py", ErrorCode::InvalidPath),
+        ("week3/test.py/..", ErrorCode::InvalidPath),
+        ("week3/nothing.py/..", ErrorCode::InvalidPath),
     ] {
-        let got = read(&mut ann, "cs101", trick).await;
-        assert!(
-            matches!(got, Err(ErrorCode::NotFound | ErrorCode::InvalidPath)),
-            "{trick}: {got:?}"
-        );
+        assert_eq!(read(&mut ann, "cs101", trick).await, Err(want), "{trick}");
     }
+    // An open rule inside a hidden folder does not name its file.
+    set_release(&mut prof, "week3/data/key/answers.py", true, None)
+        .await
+        .unwrap();
     for hidden in [
         "week3/later.py",
         "week3/test.py",
@@ -983,6 +988,57 @@ async fn files_story(url: &str) {
             .await
             .unwrap(),
         "ANSWER = 42\n"
+    );
+    // A run going while a hidden file is written into the folder it mounted
+    // is ended (it would have seen the file), in plain words.
+    let m = write(
+        &mut prof,
+        "cs101",
+        "week3/wait.py",
+        "import time\nprint('waiting', flush=True)\ntime.sleep(60)\n",
+    )
+    .await;
+    assert!(
+        matches!(m, ServerMsg::Courses(CourseMsg::CourseWritten { .. })),
+        "{m:?}"
+    );
+    ann.output.clear();
+    ann.send(&ClientMsg::Session(SessionRequest::Run {
+        id: Some(901),
+        path: "week3/wait.py".into(),
+        mode: campus_protocol::RunMode::Script,
+        cols: Some(120),
+        rows: Some(30),
+        course: Some("cs101".into()),
+    }))
+    .await;
+    ann.wait_for("run_started", |m| {
+        matches!(m, ServerMsg::Session(SessionMsg::RunStarted { .. }))
+    })
+    .await;
+    set_release(&mut prof, "week3/late.py", false, None)
+        .await
+        .unwrap();
+    let m = write(&mut prof, "cs101", "week3/late.py", "SECRET = 1\n").await;
+    assert!(
+        matches!(m, ServerMsg::Courses(CourseMsg::CourseWritten { .. })),
+        "{m:?}"
+    );
+    let ended = ann
+        .wait_for("run_ended", |m| {
+            matches!(m, ServerMsg::Session(SessionMsg::RunEnded { .. }))
+        })
+        .await;
+    let ServerMsg::Session(SessionMsg::RunEnded { ended, .. }) = ended else {
+        unreachable!()
+    };
+    assert_eq!(ended.reason, campus_protocol::EndReason::MaterialChanged);
+    assert!(
+        ended
+            .message
+            .contains("your teacher changed hidden material"),
+        "{}",
+        ended.message
     );
     server.stop().await;
 }

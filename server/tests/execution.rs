@@ -356,9 +356,11 @@ async fn bad_read_only_tree_names_are_refused() {
     let ex = executor(2, 0);
     let tmp = tempfile::tempdir().unwrap();
     let home = dir(tmp.path(), "home");
-    // One level below a course is allowed (`cs101/week1`), nothing more or stranger.
+    // A course, a section below it (`cs101/week1`), then a workspace-valid
+    // path (`cs101/week1/data/a.csv`); nothing stranger.
     for name in [
-        "", "..", ".hidden", "a/b/c", "a/", "/a", "a/..", "a/.b", "x y",
+        "", "..", ".hidden", "a/", "/a", "a/..", "a/.b", "x y", "a/b/..", "a/b/c/", "a/b//c",
+        "a/.b/c", "a/b/./c",
     ] {
         let mut s = spec(17, &home, "print(1)");
         s.mounts.read_only.push(ReadOnlyTree {

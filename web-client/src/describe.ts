@@ -64,6 +64,8 @@ export function describeEnding(e: RunEnded, limits?: Limits | null): string {
       return `Stopped by an administrator after ${took}`;
     case "revoked":
       return `Stopped after ${took}: you were signed out (logged out, your password or role changed, or your account was disabled)`;
+    case "material_changed":
+      return `Stopped after ${took}: your teacher changed hidden material of this course. Run it again to see the course as it is now.`;
     case "abandoned":
       return "Stopped: nobody was connected to it for too long";
     case "server_shutdown":
@@ -85,6 +87,7 @@ export function endingOutcome(e: RunEnded): Outcome {
     case "stopped":
     case "killed_by_admin":
     case "revoked":
+    case "material_changed":
     case "abandoned":
     case "server_shutdown":
       return "neutral";

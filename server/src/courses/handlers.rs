@@ -512,7 +512,8 @@ impl CourseService {
     ) -> Result<Arc<Workspace>, AppError> {
         self.files.charge(user.id, 1)?;
         let (view, st) = self.enter(user, slug, CourseAction::View).await?;
-        self.check_visible(&view, user, &st, path.trim_matches('/'))?;
+        // The path as it will be opened (untrimmed), so the check and the read agree.
+        self.check_visible(&view, user, &st, path)?;
         self.material(st.course.id).await
     }
 
@@ -647,12 +648,15 @@ impl CourseService {
                     .iter()
                     .filter_map(|r| {
                         let state = visibility::release_state(s, r, mine, now);
-                        if !staff && state != SectionState::Open {
+                        let path = format!("{}/{}", s.folder, r.path);
+                        // A student hears of a rule only when they see its path
+                        // (an open file inside a hidden folder stays unnamed).
+                        if !staff && !super::shows_in(view, st.course.id, user.id, &path, now) {
                             return None;
                         }
                         let (release_at_ms, close_at_ms) = visibility::release_times(s, r, mine);
                         Some(ReleaseInfo {
-                            path: format!("{}/{}", s.folder, r.path),
+                            path,
                             published: r.published,
                             release_at_ms,
                             close_at_ms,
@@ -802,6 +806,9 @@ impl CourseService {
             .is_some_and(|s| visibility::state(s, None, now_ms()) == SectionState::Open);
         if what == "delete" {
             self.audit(user, "course.material_delete", &course.slug, path.into());
+        }
+        if what == "write" {
+            self.end_runs_that_would_see(view, course, path);
         }
         // Students with an early release are told too: over-telling is harmless
         // (they open the course again and see the same), under-telling is not.

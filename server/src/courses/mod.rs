@@ -25,8 +25,9 @@ pub mod visibility;
 use std::sync::Arc;
 use std::time::Duration;
 
-use campus_protocol::{CourseMsg, CourseRole, ErrorCode, Role, ServerMsg, UserInfo};
+use campus_protocol::{CourseMsg, CourseRole, EndReason, ErrorCode, Role, ServerMsg, UserInfo};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use workspace_fs::{Workspace, Workspaces};
 
 use crate::authz::{self, CourseAction};
@@ -35,7 +36,7 @@ use crate::execution::ReadOnlyTree;
 use crate::files::{map_fs_error, FileService};
 use crate::hub::Hub;
 use crate::records::Records;
-use crate::runner::MountedScript;
+use crate::runner::{MountedScript, Runner};
 use crate::store::{Course, DynStore, NewAudit, Section};
 pub use handlers::{valid_folder, valid_slug};
 
@@ -44,6 +45,9 @@ use catalog::{CatalogCache, CatalogView};
 /// How often the catalog generation is compared with the database's (changes
 /// made by the CLI or another replica appear within this).
 pub const POLL_EVERY: Duration = Duration::from_secs(2);
+
+/// How long ending one student's run may take before the next is tried.
+const STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// What the course service is built from.
 #[derive(Debug)]
@@ -58,6 +62,10 @@ pub struct CourseDeps {
     pub hub: Arc<Hub>,
     /// The audit log.
     pub records: Records,
+    /// Sessions (students' runs of material ended when it changes under them).
+    pub runner: Arc<Runner>,
+    /// Where the background tasks it starts are tracked.
+    pub tracker: TaskTracker,
 }
 
 /// See the module docs.
@@ -69,6 +77,8 @@ pub struct CourseService {
     files: Arc<FileService>,
     hub: Arc<Hub>,
     records: Records,
+    runner: Arc<Runner>,
+    tracker: TaskTracker,
 }
 
 /// A course and the caller's standing in it.
@@ -87,6 +97,8 @@ impl CourseService {
             files: deps.files,
             hub: deps.hub,
             records: deps.records,
+            runner: deps.runner,
+            tracker: deps.tracker,
         }
     }
 
@@ -188,6 +200,9 @@ impl CourseService {
         if self.is_staff(user, st) {
             return Ok(());
         }
+        // Invalid spellings are refused before visibility is looked at: the
+        // answer must not differ between a hidden name and any other.
+        workspace_fs::validate_path(&workspace_fs::normalize_path(path)).map_err(map_fs_error)?;
         if shows_in(view, st.course.id, user.id, path, crate::store::now_ms()) {
             Ok(())
         } else {
@@ -249,6 +264,41 @@ impl CourseService {
             path: path.to_string(),
             mounts,
         })
+    }
+
+    /// After a write to material `path`: the students it is hidden from who
+    /// have a run of this course going have that run ended
+    /// (`material_changed`) — a folder their run mounted whole would show it.
+    fn end_runs_that_would_see(&self, view: &CatalogView, course: &Course, path: &str) {
+        let path = workspace_fs::normalize_path(path.trim_matches('/'));
+        let (folder, rel) = path.split_once('/').unwrap_or((&path, ""));
+        let Some(section) = view.section_by_folder(course.id, folder) else {
+            return; // outside every section: never mounted for students
+        };
+        let now = crate::store::now_ms();
+        let students: Vec<i64> = view
+            .members(course.id)
+            .filter(|m| m.role == CourseRole::Student)
+            .filter(|m| student_view(view, section, m.user_id, now).is_some_and(|h| !h.shows(rel)))
+            .map(|m| m.user_id)
+            .collect();
+        if students.is_empty() {
+            return;
+        }
+        let runner = Arc::clone(&self.runner);
+        let prefix = format!("{}/{}/", crate::sandbox::READ_ONLY_ROOT, course.slug);
+        self.tracker.spawn(async move {
+            for uid in students {
+                let Some(info) = runner.session_info(uid).await else {
+                    continue;
+                };
+                if info.running && info.path.as_deref().is_some_and(|p| p.starts_with(&prefix)) {
+                    runner
+                        .end_user_run(uid, EndReason::MaterialChanged, STOP_WAIT)
+                        .await;
+                }
+            }
+        });
     }
 
     /// Tell the members of `course` (only its staff when `staff_only`) that it changed.

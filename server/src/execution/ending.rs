@@ -218,6 +218,10 @@ pub(crate) fn message(reason: EndReason, f: &EndFacts) -> String {
             "Stopped after {took}: you were signed out (logged out, your password or role \
              changed, or your account was disabled)"
         ),
+        EndReason::MaterialChanged => format!(
+            "Stopped after {took}: your teacher changed hidden material of this course. \
+             Run it again to see the course as it is now."
+        ),
         EndReason::Abandoned => format!(
             "Stopped: nobody was connected to it for {}",
             fmt_duration(f.detached_grace)

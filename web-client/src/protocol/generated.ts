@@ -711,7 +711,7 @@ export type RunMode = "script" | "hybrid" | "repl";
 
 export type Phase = "script" | "repl";
 
-export type EndReason = "exited" | "signaled" | "interrupted" | "stopped" | "timeout" | "cpu_limit" | "memory_limit" | "output_limit" | "disk_quota" | "killed_by_admin" | "revoked" | "abandoned" | "server_shutdown" | "start_failed";
+export type EndReason = "exited" | "signaled" | "interrupted" | "stopped" | "timeout" | "cpu_limit" | "memory_limit" | "output_limit" | "disk_quota" | "killed_by_admin" | "revoked" | "material_changed" | "abandoned" | "server_shutdown" | "start_failed";
 
 export type RunEnded = { 
 /**
