@@ -254,9 +254,12 @@ impl CourseService {
                 })
                 .collect();
             let (root, slug) = (host_root.clone(), slug.clone());
-            tokio::task::spawn_blocking(move || mounts::student_mounts(&root, &slug, &open))
-                .await
-                .map_err(AppError::internal)??
+            let folder = path.split('/').next().unwrap_or_default().to_string();
+            tokio::task::spawn_blocking(move || {
+                mounts::student_mounts(&root, &slug, &folder, &open)
+            })
+            .await
+            .map_err(AppError::internal)??
         };
         Ok(MountedScript {
             script: format!("{}/{slug}/{path}", crate::sandbox::READ_ONLY_ROOT),

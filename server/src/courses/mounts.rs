@@ -16,14 +16,19 @@ use crate::execution::ReadOnlyTree;
 pub const MAX_MOUNTS: usize = 64;
 
 /// The mounts of a student's run: `open` is each open section's folder with
-/// the paths (inside it) hidden from this student.
+/// the paths (inside it) hidden from this student. The script's own section
+/// (`script_folder`) comes first; another section that would pass
+/// [`MAX_MOUNTS`] is left out of the run rather than failing it.
 pub fn student_mounts(
     root: &Path,
     slug: &str,
+    script_folder: &str,
     open: &[(String, Vec<String>)],
 ) -> Result<Vec<ReadOnlyTree>, AppError> {
     let mut out = Vec::new();
-    for (folder, hidden) in open {
+    let mine = open.iter().filter(|(f, _)| f == script_folder);
+    let others = open.iter().filter(|(f, _)| f != script_folder);
+    for (folder, hidden) in mine.chain(others) {
         let base = format!("{slug}/{folder}");
         // A folder stored by some other way than the server's checks (an old
         // CLI, a hand edit) is skipped, never mounted.
@@ -36,11 +41,16 @@ pub fn student_mounts(
                 host: root.join(folder),
                 name: base,
             });
-        } else {
-            walk(&root.join(folder), "", &base, &hidden, &mut out)?;
+            continue;
         }
-        if out.len() > MAX_MOUNTS {
-            return Err(too_many());
+        let before = out.len();
+        match walk(&root.join(folder), "", &base, &hidden, &mut out) {
+            Ok(()) => {}
+            Err(e) if folder == script_folder => return Err(e),
+            Err(_) => {
+                tracing::info!(course = slug, folder = %folder, "section left out of a run: too many separate mounts");
+                out.truncate(before);
+            }
         }
     }
     Ok(out)
@@ -128,11 +138,36 @@ mod tests {
             ),
             ("w2".to_string(), vec![]),
         ];
-        let mounts = student_mounts(root, "cs", &open).expect("mounts");
+        let mounts = student_mounts(root, "cs", "w2", &open).expect("mounts");
         let names: Vec<&str> = mounts.iter().map(|m| m.name.as_str()).collect();
-        assert_eq!(names, ["cs/w1/data/a.csv", "cs/w1/demo.py", "cs/w2"]);
+        assert_eq!(
+            names,
+            ["cs/w2", "cs/w1/data/a.csv", "cs/w1/demo.py"],
+            "the script's section first"
+        );
         for m in &mounts {
             assert!(crate::sandbox::valid_mount_name(&m.name), "{}", m.name);
         }
+    }
+
+    #[test]
+    fn a_section_with_too_many_mounts_fails_only_its_own_runs() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path();
+        for i in 0..=MAX_MOUNTS + 1 {
+            let p = root.join(format!("big/f{i:03}.py"));
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&p, "x").expect("write");
+        }
+        std::fs::create_dir_all(root.join("small")).expect("mkdir");
+        let open = vec![
+            ("big".to_string(), vec!["f000.py".to_string()]),
+            ("small".to_string(), vec![]),
+        ];
+        let names = |m: Vec<ReadOnlyTree>| m.into_iter().map(|t| t.name).collect::<Vec<_>>();
+        let small = student_mounts(root, "cs", "small", &open).expect("the other section runs");
+        assert_eq!(names(small), ["cs/small"]);
+        let big = student_mounts(root, "cs", "big", &open).expect_err("its own section");
+        assert_eq!(big.code, ErrorCode::TooLarge);
     }
 }
