@@ -11,6 +11,7 @@ pub mod disk;
 pub mod error;
 pub mod execution;
 pub mod files;
+pub mod grading;
 pub mod http;
 pub mod hub;
 pub mod instance;

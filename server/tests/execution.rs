@@ -77,6 +77,7 @@ fn spec(user_id: i64, home: &Path, code: &str) -> ExecutionSpec {
             stdout_cap: 64 << 10,
             stderr_cap: 64 << 10,
             result_cap: None,
+            duplex: false,
         }),
         class: Class::Batch,
     }

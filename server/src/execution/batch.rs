@@ -23,13 +23,17 @@ use bytes::Bytes;
 use campus_protocol::{EndReason, RunEnded};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
+use tokio::net::UnixStream;
+use tokio::sync::oneshot;
 use tokio::time::{sleep_until, timeout, Instant};
+use tokio_util::sync::CancellationToken;
 
 use super::ending::{self, EndFacts};
 use super::proc::ExitInfo;
 use super::process::{self, Process, StartedIo, Usage};
-use super::{Class, ExecError, ExecutionSpec, Executor, Refused, Stdio};
+use super::{Class, ExecError, ExecutionSpec, Executor, Refused, Slot, Stdio};
 use crate::sandbox::RESULT_FD;
+use std::sync::Arc;
 
 /// How often CPU usage is sampled.
 const SAMPLE_INTERVAL: Duration = Duration::from_millis(500);
@@ -163,13 +167,61 @@ impl Executor {
     /// batch slot, run it to its end, and return the captured output and
     /// the ending. `Busy` when the batch queue is full, `ShuttingDown` when
     /// the server stops first.
-    pub async fn execute_batch(&self, mut spec: ExecutionSpec) -> Result<BatchOutcome, ExecError> {
+    pub async fn execute_batch(&self, spec: ExecutionSpec) -> Result<BatchOutcome, ExecError> {
+        self.run_batch(spec, None, CancellationToken::new(), None)
+            .await
+    }
+
+    /// A batch slot to run executions in ([`Executor::execute_batch_with_channel`]'s
+    /// `slot`): work that needs several sandboxes at once (a grading) takes
+    /// all its slots before it starts any, so it never holds one while its
+    /// clock runs waiting for another.
+    pub async fn batch_slot(&self) -> Result<Arc<Slot>, ExecError> {
+        tokio::select! {
+            _ = self.token.cancelled() => Err(ExecError::ShuttingDown),
+            slot = self.admission.batch() => slot.map(Arc::new).map_err(|r| match r {
+                Refused::Busy => ExecError::Busy {
+                    retry_after_ms: self.busy_retry_after.as_millis() as u64,
+                },
+                Refused::Closed => ExecError::ShuttingDown,
+            }),
+        }
+    }
+
+    /// [`Executor::execute_batch`] with the result channel a socket pair the
+    /// caller drives (its `PipeSpec::duplex` must be set): the server's end is
+    /// sent on `channel` once the program has started (no nonce is added:
+    /// the caller speaks its own protocol). Cancelling `stop` ends the
+    /// execution (`stopped`); with `slot` it runs in a slot the caller
+    /// already holds. What the grader's two sandboxes talk through.
+    pub async fn execute_batch_with_channel(
+        &self,
+        spec: ExecutionSpec,
+        channel: oneshot::Sender<UnixStream>,
+        stop: CancellationToken,
+        slot: Option<Arc<Slot>>,
+    ) -> Result<BatchOutcome, ExecError> {
+        self.run_batch(spec, Some(channel), stop, slot).await
+    }
+
+    async fn run_batch(
+        &self,
+        mut spec: ExecutionSpec,
+        channel: Option<oneshot::Sender<UnixStream>>,
+        stop: CancellationToken,
+        held: Option<Arc<Slot>>,
+    ) -> Result<BatchOutcome, ExecError> {
         let Stdio::Pipes(pipes) = &spec.stdio else {
             return Err(ExecError::Invalid(
                 "batch work runs on pipes, not a terminal".into(),
             ));
         };
         let pipes = pipes.clone();
+        if pipes.duplex != channel.is_some() || (pipes.duplex && pipes.result_cap.is_some()) {
+            return Err(ExecError::Invalid(
+                "a duplex channel needs execute_batch_with_channel and no result cap".into(),
+            ));
+        }
         spec.class = Class::Batch;
         let nonce = pipes
             .result_cap
@@ -181,14 +233,9 @@ impl Executor {
             spec.env.push((RESULT_NONCE_ENV.into(), n.clone()));
         }
         let asked = Instant::now();
-        let slot = tokio::select! {
-            _ = self.token.cancelled() => return Err(ExecError::ShuttingDown),
-            slot = self.admission.batch() => slot.map_err(|r| match r {
-                Refused::Busy => ExecError::Busy {
-                    retry_after_ms: self.busy_retry_after.as_millis() as u64,
-                },
-                Refused::Closed => ExecError::ShuttingDown,
-            })?,
+        let slot = match held {
+            Some(s) => s,
+            None => self.batch_slot().await?,
         };
         let queued_for = asked.elapsed();
         let sandbox = std::sync::Arc::clone(&self.sandbox);
@@ -211,6 +258,21 @@ impl Executor {
         let mut exit_rx = Some(started.exit);
         let mut out = Reader::new(Some(stdout))?;
         let mut err = Reader::new(Some(stderr))?;
+        let result = match (channel, result) {
+            (Some(tx), Some(fd)) => {
+                let stream = std::os::unix::net::UnixStream::from(fd);
+                match stream
+                    .set_nonblocking(true)
+                    .and_then(|()| UnixStream::from_std(stream))
+                {
+                    // A caller that went away leaves the program to its limits.
+                    Ok(s) => drop(tx.send(s)),
+                    Err(e) => tracing::warn!(id = %spec.id, "duplex channel: {e}"),
+                }
+                None
+            }
+            (_, r) => r,
+        };
         let mut res = Reader::new(result)?;
         let mut out_cap = Capture::new(pipes.stdout_cap);
         let mut err_cap = Capture::new(pipes.stderr_cap);
@@ -239,6 +301,7 @@ impl Executor {
         while exit.is_none() && kill_reason.is_none() {
             tokio::select! {
                 _ = self.token.cancelled() => kill_reason = Some(EndReason::ServerShutdown),
+                _ = stop.cancelled() => kill_reason = Some(EndReason::Stopped),
                 info = recv_exit(&mut exit_rx) => exit = Some(info),
                 _ = &mut feed, if feeding => feeding = false,
                 chunk = out.next(), if out.open() => if let Some(c) = chunk { out_cap.push(c) },

@@ -182,6 +182,9 @@ pub struct PipeSpec {
     pub stderr_cap: usize,
     /// A result channel at fd 3 whose report (after the nonce line) is kept up to this size.
     pub result_cap: Option<usize>,
+    /// The result channel at fd 3 is a socket pair whose server end the
+    /// caller drives ([`Executor::execute_batch_with_channel`]).
+    pub duplex: bool,
 }
 
 /// Why an execution could not be done.

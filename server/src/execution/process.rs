@@ -91,7 +91,7 @@ pub(crate) fn start(sandbox: &Sandbox, spec: &ExecutionSpec) -> Result<Started, 
         // A socket pair for every terminal execution, warm or cold, so a
         // program finds the same kind of descriptor at fd 3 either way.
         Stdio::Pty(p) => (p.result_channel || p.control, true),
-        Stdio::Pipes(p) => (p.result_cap.is_some(), false),
+        Stdio::Pipes(p) => (p.result_cap.is_some() || p.duplex, p.duplex),
     };
     let run_spec = RunSpec {
         run_id: spec.id.clone(),

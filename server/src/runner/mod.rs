@@ -116,7 +116,7 @@
 pub mod config;
 mod context;
 mod handle;
-mod launcher;
+pub(crate) mod launcher;
 mod output;
 mod priority;
 pub mod probe;
