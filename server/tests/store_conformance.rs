@@ -17,9 +17,9 @@ use std::sync::Arc;
 
 use campus_protocol::{EndReason, Role, RunMode};
 use campus_server::store::{
-    connect, guard, now_ms, CourseRole, DynStore, NewAudit, NewCourse, NewRun, NewUser,
-    PoolSettings, Record, RevokedToken, RosterChange, RunFinish, SectionException, SectionFields,
-    StoreError,
+    connect, guard, now_ms, CourseRole, DynStore, GradeResult, NewAudit, NewCourse, NewRun,
+    NewSubmission, NewUser, PoolSettings, Record, ResultRow, RevokedToken, RosterChange, RunFinish,
+    SectionException, SectionFields, StoreError, SubmissionStatus, SubmitRefused, SubmitRules,
 };
 use db::TestDb;
 
@@ -254,6 +254,7 @@ async fn story(db: &TestDb, guarded: bool) {
     runs(&store, b).await;
     records(&store, b).await;
     courses(&store, b).await;
+    grading(&store, b).await;
 
     // Migrations are idempotent: a second connect to the same database (the
     // CLI next to a running server) applies nothing and sees the same data.
@@ -267,7 +268,15 @@ async fn story(db: &TestDb, guarded: bool) {
         .collect();
     assert_eq!(
         names,
-        ["alice", "mike", "newbie", "zed"],
+        [
+            "alice",
+            "gstudent1",
+            "gstudent2",
+            "gstudent3",
+            "mike",
+            "newbie",
+            "zed"
+        ],
         "{b}: data survives reconnect"
     );
     again.close().await;
@@ -1246,4 +1255,397 @@ async fn courses(store: &DynStore, b: &str) {
     assert!(cat.members.iter().all(|m| m.course_id == cs.id), "{b}");
     assert!(cat.sections.iter().all(|s| s.id != other.id), "{b}");
     assert_eq!(cat.sections.len(), 1, "{b}");
+}
+
+/// The `Grading` aggregate: an assignment with test files; a submission is
+/// its own job — refused by the rules in its transaction, claimed once with
+/// a lease, finished only by the lease's holder, re-queued by a re-grade —
+/// and the gradebook and statistics are one query each.
+async fn grading(store: &DynStore, b: &str) {
+    let course = store
+        .create_course(NewCourse {
+            slug: "gr101".into(),
+            title: "Grading".into(),
+            term: "2026 Fall".into(),
+        })
+        .await
+        .unwrap();
+    let sec = store
+        .create_section(course.id, section("hw1", 0))
+        .await
+        .unwrap();
+    let s1 = store
+        .create_user(new_user("gstudent1", Role::Student))
+        .await
+        .unwrap();
+    let s2 = store
+        .create_user(new_user("gstudent2", Role::Student))
+        .await
+        .unwrap();
+    for u in [&s1, &s2] {
+        store
+            .set_member(course.id, u.id, CourseRole::Student)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.assignment_of_section(sec.id).await.unwrap(),
+        None,
+        "{b}"
+    );
+    let a = store.set_assignment(sec.id, "{}", 1).await.unwrap();
+    let a2 = store.set_assignment(sec.id, "{\"x\":1}", 2).await.unwrap();
+    assert_eq!(
+        (a2.id, a2.config.as_str()),
+        (a.id, "{\"x\":1}"),
+        "{b}: upsert"
+    );
+    assert_eq!(store.assignment(a.id).await.unwrap(), a2, "{b}");
+    store
+        .put_assignment_file(a.id, "test_a.py", b"def test_x(): pass\n")
+        .await
+        .unwrap();
+    store
+        .put_assignment_file(a.id, "test_a.py", b"def test_y(): pass\n")
+        .await
+        .unwrap();
+    store
+        .put_assignment_file(a.id, "test_b.py", &[0, 159, 255])
+        .await
+        .unwrap();
+    let files = store.assignment_files(a.id).await.unwrap();
+    assert_eq!(files.len(), 2, "{b}");
+    assert_eq!(files[0].1, b"def test_y(): pass\n", "{b}: replaced");
+    assert_eq!(files[1].1, vec![0, 159, 255], "{b}: bytes kept");
+    store
+        .delete_assignment_file(a.id, "test_b.py")
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            store.delete_assignment_file(a.id, "test_b.py").await,
+            Err(StoreError::NotFound)
+        ),
+        "{b}"
+    );
+
+    let rules = SubmitRules {
+        max_attempts: Some(2),
+        per_day: Some(10),
+        day_start_ms: 0,
+        queue_max: 100,
+    };
+    let new = |user_id: i64, at_ms: i64| NewSubmission {
+        assignment_id: a.id,
+        user_id,
+        at_ms,
+        files_hash: format!("hash{at_ms}"),
+        late: at_ms > 1000,
+    };
+    let first = store
+        .create_submission(&new(s1.id, 10), &rules)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (first.attempt, first.status, first.late),
+        (1, SubmissionStatus::Queued, false),
+        "{b}"
+    );
+    assert_eq!(
+        store
+            .create_submission(&new(s1.id, 11), &rules)
+            .await
+            .unwrap(),
+        Err(SubmitRefused::InFlight),
+        "{b}: one in flight"
+    );
+    let other = store
+        .create_submission(&new(s2.id, 12), &rules)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.queued_ids().await.unwrap(),
+        vec![(first.id, s1.id), (other.id, s2.id)],
+        "{b}"
+    );
+
+    // Claimed once, oldest first; an expired lease can be taken over.
+    let c = store
+        .claim_submission("w1", 100, 200)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (c.id, c.status),
+        (first.id, SubmissionStatus::Running),
+        "{b}"
+    );
+    let c2 = store
+        .claim_submission("w2", 100, 200)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c2.id, other.id, "{b}");
+    assert_eq!(
+        store.claim_submission("w3", 100, 200).await.unwrap(),
+        None,
+        "{b}: nothing left"
+    );
+    assert!(store.renew_lease(first.id, "w1", 300).await.unwrap(), "{b}");
+    assert!(
+        !store.renew_lease(first.id, "w2", 300).await.unwrap(),
+        "{b}: not w2's"
+    );
+    let taken = store
+        .claim_submission("w3", 250, 400)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(taken.id, other.id, "{b}: w2's lease expired at 200");
+    let result = |score: f64| GradeResult {
+        score,
+        max_score: 3.0,
+        summary: "{}".into(),
+        results: vec![
+            ResultRow {
+                name: "t::a".into(),
+                outcome: "passed".into(),
+                points: 1.0,
+                max_points: 1.0,
+                visibility: "visible".into(),
+                message: String::new(),
+                duration_ms: 5,
+            },
+            ResultRow {
+                name: "t::b".into(),
+                outcome: "failed".into(),
+                points: 0.0,
+                max_points: 2.0,
+                visibility: "hidden".into(),
+                message: "assert 1 == 2".into(),
+                duration_ms: 7,
+            },
+        ],
+        at_ms: 500,
+    };
+    assert!(
+        !store
+            .finish_submission(other.id, "w2", &result(1.0))
+            .await
+            .unwrap(),
+        "{b}: w2 lost it"
+    );
+    assert!(
+        store
+            .finish_submission(other.id, "w3", &result(1.0))
+            .await
+            .unwrap(),
+        "{b}"
+    );
+    assert!(
+        store
+            .finish_submission(first.id, "w1", &result(1.0))
+            .await
+            .unwrap(),
+        "{b}"
+    );
+    assert!(
+        !store
+            .finish_submission(first.id, "w1", &result(1.0))
+            .await
+            .unwrap(),
+        "{b}: once"
+    );
+    let (sub, rows) = store.submission(first.id).await.unwrap();
+    assert_eq!(
+        (sub.status, sub.score, sub.max_score),
+        (SubmissionStatus::Graded, Some(1.0), Some(3.0)),
+        "{b}"
+    );
+    assert_eq!(rows.len(), 2, "{b}");
+    assert_eq!(rows[1].message, "assert 1 == 2", "{b}");
+
+    // Second attempt, late; then the limit.
+    let second = store
+        .create_submission(&new(s1.id, 2000), &rules)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((second.attempt, second.late), (2, true), "{b}");
+    let c = store
+        .claim_submission("w1", 2000, 3000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.id, second.id, "{b}");
+    // A platform failure goes back to the queue, then fails for good.
+    assert!(
+        store
+            .requeue_submission(second.id, "w1", 2, "{}")
+            .await
+            .unwrap(),
+        "{b}"
+    );
+    assert_eq!(
+        store.submission(second.id).await.unwrap().0.status,
+        SubmissionStatus::Queued,
+        "{b}"
+    );
+    store
+        .claim_submission("w1", 2000, 3000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        store
+            .requeue_submission(second.id, "w1", 2, "{}")
+            .await
+            .unwrap(),
+        "{b}"
+    );
+    assert_eq!(
+        store.submission(second.id).await.unwrap().0.status,
+        SubmissionStatus::Failed,
+        "{b}"
+    );
+    // A failed one is not an attempt: one is left.
+    let third = store
+        .create_submission(&new(s1.id, 2100), &rules)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(third.attempt, 3, "{b}");
+    store
+        .claim_submission("w1", 2100, 3000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        store
+            .finish_submission(third.id, "w1", &result(2.5))
+            .await
+            .unwrap(),
+        "{b}"
+    );
+    assert_eq!(
+        store
+            .create_submission(&new(s1.id, 2200), &rules)
+            .await
+            .unwrap(),
+        Err(SubmitRefused::NoAttemptsLeft),
+        "{b}"
+    );
+    let tight = SubmitRules {
+        queue_max: 0,
+        ..rules.clone()
+    };
+    assert_eq!(
+        store
+            .create_submission(&new(s2.id, 2300), &tight)
+            .await
+            .unwrap(),
+        Err(SubmitRefused::QueueFull),
+        "{b}"
+    );
+    let daily = SubmitRules {
+        per_day: Some(1),
+        day_start_ms: 0,
+        ..rules.clone()
+    };
+    assert_eq!(
+        store
+            .create_submission(&new(s2.id, 2300), &daily)
+            .await
+            .unwrap(),
+        Err(SubmitRefused::DailyLimit),
+        "{b}"
+    );
+    let mine = store.submissions_of(a.id, s1.id).await.unwrap();
+    assert_eq!(
+        mine.iter().map(|s| s.attempt).collect::<Vec<_>>(),
+        vec![3, 2, 1],
+        "{b}: newest first"
+    );
+
+    // One query each.
+    let book = store.gradebook(course.id, a.id).await.unwrap();
+    assert_eq!(book.len(), 2, "{b}");
+    assert_eq!(
+        (
+            book[0].username.as_str(),
+            book[0].best,
+            book[0].attempts,
+            book[0].late
+        ),
+        ("gstudent1", Some(2.5), 2, true),
+        "{b}"
+    );
+    assert_eq!(book[0].last.map(|l| l.0), Some(third.id), "{b}");
+    assert_eq!(
+        (book[1].best, book[1].attempts, book[1].late),
+        (Some(1.0), 1, false),
+        "{b}"
+    );
+    let stats = store.test_stats(a.id).await.unwrap();
+    assert_eq!(
+        stats
+            .iter()
+            .map(|t| (t.name.as_str(), t.runs, t.passed))
+            .collect::<Vec<_>>(),
+        vec![("t::a", 3, 3), ("t::b", 3, 0)],
+        "{b}"
+    );
+
+    // Re-grade: every graded (and failed) one queued again, twice is the same.
+    assert_eq!(store.regrade_assignment(a.id).await.unwrap(), 4, "{b}");
+    assert_eq!(
+        store.regrade_assignment(a.id).await.unwrap(),
+        0,
+        "{b}: idempotent"
+    );
+    assert_eq!(store.queued_ids().await.unwrap().len(), 4, "{b}");
+    // Eight submits at once for one last attempt: exactly one is accepted
+    // (a collision on the attempt number is tried again, as the service does).
+    let s3 = store
+        .create_user(new_user("gstudent3", Role::Student))
+        .await
+        .unwrap();
+    let one = SubmitRules {
+        max_attempts: Some(1),
+        ..rules.clone()
+    };
+    let tries = (0..8).map(|i| {
+        let (store, one) = (Arc::clone(store), one.clone());
+        let sub = new(s3.id, 7000 + i);
+        tokio::spawn(async move {
+            loop {
+                match store.create_submission(&sub, &one).await {
+                    Err(StoreError::Conflict) => continue,
+                    // SQLite under write contention may report itself busy: try again too.
+                    Err(e) if e.is_unavailable() => continue,
+                    other => return other.unwrap(),
+                }
+            }
+        })
+    });
+    let mut accepted = 0;
+    for t in tries {
+        if t.await.unwrap().is_ok() {
+            accepted += 1;
+        }
+    }
+    assert_eq!(
+        accepted, 1,
+        "{b}: concurrent submits took more than the last attempt"
+    );
+    // A restart gives running ones back.
+    store
+        .claim_submission("w9", 5000, 6000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.requeue_running().await.unwrap(), 1, "{b}");
+    assert_eq!(store.queued_ids().await.unwrap().len(), 5, "{b}");
 }

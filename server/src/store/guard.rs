@@ -28,6 +28,10 @@ use super::{
     RunFinish, RunRecord, Runs, Section, SectionException, SectionFields, Store, StoreError,
     StoreResult, User, Users,
 };
+use super::{
+    Assignment, GradeResult, GradebookRow, Grading, NewSubmission, ResultRow, Submission,
+    SubmitRefused, SubmitRules, TestStat,
+};
 
 /// Budget of an interactive call (login, the WebSocket gate, an account
 /// re-check): with it the caller has an answer well within a second even
@@ -431,5 +435,162 @@ impl Courses for GuardedStore {
             self.inner.remove_release(section_id, path),
         )
         .await
+    }
+}
+
+#[async_trait]
+impl Grading for GuardedStore {
+    async fn assignment_of_section(&self, section_id: i64) -> StoreResult<Option<Assignment>> {
+        self.call(
+            INTERACTIVE_BUDGET,
+            self.inner.assignment_of_section(section_id),
+        )
+        .await
+    }
+
+    async fn assignment(&self, id: i64) -> StoreResult<Assignment> {
+        self.call(INTERACTIVE_BUDGET, self.inner.assignment(id))
+            .await
+    }
+
+    async fn set_assignment(
+        &self,
+        section_id: i64,
+        config: &str,
+        at_ms: i64,
+    ) -> StoreResult<Assignment> {
+        self.call(
+            INTERACTIVE_BUDGET,
+            self.inner.set_assignment(section_id, config, at_ms),
+        )
+        .await
+    }
+
+    async fn assignment_files(&self, assignment_id: i64) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        self.call(BATCH_BUDGET, self.inner.assignment_files(assignment_id))
+            .await
+    }
+
+    async fn put_assignment_file(
+        &self,
+        assignment_id: i64,
+        name: &str,
+        content: &[u8],
+    ) -> StoreResult<()> {
+        self.call(
+            INTERACTIVE_BUDGET,
+            self.inner.put_assignment_file(assignment_id, name, content),
+        )
+        .await
+    }
+
+    async fn delete_assignment_file(&self, assignment_id: i64, name: &str) -> StoreResult<()> {
+        self.call(
+            INTERACTIVE_BUDGET,
+            self.inner.delete_assignment_file(assignment_id, name),
+        )
+        .await
+    }
+
+    async fn create_submission(
+        &self,
+        new: &NewSubmission,
+        rules: &SubmitRules,
+    ) -> StoreResult<Result<Submission, SubmitRefused>> {
+        self.call(INTERACTIVE_BUDGET, self.inner.create_submission(new, rules))
+            .await
+    }
+
+    async fn claim_submission(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> StoreResult<Option<Submission>> {
+        self.call(
+            BATCH_BUDGET,
+            self.inner.claim_submission(owner, now_ms, lease_until_ms),
+        )
+        .await
+    }
+
+    async fn renew_lease(&self, id: i64, owner: &str, lease_until_ms: i64) -> StoreResult<bool> {
+        self.call(
+            BATCH_BUDGET,
+            self.inner.renew_lease(id, owner, lease_until_ms),
+        )
+        .await
+    }
+
+    async fn finish_submission(
+        &self,
+        id: i64,
+        owner: &str,
+        result: &GradeResult,
+    ) -> StoreResult<bool> {
+        self.call(
+            BATCH_BUDGET,
+            self.inner.finish_submission(id, owner, result),
+        )
+        .await
+    }
+
+    async fn requeue_submission(
+        &self,
+        id: i64,
+        owner: &str,
+        max_retries: i64,
+        summary: &str,
+    ) -> StoreResult<bool> {
+        self.call(
+            BATCH_BUDGET,
+            self.inner
+                .requeue_submission(id, owner, max_retries, summary),
+        )
+        .await
+    }
+
+    async fn requeue_running(&self) -> StoreResult<u64> {
+        self.call(BATCH_BUDGET, self.inner.requeue_running()).await
+    }
+
+    async fn regrade_assignment(&self, assignment_id: i64) -> StoreResult<u64> {
+        self.call(BATCH_BUDGET, self.inner.regrade_assignment(assignment_id))
+            .await
+    }
+
+    async fn submission(&self, id: i64) -> StoreResult<(Submission, Vec<ResultRow>)> {
+        self.call(INTERACTIVE_BUDGET, self.inner.submission(id))
+            .await
+    }
+
+    async fn submissions_of(
+        &self,
+        assignment_id: i64,
+        user_id: i64,
+    ) -> StoreResult<Vec<Submission>> {
+        self.call(
+            INTERACTIVE_BUDGET,
+            self.inner.submissions_of(assignment_id, user_id),
+        )
+        .await
+    }
+
+    async fn queued_ids(&self) -> StoreResult<Vec<(i64, i64)>> {
+        self.call(BATCH_BUDGET, self.inner.queued_ids()).await
+    }
+
+    async fn gradebook(
+        &self,
+        course_id: i64,
+        assignment_id: i64,
+    ) -> StoreResult<Vec<GradebookRow>> {
+        self.call(BATCH_BUDGET, self.inner.gradebook(course_id, assignment_id))
+            .await
+    }
+
+    async fn test_stats(&self, assignment_id: i64) -> StoreResult<Vec<TestStat>> {
+        self.call(BATCH_BUDGET, self.inner.test_stats(assignment_id))
+            .await
     }
 }

@@ -7,6 +7,8 @@
 mod audit;
 mod courses;
 pub(crate) mod courses_sql;
+mod grading;
+pub(crate) mod grading_sql;
 pub mod guard;
 mod postgres;
 mod rows;
@@ -24,6 +26,10 @@ pub use audit::{AuditLog, AuditRecord, NewAudit};
 pub use courses::{
     Catalog, Course, CourseRole, Courses, MaterialRelease, Member, NewCourse, RosterChange,
     Section, SectionException, SectionFields,
+};
+pub use grading::{
+    Assignment, GradeResult, GradebookRow, Grading, NewSubmission, ResultRow, Submission,
+    SubmissionStatus, SubmitRefused, SubmitRules, TestStat,
 };
 pub use guard::{guard, DbHealth, GuardedStore};
 pub use postgres::PgStore;
@@ -217,7 +223,9 @@ impl Default for PoolSettings {
 /// its delegation in `guard.rs`, a part of the conformance suite, and one more
 /// supertrait below. Callers import the trait of the aggregate they use.
 #[async_trait]
-pub trait Store: Users + AuditLog + Runs + Courses + Send + Sync + std::fmt::Debug {
+pub trait Store:
+    Users + AuditLog + Runs + Courses + Grading + Send + Sync + std::fmt::Debug
+{
     /// Backend name (`sqlite` or `postgres`), for logs and /readyz.
     fn backend(&self) -> &'static str;
     /// Cheap round trip to check the database is reachable.

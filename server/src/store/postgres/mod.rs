@@ -157,3 +157,4 @@ mod tests {
 }
 
 super::courses_sql::impl_courses!(PgStore, sqlx::Postgres);
+super::grading_sql::impl_grading!(PgStore, "FOR UPDATE SKIP LOCKED");
