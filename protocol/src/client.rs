@@ -11,6 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::connection::ConnectionRequest;
 use crate::courses::CourseRequest;
 use crate::files::FileRequest;
+use crate::grading::GradingRequest;
 use crate::session::SessionRequest;
 use crate::wire;
 
@@ -24,6 +25,8 @@ pub enum ClientMsg {
     Session(SessionRequest),
     /// A course operation (goes to the connection's file task).
     Courses(CourseRequest),
+    /// An assignment or grading operation.
+    Grading(GradingRequest),
     /// About the connection itself (`ping`).
     Connection(ConnectionRequest),
 }
@@ -75,6 +78,16 @@ const TYPES: &[&str] = &[
     "student_versions",
     "student_read_version",
     "student_runs",
+    "assignment_get",
+    "assignment_save",
+    "test_file_put",
+    "test_file_delete",
+    "test_file_get",
+    "check",
+    "submit",
+    "submission_get",
+    "gradebook_get",
+    "regrade",
 ];
 
 impl ClientMsg {
@@ -84,6 +97,7 @@ impl ClientMsg {
             ClientMsg::Files(m) => m.id(),
             ClientMsg::Session(m) => m.id(),
             ClientMsg::Courses(m) => m.id(),
+            ClientMsg::Grading(m) => m.id(),
             ClientMsg::Connection(m) => m.id(),
         }
     }
@@ -95,6 +109,7 @@ impl Serialize for ClientMsg {
             ClientMsg::Files(m) => m.serialize(s),
             ClientMsg::Session(m) => m.serialize(s),
             ClientMsg::Courses(m) => m.serialize(s),
+            ClientMsg::Grading(m) => m.serialize(s),
             ClientMsg::Connection(m) => m.serialize(s),
         }
     }
@@ -110,6 +125,8 @@ impl<'de> Deserialize<'de> for ClientMsg {
             wire::group(msg).map(ClientMsg::Session)
         } else if CourseRequest::TYPES.contains(&tag) {
             wire::group(msg).map(ClientMsg::Courses)
+        } else if GradingRequest::TYPES.contains(&tag) {
+            wire::group(msg).map(ClientMsg::Grading)
         } else {
             wire::group(msg).map(ClientMsg::Connection)
         }
@@ -125,6 +142,12 @@ impl From<FileRequest> for ClientMsg {
 impl From<SessionRequest> for ClientMsg {
     fn from(m: SessionRequest) -> Self {
         ClientMsg::Session(m)
+    }
+}
+
+impl From<GradingRequest> for ClientMsg {
+    fn from(m: GradingRequest) -> Self {
+        ClientMsg::Grading(m)
     }
 }
 
@@ -173,6 +196,7 @@ pub(crate) mod tests {
             (declared::<FileRequest>(), FileRequest::TYPES),
             (declared::<SessionRequest>(), SessionRequest::TYPES),
             (declared::<CourseRequest>(), CourseRequest::TYPES),
+            (declared::<GradingRequest>(), GradingRequest::TYPES),
             (declared::<ConnectionRequest>(), ConnectionRequest::TYPES),
         ];
         let mut all = Vec::new();

@@ -33,13 +33,17 @@ pub enum ErrorCode {
     InsufficientStorage,
     /// A service the request needs (the database) is unreachable; retry after `retry_after_ms`.
     Unavailable,
+    /// Every attempt of the assignment is used.
+    NoAttemptsLeft,
+    /// The assignment's due date has passed and it refuses late submissions.
+    PastDue,
     /// An unexpected server fault; carries a `request_id`, never details.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -53,6 +57,8 @@ impl ErrorCode {
         ErrorCode::InvalidPath,
         ErrorCode::InsufficientStorage,
         ErrorCode::Unavailable,
+        ErrorCode::NoAttemptsLeft,
+        ErrorCode::PastDue,
         ErrorCode::Internal,
     ];
 
@@ -72,6 +78,8 @@ impl ErrorCode {
             ErrorCode::InvalidPath => "invalid_path",
             ErrorCode::InsufficientStorage => "insufficient_storage",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::NoAttemptsLeft => "no_attempts_left",
+            ErrorCode::PastDue => "past_due",
             ErrorCode::Internal => "internal",
         }
     }
@@ -81,7 +89,10 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest | ErrorCode::InvalidPath => 400,
             ErrorCode::Unauthorized => 401,
-            ErrorCode::Forbidden | ErrorCode::ReadOnly => 403,
+            ErrorCode::Forbidden
+            | ErrorCode::ReadOnly
+            | ErrorCode::NoAttemptsLeft
+            | ErrorCode::PastDue => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::Conflict => 409,
             ErrorCode::TooLarge => 413,

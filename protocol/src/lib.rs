@@ -5,7 +5,7 @@
 //!
 //! Messages are grouped by domain, each group a module with its requests, its
 //! server messages and the value types they carry: [`files`], [`session`],
-//! [`courses`], [`connection`] (assignments and admin will be further groups).
+//! [`courses`], [`grading`], [`connection`] (admin will be a further group).
 //! [`ClientMsg`] and [`ServerMsg`] join the groups; on the wire each message is
 //! one tagged JSON object, as if the groups were a single enum.
 
@@ -17,6 +17,7 @@ pub mod courses;
 pub mod error;
 pub mod files;
 pub mod frames;
+pub mod grading;
 pub mod server;
 pub mod session;
 pub mod types;
@@ -31,6 +32,10 @@ pub use courses::{
 pub use error::{close_codes, ErrorCode};
 pub use files::{
     ChangeKind, Encoding, EntryKind, FileEntry, FileMsg, FileRequest, TrashItem, VersionInfo,
+};
+pub use grading::{
+    AssignmentConfig, AssignmentInfo, GradebookLine, GradingMsg, GradingRequest, LatePolicy,
+    SubmissionInfo, SubmissionState, TestResultInfo, TestSetting, TestStatInfo, TestVisibility,
 };
 pub use server::ServerMsg;
 pub use session::{EndReason, Phase, RunEnded, RunMode, SessionMsg, SessionRequest};

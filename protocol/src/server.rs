@@ -9,6 +9,7 @@ use crate::connection::ConnectionMsg;
 use crate::courses::CourseMsg;
 use crate::error::ErrorCode;
 use crate::files::FileMsg;
+use crate::grading::GradingMsg;
 use crate::session::SessionMsg;
 use crate::wire;
 
@@ -22,6 +23,8 @@ pub enum ServerMsg {
     Session(SessionMsg),
     /// A reply to a course request, or a course's change.
     Courses(CourseMsg),
+    /// A reply to a grading request, or a grading's progress.
+    Grading(GradingMsg),
     /// About the connection itself (`hello`, `pong`, `error`, `shutdown`).
     Connection(ConnectionMsg),
 }
@@ -56,6 +59,14 @@ const TYPES: &[&str] = &[
     "student_versions",
     "student_runs",
     "course_changed",
+    "assignment",
+    "test_file",
+    "submission",
+    "check_started",
+    "test_progress",
+    "check_done",
+    "gradebook",
+    "regraded",
 ];
 
 impl ServerMsg {
@@ -78,6 +89,7 @@ impl Serialize for ServerMsg {
             ServerMsg::Files(m) => m.serialize(s),
             ServerMsg::Session(m) => m.serialize(s),
             ServerMsg::Courses(m) => m.serialize(s),
+            ServerMsg::Grading(m) => m.serialize(s),
             ServerMsg::Connection(m) => m.serialize(s),
         }
     }
@@ -93,6 +105,8 @@ impl<'de> Deserialize<'de> for ServerMsg {
             wire::group(msg).map(ServerMsg::Session)
         } else if CourseMsg::TYPES.contains(&tag) {
             wire::group(msg).map(ServerMsg::Courses)
+        } else if GradingMsg::TYPES.contains(&tag) {
+            wire::group(msg).map(ServerMsg::Grading)
         } else {
             wire::group(msg).map(ServerMsg::Connection)
         }
@@ -117,6 +131,12 @@ impl From<CourseMsg> for ServerMsg {
     }
 }
 
+impl From<GradingMsg> for ServerMsg {
+    fn from(m: GradingMsg) -> Self {
+        ServerMsg::Grading(m)
+    }
+}
+
 impl From<ConnectionMsg> for ServerMsg {
     fn from(m: ConnectionMsg) -> Self {
         ServerMsg::Connection(m)
@@ -134,6 +154,7 @@ mod tests {
             (declared::<FileMsg>(), FileMsg::TYPES),
             (declared::<SessionMsg>(), SessionMsg::TYPES),
             (declared::<CourseMsg>(), CourseMsg::TYPES),
+            (declared::<GradingMsg>(), GradingMsg::TYPES),
             (declared::<ConnectionMsg>(), ConnectionMsg::TYPES),
         ];
         let mut all = Vec::new();

@@ -69,6 +69,23 @@ fn domains() -> Vec<(&'static str, Vec<String>)> {
                 RunSummary::decl(),
             ],
         ),
+        (
+            "Grading: assignments, checks, submissions and their progress, gradebook",
+            vec![
+                GradingRequest::decl(),
+                GradingMsg::decl(),
+                TestVisibility::decl(),
+                TestSetting::decl(),
+                LatePolicy::decl(),
+                AssignmentConfig::decl(),
+                SubmissionState::decl(),
+                TestResultInfo::decl(),
+                SubmissionInfo::decl(),
+                AssignmentInfo::decl(),
+                GradebookLine::decl(),
+                TestStatInfo::decl(),
+            ],
+        ),
     ]
 }
 

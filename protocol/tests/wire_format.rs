@@ -68,6 +68,16 @@ const CLIENT: &[&str] = &[
     r#"{"type":"student_versions","id":50,"course":"cs101","student":"ann","path":"main.py"}"#,
     r#"{"type":"student_read_version","id":52,"course":"cs101","student":"ann","path":"main.py","version":"1c9e"}"#,
     r#"{"type":"student_runs","id":51,"course":"cs101","student":"ann"}"#,
+    r#"{"type":"assignment_get","id":60,"course":"cs101","folder":"hw1"}"#,
+    r#"{"type":"assignment_save","id":61,"course":"cs101","folder":"hw1","config":{"due_at_ms":1795412345678,"late_policy":"accept","late_penalty_percent":20.0,"max_attempts":3,"test_timeout_ms":5000,"memory_mib":128,"default_points":1.0,"tests":[{"name":"test_add","points":2.0,"visibility":"visible","secret_name":false},{"name":"test_edge","points":3.0,"visibility":"hidden","secret_name":true}]}}"#,
+    r#"{"type":"test_file_put","id":62,"course":"cs101","folder":"hw1","name":"test_basic.py","content":"from solution import add\n\ndef test_add():\n    assert add(2, 3) == 5\n"}"#,
+    r#"{"type":"test_file_delete","id":63,"course":"cs101","folder":"hw1","name":"test_basic.py"}"#,
+    r#"{"type":"test_file_get","id":64,"course":"cs101","folder":"hw1","name":"test_basic.py"}"#,
+    r#"{"type":"check","id":65,"course":"cs101","folder":"hw1"}"#,
+    r#"{"type":"submit","id":66,"course":"cs101","folder":"hw1"}"#,
+    r#"{"type":"submission_get","id":67,"submission":42}"#,
+    r#"{"type":"gradebook_get","id":68,"course":"cs101","folder":"hw1"}"#,
+    r#"{"type":"regrade","id":69,"course":"cs101","folder":"hw1"}"#,
 ];
 
 /// Server messages as serialized (absent optional fields are left out).
@@ -115,6 +125,16 @@ const SERVER: &[&str] = &[
     r#"{"type":"student_versions","id":50,"course":"cs101","student":"ann","path":"main.py","versions":[{"version":"1c9e","size":9,"saved_at_ms":1795412345900}]}"#,
     r#"{"type":"student_runs","id":51,"course":"cs101","student":"ann","runs":[{"run_id":"5d3c","path":"main.py","mode":"hybrid","started_at_ms":1795412345000,"ended_at_ms":1795412346000,"reason":"exited","exit_code":0},{"run_id":"6e4d","path":"x.py","mode":"script","started_at_ms":1795412347000}]}"#,
     r#"{"type":"course_changed","course":"cs101"}"#,
+    r#"{"type":"assignment","id":60,"assignment":{"course":"cs101","folder":"hw1","title":"Homework 1","config":{"due_at_ms":1795412345678,"late_policy":"refuse","late_penalty_percent":0.0,"test_timeout_ms":10000,"memory_mib":128,"default_points":1.0,"tests":[]},"max_score":5.0,"submissions":[{"id":42,"course":"cs101","folder":"hw1","attempt":1,"created_at_ms":1795412300000,"files_hash":"9f86d081884c7d65","late":false,"state":"graded","score":3.0,"max_score":5.0}],"best_score":3.0,"attempts_used":1,"now_ms":1795412340000}}"#,
+    r#"{"type":"test_file","id":64,"name":"test_basic.py","content":"def test_x():\n    assert True\n"}"#,
+    r#"{"type":"submission","id":66,"submission":{"id":42,"course":"cs101","folder":"hw1","attempt":1,"created_at_ms":1795412300000,"files_hash":"9f86d081884c7d65","files":["solution.py"],"late":false,"state":"queued","position":3}}"#,
+    r#"{"type":"submission","submission":{"id":42,"course":"cs101","folder":"hw1","student":"ann","attempt":1,"created_at_ms":1795412300000,"files_hash":"9f86d081884c7d65","late":true,"state":"graded","score":2.4,"max_score":5.0,"tests":[{"name":"test_basic.py::test_add","outcome":"passed","points":2.0,"max_points":2.0,"visibility":"visible","duration_ms":4},{"name":"Hidden test 1","outcome":"failed","points":0.0,"max_points":3.0,"visibility":"hidden","duration_ms":0}],"output":"hello\n","message":"the grader stopped before every test ran"}}"#,
+    r#"{"type":"check_started","id":65,"course":"cs101","folder":"hw1"}"#,
+    r#"{"type":"test_progress","check":65,"course":"cs101","folder":"hw1","name":"test_basic.py::test_add"}"#,
+    r#"{"type":"test_progress","submission":42,"course":"cs101","folder":"hw1","name":"test_basic.py::test_add","result":{"name":"test_basic.py::test_add","outcome":"failed","points":0.0,"max_points":2.0,"visibility":"visible","message":"assert add(2, 3) == 5","duration_ms":3}}"#,
+    r#"{"type":"check_done","check":65,"course":"cs101","folder":"hw1","tests":[],"message":"the check could not run","output":"","score":0.0,"max_score":0.0}"#,
+    r#"{"type":"gradebook","id":68,"course":"cs101","folder":"hw1","max_score":5.0,"lines":[{"student":"ann","best":5.0,"attempts":2,"last_submission":43,"last_at_ms":1795412345000,"late":false},{"student":"bob","attempts":0,"late":false}],"distribution":[0,0,0,0,0,0,0,0,0,1],"tests":[{"name":"test_basic.py::test_add","runs":2,"passed":1}]}"#,
+    r#"{"type":"regraded","id":69,"queued":12}"#,
 ];
 
 /// The `type` of a JSON line.
@@ -163,7 +183,7 @@ fn every_message_type_is_covered_and_no_other_exists() {
         .to_string();
     assert_eq!(
         unknown,
-        r#"unknown variant `nope`, expected one of `ping`, `list`, `stat`, `read`, `write`, `mkdir`, `rename`, `copy`, `delete`, `list_versions`, `read_version`, `restore_version`, `trash_list`, `trash_restore`, `run`, `input`, `resize`, `interrupt`, `stop`, `attach`, `ack`, `course_list`, `course_create`, `course_open`, `course_list_files`, `course_read`, `course_write`, `course_mkdir`, `course_delete`, `course_copy`, `section_save`, `section_delete`, `exception_set`, `exception_remove`, `release_set`, `release_remove`, `roster_get`, `enroll`, `unenroll`, `roster_import`, `student_list_files`, `student_read`, `student_versions`, `student_read_version`, `student_runs` at line 1 column 14"#
+        r#"unknown variant `nope`, expected one of `ping`, `list`, `stat`, `read`, `write`, `mkdir`, `rename`, `copy`, `delete`, `list_versions`, `read_version`, `restore_version`, `trash_list`, `trash_restore`, `run`, `input`, `resize`, `interrupt`, `stop`, `attach`, `ack`, `course_list`, `course_create`, `course_open`, `course_list_files`, `course_read`, `course_write`, `course_mkdir`, `course_delete`, `course_copy`, `section_save`, `section_delete`, `exception_set`, `exception_remove`, `release_set`, `release_remove`, `roster_get`, `enroll`, `unenroll`, `roster_import`, `student_list_files`, `student_read`, `student_versions`, `student_read_version`, `student_runs`, `assignment_get`, `assignment_save`, `test_file_put`, `test_file_delete`, `test_file_get`, `check`, `submit`, `submission_get`, `gradebook_get`, `regrade` at line 1 column 14"#
     );
     let client: BTreeSet<String> = CLIENT.iter().map(|l| tag(l)).collect();
     let declared = expected_types(&unknown);
@@ -175,7 +195,7 @@ fn every_message_type_is_covered_and_no_other_exists() {
         .to_string();
     assert_eq!(
         unknown,
-        r#"unknown variant `nope`, expected one of `hello`, `pong`, `error`, `listing`, `entry`, `file`, `written`, `deleted`, `versions`, `trash`, `file_changed`, `run_started`, `phase`, `warning`, `run_ended`, `attached`, `shutdown`, `courses`, `course`, `course_listing`, `course_file`, `course_written`, `course_copied`, `roster`, `roster_result`, `student_versions`, `student_runs`, `course_changed` at line 1 column 14"#
+        r#"unknown variant `nope`, expected one of `hello`, `pong`, `error`, `listing`, `entry`, `file`, `written`, `deleted`, `versions`, `trash`, `file_changed`, `run_started`, `phase`, `warning`, `run_ended`, `attached`, `shutdown`, `courses`, `course`, `course_listing`, `course_file`, `course_written`, `course_copied`, `roster`, `roster_result`, `student_versions`, `student_runs`, `course_changed`, `assignment`, `test_file`, `submission`, `check_started`, `test_progress`, `check_done`, `gradebook`, `regraded` at line 1 column 14"#
     );
     let server: BTreeSet<String> = SERVER.iter().map(|l| tag(l)).collect();
     let declared = expected_types(&unknown);

@@ -245,6 +245,11 @@ impl StorageArgs {
         self.data_dir.join("workspace-meta")
     }
 
+    /// Root of grading: the harness, submissions' snapshots, work trees; never mounted whole.
+    pub fn grading_dir(&self) -> PathBuf {
+        self.data_dir.join("grading")
+    }
+
     /// Root of the course material trees (mounted read-only in runs).
     pub fn courses_dir(&self) -> PathBuf {
         self.data_dir.join("courses")
@@ -461,6 +466,12 @@ pub struct ServeArgs {
     /// File operations per user per minute (WebSocket and HTTP together).
     #[arg(long, env = "CAMPUS_FILE_OPS_PER_MIN", default_value_t = 100)]
     pub file_ops_per_min: u32,
+    /// Most submissions waiting for the grader (beyond: `busy`).
+    #[arg(long, env = "CAMPUS_GRADING_QUEUE_MAX", default_value_t = 2000)]
+    pub grading_queue_max: i64,
+    /// Default submissions per student, assignment and day (an assignment may set its own).
+    #[arg(long, env = "CAMPUS_GRADING_PER_DAY", default_value_t = 50)]
+    pub grading_per_day: i64,
     /// Login limiting (docs/security.md, "Browser").
     #[command(flatten)]
     pub login: LoginArgs,

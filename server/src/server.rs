@@ -19,6 +19,7 @@ use crate::config::{self, ServeArgs};
 use crate::conn::{self, ConnConfig, ConnLimits};
 use crate::courses::{CourseDeps, CourseService};
 use crate::files::{FileDeps, FileService, UserWorkspaces};
+use crate::grading::{self, GradingConfig, GradingService};
 use crate::http::origin::OriginPolicy;
 use crate::hub::Hub;
 use crate::readiness::{DiskThresholds, Readiness, ReadinessInputs};
@@ -388,6 +389,18 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
         tracker: tracker.clone(),
     }));
     tracker.spawn(Arc::clone(&courses).watch(shutdown.clone()));
+    let grading = start_grading(
+        &args,
+        &store,
+        &courses,
+        &files,
+        &hub,
+        &runner,
+        &instance_id,
+        &tracker,
+        &shutdown,
+    )
+    .await?;
     let readiness = Readiness::new(ReadinessInputs {
         store: Arc::clone(&store),
         db: db_health,
@@ -407,6 +420,7 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
         auth,
         files,
         courses,
+        grading,
         runner,
         hub,
         conns: Arc::clone(&conns),
@@ -723,6 +737,67 @@ pub async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
+}
+
+/// The grading service: the harness written under the data dir, the
+/// workers started (half the batch slots: each grading takes two), running
+/// jobs of a previous single-replica process given back to the queue.
+#[allow(clippy::too_many_arguments)]
+async fn start_grading(
+    args: &ServeArgs,
+    store: &DynStore,
+    courses: &Arc<CourseService>,
+    files: &Arc<FileService>,
+    hub: &Arc<Hub>,
+    runner: &Arc<crate::runner::Runner>,
+    instance_id: &str,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Arc<GradingService>> {
+    let root = args.storage.grading_dir();
+    let python = args.run.runner_config().python;
+    let r = root.clone();
+    let programs =
+        tokio::task::spawn_blocking(move || grading::install_programs(&r.join("programs"), python))
+            .await?
+            .context("cannot write the grader's programs")?;
+    let executor = Arc::clone(runner.executor());
+    let admission = executor.admission();
+    let batch = admission
+        .capacity()
+        .saturating_sub(admission.interactive_reserve());
+    let workers = (batch / 2).max(1);
+    if store.backend() == "sqlite" {
+        // One process owns a SQLite file: nobody else can be grading these.
+        match store.requeue_running().await {
+            Ok(n) if n > 0 => {
+                tracing::info!(n, "grading: submissions of the last run queued again")
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "grading: running submissions not re-queued; their leases will expire")
+            }
+        }
+    }
+    let service = GradingService::new(
+        Arc::clone(store),
+        Arc::clone(courses),
+        Arc::clone(files),
+        Arc::clone(hub),
+        Arc::new(grading::Grader::new(executor, programs)),
+        GradingConfig {
+            workers,
+            queue_max: args.grading_queue_max,
+            per_day: args.grading_per_day,
+            lease: Duration::from_secs(30),
+            max_retries: 3,
+            root,
+            owner: format!("{instance_id}-{}", uuid::Uuid::new_v4().simple()),
+        },
+    );
+    tracing::info!(workers, "grading workers");
+    service.start(tracker, shutdown.clone());
+    Ok(service)
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use crate::config::ServeArgs;
 use crate::conn::ConnLimits;
 use crate::courses::CourseService;
 use crate::files::FileService;
+use crate::grading::GradingService;
 use crate::http::origin::OriginPolicy;
 use crate::hub::Hub;
 use crate::readiness::Readiness;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub files: Arc<FileService>,
     /// Courses: catalog, material, roster, students' work for staff.
     pub courses: Arc<CourseService>,
+    /// Assignments, submissions and their grading.
+    pub grading: Arc<GradingService>,
     /// Sessions and runs.
     pub runner: Arc<Runner>,
     /// Live connections per user (connections register here).

@@ -142,6 +142,86 @@ impl CourseService {
         Ok((view, st))
     }
 
+    /// For an assignment (grading): the course, the section at `folder`, the
+    /// caller's role (admins: professor) and whether they are staff, with
+    /// `action` authorized. A student asking for a section not released to
+    /// them gets `not_found`, as for one that does not exist.
+    pub(crate) async fn assignment_section(
+        &self,
+        user: &UserInfo,
+        slug: &str,
+        folder: &str,
+        action: CourseAction,
+    ) -> Result<(Course, Section, Option<CourseRole>, bool), AppError> {
+        let (view, st) = self.enter(user, slug, action).await?;
+        let missing = || AppError::new(ErrorCode::NotFound, format!("no assignment {folder:?}"));
+        let section = view
+            .section_by_folder(st.course.id, folder)
+            .ok_or_else(missing)?
+            .clone();
+        let staff = self.is_staff(user, &st);
+        if !staff {
+            let state = visibility::state(
+                &section,
+                view.exception(section.id, user.id),
+                crate::store::now_ms(),
+            );
+            if matches!(
+                state,
+                campus_protocol::SectionState::Draft | campus_protocol::SectionState::Scheduled
+            ) {
+                return Err(missing());
+            }
+        }
+        Ok((st.course, section, st.role, staff))
+    }
+
+    /// For grading: the course and section of `section_id`, and whether
+    /// `user` is staff of that course (admins are).
+    pub(crate) async fn section_by_id(
+        &self,
+        user: &UserInfo,
+        section_id: i64,
+    ) -> Result<(Course, Section, bool), AppError> {
+        let view = self.cache.get().await?;
+        let missing = || AppError::new(ErrorCode::NotFound, "no such submission");
+        let (course, section) = view
+            .courses()
+            .iter()
+            .find_map(|c| {
+                view.section(c.id, section_id)
+                    .map(|s| (c.clone(), s.clone()))
+            })
+            .ok_or_else(missing)?;
+        let staff = authz::authorize_course(
+            user,
+            view.role(course.id, user.id),
+            CourseAction::ReadStudentWork,
+        )
+        .is_ok();
+        Ok((course, section, staff))
+    }
+
+    /// The course slug and folder of a section (grading's messages name them).
+    pub(crate) async fn section_names(&self, section_id: i64) -> Option<(String, String)> {
+        let view = self.cache.get().await.ok()?;
+        view.courses().iter().find_map(|c| {
+            view.section(c.id, section_id)
+                .map(|s| (c.slug.clone(), s.folder.clone()))
+        })
+    }
+
+    /// Write a grading audit entry in the background.
+    pub(crate) fn audit_grading(
+        &self,
+        user: &UserInfo,
+        action: &str,
+        target: &str,
+        detail: String,
+    ) {
+        self.audit(user, action, target, detail);
+    }
+
     /// Authorize `action` for the caller in this course; refusals are audited.
     fn allow(&self, user: &UserInfo, st: &Standing, action: CourseAction) -> Result<(), AppError> {
         authz::authorize_course(user, st.role, action).map_err(|denied| {

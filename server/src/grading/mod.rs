@@ -4,14 +4,20 @@
 //! - [`pair`]: one grading — the harness (tests) and the student's code in
 //!   two sandboxes under two uids, the server relaying plain data between
 //!   them and alone deciding what a result is.
+//! - [`snapshot`]: a submission's files, copied read-only and hashed.
+//! - [`service`]: the requests, the durable queue and its workers, live
+//!   progress, gradebook and re-grade.
 
 pub mod pair;
+pub mod service;
+pub mod snapshot;
 
 use std::path::{Path, PathBuf};
 
 pub use pair::{
     GradeError, GradeEvent, GradeReport, GradeSpec, Grader, Outcome, Programs, TestRun,
 };
+pub use service::{GradingConfig, GradingService};
 
 /// The harness: the trusted side of a grading.
 const HARNESS_PY: &str = include_str!("harness.py");

@@ -279,6 +279,12 @@ impl Grader {
         }
     }
 
+    /// Whether the sandbox isolates fully (two uids, namespaces): grading's
+    /// guarantees need it.
+    pub fn isolated(&self) -> bool {
+        self.executor.sandbox().isolated()
+    }
+
     /// Grade: take two slots, run the harness and, on demand, the student's
     /// side; relay; keep the clock. `events` sees the progress.
     pub async fn grade(
@@ -492,6 +498,10 @@ async fn grade(
     hstop.cancel();
     drop(hw);
     match harness_task.await {
+        // Ended by a shutdown, the report says nothing about the student.
+        Ok(Ok(o)) if o.ended.reason == campus_protocol::EndReason::ServerShutdown => {
+            failure = Some(GradeError::Exec(ExecError::ShuttingDown));
+        }
         Ok(Ok(o)) => report.harness_output = output_of(&o),
         Ok(Err(e)) => failure = failure.or(Some(GradeError::Exec(e))),
         Err(e) => failure = failure.or(Some(GradeError::Harness(format!("harness task: {e}")))),

@@ -109,6 +109,7 @@ async fn serve(
     let mut files = FileQueue::spawn(
         Arc::clone(&state.files),
         Arc::clone(&state.courses),
+        Arc::clone(&state.grading),
         &state.tracker,
         user.clone(),
         conn_id.clone(),
@@ -250,6 +251,10 @@ async fn serve(
                     Ok(ClientMsg::Courses(req)) => {
                         let id = req.id();
                         files.submit_course(req).err().map(|e| e.to_msg(id))
+                    }
+                    Ok(ClientMsg::Grading(req)) => {
+                        let id = req.id();
+                        files.submit_grading(req).err().map(|e| e.to_msg(id))
                     }
                     Ok(ClientMsg::Session(msg)) => {
                         let waits = matches!(msg, SessionRequest::Run { .. })

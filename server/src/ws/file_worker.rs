@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use campus_protocol::{ChangeKind, ErrorCode, ServerMsg, UserInfo};
-use campus_protocol::{CourseRequest, FileMsg, FileRequest};
+use campus_protocol::{CourseRequest, FileMsg, FileRequest, GradingRequest};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 use workspace_fs::Precondition;
@@ -17,6 +17,7 @@ use crate::authz::Action;
 use crate::courses::CourseService;
 use crate::error::AppError;
 use crate::files::{self, blocking, FileService};
+use crate::grading::GradingService;
 
 /// File operations one connection may have queued (beyond that: `busy`).
 pub const FILE_QUEUE: usize = 16;
@@ -44,6 +45,8 @@ struct Job {
 enum Request {
     Files(FileRequest),
     Courses(CourseRequest),
+    /// Ordered with the saves: a submit snapshots what was saved before it.
+    Grading(GradingRequest),
 }
 
 /// The connection's side of its file task.
@@ -60,6 +63,7 @@ impl FileQueue {
     pub fn spawn(
         files: Arc<FileService>,
         courses: Arc<CourseService>,
+        grading: Arc<GradingService>,
         tracker: &TaskTracker,
         user: UserInfo,
         conn_id: String,
@@ -69,6 +73,7 @@ impl FileQueue {
         let worker = FileWorker {
             files,
             courses,
+            grading,
             user,
             conn_id,
         };
@@ -85,6 +90,11 @@ impl FileQueue {
     /// Queue a file operation, or refuse it with `busy` when too many are waiting.
     pub fn submit(&mut self, msg: FileRequest) -> Result<(), AppError> {
         self.queue(Request::Files(msg))
+    }
+
+    /// Queue a grading operation, or refuse it with `busy` when too many are waiting.
+    pub fn submit_grading(&mut self, msg: GradingRequest) -> Result<(), AppError> {
+        self.queue(Request::Grading(msg))
     }
 
     /// Queue a course operation, or refuse it with `busy` when too many are waiting.
@@ -136,6 +146,7 @@ impl FileQueue {
 struct FileWorker {
     files: Arc<FileService>,
     courses: Arc<CourseService>,
+    grading: Arc<GradingService>,
     user: UserInfo,
     conn_id: String,
 }
@@ -149,6 +160,7 @@ impl FileWorker {
                     m.id(),
                     Box::pin(self.courses.handle(&self.user, &self.conn_id, m)).await,
                 ),
+                Request::Grading(m) => (m.id(), Box::pin(self.grading.handle(&self.user, m)).await),
             };
             let msg = match done {
                 Ok(reply) => reply,

@@ -10,9 +10,9 @@ export const FRAME_OUTPUT_HEADER_LEN = 9;
 
 // --- Every message, and the connection itself (hello, ping/pong, error, shutdown) ---
 
-export type ClientMsg = FileRequest | SessionRequest | CourseRequest | ConnectionRequest;
+export type ClientMsg = FileRequest | SessionRequest | CourseRequest | GradingRequest | ConnectionRequest;
 
-export type ServerMsg = FileMsg | SessionMsg | CourseMsg | ConnectionMsg;
+export type ServerMsg = FileMsg | SessionMsg | CourseMsg | GradingMsg | ConnectionMsg;
 
 export type ConnectionRequest = { "type": "ping", 
 /**
@@ -74,7 +74,7 @@ message: string,
  */
 reconnect_after_ms: number, };
 
-export type ErrorCode = "bad_request" | "unauthorized" | "forbidden" | "not_found" | "conflict" | "too_large" | "quota_exceeded" | "rate_limited" | "busy" | "read_only" | "invalid_path" | "insufficient_storage" | "unavailable" | "internal";
+export type ErrorCode = "bad_request" | "unauthorized" | "forbidden" | "not_found" | "conflict" | "too_large" | "quota_exceeded" | "rate_limited" | "busy" | "read_only" | "invalid_path" | "insufficient_storage" | "unavailable" | "no_attempts_left" | "past_due" | "internal";
 
 export type Role = "student" | "professor" | "admin";
 
@@ -1537,5 +1537,520 @@ reason?: string,
  */
 exit_code?: number, };
 
+// --- Grading: assignments, checks, submissions and their progress, gradebook ---
+
+export type GradingRequest = { "type": "assignment_get", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * Section folder.
+ */
+folder: string, } | { "type": "assignment_save", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * Section folder.
+ */
+folder: string, 
+/**
+ * The settings.
+ */
+config: AssignmentConfig, } | { "type": "test_file_put", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * Section folder.
+ */
+folder: string, 
+/**
+ * File name (`test_basic.py`).
+ */
+name: string, 
+/**
+ * Its text (≤ 256 KiB).
+ */
+content: string, } | { "type": "test_file_delete", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * Section folder.
+ */
+folder: string, 
+/**
+ * File name.
+ */
+name: string, } | { "type": "test_file_get", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * Section folder.
+ */
+folder: string, 
+/**
+ * File name.
+ */
+name: string, } | { "type": "check", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * Section folder.
+ */
+folder: string, } | { "type": "submit", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * Section folder.
+ */
+folder: string, } | { "type": "submission_get", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Submission id.
+ */
+submission: number, } | { "type": "gradebook_get", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * Section folder.
+ */
+folder: string, } | { "type": "regrade", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * Section folder.
+ */
+folder: string, };
+
+export type GradingMsg = { "type": "assignment", 
+/**
+ * Echoed request id.
+ */
+id?: number, 
+/**
+ * The assignment (boxed: a large payload in a small message enum).
+ */
+assignment: AssignmentInfo, } | { "type": "test_file", 
+/**
+ * Echoed request id.
+ */
+id?: number, 
+/**
+ * File name.
+ */
+name: string, 
+/**
+ * Its text.
+ */
+content: string, } | { "type": "submission", 
+/**
+ * Echoed request id.
+ */
+id?: number, 
+/**
+ * The submission.
+ */
+submission: SubmissionInfo, } | { "type": "check_started", 
+/**
+ * Echoed request id.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * Section folder.
+ */
+folder: string, } | { "type": "test_progress", 
+/**
+ * The submission; absent for a check.
+ */
+submission?: number, 
+/**
+ * The check's id (the `check` request's id); absent for a submission.
+ */
+check?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * Section folder.
+ */
+folder: string, 
+/**
+ * The test's name as the user may see it.
+ */
+name: string, 
+/**
+ * The result, once it ended; absent when it starts.
+ */
+result?: TestResultInfo, } | { "type": "check_done", 
+/**
+ * The check's id (the `check` request's id).
+ */
+check?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * Section folder.
+ */
+folder: string, 
+/**
+ * Per visible test.
+ */
+tests: Array<TestResultInfo>, 
+/**
+ * Why it could not finish, in plain words (absent when it did).
+ */
+message?: string, 
+/**
+ * What the code printed.
+ */
+output: string, 
+/**
+ * Points of the visible tests passed.
+ */
+score: number, 
+/**
+ * Points of the visible tests.
+ */
+max_score: number, } | { "type": "gradebook", 
+/**
+ * Echoed request id.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * Section folder.
+ */
+folder: string, 
+/**
+ * Points possible.
+ */
+max_score: number, 
+/**
+ * Every student.
+ */
+lines: Array<GradebookLine>, 
+/**
+ * Best scores in ten bins of 10 % of the maximum (the last includes 100 %).
+ */
+distribution: Array<number>, 
+/**
+ * Per-test pass rates.
+ */
+tests: Array<TestStatInfo>, } | { "type": "regraded", 
+/**
+ * Echoed request id.
+ */
+id?: number, 
+/**
+ * Submissions queued again.
+ */
+queued: number, };
+
+export type TestVisibility = "visible" | "hidden" | "after_due_date";
+
+export type TestSetting = { 
+/**
+ * The test: its function (`test_add`), or a node id (`test_main.py::test_add`).
+ */
+name: string, 
+/**
+ * Points it is worth.
+ */
+points: number, 
+/**
+ * Who sees its details.
+ */
+visibility: TestVisibility, 
+/**
+ * While hidden, students see "Hidden test N" instead of its name.
+ */
+secret_name: boolean, };
+
+export type LatePolicy = "accept" | "refuse";
+
+export type AssignmentConfig = { 
+/**
+ * Due date, ms since the epoch (UTC); absent: none.
+ */
+due_at_ms?: number, 
+/**
+ * After the due date.
+ */
+late_policy: LatePolicy, 
+/**
+ * Percent of the score taken off a late submission (0-100).
+ */
+late_penalty_percent: number, 
+/**
+ * Most graded attempts per student; absent: unlimited.
+ */
+max_attempts?: number, 
+/**
+ * Most submissions per student per day (UTC); absent: the server's default.
+ */
+per_day?: number, 
+/**
+ * Each test's time limit, ms.
+ */
+test_timeout_ms: number, 
+/**
+ * Memory of the student's code while graded, MiB.
+ */
+memory_mib: number, 
+/**
+ * Points of a test not listed in `tests`.
+ */
+default_points: number, 
+/**
+ * Per-test settings.
+ */
+tests: Array<TestSetting>, };
+
+export type SubmissionState = "queued" | "running" | "graded" | "failed";
+
+export type TestResultInfo = { 
+/**
+ * Its name (a hidden test with a secret name: "Hidden test N").
+ */
+name: string, 
+/**
+ * `passed`, `failed`, `error`, `timeout`, `skipped` or `not_run`.
+ */
+outcome: string, 
+/**
+ * Points earned.
+ */
+points: number, 
+/**
+ * Points possible.
+ */
+max_points: number, 
+/**
+ * Its visibility.
+ */
+visibility: TestVisibility, 
+/**
+ * The failure's message (absent for a hidden test, for students).
+ */
+message?: string, 
+/**
+ * How long it ran, ms.
+ */
+duration_ms: number, };
+
+export type SubmissionInfo = { 
+/**
+ * Its id.
+ */
+id: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * The assignment's folder.
+ */
+folder: string, 
+/**
+ * Whose (staff views; absent in a student's own).
+ */
+student?: string, 
+/**
+ * 1, 2, …
+ */
+attempt: number, 
+/**
+ * When it was accepted, ms since the epoch.
+ */
+created_at_ms: number, 
+/**
+ * SHA-256 of the snapshot of the submitted files (hex).
+ */
+files_hash: string, 
+/**
+ * The submitted files' paths.
+ */
+files: Array<string>, 
+/**
+ * Submitted after the due date.
+ */
+late: boolean, 
+/**
+ * Where it is.
+ */
+state: SubmissionState, 
+/**
+ * Place in the grading queue (1 = next), while queued.
+ */
+position?: number, 
+/**
+ * Points after any late penalty.
+ */
+score?: number, 
+/**
+ * Points possible.
+ */
+max_score?: number, 
+/**
+ * Per test, in order.
+ */
+tests: Array<TestResultInfo>, 
+/**
+ * What the student's code printed while graded (staff; students only
+ * when every test is visible to them).
+ */
+output?: string, 
+/**
+ * Why it failed or how it ended, in plain words.
+ */
+message?: string, };
+
+export type AssignmentInfo = { 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * The section's folder.
+ */
+folder: string, 
+/**
+ * The section's title.
+ */
+title: string, 
+/**
+ * Its settings (for students, hidden tests' secret names left out).
+ */
+config: AssignmentConfig, 
+/**
+ * The test files' names (staff only).
+ */
+test_files: Array<string>, 
+/**
+ * Points possible (of the tests graded last; or of the listed settings).
+ */
+max_score: number, 
+/**
+ * The viewer's own submissions, newest first (students).
+ */
+submissions: Array<SubmissionInfo>, 
+/**
+ * The viewer's best score.
+ */
+best_score?: number, 
+/**
+ * Attempts used (failed ones not counted).
+ */
+attempts_used: number, 
+/**
+ * Server time when this was made, ms (for a countdown).
+ */
+now_ms: number, };
+
+export type GradebookLine = { 
+/**
+ * The student.
+ */
+student: string, 
+/**
+ * Best score.
+ */
+best?: number, 
+/**
+ * Attempts.
+ */
+attempts: number, 
+/**
+ * Their last submission.
+ */
+last_submission?: number, 
+/**
+ * When.
+ */
+last_at_ms?: number, 
+/**
+ * Any submission late.
+ */
+late: boolean, };
+
+export type TestStatInfo = { 
+/**
+ * Node id.
+ */
+name: string, 
+/**
+ * Graded results.
+ */
+runs: number, 
+/**
+ * Passed.
+ */
+passed: number, };
+
 /** Every error code, in documentation order. */
-export const ERROR_CODES: ErrorCode[] = ["bad_request", "unauthorized", "forbidden", "not_found", "conflict", "too_large", "quota_exceeded", "rate_limited", "busy", "read_only", "invalid_path", "insufficient_storage", "unavailable", "internal"];
+export const ERROR_CODES: ErrorCode[] = ["bad_request", "unauthorized", "forbidden", "not_found", "conflict", "too_large", "quota_exceeded", "rate_limited", "busy", "read_only", "invalid_path", "insufficient_storage", "unavailable", "no_attempts_left", "past_due", "internal"];
