@@ -79,6 +79,9 @@ def test_answer():
 def test_echo_type():
     v = echo(3)
     assert type(v) is int and v == 3
+
+def test_truthy():
+    assert echo(True)
 "#;
 
 async fn grade_with(
@@ -155,6 +158,7 @@ async fn a_correct_solution_passes_and_a_wrong_one_fails_test_by_test() {
             ("test_add_negative".into(), Outcome::Passed),
             ("test_answer".into(), Outcome::Failed),
             ("test_echo_type".into(), Outcome::Passed),
+            ("test_truthy".into(), Outcome::Passed),
         ]
     );
     let wrong = "def add(a, b):\n    return a - b if a < 0 else a + b\n\ndef answer():\n    return ''\n\ndef echo(x):\n    return str(x)\n";
@@ -273,11 +277,11 @@ def echo(x):
     for (name, o) in outcomes(&r) {
         assert_ne!(o, Outcome::Passed, "{name} passed: {r:?}");
     }
+    assert_eq!(r.tests.len(), 5);
     // os._exit and sys.exit end the student's side mid-call: an error, and
     // the next test still ran on a fresh side.
     assert_eq!(outcome(&r, "test_answer"), Outcome::Error);
     assert_eq!(outcome(&r, "test_echo_type"), Outcome::Error);
-    assert_eq!(r.tests.len(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -314,6 +318,8 @@ def answer():
     return getattr(mod, "SECRET", LyingStr("nope"))
 
 def echo(x):
+    if x is True:
+        return Yes()
     return LyingInt(x + 1)
 "#;
     let r = grade_with(&g, root.path(), TESTS, &[("solution.py", liar)]).await;
@@ -323,6 +329,8 @@ def echo(x):
     assert_eq!(outcome(&r, "test_answer"), Outcome::Failed);
     // The int crossed as the int it is (x + 1), and 4 != 3.
     assert_eq!(outcome(&r, "test_echo_type"), Outcome::Failed);
+    // An object in place of True has no truth value on the trusted side.
+    assert_ne!(outcome(&r, "test_truthy"), Outcome::Passed);
     assert_no_secret(&r);
 }
 

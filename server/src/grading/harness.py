@@ -223,7 +223,11 @@ class Remote:
         return hash(object.__getattribute__(self, "_ref"))
 
     def __bool__(self):
-        return True
+        # `assert is_prime(7)` must not pass because an object came back:
+        # only a real bool (or number, string…) has a truth value here.
+        raise TypeError(
+            f"the student's code returned a {object.__getattribute__(self, '_type')}, which has no truth value here"
+        )
 
     def __str__(self):
         return _request("str", ref=object.__getattribute__(self, "_ref"))
