@@ -556,6 +556,85 @@ async fn story(url: &str) {
     .await;
     assert_eq!(code(&m), Some(ErrorCode::NotFound));
 
+    // Exports: the gradebook as CSV, a submission as Gradescope's results.json.
+    let http = reqwest::Client::new();
+    let prof_token = server.login("prof", PW).await;
+    let csv = http
+        .get(server.url("/api/courses/cs101/assignments/hw1/grades.csv"))
+        .bearer_auth(&prof_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.status(), 200);
+    let csv = csv.text().await.unwrap();
+    let mut rows = csv.lines();
+    assert_eq!(
+        rows.next(),
+        Some("student,best_score,max_score,attempts,last_submission,last_submitted_at,late")
+    );
+    assert!(rows.next().unwrap().starts_with("ann,10,10,3,"), "{csv}");
+    assert!(
+        csv.contains("\ncarl,7,10,2,") && csv.lines().nth(3).unwrap().ends_with(",true"),
+        "{csv}"
+    );
+    let ann_token = server.login("ann", PW).await;
+    let refused = http
+        .get(server.url("/api/courses/cs101/assignments/hw1/grades.csv"))
+        .bearer_auth(&ann_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.status(),
+        403,
+        "students cannot export the gradebook"
+    );
+    let carl_token = server.login("carl", PW).await;
+    let url = server.url(&format!("/api/submissions/{sid}/results.json"));
+    let as_prof: serde_json::Value = http
+        .get(&url)
+        .bearer_auth(&prof_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(as_prof["score"], 3.5);
+    let tests = as_prof["tests"].as_array().unwrap();
+    assert_eq!(tests.len(), 4);
+    for field in [
+        "name",
+        "score",
+        "max_score",
+        "status",
+        "output",
+        "visibility",
+    ] {
+        assert!(tests[0].get(field).is_some(), "{field}: {as_prof}");
+    }
+    assert!(as_prof.get("execution_time").is_some() && as_prof.get("output").is_some());
+    assert!(as_prof.to_string().contains("test_hidden_edge"));
+    let as_carl = http
+        .get(&url)
+        .bearer_auth(&carl_token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !as_carl.contains("test_hidden_edge") && !as_carl.contains(SECRET),
+        "{as_carl}"
+    );
+    let as_ann = http.get(&url).bearer_auth(&ann_token).send().await.unwrap();
+    assert_eq!(
+        as_ann.status(),
+        404,
+        "another student's submission does not exist for her"
+    );
+
     // Re-grade after fixing a test: everything queued once, students told.
     let fixed = TESTS.replace("assert mul(3, 4) == 12", "assert mul(3, 4) in (7, 12)");
     grading(&mut prof, |id| GradingRequest::TestFilePut {

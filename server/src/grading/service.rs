@@ -1473,3 +1473,127 @@ impl GradingService {
         Ok(msg)
     }
 }
+
+/// A CSV field (quoted when needed; a leading `=+-@` is neutralised so a
+/// spreadsheet never runs it as a formula).
+fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+impl GradingService {
+    /// The gradebook as CSV (staff): one line per student.
+    pub async fn grades_csv(
+        &self,
+        user: &UserInfo,
+        slug: &str,
+        folder: &str,
+    ) -> Result<String, AppError> {
+        let (c, section, _, _) = self
+            .courses
+            .assignment_section(user, slug, folder, CourseAction::ReadStudentWork)
+            .await?;
+        let a = self.assignment_of(section.id, folder).await?;
+        let msg = self.gradebook(c.id, &c.slug, folder, &a).await?;
+        let ServerMsg::Grading(GradingMsg::Gradebook {
+            lines, max_score, ..
+        }) = msg
+        else {
+            return Err(AppError::internal("gradebook"));
+        };
+        let mut out = String::from(
+            "student,best_score,max_score,attempts,last_submission,last_submitted_at,late\n",
+        );
+        for l in lines {
+            let at = l
+                .last_at_ms
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "{},{},{},{},{},{},{}\n",
+                csv_field(&l.student),
+                l.best.map(|b| format!("{b}")).unwrap_or_default(),
+                max_score,
+                l.attempts,
+                l.last_submission.map(|s| s.to_string()).unwrap_or_default(),
+                at,
+                l.late
+            ));
+        }
+        self.courses
+            .audit_grading(user, "grading.export_csv", &c.slug, folder.to_string());
+        Ok(out)
+    }
+
+    /// One submission in Gradescope's `results.json` shape, as `user` may see it.
+    pub async fn results_json(
+        &self,
+        user: &UserInfo,
+        submission: i64,
+    ) -> Result<serde_json::Value, AppError> {
+        let missing = || AppError::new(ErrorCode::NotFound, "no such submission");
+        let (sub, rows) = self
+            .store
+            .submission(submission)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => missing(),
+                e => e.into(),
+            })?;
+        let a = self.store.assignment(sub.assignment_id).await?;
+        let (course, section, staff) = self.courses.section_by_id(user, a.section_id).await?;
+        if !staff && sub.user_id != user.id {
+            return Err(missing());
+        }
+        let config = parse_config(&a);
+        let info = self
+            .submission_info(
+                &sub,
+                &rows,
+                &course.slug,
+                &section.folder,
+                &config,
+                staff,
+                true,
+            )
+            .await;
+        let summary: Summary = sub
+            .summary
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default();
+        let tests: Vec<serde_json::Value> = info
+            .tests
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "name": t.name,
+                    "score": t.points,
+                    "max_score": t.max_points,
+                    "status": if t.outcome == "passed" { "passed" } else { "failed" },
+                    "output": t.message.clone().unwrap_or_default(),
+                    "visibility": match t.visibility {
+                        TestVisibility::Visible => "visible",
+                        TestVisibility::Hidden => "hidden",
+                        TestVisibility::AfterDueDate => "after_due_date",
+                    },
+                })
+            })
+            .collect();
+        Ok(serde_json::json!({
+            "score": info.score.unwrap_or(0.0),
+            "execution_time": summary.duration_ms as f64 / 1000.0,
+            "output": info.output.unwrap_or_default(),
+            "tests": tests,
+        }))
+    }
+}

@@ -5,6 +5,7 @@ mod auth_routes;
 mod course_routes;
 mod extract;
 mod files_routes;
+mod grading_routes;
 mod health;
 pub mod origin;
 mod web;
@@ -32,6 +33,14 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/auth/login", post(auth_routes::login))
         .route("/api/auth/logout", post(auth_routes::logout))
         .route("/api/auth/me", get(auth_routes::me))
+        .route(
+            "/api/courses/{slug}/assignments/{folder}/grades.csv",
+            get(grading_routes::grades_csv),
+        )
+        .route(
+            "/api/submissions/{id}/results.json",
+            get(grading_routes::results_json),
+        )
         .layer(DefaultBodyLimit::max(64 * 1024))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
