@@ -100,8 +100,27 @@ async fn grade_timed(
     solution: &[(&str, &str)],
     test_timeout: Duration,
 ) -> GradeReport {
+    grade_files(
+        g,
+        root,
+        &[("test_main.py", tests)],
+        solution,
+        test_timeout,
+        &[],
+    )
+    .await
+}
+
+async fn grade_files(
+    g: &Grader,
+    root: &Path,
+    tests: &[(&str, &str)],
+    solution: &[(&str, &str)],
+    test_timeout: Duration,
+    fresh_after: &[&str],
+) -> GradeReport {
     let id = uuid::Uuid::new_v4().simple().to_string();
-    let tests = tree(root, &format!("tests-{id}"), &[("test_main.py", tests)]);
+    let tests = tree(root, &format!("tests-{id}"), tests);
     let home = tree(root, &format!("home-{id}"), solution);
     let spec = GradeSpec {
         id: format!("grade-{}", &id[..8]),
@@ -110,6 +129,7 @@ async fn grade_timed(
         student_home: home,
         tests_dir: tests,
         skip: Vec::new(),
+        fresh_after: fresh_after.iter().map(|s| s.to_string()).collect(),
         test_timeout,
         student_limits: SandboxLimits::default(),
         wall: Duration::from_secs(60),
@@ -324,8 +344,9 @@ def echo(x):
 "#;
     let r = grade_with(&g, root.path(), TESTS, &[("solution.py", liar)]).await;
     assert!(r.complete, "{r:?}");
-    assert_eq!(outcome(&r, "test_add"), Outcome::Failed);
-    assert_eq!(outcome(&r, "test_add_negative"), Outcome::Failed);
+    // An object whose __eq__ says yes cannot even be compared on the trusted side.
+    assert_eq!(outcome(&r, "test_add"), Outcome::Error);
+    assert_eq!(outcome(&r, "test_add_negative"), Outcome::Error);
     assert_eq!(outcome(&r, "test_answer"), Outcome::Failed);
     // The int crossed as the int it is (x + 1), and 4 != 3.
     assert_eq!(outcome(&r, "test_echo_type"), Outcome::Failed);
@@ -455,4 +476,95 @@ def test_program_with_input():
         Outcome::Passed,
         "{r:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_hidden_test_passed_in_cannot_come_back_in_a_later_visible_test() {
+    let root = tempfile::tempdir().unwrap();
+    let g = grader(root.path());
+    let tests = "from solution import record, leak\n\ndef test_hidden():\n    assert record('hidden-arg-5150') is None\n\ndef test_visible():\n    leak()\n";
+    // It keeps every argument it is given and raises them later, where a
+    // visible test's message would show them to the student.
+    let solution = "SEEN = []\ndef record(x):\n    SEEN.append(x)\ndef leak():\n    raise ValueError('seen: ' + repr(SEEN))\n";
+    let r = grade_files(
+        &g,
+        root.path(),
+        &[("test_main.py", tests)],
+        &[("solution.py", solution)],
+        Duration::from_secs(3),
+        &["test_hidden"],
+    )
+    .await;
+    assert_eq!(outcome(&r, "test_hidden"), Outcome::Passed, "{r:?}");
+    let visible = r
+        .tests
+        .iter()
+        .find(|t| t.name.ends_with("test_visible"))
+        .unwrap();
+    assert!(
+        visible.message.contains("seen: []"),
+        "a fresh process after the hidden test: {visible:?}"
+    );
+    assert!(!visible.message.contains("hidden-arg-5150"), "{visible:?}");
+    // Without the isolation the same solution would leak it (the defence is what differs).
+    let r = grade_files(
+        &g,
+        root.path(),
+        &[("test_main.py", tests)],
+        &[("solution.py", solution)],
+        Duration::from_secs(3),
+        &[],
+    )
+    .await;
+    let visible = r
+        .tests
+        .iter()
+        .find(|t| t.name.ends_with("test_visible"))
+        .unwrap();
+    assert!(visible.message.contains("hidden-arg-5150"), "{visible:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_and_generator_tests_comparisons_with_objects_and_shadowed_test_modules_never_pass() {
+    let root = tempfile::tempdir().unwrap();
+    let g = grader(root.path());
+    let tests = r#"
+from solution import add, thing
+from test_helpers import expected
+
+async def test_async():
+    assert False
+
+def test_generator():
+    assert False
+    yield
+
+def test_not_none():
+    assert thing() != None
+
+def test_not_empty():
+    assert thing() != []
+
+def test_against_helper():
+    assert add(2, 3) == expected(2, 3)
+"#;
+    let helpers = "def expected(a, b):\n    return a + b\n";
+    // Its own test_helpers.py would make `expected` agree with anything.
+    let solution =
+        "class Thing:\n    pass\ndef thing():\n    return Thing()\ndef add(a, b):\n    return 42\n";
+    let fake = "def expected(a, b):\n    return 42\n";
+    let r = grade_files(
+        &g,
+        root.path(),
+        &[("test_main.py", tests), ("test_helpers.py", helpers)],
+        &[("solution.py", solution), ("test_helpers.py", fake)],
+        Duration::from_secs(3),
+        &[],
+    )
+    .await;
+    assert!(r.complete, "{r:?}");
+    assert_eq!(r.tests.len(), 5, "{r:?}");
+    for (name, o) in outcomes(&r) {
+        assert_ne!(o, Outcome::Passed, "{name} passed: {r:?}");
+    }
 }

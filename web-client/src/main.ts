@@ -33,7 +33,8 @@ const root = document.getElementById("app")!;
 const router = new Router(root, () => "ide")
   .register("login", loginView)
   .register("ide", lazy(["student", "professor", "admin"], () => import("./views/ide").then((m) => m.ideView)))
-  .register("course", lazy(["student", "professor", "admin"], () => import("./views/course").then((m) => m.courseView)));
+  .register("course", lazy(["student", "professor", "admin"], () => import("./views/course").then((m) => m.courseView)))
+  .register("assignment", lazy(["student", "professor", "admin"], () => import("./views/assignment").then((m) => m.assignmentView)));
 
 me()
   .catch(() => null)

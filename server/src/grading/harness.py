@@ -27,6 +27,10 @@ TESTS = "/home/student"
 NONCE = os.environ.pop("CAMPUS_GRADER_NONCE", "")
 TIMEOUT = float(os.environ.pop("CAMPUS_TEST_TIMEOUT", "10"))
 SKIP = set(filter(None, os.environ.pop("CAMPUS_TEST_SKIP", "").split("\n")))
+# Tests hidden from the student: after one of them, the next test gets a
+# fresh student process, so what their code saw of a hidden test's inputs
+# cannot come back in a visible test's message.
+FRESH_AFTER = set(filter(None, os.environ.pop("CAMPUS_FRESH_AFTER", "").split("\n")))
 STUDENT_MODULES = set(filter(None, os.environ.pop("CAMPUS_STUDENT_MODULES", "").split(",")))
 _sock = socket.socket(fileno=3)
 os.set_inheritable(3, False)
@@ -215,9 +219,16 @@ class Remote:
         return self._value()[k]
 
     def __eq__(self, other):
-        return isinstance(other, Remote) and object.__getattribute__(
-            other, "_ref"
-        ) == object.__getattribute__(self, "_ref")
+        # Identity between proxies; against anything else there is no
+        # answer (`f() != None` must not pass because an object came back).
+        if isinstance(other, Remote):
+            return object.__getattribute__(other, "_ref") == object.__getattribute__(self, "_ref")
+        raise TypeError(
+            f"the student's code returned a {object.__getattribute__(self, '_type')}, which cannot be compared here"
+        )
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
 
     def __hash__(self):
         return hash(object.__getattribute__(self, "_ref"))
@@ -417,14 +428,25 @@ def run_one(path, what):
         if result.skipped:
             raise Skipped(result.skipped[0][1])
         return
-    obj()
+    returned = obj()
+    # An `async def` or generator test would "pass" without running a line.
+    if returned is not None:
+        close = getattr(returned, "close", None)
+        if callable(close):
+            close()
+        raise TypeError("a test function must return None (async and generator tests are not supported)")
+
+
+def _named(node, names):
+    """`node` named in `names` by node id, by what follows the file, or by
+    its last part (the function or method): the broadest reading, so a test
+    is left out (or isolated) whenever any setting could mean it."""
+    short = node.split("::", 1)[-1]
+    return node in names or short in names or node.rsplit("::", 1)[-1] in names
 
 
 def _skipped(node):
-    """Named in the skip list by node id, by what follows the file, or by
-    its last part (the function or method)."""
-    short = node.split("::", 1)[-1]
-    return node in SKIP or short in SKIP or node.rsplit("::", 1)[-1] in SKIP
+    return _named(node, SKIP)
 
 
 def main():
@@ -438,6 +460,9 @@ def main():
             STUDENT_MODULES.discard(name)
         elif importlib.machinery.PathFinder.find_spec(name, system_path) is not None:
             STUDENT_MODULES.discard(name)
+        elif os.path.exists(os.path.join(TESTS, name + ".py")):
+            # A test module of the professor's: never the student's.
+            STUDENT_MODULES.discard(name)
     sys.path.insert(0, TESTS)
     # First: a student module always comes from the student, never from a
     # file of the same name among the tests (a reference solution).
@@ -447,9 +472,15 @@ def main():
     signal.signal(signal.SIGALRM, _on_alarm)
     tests = collect()
     _send({"t": "collected", "tests": [t[0] for t in tests if not _skipped(t[0])]})
+    previous_hidden = False
     for name, path, what, load_error in tests:
         if _skipped(name):
             continue
+        if previous_hidden:
+            # The server ends the student's process; ours are stale.
+            _send({"t": "fresh"})
+            _forget_student()
+        previous_hidden = _named(name, FRESH_AFTER)
         _send({"t": "start", "name": name})
         start = time.monotonic()
         outcome, message = "passed", ""

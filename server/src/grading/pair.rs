@@ -46,6 +46,8 @@ pub const GRADER_USER_ID: i64 = 2_000_000_000;
 pub const MAX_LINE: usize = 1 << 20;
 /// Output kept per stream of each side.
 const OUTPUT_CAP: usize = 64 << 10;
+/// Student output kept over all restarts of one grading.
+const STUDENT_OUTPUT_MAX: usize = 256 << 10;
 /// How long the harness has to say its nonce.
 const HELLO_WAIT: Duration = Duration::from_secs(15);
 
@@ -75,6 +77,9 @@ pub struct GradeSpec {
     pub student_modules: Vec<String>,
     /// Tests (node ids) not to run (a check leaves out the hidden ones).
     pub skip: Vec<String>,
+    /// Tests after which the student's process is replaced (those hidden
+    /// from the student: what it saw of their inputs dies with it).
+    pub fresh_after: Vec<String>,
     /// Each test's time.
     pub test_timeout: Duration,
     /// The student side's limits (memory, CPU…).
@@ -188,6 +193,8 @@ enum FromHarness {
     Call {
         id: u64,
     },
+    /// End the student's process: the next call gets a fresh one.
+    Fresh,
     Done,
 }
 
@@ -328,6 +335,7 @@ async fn grade(
                 format!("{}", spec.test_timeout.as_secs_f64()),
             ),
             ("CAMPUS_TEST_SKIP", spec.skip.join("\n")),
+            ("CAMPUS_FRESH_AFTER", spec.fresh_after.join("\n")),
             ("CAMPUS_STUDENT_MODULES", spec.student_modules.join(",")),
         ]),
         cwd: None,
@@ -460,6 +468,11 @@ async fn grade(
                 report.complete = true;
                 break;
             }
+            FromHarness::Fresh => {
+                if let Some(s) = student.take() {
+                    finish_student(s, &mut report).await;
+                }
+            }
             FromHarness::Call { id } => {
                 let deadline = current
                     .as_ref()
@@ -527,7 +540,10 @@ async fn finish_student(s: StudentSide, report: &mut GradeReport) {
         }
     };
     if let Ok(Ok(o)) = done {
-        report.student_output.push_str(&output_of(&o));
+        // Bounded however often the side was restarted.
+        if report.student_output.len() < STUDENT_OUTPUT_MAX {
+            report.student_output.push_str(&output_of(&o));
+        }
         report.student_ended = Some(o.ended);
     }
 }

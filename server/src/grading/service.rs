@@ -131,8 +131,14 @@ fn effective_at(v: TestVisibility, due: Option<i64>, now: i64) -> TestVisibility
     }
 }
 
+/// A test file's name: `test_*.py` or `*_test.py` (letters, digits, `_`).
+/// Nothing else is stored with the tests, so no module among them can be
+/// mistaken for the student's (a reference `solution.py` answering for every
+/// student) or be shadowed by one.
 fn valid_test_file(name: &str) -> bool {
+    let stem = name.strip_suffix(".py").unwrap_or("");
     name.len() <= 64
+        && (stem.starts_with("test_") || stem.ends_with("_test"))
         && name.ends_with(".py")
         && name.len() > 3
         && !name.starts_with(|c: char| c.is_ascii_digit())
@@ -367,7 +373,7 @@ impl GradingService {
                 if !valid_test_file(&name) {
                     return Err(AppError::new(
                         ErrorCode::InvalidPath,
-                        "a test file is named like test_basic.py: letters, digits and _ then .py",
+                        "a test file is named test_*.py or *_test.py (letters, digits and _), like test_basic.py",
                     ));
                 }
                 if content.len() > MAX_TEST_FILE {
@@ -606,9 +612,9 @@ impl GradingService {
                 !(t.secret_name && effective_at(t.visibility, due, now) != TestVisibility::Visible)
             });
         }
+        // A submission being re-graded keeps its last score meanwhile.
         let best_score = subs
             .iter()
-            .filter(|s| s.status == SubmissionStatus::Graded)
             .filter_map(|s| s.score)
             .fold(None, |b: Option<f64>, x| Some(b.map_or(x, |b| b.max(x))));
         Ok(AssignmentInfo {
@@ -830,13 +836,25 @@ impl GradingService {
             .await?;
         let a = self.assignment_of(section.id, &folder).await?;
         let config = parse_config(&a);
-        let home = self.files.tree_path(user.id)?.join(&folder);
-        if !tokio::fs::metadata(&home).await.is_ok_and(|m| m.is_dir()) {
-            return Err(AppError::new(
-                ErrorCode::NotFound,
-                format!("there is no folder {folder:?} in your workspace: copy the assignment into it first"),
-            ));
-        }
+        // The folder as it is now, copied as a submission is (never mounted
+        // live: the student's session could swap it for a link meanwhile).
+        let src = self.files.tree_path(user.id)?.join(&folder);
+        // Its own tree, removed when the check ends.
+        let root = self
+            .config
+            .root
+            .join("checks")
+            .join(uuid::Uuid::new_v4().simple().to_string());
+        let f = folder.clone();
+        let snap = tokio::task::spawn_blocking(move || snapshot::take(&src, &root, &f))
+            .await
+            .map_err(AppError::internal)?
+            .map_err(|e| match e {
+                SnapshotError::Missing(_) => AppError::new(ErrorCode::NotFound, e.to_string()),
+                SnapshotError::TooLarge(_) => AppError::new(ErrorCode::TooLarge, e.to_string()),
+                SnapshotError::Io(e) => AppError::internal(e),
+            })?;
+        let home = snap.dir;
         if self.checks.insert(user.id, ()).is_some() {
             return Err(AppError::rate_limited(
                 "checks at once: your previous check is still running",
@@ -1134,6 +1152,15 @@ impl GradingService {
         if !home.is_dir() {
             return Err(platform("the submission's snapshot is missing".into()));
         }
+        // What the student's code saw during a test hidden from them must
+        // not reach a later visible test's message: a fresh process after each.
+        let now = now_ms();
+        let hidden: Vec<String> = config
+            .tests
+            .iter()
+            .filter(|t| effective(t.visibility, config, now) != TestVisibility::Visible)
+            .map(|t| t.name.clone())
+            .collect();
         let spec = self.spec(
             format!("sub-{}", sub.id),
             sub.user_id,
@@ -1141,10 +1168,10 @@ impl GradingService {
             tests_dir,
             config,
             Vec::new(),
+            hidden,
             files.len(),
         );
         let (tx, mut rx) = mpsc::channel(64);
-        let now = now_ms();
         let forward = async {
             let mut secret = 0;
             while let Some(ev) = rx.recv().await {
@@ -1242,6 +1269,7 @@ impl GradingService {
         tests_dir: PathBuf,
         config: &AssignmentConfig,
         skip: Vec<String>,
+        fresh_after: Vec<String>,
         files: usize,
     ) -> GradeSpec {
         let per_test = Duration::from_millis(config.test_timeout_ms);
@@ -1254,6 +1282,7 @@ impl GradingService {
             student_home: home,
             tests_dir,
             skip,
+            fresh_after,
             test_timeout: per_test,
             student_limits: SandboxLimits {
                 memory_bytes: config.memory_mib << 20,
@@ -1282,6 +1311,7 @@ impl GradingService {
             tests_dir,
             &job.config,
             job.skip.clone(),
+            Vec::new(),
             n,
         );
         let (tx, mut rx) = mpsc::channel(64);
@@ -1332,7 +1362,14 @@ impl GradingService {
                 "test files could not be written".into(),
             )),
         };
-        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(work)).await;
+        let copy = job.home.parent().map(std::path::Path::to_path_buf);
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = std::fs::remove_dir_all(work);
+            if let Some(c) = copy {
+                let _ = std::fs::remove_dir_all(c);
+            }
+        })
+        .await;
         self.checks.remove(&job.user_id);
         let done = match result {
             Ok(report) => {

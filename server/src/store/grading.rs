@@ -173,7 +173,7 @@ pub struct GradebookRow {
     pub user_id: i64,
     /// Their username.
     pub username: String,
-    /// Best score of a graded submission.
+    /// Best score (a submission being re-graded keeps its last one).
     pub best: Option<f64>,
     /// Attempts (failed ones not counted).
     pub attempts: i64,
@@ -245,8 +245,9 @@ pub trait Grading: Send + Sync {
         owner: &str,
         result: &GradeResult,
     ) -> StoreResult<bool>;
-    /// Give a submission back to the queue after a platform failure
-    /// (`failed` for good after `max_retries`).
+    /// Give a submission back to the queue after a platform failure; after
+    /// `max_retries`, `failed` — or, if it was graded before (a re-grade),
+    /// `graded` again with its old result: a re-grade never loses a grade.
     async fn requeue_submission(
         &self,
         id: i64,
@@ -258,7 +259,8 @@ pub trait Grading: Send + Sync {
     /// server starting: nobody else can hold them).
     async fn requeue_running(&self) -> StoreResult<u64>;
     /// Queue every submission of an assignment again (idempotent: queued
-    /// ones stay as they are; a running one loses its lease).
+    /// ones stay as they are; a running one loses its lease). Scores stay
+    /// until replaced, so the gradebook keeps them meanwhile.
     async fn regrade_assignment(&self, assignment_id: i64) -> StoreResult<u64>;
 
     /// One submission and its results.

@@ -339,8 +339,10 @@ macro_rules! impl_grading {
             ) -> $crate::store::StoreResult<bool> {
                 let done = sqlx::query(
                     "UPDATE submissions SET platform_retries = platform_retries + 1, \
-                     status = CASE WHEN platform_retries + 1 >= $3 THEN 'failed' ELSE 'queued' END, \
-                     summary = $4, lease_owner = NULL, lease_until_ms = NULL \
+                     status = CASE WHEN platform_retries + 1 < $3 THEN 'queued' \
+                       WHEN score IS NULL THEN 'failed' ELSE 'graded' END, \
+                     summary = CASE WHEN platform_retries + 1 >= $3 AND score IS NOT NULL \
+                       THEN summary ELSE $4 END, lease_owner = NULL, lease_until_ms = NULL \
                      WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
                 )
                 .bind(id)
@@ -452,7 +454,7 @@ macro_rules! impl_grading {
                 let rows: Vec<(i64, String, Option<f64>, i64, Option<i64>, Option<i64>, i64)> =
                     sqlx::query_as(
                         "SELECT m.user_id, u.username, \
-                         MAX(CASE WHEN s.status = 'graded' THEN s.score END), \
+                         MAX(s.score), \
                          COUNT(CASE WHEN s.status <> 'failed' THEN 1 END), \
                          MAX(s.id), MAX(s.created_at_ms), \
                          CAST(COALESCE(MAX(CASE WHEN s.late THEN 1 ELSE 0 END), 0) AS BIGINT) \

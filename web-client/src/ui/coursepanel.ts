@@ -114,6 +114,9 @@ export class CoursePanel {
           h("span.badge", { dataset: { kind: s.kind } }, s.kind),
           state ? h("span.muted.section-state", null, state) : null,
           h("button.tool.copy-folder", { title: `Copy the folder ${s.folder} into my workspace`, onclick: () => void this.copy(info.slug, s.folder) }, "Copy folder"),
+          s.kind === "assignment"
+            ? h("a.button.assignment-link", { href: `#/assignment/${info.slug}/${s.folder}`, title: `Check and submit ${s.title}` }, "Check & submit")
+            : null,
         ),
         h(
           "ul.material",

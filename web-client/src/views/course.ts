@@ -191,7 +191,14 @@ export const courseView: View = {
       const card = h(
         "section.section-card",
         { dataset: { folder: s.folder, state: s.state } },
-        h("div.section-card-head", null, h("h3", null, s.title), h("code", null, `${s.folder}/`), h("span.badge.state", { dataset: { state: s.state } }, s.state)),
+        h(
+          "div.section-card-head",
+          null,
+          h("h3", null, s.title),
+          h("code", null, `${s.folder}/`),
+          h("span.badge.state", { dataset: { state: s.state } }, s.state),
+          h("a.button.grading-link", { href: `#/assignment/${slug}/${s.folder}`, title: `Tests, grading and gradebook of ${s.title}` }, "Tests & grades"),
+        ),
         h(
           "div.section-fields",
           null,
