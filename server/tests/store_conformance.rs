@@ -1606,6 +1606,33 @@ async fn grading(store: &DynStore, b: &str) {
         "{b}: idempotent"
     );
     assert_eq!(store.queued_ids().await.unwrap().len(), 4, "{b}");
+    let book = store.gradebook(course.id, a.id).await.unwrap();
+    assert_eq!(
+        book[0].best,
+        Some(2.5),
+        "{b}: a re-grade keeps the grade until replaced"
+    );
+    // A re-grade the platform cannot do falls back to the old grade, never `failed`.
+    let c = store
+        .claim_submission("wr", 4000, 4500)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.id, first.id, "{b}");
+    assert!(
+        store
+            .requeue_submission(first.id, "wr", 1, "{\"lost\":1}")
+            .await
+            .unwrap(),
+        "{b}"
+    );
+    let (back, _) = store.submission(first.id).await.unwrap();
+    assert_eq!(
+        (back.status, back.score, back.summary.as_deref()),
+        (SubmissionStatus::Graded, Some(1.0), Some("{}")),
+        "{b}"
+    );
+    assert_eq!(store.regrade_assignment(a.id).await.unwrap(), 1, "{b}");
     // Eight submits at once for one last attempt: exactly one is accepted
     // (a collision on the attempt number is tried again, as the service does).
     let s3 = store
