@@ -40,7 +40,12 @@ pub struct Report {
     pub catalog_loads_total: u64,
 }
 
-fn cli(server: &ServerProcess, args: &[&str], stdin: Option<&str>) -> anyhow::Result<()> {
+/// Run the `campus` CLI next to the server (same data dir).
+pub(crate) fn cli(
+    server: &ServerProcess,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> anyhow::Result<()> {
     let mut child = Command::new(&server.bin)
         .args(args)
         .env("CAMPUS_DATA_DIR", server.data_dir.path())

@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod courses;
+pub mod grading;
 pub mod load;
 pub mod runs;
 pub mod server;

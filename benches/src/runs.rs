@@ -62,7 +62,7 @@ async fn put(c: &mut Client, path: &str, code: &str) -> anyhow::Result<()> {
     }
 }
 
-fn run_msg(c: &mut Client, path: &str, mode: RunMode) -> (u64, ClientMsg) {
+pub(crate) fn run_msg(c: &mut Client, path: &str, mode: RunMode) -> (u64, ClientMsg) {
     let id = c.id();
     (
         id,
@@ -78,7 +78,7 @@ fn run_msg(c: &mut Client, path: &str, mode: RunMode) -> (u64, ClientMsg) {
 }
 
 /// Read events until `pred` holds for the accumulated output (acking as we go).
-async fn until_output(
+pub(crate) async fn until_output(
     c: &mut Client,
     buf: &mut Vec<u8>,
     pred: impl Fn(&[u8]) -> bool,
@@ -101,7 +101,7 @@ async fn until_output(
     Ok(())
 }
 
-async fn until_ended(c: &mut Client) -> anyhow::Result<()> {
+pub(crate) async fn until_ended(c: &mut Client) -> anyhow::Result<()> {
     loop {
         match c.next().await? {
             Event::Msg(ServerMsg::Session(SessionMsg::RunEnded { .. })) => return Ok(()),
@@ -488,7 +488,7 @@ pub async fn bench(p: Params) -> anyhow::Result<()> {
 }
 
 /// Type single characters and time each echo; then erase them (Ctrl-U).
-async fn echo_samples(c: &mut Client, n: usize) -> anyhow::Result<Vec<Duration>> {
+pub(crate) async fn echo_samples(c: &mut Client, n: usize) -> anyhow::Result<Vec<Duration>> {
     let mut out = Vec::new();
     for i in 0..n {
         let ch = (b'a' + (i % 26) as u8) as char;

@@ -63,6 +63,18 @@ enum Cmd {
         #[arg(long, default_value_t = 300)]
         students: usize,
     },
+    /// The end of a lab: `--students` submit an assignment of ten tests
+    /// within `--window-secs` while `--typists` type in their REPLs: queue
+    /// drain time, submit → graded, throughput, keystroke echo (baseline
+    /// before the burst, and during it).
+    Grading {
+        #[arg(long, default_value_t = 300)]
+        students: usize,
+        #[arg(long, default_value_t = 50)]
+        typists: usize,
+        #[arg(long, default_value_t = 30)]
+        window_secs: u64,
+    },
 }
 
 const PASSWORD: &str = "bench-password-1";
@@ -95,6 +107,11 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         Cmd::Courses { students } => campus_bench::courses::bench(students, cli.json).await,
+        Cmd::Grading {
+            students,
+            typists,
+            window_secs,
+        } => campus_bench::grading::bench(students, typists, window_secs, cli.json).await,
     }
 }
 
