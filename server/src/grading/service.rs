@@ -52,6 +52,8 @@ const IDLE_POLL: Duration = Duration::from_secs(2);
 /// Queue positions are pushed at most this often.
 const POSITION_TICK: Duration = Duration::from_millis(500);
 const DAY_MS: i64 = 86_400_000;
+/// The longest a check may run.
+const CHECK_WALL: Duration = Duration::from_secs(120);
 
 /// Settings of the grading service.
 #[derive(Debug, Clone)]
@@ -1304,7 +1306,7 @@ impl GradingService {
         let td = tests_dir.clone();
         let wrote = tokio::task::spawn_blocking(move || write_tests(&td, &files)).await;
         let n = job.files.len();
-        let spec = self.spec(
+        let mut spec = self.spec(
             format!("check-{}", uuid::Uuid::new_v4().simple()),
             job.user_id,
             job.home.clone(),
@@ -1314,6 +1316,8 @@ impl GradingService {
             Vec::new(),
             n,
         );
+        // A check holds two batch slots the queue also needs: two minutes at most.
+        spec.wall = spec.wall.min(CHECK_WALL);
         let (tx, mut rx) = mpsc::channel(64);
         let now = now_ms();
         let (course, folder) = (job.course.clone(), job.folder.clone());
