@@ -51,9 +51,10 @@ pub(crate) const CLAIM_CANDIDATE: &str = "SELECT id FROM submissions \
      ORDER BY created_at_ms, id LIMIT 1";
 
 /// Implement [`super::Grading`] for `$store` (a struct with a sqlx `pool`);
-/// `$claim_lock` follows the claim's candidate query (`""` or `FOR UPDATE SKIP LOCKED`).
+/// `$claim_lock` follows the claim's candidate query (`""` or `FOR UPDATE SKIP LOCKED`);
+/// `$user_lock` serialises one student's submits (`$1` is the user id).
 macro_rules! impl_grading {
-    ($store:ty, $claim_lock:expr) => {
+    ($store:ty, $claim_lock:expr, $user_lock:expr) => {
         #[async_trait::async_trait]
         impl $crate::store::Grading for $store {
             async fn assignment_of_section(
@@ -176,6 +177,14 @@ macro_rules! impl_grading {
                 use $crate::store::rows::db_err;
                 use $crate::store::SubmitRefused as R;
                 let mut tx = self.pool.begin().await.map_err(db_err)?;
+                // One submit per student at a time (PostgreSQL: an advisory
+                // lock for the transaction; SQLite serialises writers anyway),
+                // so the in-flight rule holds across assignments too.
+                sqlx::query($user_lock)
+                    .bind(new.user_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
                 // The insert first: it takes SQLite's write lock at once (a
                 // read first could not upgrade under a concurrent writer),
                 // and two submits racing for one attempt number collide on

@@ -157,4 +157,8 @@ mod tests {
 }
 
 super::courses_sql::impl_courses!(PgStore, sqlx::Postgres);
-super::grading_sql::impl_grading!(PgStore, "FOR UPDATE SKIP LOCKED");
+super::grading_sql::impl_grading!(
+    PgStore,
+    "FOR UPDATE SKIP LOCKED",
+    "SELECT pg_advisory_xact_lock(8213, CAST($1 % 2147483647 AS INTEGER))"
+);

@@ -169,4 +169,4 @@ impl Store for SqliteStore {
 }
 
 super::courses_sql::impl_courses!(SqliteStore, sqlx::Sqlite);
-super::grading_sql::impl_grading!(SqliteStore, "");
+super::grading_sql::impl_grading!(SqliteStore, "", "SELECT $1");
