@@ -521,6 +521,19 @@ pub enum GradingMsg {
 }
 
 impl GradingMsg {
+    /// The request id a reply echoes (pushed messages have none).
+    pub fn id(&self) -> Option<u64> {
+        match self {
+            GradingMsg::Assignment { id, .. }
+            | GradingMsg::TestFile { id, .. }
+            | GradingMsg::Submission { id, .. }
+            | GradingMsg::CheckStarted { id, .. }
+            | GradingMsg::Gradebook { id, .. }
+            | GradingMsg::Regraded { id, .. } => *id,
+            GradingMsg::TestProgress { .. } | GradingMsg::CheckDone { .. } => None,
+        }
+    }
+
     /// The `type` of each grading message, in declaration order.
     pub const TYPES: &'static [&'static str] = &[
         "assignment",

@@ -766,7 +766,11 @@ async fn start_grading(
     let batch = admission
         .capacity()
         .saturating_sub(admission.interactive_reserve());
-    let workers = (batch / 2).max(1);
+    // Each grading is CPU work: as many at once as there are cores (never
+    // more than the batch slots allow, two each), so a lab's burst queues
+    // instead of slowing every student's typing.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let workers = (batch / 2).clamp(1, cores.max(1));
     if store.backend() == "sqlite" {
         // One process owns a SQLite file: nobody else can be grading these.
         match store.requeue_running().await {
