@@ -112,17 +112,29 @@ describe("grading", () => {
     await prof.locator("#roster-csv").fill(`username,role\n${inject("username")}\n${PARTIAL_STU.username}\n${LOOP_STU.username}\n`);
     await prof.getByRole("button", { name: "Import" }).click();
     await expect.poll(() => prof.locator(".roster-result").textContent()).toMatch(/Imported/);
-    await prof.locator("#new-section-folder").fill("hw1");
-    await prof.locator("#new-section-title").fill("Homework 1: functions");
-    await prof.locator("#new-section-kind").fill("assignment");
-    await prof.getByRole("button", { name: "Add section (draft)" }).click();
+    // The page re-renders after the import (and again when the course_changed
+    // it causes arrives): wait for the roster to show the students, and
+    // refill the form if a re-render emptied it before the click.
+    await prof.locator(`table.roster tr[data-username="${LOOP_STU.username}"]`).waitFor();
     const card = prof.locator('.section-card[data-folder="hw1"]');
+    for (let attempt = 0; attempt < 5 && (await card.count()) === 0; attempt++) {
+      await prof.locator("#new-section-folder").fill("hw1");
+      await prof.locator("#new-section-title").fill("Homework 1: functions");
+      await prof.locator("#new-section-kind").fill("assignment");
+      await prof.getByRole("button", { name: "Add section (draft)" }).click();
+      await card.waitFor({ timeout: 5_000 }).catch(() => undefined);
+    }
     await card.waitFor();
     await card.locator('input[type="file"]').first().setInputFiles([{ name: "solution.py", mimeType: "text/x-python", buffer: Buffer.from(STARTER) }]);
     await card.locator('.material-item[data-path="hw1/solution.py"]').waitFor();
-    await card.locator("input.section-published").check();
-    await card.locator("button.section-save").click();
-    await expect.poll(() => prof.locator('.section-card[data-folder="hw1"] .badge.state').textContent()).toBe("open");
+    // Publish; again if a re-render (the upload's course_changed) undid the tick.
+    const state = () => prof.locator('.section-card[data-folder="hw1"] .badge.state').textContent();
+    for (let attempt = 0; attempt < 5 && (await state()) !== "open"; attempt++) {
+      await card.locator("input.section-published").check();
+      await card.locator("button.section-save").click();
+      await expect.poll(state, { timeout: 5_000 }).toBe("open").catch(() => undefined);
+    }
+    await expect.poll(state).toBe("open");
 
     await prof.locator('.section-card[data-folder="hw1"] a.grading-link').click();
     await assignmentReady(prof, ".test-files");
