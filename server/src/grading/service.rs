@@ -137,6 +137,35 @@ fn effective_at(v: TestVisibility, due: Option<i64>, now: i64) -> TestVisibility
 /// Nothing else is stored with the tests, so no module among them can be
 /// mistaken for the student's (a reference `solution.py` answering for every
 /// student) or be shadowed by one.
+/// Snapshot a student's folder on the blocking pool, its failures as the
+/// user's refusals (a check and a submit alike).
+async fn take_snapshot(
+    src: PathBuf,
+    root: PathBuf,
+    folder: String,
+) -> Result<snapshot::Snapshot, AppError> {
+    tokio::task::spawn_blocking(move || snapshot::take(&src, &root, &folder))
+        .await
+        .map_err(AppError::internal)?
+        .map_err(|e| match e {
+            SnapshotError::Missing(_) => AppError::new(ErrorCode::NotFound, e.to_string()),
+            SnapshotError::TooLarge(_) => AppError::new(ErrorCode::TooLarge, e.to_string()),
+            SnapshotError::Io(e) if crate::disk::out_of_space(&e) => {
+                AppError::insufficient_storage("nothing was submitted or checked")
+            }
+            SnapshotError::Io(e) => AppError::internal(e),
+        })
+}
+
+/// A visibility's stored and wire name.
+fn vis_name(v: TestVisibility) -> &'static str {
+    match v {
+        TestVisibility::Visible => "visible",
+        TestVisibility::Hidden => "hidden",
+        TestVisibility::AfterDueDate => "after_due_date",
+    }
+}
+
 fn valid_test_file(name: &str) -> bool {
     let stem = name.strip_suffix(".py").unwrap_or("");
     name.len() <= 64
@@ -738,19 +767,7 @@ impl GradingService {
         let src = self.files.tree_path(user.id)?.join(&folder);
         let root = self.config.root.join("snapshots");
         let f = folder.clone();
-        let snap = tokio::task::spawn_blocking(move || snapshot::take(&src, &root, &f))
-            .await
-            .map_err(AppError::internal)?
-            .map_err(|e| match e {
-                SnapshotError::Missing(_) => AppError::new(ErrorCode::NotFound, e.to_string()),
-                SnapshotError::TooLarge(_) => AppError::new(ErrorCode::TooLarge, e.to_string()),
-                SnapshotError::Io(e) if crate::disk::out_of_space(&e) => {
-                    AppError::insufficient_storage(
-                        "your submission was not accepted (nothing was submitted)",
-                    )
-                }
-                SnapshotError::Io(e) => AppError::internal(e),
-            })?;
+        let snap = take_snapshot(src, root, f).await?;
         let rules = SubmitRules {
             max_attempts: config.max_attempts.map(i64::from),
             per_day: Some(config.per_day.map_or(self.config.per_day, i64::from)),
@@ -848,14 +865,7 @@ impl GradingService {
             .join("checks")
             .join(uuid::Uuid::new_v4().simple().to_string());
         let f = folder.clone();
-        let snap = tokio::task::spawn_blocking(move || snapshot::take(&src, &root, &f))
-            .await
-            .map_err(AppError::internal)?
-            .map_err(|e| match e {
-                SnapshotError::Missing(_) => AppError::new(ErrorCode::NotFound, e.to_string()),
-                SnapshotError::TooLarge(_) => AppError::new(ErrorCode::TooLarge, e.to_string()),
-                SnapshotError::Io(e) => AppError::internal(e),
-            })?;
+        let snap = take_snapshot(src, root, f).await?;
         let home = snap.dir;
         if self.checks.insert(user.id, ()).is_some() {
             return Err(AppError::rate_limited(
@@ -958,12 +968,7 @@ fn score(report: &GradeReport, config: &AssignmentConfig) -> (Vec<ResultRow>, f6
             outcome,
             points: earned,
             max_points: points,
-            visibility: match vis {
-                TestVisibility::Visible => "visible",
-                TestVisibility::Hidden => "hidden",
-                TestVisibility::AfterDueDate => "after_due_date",
-            }
-            .into(),
+            visibility: vis_name(vis).into(),
             message: cut(&message, 4000),
             duration_ms: duration as i64,
         });
@@ -1190,12 +1195,7 @@ impl GradingService {
                                 0.0
                             },
                             max_points: points,
-                            visibility: match vis {
-                                TestVisibility::Visible => "visible",
-                                TestVisibility::Hidden => "hidden",
-                                TestVisibility::AfterDueDate => "after_due_date",
-                            }
-                            .into(),
+                            visibility: vis_name(vis).into(),
                             message: t.message.clone(),
                             duration_ms: t.duration_ms as i64,
                         };
@@ -1622,11 +1622,7 @@ impl GradingService {
                     "max_score": t.max_points,
                     "status": if t.outcome == "passed" { "passed" } else { "failed" },
                     "output": t.message.clone().unwrap_or_default(),
-                    "visibility": match t.visibility {
-                        TestVisibility::Visible => "visible",
-                        TestVisibility::Hidden => "hidden",
-                        TestVisibility::AfterDueDate => "after_due_date",
-                    },
+                    "visibility": vis_name(t.visibility),
                 })
             })
             .collect();

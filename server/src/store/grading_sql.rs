@@ -44,6 +44,16 @@ pub(crate) fn submission(r: SubmissionRow) -> super::StoreResult<super::Submissi
     })
 }
 
+/// Decode an assignment row.
+pub(crate) fn assignment(r: (i64, i64, String, i64)) -> super::Assignment {
+    super::Assignment {
+        id: r.0,
+        section_id: r.1,
+        config: r.2,
+        updated_at_ms: r.3,
+    }
+}
+
 /// The claim's candidate: the oldest queued submission, or a running one
 /// whose holder stopped renewing (`$3` is now).
 pub(crate) const CLAIM_CANDIDATE: &str = "SELECT id FROM submissions \
@@ -68,12 +78,7 @@ macro_rules! impl_grading {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err($crate::store::rows::db_err)?;
-                Ok(row.map(|r| $crate::store::Assignment {
-                    id: r.0,
-                    section_id: r.1,
-                    config: r.2,
-                    updated_at_ms: r.3,
-                }))
+                Ok(row.map($crate::store::grading_sql::assignment))
             }
 
             async fn assignment(&self, id: i64) -> $crate::store::StoreResult<$crate::store::Assignment> {
@@ -84,12 +89,7 @@ macro_rules! impl_grading {
                 .fetch_one(&self.pool)
                 .await
                 .map_err($crate::store::rows::db_err)?;
-                Ok($crate::store::Assignment {
-                    id: r.0,
-                    section_id: r.1,
-                    config: r.2,
-                    updated_at_ms: r.3,
-                })
+                Ok($crate::store::grading_sql::assignment(r))
             }
 
             async fn set_assignment(
@@ -110,12 +110,7 @@ macro_rules! impl_grading {
                 .fetch_one(&self.pool)
                 .await
                 .map_err($crate::store::rows::db_err)?;
-                Ok($crate::store::Assignment {
-                    id: r.0,
-                    section_id: r.1,
-                    config: r.2,
-                    updated_at_ms: r.3,
-                })
+                Ok($crate::store::grading_sql::assignment(r))
             }
 
             async fn assignment_files(
