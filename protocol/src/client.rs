@@ -88,6 +88,7 @@ const TYPES: &[&str] = &[
     "submission_get",
     "gradebook_get",
     "regrade",
+    "progress_get",
 ];
 
 impl ClientMsg {

@@ -248,6 +248,41 @@ pub struct GradebookLine {
     pub late: bool,
 }
 
+/// One assignment on a student's progress page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(optional_fields))]
+pub struct ProgressLine {
+    /// The section's folder.
+    pub folder: String,
+    /// The section's title.
+    pub title: String,
+    /// Due date, ms since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at_ms: Option<i64>,
+    /// Points possible (of the last graded submission; or of the settings).
+    pub max_score: f64,
+    /// Best score so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_score: Option<f64>,
+    /// Attempts used (failed ones not counted).
+    pub attempts_used: u32,
+    /// Attempt limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// The last submission's state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_state: Option<SubmissionState>,
+    /// The last submission's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_submission: Option<i64>,
+    /// When it was made, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_at_ms: Option<i64>,
+    /// Any submission was late.
+    pub late: bool,
+}
+
 /// One test's pass rate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
@@ -375,6 +410,15 @@ pub enum GradingRequest {
         /// Section folder.
         folder: String,
     },
+    /// The caller's progress in a course: every assignment they can see,
+    /// with their best score and attempts.
+    ProgressGet {
+        /// Request id, echoed.
+        #[serde(default)]
+        id: Option<u64>,
+        /// Course slug.
+        course: String,
+    },
 }
 
 impl GradingRequest {
@@ -390,6 +434,7 @@ impl GradingRequest {
         "submission_get",
         "gradebook_get",
         "regrade",
+        "progress_get",
     ];
 
     /// The request id, if the client gave one.
@@ -404,7 +449,8 @@ impl GradingRequest {
             | GradingRequest::Submit { id, .. }
             | GradingRequest::SubmissionGet { id, .. }
             | GradingRequest::GradebookGet { id, .. }
-            | GradingRequest::Regrade { id, .. } => *id,
+            | GradingRequest::Regrade { id, .. }
+            | GradingRequest::ProgressGet { id, .. } => *id,
         }
     }
 }
@@ -518,6 +564,22 @@ pub enum GradingMsg {
         /// Submissions queued again.
         queued: u32,
     },
+    /// Reply to `progress_get`.
+    Progress {
+        /// Echoed request id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        /// Course slug.
+        course: String,
+        /// Course title.
+        title: String,
+        /// Per assignment, in the course's order.
+        assignments: Vec<ProgressLine>,
+        /// Sum of the best scores.
+        total_best: f64,
+        /// Sum of the points possible.
+        total_max: f64,
+    },
 }
 
 impl GradingMsg {
@@ -529,7 +591,8 @@ impl GradingMsg {
             | GradingMsg::Submission { id, .. }
             | GradingMsg::CheckStarted { id, .. }
             | GradingMsg::Gradebook { id, .. }
-            | GradingMsg::Regraded { id, .. } => *id,
+            | GradingMsg::Regraded { id, .. }
+            | GradingMsg::Progress { id, .. } => *id,
             GradingMsg::TestProgress { .. } | GradingMsg::CheckDone { .. } => None,
         }
     }
@@ -544,5 +607,6 @@ impl GradingMsg {
         "check_done",
         "gradebook",
         "regraded",
+        "progress",
     ];
 }

@@ -35,7 +35,8 @@ pub use files::{
 };
 pub use grading::{
     AssignmentConfig, AssignmentInfo, GradebookLine, GradingMsg, GradingRequest, LatePolicy,
-    SubmissionInfo, SubmissionState, TestResultInfo, TestSetting, TestStatInfo, TestVisibility,
+    ProgressLine, SubmissionInfo, SubmissionState, TestResultInfo, TestSetting, TestStatInfo,
+    TestVisibility,
 };
 pub use server::ServerMsg;
 pub use session::{EndReason, Phase, RunEnded, RunMode, SessionMsg, SessionRequest};

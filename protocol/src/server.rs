@@ -67,6 +67,7 @@ const TYPES: &[&str] = &[
     "check_done",
     "gradebook",
     "regraded",
+    "progress",
 ];
 
 impl ServerMsg {

@@ -83,6 +83,7 @@ fn domains() -> Vec<(&'static str, Vec<String>)> {
                 SubmissionInfo::decl(),
                 AssignmentInfo::decl(),
                 GradebookLine::decl(),
+                ProgressLine::decl(),
                 TestStatInfo::decl(),
             ],
         ),

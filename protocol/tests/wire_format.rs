@@ -78,6 +78,7 @@ const CLIENT: &[&str] = &[
     r#"{"type":"submission_get","id":67,"submission":42}"#,
     r#"{"type":"gradebook_get","id":68,"course":"cs101","folder":"hw1"}"#,
     r#"{"type":"regrade","id":69,"course":"cs101","folder":"hw1"}"#,
+    r#"{"type":"progress_get","id":70,"course":"cs101"}"#,
 ];
 
 /// Server messages as serialized (absent optional fields are left out).
@@ -135,6 +136,7 @@ const SERVER: &[&str] = &[
     r#"{"type":"check_done","check":65,"course":"cs101","folder":"hw1","tests":[],"message":"the check could not run","output":"","score":0.0,"max_score":0.0}"#,
     r#"{"type":"gradebook","id":68,"course":"cs101","folder":"hw1","max_score":5.0,"lines":[{"student":"ann","best":5.0,"attempts":2,"last_submission":43,"last_at_ms":1795412345000,"late":false},{"student":"bob","attempts":0,"late":false}],"distribution":[0,0,0,0,0,0,0,0,0,1],"tests":[{"name":"test_basic.py::test_add","runs":2,"passed":1}]}"#,
     r#"{"type":"regraded","id":69,"queued":12}"#,
+    r#"{"type":"progress","id":70,"course":"cs101","title":"Intro to Programming","assignments":[{"folder":"hw1","title":"Homework 1","due_at_ms":1796342400000,"max_score":10.0,"best_score":8.0,"attempts_used":2,"max_attempts":5,"last_state":"graded","last_submission":41,"last_at_ms":1796300000000,"late":false},{"folder":"hw2","title":"Homework 2","max_score":4.0,"attempts_used":0,"late":false}],"total_best":8.0,"total_max":14.0}"#,
 ];
 
 /// The `type` of a JSON line.
@@ -183,7 +185,7 @@ fn every_message_type_is_covered_and_no_other_exists() {
         .to_string();
     assert_eq!(
         unknown,
-        r#"unknown variant `nope`, expected one of `ping`, `list`, `stat`, `read`, `write`, `mkdir`, `rename`, `copy`, `delete`, `list_versions`, `read_version`, `restore_version`, `trash_list`, `trash_restore`, `run`, `input`, `resize`, `interrupt`, `stop`, `attach`, `ack`, `course_list`, `course_create`, `course_open`, `course_list_files`, `course_read`, `course_write`, `course_mkdir`, `course_delete`, `course_copy`, `section_save`, `section_delete`, `exception_set`, `exception_remove`, `release_set`, `release_remove`, `roster_get`, `enroll`, `unenroll`, `roster_import`, `student_list_files`, `student_read`, `student_versions`, `student_read_version`, `student_runs`, `assignment_get`, `assignment_save`, `test_file_put`, `test_file_delete`, `test_file_get`, `check`, `submit`, `submission_get`, `gradebook_get`, `regrade` at line 1 column 14"#
+        r#"unknown variant `nope`, expected one of `ping`, `list`, `stat`, `read`, `write`, `mkdir`, `rename`, `copy`, `delete`, `list_versions`, `read_version`, `restore_version`, `trash_list`, `trash_restore`, `run`, `input`, `resize`, `interrupt`, `stop`, `attach`, `ack`, `course_list`, `course_create`, `course_open`, `course_list_files`, `course_read`, `course_write`, `course_mkdir`, `course_delete`, `course_copy`, `section_save`, `section_delete`, `exception_set`, `exception_remove`, `release_set`, `release_remove`, `roster_get`, `enroll`, `unenroll`, `roster_import`, `student_list_files`, `student_read`, `student_versions`, `student_read_version`, `student_runs`, `assignment_get`, `assignment_save`, `test_file_put`, `test_file_delete`, `test_file_get`, `check`, `submit`, `submission_get`, `gradebook_get`, `regrade`, `progress_get` at line 1 column 14"#
     );
     let client: BTreeSet<String> = CLIENT.iter().map(|l| tag(l)).collect();
     let declared = expected_types(&unknown);
@@ -195,7 +197,7 @@ fn every_message_type_is_covered_and_no_other_exists() {
         .to_string();
     assert_eq!(
         unknown,
-        r#"unknown variant `nope`, expected one of `hello`, `pong`, `error`, `listing`, `entry`, `file`, `written`, `deleted`, `versions`, `trash`, `file_changed`, `run_started`, `phase`, `warning`, `run_ended`, `attached`, `shutdown`, `courses`, `course`, `course_listing`, `course_file`, `course_written`, `course_copied`, `roster`, `roster_result`, `student_versions`, `student_runs`, `course_changed`, `assignment`, `test_file`, `submission`, `check_started`, `test_progress`, `check_done`, `gradebook`, `regraded` at line 1 column 14"#
+        r#"unknown variant `nope`, expected one of `hello`, `pong`, `error`, `listing`, `entry`, `file`, `written`, `deleted`, `versions`, `trash`, `file_changed`, `run_started`, `phase`, `warning`, `run_ended`, `attached`, `shutdown`, `courses`, `course`, `course_listing`, `course_file`, `course_written`, `course_copied`, `roster`, `roster_result`, `student_versions`, `student_runs`, `course_changed`, `assignment`, `test_file`, `submission`, `check_started`, `test_progress`, `check_done`, `gradebook`, `regraded`, `progress` at line 1 column 14"#
     );
     let server: BTreeSet<String> = SERVER.iter().map(|l| tag(l)).collect();
     let declared = expected_types(&unknown);

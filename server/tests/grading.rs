@@ -556,6 +556,51 @@ async fn story(url: &str) {
     .await;
     assert_eq!(code(&m), Some(ErrorCode::NotFound));
 
+    // Her progress page: the assignment with her best score and attempts.
+    let m = grading(ann, |id| GradingRequest::ProgressGet {
+        id,
+        course: "cs101".into(),
+    })
+    .await;
+    let ServerMsg::Grading(GradingMsg::Progress {
+        assignments,
+        total_best,
+        total_max,
+        ..
+    }) = m
+    else {
+        panic!("{m:?}")
+    };
+    assert_eq!(assignments.len(), 1, "{assignments:?}");
+    let line = &assignments[0];
+    assert_eq!(
+        (
+            line.folder.as_str(),
+            line.best_score,
+            line.attempts_used,
+            line.max_attempts,
+            line.last_state,
+            line.due_at_ms.is_some()
+        ),
+        (
+            "hw1",
+            Some(10.0),
+            3,
+            Some(3),
+            Some(SubmissionState::Graded),
+            true
+        ),
+        "{line:?}"
+    );
+    assert_eq!((total_best, total_max), (10.0, 10.0));
+    // Not a member: the course does not exist for her.
+    let m = grading(ann, |id| GradingRequest::ProgressGet {
+        id,
+        course: "nope".into(),
+    })
+    .await;
+    assert_eq!(code(&m), Some(ErrorCode::NotFound));
+
     // Exports: the gradebook as CSV, a submission as Gradescope's results.json.
     let http = reqwest::Client::new();
     let prof_token = server.login("prof", PW).await;

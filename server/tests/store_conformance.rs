@@ -1588,6 +1588,30 @@ async fn grading(store: &DynStore, b: &str) {
         (Some(1.0), 1, false),
         "{b}"
     );
+    // A student's progress: one line per assignment of the course.
+    let p1 = store.progress(course.id, s1.id).await.unwrap();
+    assert_eq!(p1.len(), 1, "{b}");
+    assert_eq!(
+        (p1[0].section_id, p1[0].best, p1[0].attempts, p1[0].late),
+        (sec.id, Some(2.5), 2, true),
+        "{b}"
+    );
+    assert_eq!(
+        p1[0].last.map(|l| (l.0, l.1)),
+        Some((third.id, SubmissionStatus::Graded)),
+        "{b}"
+    );
+    let nobody = store.progress(course.id, 0).await.unwrap();
+    assert_eq!(
+        (
+            nobody.len(),
+            nobody[0].best,
+            nobody[0].attempts,
+            nobody[0].last
+        ),
+        (1, None, 0, None),
+        "{b}: an assignment without submissions is listed too"
+    );
     let stats = store.test_stats(a.id).await.unwrap();
     assert_eq!(
         stats

@@ -206,16 +206,34 @@ describe("grading", () => {
     expect(await stu.content()).not.toContain("test_hidden_edge");
     await expect.poll(() => stu.locator(".best-score").textContent()).toBe("10 / 10");
     await screenshot(stu, "assignment-graded-student");
+
+    // Her progress in the course: the assignment with its best score.
+    await stu.locator("a.progress-link").click();
+    const line = stu.locator('tr.progress-line[data-folder="hw1"]');
+    await line.waitFor({ timeout: 20_000 });
+    expect(await line.getAttribute("data-state")).toBe("graded");
+    expect(await line.locator(".score-text").textContent()).toBe("10 / 10");
+    expect(await stu.locator(".progress-total .score-text").textContent()).toBe("10 / 10");
   });
 
   it("a partial solution scores its points; an infinite loop times out one test and the rest are graded", async () => {
     const partial = await page();
     await login(partial, { baseUrl: baseUrl(), ...PARTIAL_STU });
     await putSolution(partial, PARTIAL);
+    // Her progress page, open in a second tab, follows the submission live.
+    const progress = await partial.context().newPage();
+    await progress.goto(`${baseUrl()}/#/progress/${SLUG}`);
+    const line = progress.locator('tr.progress-line[data-folder="hw1"]');
+    await line.waitFor({ timeout: 20_000 });
+    expect(await line.getAttribute("data-state")).toBe("none");
     await partial.goto(`${baseUrl()}/#/assignment/${SLUG}/hw1`);
     await assignmentReady(partial, "button.submit");
     expect(await submit(partial)).toMatch(/Graded: 6 \/ 10/);
     expect(await partial.locator('.live-submission tr[data-outcome="failed"]').count()).toBe(2);
+    await expect.poll(() => line.getAttribute("data-state"), { timeout: 20_000 }).toBe("graded");
+    expect(await line.locator(".score-text").textContent()).toBe("6 / 10");
+    await screenshot(progress, "progress-student");
+    await progress.close();
 
     const loop = await page();
     await login(loop, { baseUrl: baseUrl(), ...LOOP_STU });

@@ -44,6 +44,10 @@ export class GradingApi {
     return expectMsg(await this.conn.request({ type: "gradebook_get", course, folder }), "gradebook");
   }
 
+  async progress(course: string): Promise<ServerMsgOf<"progress">> {
+    return expectMsg(await this.conn.request({ type: "progress_get", course }), "progress");
+  }
+
   async regrade(course: string, folder: string): Promise<number> {
     return expectMsg(await this.conn.request({ type: "regrade", course, folder }), "regraded").queued;
   }
@@ -74,4 +78,10 @@ export function scoreText(score: number | undefined | null, max: number | undefi
 export function barHeights(counts: number[]): number[] {
   const top = Math.max(1, ...counts);
   return counts.map((c) => Math.round((c / top) * 100));
+}
+
+/** A best score as a share of the points possible, 0–100 (0 without points). */
+export function percentOf(score: number | undefined | null, max: number): number {
+  if (score === undefined || score === null || !(max > 0)) return 0;
+  return Math.max(0, Math.min(100, Math.round((score / max) * 100)));
 }

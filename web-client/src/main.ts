@@ -34,7 +34,8 @@ const router = new Router(root, () => "ide")
   .register("login", loginView)
   .register("ide", lazy(["student", "professor", "admin"], () => import("./views/ide").then((m) => m.ideView)))
   .register("course", lazy(["student", "professor", "admin"], () => import("./views/course").then((m) => m.courseView)))
-  .register("assignment", lazy(["student", "professor", "admin"], () => import("./views/assignment").then((m) => m.assignmentView)));
+  .register("assignment", lazy(["student", "professor", "admin"], () => import("./views/assignment").then((m) => m.assignmentView)))
+  .register("progress", lazy(["student", "professor", "admin"], () => import("./views/progress").then((m) => m.progressView)));
 
 me()
   .catch(() => null)

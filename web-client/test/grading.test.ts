@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { barHeights, dueIn, scoreText } from "../src/grading";
+import { barHeights, dueIn, percentOf, scoreText } from "../src/grading";
 
 describe("grading helpers", () => {
   it("words a countdown both ways", () => {
@@ -16,5 +16,11 @@ describe("grading helpers", () => {
     expect(scoreText(undefined, 10)).toBe("– / 10");
     expect(barHeights([0, 2, 4])).toEqual([0, 50, 100]);
     expect(barHeights([0, 0])).toEqual([0, 0]);
+  });
+  it("fills a progress bar by the share of the points", () => {
+    expect(percentOf(6, 10)).toBe(60);
+    expect(percentOf(undefined, 10)).toBe(0);
+    expect(percentOf(3, 0)).toBe(0);
+    expect(percentOf(12, 10)).toBe(100);
   });
 });

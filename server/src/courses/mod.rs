@@ -176,6 +176,33 @@ impl CourseService {
         Ok((st.course, section, st.role, staff))
     }
 
+    /// For a student's progress page: the course and the sections `user`
+    /// may see (staff: all), with `action` authorized.
+    pub(crate) async fn visible_sections(
+        &self,
+        user: &UserInfo,
+        slug: &str,
+        action: CourseAction,
+    ) -> Result<(Course, Vec<Section>), AppError> {
+        let (view, st) = self.enter(user, slug, action).await?;
+        let staff = self.is_staff(user, &st);
+        let now = crate::store::now_ms();
+        let sections = view
+            .sections(st.course.id)
+            .iter()
+            .filter(|s| {
+                staff
+                    || !matches!(
+                        visibility::state(s, view.exception(s.id, user.id), now),
+                        campus_protocol::SectionState::Draft
+                            | campus_protocol::SectionState::Scheduled
+                    )
+            })
+            .cloned()
+            .collect();
+        Ok((st.course, sections))
+    }
+
     /// For grading: the course and section of `section_id`, and whether
     /// `user` is staff of that course (admins are).
     pub(crate) async fn section_by_id(

@@ -214,6 +214,46 @@ fn validate(config: &AssignmentConfig) -> Result<(), AppError> {
     Ok(())
 }
 
+/// The progress page of one student in a course: the assignments among
+/// `sections` (those the student may see), in the course's order.
+fn progress(
+    id: Option<u64>,
+    course: &crate::store::Course,
+    sections: &[crate::store::Section],
+    rows: Vec<crate::store::ProgressRow>,
+) -> GradingMsg {
+    let mut lines = Vec::new();
+    for r in rows {
+        let Some(section) = sections.iter().find(|s| s.id == r.section_id) else {
+            continue;
+        };
+        let config = serde_json::from_str::<AssignmentConfig>(&r.config).unwrap_or_default();
+        let from_settings = config.tests.iter().map(|t| t.points).sum::<f64>();
+        let max_score = r.last.as_ref().and_then(|l| l.2).unwrap_or(from_settings);
+        lines.push(campus_protocol::ProgressLine {
+            folder: section.folder.clone(),
+            title: section.title.clone(),
+            due_at_ms: config.due_at_ms,
+            max_score,
+            best_score: r.best,
+            attempts_used: u32::try_from(r.attempts).unwrap_or(u32::MAX),
+            max_attempts: config.max_attempts,
+            last_state: r.last.as_ref().map(|l| state_of(l.1)),
+            last_submission: r.last.as_ref().map(|l| l.0),
+            last_at_ms: r.last.as_ref().map(|l| l.3),
+            late: r.late,
+        });
+    }
+    GradingMsg::Progress {
+        id,
+        course: course.slug.clone(),
+        title: course.title.clone(),
+        total_best: lines.iter().filter_map(|l| l.best_score).sum(),
+        total_max: lines.iter().map(|l| l.max_score).sum(),
+        assignments: lines,
+    }
+}
+
 fn state_of(s: SubmissionStatus) -> SubmissionState {
     match s {
         SubmissionStatus::Queued => SubmissionState::Queued,
@@ -563,6 +603,14 @@ impl GradingService {
                     id,
                     queued: n as u32,
                 }
+            }
+            R::ProgressGet { id, course } => {
+                let (c, sections) = self
+                    .courses
+                    .visible_sections(user, &course, CourseAction::View)
+                    .await?;
+                let rows = self.store.progress(c.id, user.id).await?;
+                progress(id, &c, &sections, rows)
             }
         };
         Ok(ServerMsg::Grading(msg))

@@ -183,6 +183,23 @@ pub struct GradebookRow {
     pub late: bool,
 }
 
+/// One assignment of a course with one student's standing in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgressRow {
+    /// The assignment's section.
+    pub section_id: i64,
+    /// Its settings, JSON.
+    pub config: String,
+    /// The student's best score.
+    pub best: Option<f64>,
+    /// Their attempts (failed ones not counted).
+    pub attempts: i64,
+    /// Their last submission: id, status, points possible, time.
+    pub last: Option<(i64, SubmissionStatus, Option<f64>, i64)>,
+    /// Any submission was late.
+    pub late: bool,
+}
+
 /// One test's pass rate over an assignment's graded submissions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TestStat {
@@ -278,4 +295,6 @@ pub trait Grading: Send + Sync {
         -> StoreResult<Vec<GradebookRow>>;
     /// Per-test pass rates over the assignment's graded submissions (one query).
     async fn test_stats(&self, assignment_id: i64) -> StoreResult<Vec<TestStat>>;
+    /// Every assignment of a course with `user_id`'s standing: one query.
+    async fn progress(&self, course_id: i64, user_id: i64) -> StoreResult<Vec<ProgressRow>>;
 }

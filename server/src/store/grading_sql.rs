@@ -508,6 +508,65 @@ macro_rules! impl_grading {
                     })
                     .collect())
             }
+
+            async fn progress(
+                &self,
+                course_id: i64,
+                user_id: i64,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::ProgressRow>> {
+                // The student's submissions aggregated per assignment (the
+                // user_time index), then their last one joined by id.
+                type Row = (
+                    i64,
+                    String,
+                    Option<f64>,
+                    Option<i64>,
+                    Option<i64>,
+                    Option<i64>,
+                    Option<String>,
+                    Option<f64>,
+                    Option<i64>,
+                );
+                let rows: Vec<Row> = sqlx::query_as(
+                    "SELECT a.section_id, a.config, b.best, b.attempts, b.late, \
+                     l.id, l.status, l.max_score, l.created_at_ms \
+                     FROM assignments a JOIN course_sections cs ON cs.id = a.section_id \
+                     LEFT JOIN (SELECT assignment_id, MAX(score) AS best, \
+                         COUNT(CASE WHEN status <> 'failed' THEN 1 END) AS attempts, \
+                         MAX(id) AS last_id, \
+                         CAST(MAX(CASE WHEN late THEN 1 ELSE 0 END) AS BIGINT) AS late \
+                         FROM submissions WHERE user_id = $2 GROUP BY assignment_id) b \
+                       ON b.assignment_id = a.id \
+                     LEFT JOIN submissions l ON l.id = b.last_id \
+                     WHERE cs.course_id = $1 ORDER BY cs.position, cs.id",
+                )
+                .bind(course_id)
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::store::rows::db_err)?;
+                rows.into_iter()
+                    .map(|r| {
+                        let last = match (r.5, r.6, r.8) {
+                            (Some(id), Some(status), Some(at)) => Some((
+                                id,
+                                $crate::store::SubmissionStatus::parse(&status)?,
+                                r.7,
+                                at,
+                            )),
+                            _ => None,
+                        };
+                        Ok($crate::store::ProgressRow {
+                            section_id: r.0,
+                            config: r.1,
+                            best: r.2,
+                            attempts: r.3.unwrap_or(0),
+                            last,
+                            late: r.4.unwrap_or(0) != 0,
+                        })
+                    })
+                    .collect()
+            }
         }
     };
 }

@@ -29,8 +29,8 @@ use super::{
     StoreResult, User, Users,
 };
 use super::{
-    Assignment, GradeResult, GradebookRow, Grading, NewSubmission, ResultRow, Submission,
-    SubmitRefused, SubmitRules, TestStat,
+    Assignment, GradeResult, GradebookRow, Grading, NewSubmission, ProgressRow, ResultRow,
+    Submission, SubmitRefused, SubmitRules, TestStat,
 };
 
 /// Budget of an interactive call (login, the WebSocket gate, an account
@@ -591,6 +591,11 @@ impl Grading for GuardedStore {
 
     async fn test_stats(&self, assignment_id: i64) -> StoreResult<Vec<TestStat>> {
         self.call(BATCH_BUDGET, self.inner.test_stats(assignment_id))
+            .await
+    }
+
+    async fn progress(&self, course_id: i64, user_id: i64) -> StoreResult<Vec<ProgressRow>> {
+        self.call(INTERACTIVE_BUDGET, self.inner.progress(course_id, user_id))
             .await
     }
 }

@@ -28,8 +28,8 @@ pub use courses::{
     Section, SectionException, SectionFields,
 };
 pub use grading::{
-    Assignment, GradeResult, GradebookRow, Grading, NewSubmission, ResultRow, Submission,
-    SubmissionStatus, SubmitRefused, SubmitRules, TestStat,
+    Assignment, GradeResult, GradebookRow, Grading, NewSubmission, ProgressRow, ResultRow,
+    Submission, SubmissionStatus, SubmitRefused, SubmitRules, TestStat,
 };
 pub use guard::{guard, DbHealth, GuardedStore};
 pub use postgres::PgStore;

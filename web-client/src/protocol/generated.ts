@@ -1675,7 +1675,15 @@ course: string,
 /**
  * Section folder.
  */
-folder: string, };
+folder: string, } | { "type": "progress_get", 
+/**
+ * Request id, echoed.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, };
 
 export type GradingMsg = { "type": "assignment", 
 /**
@@ -1809,7 +1817,31 @@ id?: number,
 /**
  * Submissions queued again.
  */
-queued: number, };
+queued: number, } | { "type": "progress", 
+/**
+ * Echoed request id.
+ */
+id?: number, 
+/**
+ * Course slug.
+ */
+course: string, 
+/**
+ * Course title.
+ */
+title: string, 
+/**
+ * Per assignment, in the course's order.
+ */
+assignments: Array<ProgressLine>, 
+/**
+ * Sum of the best scores.
+ */
+total_best: number, 
+/**
+ * Sum of the points possible.
+ */
+total_max: number, };
 
 export type TestVisibility = "visible" | "hidden" | "after_due_date";
 
@@ -2035,6 +2067,52 @@ last_submission?: number,
 last_at_ms?: number, 
 /**
  * Any submission late.
+ */
+late: boolean, };
+
+export type ProgressLine = { 
+/**
+ * The section's folder.
+ */
+folder: string, 
+/**
+ * The section's title.
+ */
+title: string, 
+/**
+ * Due date, ms since the epoch.
+ */
+due_at_ms?: number, 
+/**
+ * Points possible (of the last graded submission; or of the settings).
+ */
+max_score: number, 
+/**
+ * Best score so far.
+ */
+best_score?: number, 
+/**
+ * Attempts used (failed ones not counted).
+ */
+attempts_used: number, 
+/**
+ * Attempt limit.
+ */
+max_attempts?: number, 
+/**
+ * The last submission's state.
+ */
+last_state?: SubmissionState, 
+/**
+ * The last submission's id.
+ */
+last_submission?: number, 
+/**
+ * When it was made, ms.
+ */
+last_at_ms?: number, 
+/**
+ * Any submission was late.
  */
 late: boolean, };
 

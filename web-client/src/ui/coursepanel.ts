@@ -94,6 +94,10 @@ export class CoursePanel {
   private renderCourse(info: CourseInfo, files: FileEntry[]): HTMLElement {
     const staff = info.can.includes("drafts");
     const manage = staff ? h("button.tool", { onclick: () => this.deps.manage(info.slug) }, "Course page") : null;
+    const progress =
+      !staff && info.sections.some((s) => s.kind === "assignment")
+        ? h("a.button.progress-link", { href: `#/progress/${info.slug}`, title: `Your scores in every assignment of ${info.title}` }, "My progress")
+        : null;
     const sections = info.sections.map((s) => {
       const mine = files.filter((f) => f.path === s.folder || f.path.startsWith(s.folder + "/"));
       const state =
@@ -141,6 +145,7 @@ export class CoursePanel {
       null,
       h("p.readonly-note", null, "Read-only course material. Copy it to your workspace to change it."),
       manage,
+      progress,
       sections.length > 0 ? sections : h("p.muted", null, "Nothing released yet."),
     );
   }

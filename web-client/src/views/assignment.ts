@@ -189,7 +189,7 @@ export const assignmentView: View = {
           c.due_at_ms ? h("span.due", null, `Due ${localTime(c.due_at_ms)} · `, countdown) : h("span.due", null, "No due date"),
           c.due_at_ms && c.late_policy === "refuse" ? " · late submissions are refused" : c.due_at_ms && c.late_penalty_percent > 0 ? ` · late: −${c.late_penalty_percent} %` : "",
         ),
-        h("p.assignment-meta", null, attempts, " · best score ", h("strong.best-score", null, scoreText(a.best_score, a.max_score))),
+        h("p.assignment-meta", null, attempts, " · best score ", h("strong.best-score", null, scoreText(a.best_score, a.max_score)), " · ", h("a.progress-link", { href: `#/progress/${course}` }, "My progress in this course")),
         h("p.muted", null, `Check runs the public tests on the folder ${folder}/ of your workspace; Submit hands it in (later edits change nothing). Copy the assignment's folder from the Courses panel first.`),
         h("div.assignment-actions", null, checkBtn, submitBtn),
         checkBox,
@@ -351,7 +351,7 @@ export const assignmentView: View = {
         h(
           "div.bars",
           null,
-          items.map((it, i) => h("div.bar", { title: `${it.label}: ${it.text}` }, h("span.bar-fill", { style: { height: `${heights[i]}%` } }), h("span.bar-label", null, it.label), h("span.bar-value", null, it.text))),
+          items.map((it, i) => h("div.bar", { title: `${it.label}: ${it.text}` }, h("span.bar-fill", { style: { height: `${heights[i]}%` } }, h("span.bar-value", null, it.text)), h("span.bar-label", null, it.label))),
         ),
       );
     };
