@@ -19,11 +19,12 @@ mod support;
 use std::time::Duration;
 
 use campus_protocol::{
-    AssignmentConfig, AssignmentInfo, ClientMsg, ConnectionMsg, CourseMsg, CourseRequest, Encoding,
-    ErrorCode, FileRequest, GradingMsg, GradingRequest, LatePolicy, Role, ServerMsg,
-    SubmissionInfo, SubmissionState, TestSetting, TestVisibility,
+    AssignmentConfig, AssignmentInfo, ClientMsg, ConnectionMsg, Encoding, ErrorCode, FileRequest,
+    GradingMsg, GradingRequest, LatePolicy, Role, ServerMsg, SubmissionInfo, SubmissionState,
+    TestSetting, TestVisibility,
 };
 use support::db::test_databases;
+use support::grading::{course_with_assignment, grading};
 use support::server::{TestServer, WsClient};
 
 const PW: &str = "password-123";
@@ -63,14 +64,6 @@ fn retry_after(m: &ServerMsg) -> Option<u64> {
         ServerMsg::Connection(ConnectionMsg::Error { retry_after_ms, .. }) => *retry_after_ms,
         _ => None,
     }
-}
-
-async fn grading(c: &mut WsClient, build: impl FnOnce(Option<u64>) -> GradingRequest) -> ServerMsg {
-    c.request(|id| ClientMsg::Grading(build(id))).await
-}
-
-async fn course(c: &mut WsClient, build: impl FnOnce(Option<u64>) -> CourseRequest) -> ServerMsg {
-    c.request(|id| ClientMsg::Courses(build(id))).await
 }
 
 /// Save a file, over whatever version is there.
@@ -210,57 +203,15 @@ fn outcome(s: &SubmissionInfo, name: &str) -> (String, f64) {
 async fn setup(server: &TestServer, students: &[&str]) -> (WsClient, Vec<WsClient>) {
     server.add_user("prof", PW, Role::Professor).await;
     let mut prof = server.connect(&server.login("prof", PW).await).await;
-    let m = course(&mut prof, |id| CourseRequest::CourseCreate {
-        id,
-        slug: "cs101".into(),
-        title: "Intro".into(),
-        term: String::new(),
-    })
-    .await;
-    assert!(code(&m).is_none(), "{m:?}");
-    let mut clients = Vec::new();
+    let mut tokens = Vec::new();
     for s in students {
-        let (_, token) = server.student(s).await;
-        let username = s.to_string();
-        let m = course(&mut prof, |id| CourseRequest::Enroll {
-            id,
-            course: "cs101".into(),
-            username,
-            role: None,
-        })
-        .await;
-        assert!(code(&m).is_none(), "{m:?}");
-        clients.push(server.connect(&token).await);
+        tokens.push(server.student(s).await.1);
     }
-    let m = course(&mut prof, |id| CourseRequest::SectionSave {
-        id,
-        course: "cs101".into(),
-        section: None,
-        folder: "hw1".into(),
-        title: "Homework 1".into(),
-        kind: "assignment".into(),
-        position: None,
-        published: true,
-        release_at_ms: None,
-        close_at_ms: None,
-    })
-    .await;
-    assert!(
-        matches!(m, ServerMsg::Courses(CourseMsg::Course { .. })),
-        "{m:?}"
-    );
-    let m = grading(&mut prof, |id| GradingRequest::TestFilePut {
-        id,
-        course: "cs101".into(),
-        folder: "hw1".into(),
-        name: "test_solution.py".into(),
-        content: TESTS.into(),
-    })
-    .await;
-    let ServerMsg::Grading(GradingMsg::Assignment { assignment, .. }) = m else {
-        panic!("{m:?}")
-    };
-    assert_eq!(assignment.test_files, vec!["test_solution.py"]);
+    course_with_assignment(&mut prof, students, TESTS).await;
+    let mut clients = Vec::new();
+    for token in &tokens {
+        clients.push(server.connect(token).await);
+    }
     (prof, clients)
 }
 

@@ -3,5 +3,7 @@
 
 pub mod class;
 pub mod db;
+pub mod grading;
 pub mod pg_private;
+pub mod process;
 pub mod server;
