@@ -14,6 +14,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use campus_protocol::{GradingMsg, GradingRequest, ServerMsg, SubmissionState};
+use campus_server::grading::pair::GRADER_USER_ID;
+use campus_server::sandbox::student_uid;
 use support::class::save;
 use support::grading::{course_with_assignment, grading};
 use support::process::*;
@@ -27,9 +29,6 @@ def test_slow_add():\n    import time\n    time.sleep(4)\n    assert add(2, 3) =
 def test_zero():\n    assert add(-1, 1) == 0\n";
 
 const SOLUTION: &str = "def add(a, b):\n    return a + b\n";
-
-/// The grader's user id (its sandbox runs as `uid_base` + this).
-const GRADER_USER_ID: u32 = 2_000_000_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grading_killed_with_its_server_is_graded_once_after_the_restart() {
@@ -45,8 +44,8 @@ async fn a_grading_killed_with_its_server_is_graded_once_after_the_restart() {
         "professor",
     );
     let ann = add_student(&mut campus(dir.path(), &group, base), "ann", PW);
-    let student_uid = base + u32::try_from(ann).unwrap();
-    let grader_uid = base + GRADER_USER_ID;
+    let ann_uid = student_uid(base, ann).unwrap();
+    let grader_uid = student_uid(base, GRADER_USER_ID).unwrap();
     let port = free_port();
     let serve = || {
         Server(
@@ -97,26 +96,41 @@ async fn a_grading_killed_with_its_server_is_graded_once_after_the_restart() {
     // Both sides up (the student's may still be setting its sandbox up as
     // root when the harness reports the test).
     let up_by = Instant::now() + Duration::from_secs(10);
-    while processes_of(grader_uid).is_empty() || processes_of(student_uid).is_empty() {
+    while processes_of(grader_uid).is_empty() || processes_of(ann_uid).is_empty() {
         assert!(
             Instant::now() < up_by,
-            "the harness runs as {grader_uid} ({:?}), the student's code as {student_uid} ({:?})",
+            "the harness runs as {grader_uid} ({:?}), the student's code as {ann_uid} ({:?})",
             processes_of(grader_uid),
-            processes_of(student_uid)
+            processes_of(ann_uid)
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    // Still being graded when the server dies (the slow test sleeps 4 s).
+    let m = grading(&mut c, |id| GradingRequest::SubmissionGet {
+        id,
+        submission: sid,
+    })
+    .await;
+    assert!(
+        matches!(&m, ServerMsg::Grading(GradingMsg::Submission { submission, .. }) if submission.state == SubmissionState::Running),
+        "{m:?}"
+    );
     server.0.kill().unwrap();
     server.0.wait().unwrap();
     drop((c, prof));
     assert_all_gone(grader_uid, "the grading's harness").await;
-    assert_all_gone(student_uid, "the grading's student side").await;
+    assert_all_gone(ann_uid, "the grading's student side").await;
 
     // Started again on the same data dir: graded once.
     let _server = serve();
     wait_listening(port).await;
     let mut c = connect(port, &login(port, "ann", PW).await).await;
+    // The new server grades it again (its tests run again, pushed live).
+    c.wait_for("the submission graded again", |m| {
+        matches!(m, ServerMsg::Grading(GradingMsg::TestProgress { submission: Some(s), .. }) if *s == sid)
+    })
+    .await;
     let deadline = Instant::now() + Duration::from_secs(120);
     let graded = loop {
         let m = grading(&mut c, |id| GradingRequest::SubmissionGet {
@@ -142,7 +156,7 @@ async fn a_grading_killed_with_its_server_is_graded_once_after_the_restart() {
         (Some(2.0), Some(2.0), 1),
         "{graded:?}"
     );
-    assert_eq!(graded.tests.len(), 2, "one set of results: {graded:?}");
+    assert_eq!(graded.tests.len(), 2, "{graded:?}");
     assert!(
         graded.tests.iter().all(|t| t.outcome == "passed"),
         "{graded:?}"

@@ -1601,6 +1601,7 @@ async fn grading(store: &DynStore, b: &str) {
         Some((third.id, SubmissionStatus::Graded)),
         "{b}"
     );
+    assert_eq!(p1[0].max_score, Some(3.0), "{b}");
     let nobody = store.progress(course.id, 0).await.unwrap();
     assert_eq!(
         (
@@ -1611,6 +1612,11 @@ async fn grading(store: &DynStore, b: &str) {
         ),
         (1, None, 0, None),
         "{b}: an assignment without submissions is listed too"
+    );
+    assert_eq!(
+        nobody[0].max_score,
+        Some(3.0),
+        "{b}: worth what the assignment's last graded submission was"
     );
     let stats = store.test_stats(a.id).await.unwrap();
     assert_eq!(

@@ -229,7 +229,7 @@ fn progress(
         };
         let config = serde_json::from_str::<AssignmentConfig>(&r.config).unwrap_or_default();
         let from_settings = config.tests.iter().map(|t| t.points).sum::<f64>();
-        let max_score = r.last.as_ref().and_then(|l| l.2).unwrap_or(from_settings);
+        let max_score = r.max_score.unwrap_or(from_settings);
         lines.push(campus_protocol::ProgressLine {
             folder: section.folder.clone(),
             title: section.title.clone(),
@@ -240,7 +240,7 @@ fn progress(
             max_attempts: config.max_attempts,
             last_state: r.last.as_ref().map(|l| state_of(l.1)),
             last_submission: r.last.as_ref().map(|l| l.0),
-            last_at_ms: r.last.as_ref().map(|l| l.3),
+            last_at_ms: r.last.as_ref().map(|l| l.2),
             late: r.late,
         });
     }
@@ -665,14 +665,13 @@ impl GradingService {
         } else {
             self.store.submissions_of(a.id, user.id).await?
         };
-        let mut max_score = config.tests.iter().map(|t| t.points).sum::<f64>();
+        // Of the newest graded submission (one queued or running has none yet).
+        let max_score = subs
+            .iter()
+            .find_map(|s| s.max_score)
+            .unwrap_or_else(|| config.tests.iter().map(|t| t.points).sum::<f64>());
         let mut submissions = Vec::new();
         for (i, s) in subs.iter().enumerate() {
-            if i == 0 {
-                if let Some(m) = s.max_score {
-                    max_score = m;
-                }
-            }
             // Results only for the newest (history lines need no test list).
             let rows = if i == 0 {
                 self.store.submission(s.id).await?.1

@@ -194,8 +194,11 @@ pub struct ProgressRow {
     pub best: Option<f64>,
     /// Their attempts (failed ones not counted).
     pub attempts: i64,
-    /// Their last submission: id, status, points possible, time.
-    pub last: Option<(i64, SubmissionStatus, Option<f64>, i64)>,
+    /// Their last submission: id, status, time.
+    pub last: Option<(i64, SubmissionStatus, i64)>,
+    /// Points possible: of their last graded submission, else of the
+    /// assignment's last graded one (anyone's); None before any grading.
+    pub max_score: Option<f64>,
     /// Any submission was late.
     pub late: bool,
 }

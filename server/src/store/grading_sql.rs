@@ -515,7 +515,9 @@ macro_rules! impl_grading {
                 user_id: i64,
             ) -> $crate::store::StoreResult<Vec<$crate::store::ProgressRow>> {
                 // The student's submissions aggregated per assignment (the
-                // user_time index), then their last one joined by id.
+                // user_time index), then their last one and their last graded
+                // one joined by id; what an assignment nobody of theirs was
+                // graded in is worth: its newest graded submission's points.
                 type Row = (
                     i64,
                     String,
@@ -524,20 +526,25 @@ macro_rules! impl_grading {
                     Option<i64>,
                     Option<i64>,
                     Option<String>,
-                    Option<f64>,
                     Option<i64>,
+                    Option<f64>,
                 );
                 let rows: Vec<Row> = sqlx::query_as(
                     "SELECT a.section_id, a.config, b.best, b.attempts, b.late, \
-                     l.id, l.status, l.max_score, l.created_at_ms \
+                     l.id, l.status, l.created_at_ms, \
+                     COALESCE(g.max_score, (SELECT o.max_score FROM submissions o \
+                         WHERE o.assignment_id = a.id AND o.max_score IS NOT NULL \
+                         ORDER BY o.created_at_ms DESC LIMIT 1)) \
                      FROM assignments a JOIN course_sections cs ON cs.id = a.section_id \
                      LEFT JOIN (SELECT assignment_id, MAX(score) AS best, \
                          COUNT(CASE WHEN status <> 'failed' THEN 1 END) AS attempts, \
                          MAX(id) AS last_id, \
+                         MAX(CASE WHEN max_score IS NOT NULL THEN id END) AS graded_id, \
                          CAST(MAX(CASE WHEN late THEN 1 ELSE 0 END) AS BIGINT) AS late \
                          FROM submissions WHERE user_id = $2 GROUP BY assignment_id) b \
                        ON b.assignment_id = a.id \
                      LEFT JOIN submissions l ON l.id = b.last_id \
+                     LEFT JOIN submissions g ON g.id = b.graded_id \
                      WHERE cs.course_id = $1 ORDER BY cs.position, cs.id",
                 )
                 .bind(course_id)
@@ -547,11 +554,10 @@ macro_rules! impl_grading {
                 .map_err($crate::store::rows::db_err)?;
                 rows.into_iter()
                     .map(|r| {
-                        let last = match (r.5, r.6, r.8) {
+                        let last = match (r.5, r.6, r.7) {
                             (Some(id), Some(status), Some(at)) => Some((
                                 id,
                                 $crate::store::SubmissionStatus::parse(&status)?,
-                                r.7,
                                 at,
                             )),
                             _ => None,
@@ -562,6 +568,7 @@ macro_rules! impl_grading {
                             best: r.2,
                             attempts: r.3.unwrap_or(0),
                             last,
+                            max_score: r.8,
                             late: r.4.unwrap_or(0) != 0,
                         })
                     })

@@ -102,6 +102,7 @@ export const progressView: View = {
     };
     let loading = false;
     let again = false;
+    let shown = false;
     // One request at a time; a push arriving meanwhile asks for one more.
     const reload = async () => {
       if (loading) {
@@ -113,15 +114,25 @@ export const progressView: View = {
         do {
           again = false;
           render(await api.progress(course));
+          shown = true;
         } while (again);
       } catch (e) {
         notices.error("Could not load your progress", e);
+        if (!shown) setChildren(main, h("p", null, "Your progress in this course is not available."));
       } finally {
         loading = false;
       }
     };
+    // A submission's state (not its queue position) changes the figures; a
+    // section released, published or hidden changes the list.
+    const states = new Map<number, string>();
     conn.on("message", (m) => {
-      if (m.type === "submission" && m.id === undefined && m.submission.course === course) void reload();
+      if (m.type === "submission" && m.id === undefined && m.submission.course === course) {
+        const s = m.submission;
+        if (states.get(s.id) === s.state) return;
+        states.set(s.id, s.state);
+        void reload();
+      } else if (m.type === "course_changed" && m.course === course) void reload();
     });
     conn.on("hello", () => void reload());
     conn.start();
