@@ -429,6 +429,11 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "CAMPUS_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Also serve `GET /metrics` (Prometheus) here, without authentication:
+    /// bind it to loopback or a private network. Unset: `/metrics` only on
+    /// the main address, for admins.
+    #[arg(long, env = "CAMPUS_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Storage.
     #[command(flatten)]
     pub storage: StorageArgs,

@@ -16,6 +16,7 @@ pub mod http;
 pub mod hub;
 pub mod instance;
 pub mod logging;
+pub mod metrics;
 pub mod ratelimit;
 pub mod readiness;
 pub mod records;

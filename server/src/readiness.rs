@@ -79,6 +79,11 @@ pub struct ReadinessInputs {
 
 impl Readiness {
     /// Readiness from its inputs.
+    /// The record writer whose backlog this readiness reports.
+    pub fn records(&self) -> &Records {
+        &self.records
+    }
+
     /// The host sandbox whose feature report this readiness includes.
     pub fn sandbox(&self) -> &Arc<Sandbox> {
         &self.sandbox

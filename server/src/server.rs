@@ -191,6 +191,8 @@ pub fn limits(args: &ServeArgs) -> Limits {
 pub struct Running {
     /// The bound address.
     pub addr: SocketAddr,
+    /// The metrics listener's address, when there is one.
+    pub metrics_addr: Option<SocketAddr>,
     /// Shared state (tests inspect it).
     pub state: SharedState,
     /// The database behind its breaker (tests inspect it; the drain closes it last).
@@ -311,13 +313,15 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
     // From here on the database is only reached through the breaker, and run
     // records only through the background writer.
     let (store, db_health) = store::guard(db);
+    let metrics = Arc::new(crate::metrics::Metrics::new());
     let records = Records::start(
         args.storage
             .records_config("server")
             .with_instance(&instance_id),
         Arc::clone(&store),
         Arc::clone(&db_health),
-    );
+    )
+    .with_metrics(Arc::clone(&metrics));
     let runner = crate::runner::Runner::new(
         runner_config,
         Arc::clone(&sandbox),
@@ -425,12 +429,17 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
         hub,
         conns: Arc::clone(&conns),
         readiness,
+        metrics,
         settings: Settings::new(&args, limits(&args), origins),
         instance_id,
         shutdown,
         tracker,
     });
 
+    let metrics_addr = match args.metrics_listen {
+        Some(at) => Some(serve_metrics(at, &state).await?),
+        None => None,
+    };
     let app = crate::http::router(state.clone());
     let st = state.clone();
     let grace = Duration::from_secs(args.shutdown_grace_secs.max(1));
@@ -447,11 +456,33 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
     tracing::info!(%addr, backend = store.backend(), "campus is listening");
     Ok(Running {
         addr,
+        metrics_addr,
         state,
         store,
         records,
         task,
     })
+}
+
+/// Serve `/metrics` alone on `at` until shutdown (a tracked task); returns
+/// the bound address.
+async fn serve_metrics(at: SocketAddr, state: &SharedState) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(at)
+        .await
+        .with_context(|| format!("cannot listen for metrics on {at} (CAMPUS_METRICS_LISTEN)"))?;
+    let bound = listener.local_addr()?;
+    let app = crate::http::metrics_routes::router(state.clone());
+    let stop = state.shutdown.clone();
+    state.tracker.spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "the metrics listener failed");
+        }
+    });
+    tracing::info!(addr = %bound, "serving /metrics (Prometheus) without authentication");
+    Ok(bound)
 }
 
 /// The disk side of the sandbox (docs/security.md, "Storage"): find out

@@ -43,6 +43,8 @@ pub struct AppState {
     pub conns: Arc<ConnLimits>,
     /// What `/readyz` reports.
     pub readiness: Readiness,
+    /// What `/metrics` exposes.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Plain settings of connections and HTTP.
     pub settings: Settings,
     /// Cancelled when the server begins shutting down.

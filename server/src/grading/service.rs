@@ -383,6 +383,11 @@ impl GradingService {
         tracker.spawn(async move { me.push_positions(token).await });
     }
 
+    /// Submissions queued now (None when the database does not answer).
+    pub async fn queue_depth(&self) -> Option<usize> {
+        self.store.queued_ids().await.ok().map(|q| q.len())
+    }
+
     /// Do one grading request of `user`.
     pub async fn handle(
         self: &Arc<Self>,

@@ -7,6 +7,7 @@ mod extract;
 mod files_routes;
 mod grading_routes;
 mod health;
+pub mod metrics_routes;
 pub mod origin;
 mod web;
 
@@ -33,6 +34,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/auth/login", post(auth_routes::login))
         .route("/api/auth/logout", post(auth_routes::logout))
         .route("/api/auth/me", get(auth_routes::me))
+        .route("/metrics", get(metrics_routes::metrics))
         .route(
             "/api/courses/{slug}/assignments/{folder}/grades.csv",
             get(grading_routes::grades_csv),

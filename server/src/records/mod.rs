@@ -140,6 +140,8 @@ pub struct Records {
     tx: mpsc::Sender<Msg>,
     inner: Arc<Inner>,
     instance: Option<Arc<str>>,
+    /// Counted as they are recorded (runs started and ended).
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Records {
@@ -179,7 +181,19 @@ impl Records {
             tx,
             inner,
             instance,
+            metrics: None,
         }
+    }
+
+    /// Count what is recorded in `metrics` too.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Records {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The metrics runs are counted in, if any.
+    pub fn metrics(&self) -> Option<&crate::metrics::Metrics> {
+        self.metrics.as_deref()
     }
 
     /// Queue a record; never waits. Only if the writer is more than

@@ -212,3 +212,20 @@ impl Drop for GroupCleanup {
 pub fn unique_base() -> u32 {
     400_000 + (std::process::id() % 5_000) * 16
 }
+
+/// Run `cmd` with `input` on its standard input; its output.
+pub fn output_with_stdin(cmd: &mut Command, input: &str) -> std::process::Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}

@@ -153,6 +153,9 @@ impl Session {
             output_bytes: ended.output_bytes as i64,
         };
         records.run_finished(&ended.run_id, finish);
+        if let Some(m) = records.metrics() {
+            m.run_ended(ended.reason, ended.duration_ms);
+        }
     }
 
     /// Admission, rate limit, replacing a live run, then spawning the new one.
@@ -331,6 +334,9 @@ impl Session {
             instance: None,
         };
         records.run_started(new);
+        if let Some(m) = records.metrics() {
+            m.run_started();
+        }
     }
 
     /// The earliest moment something time-based may need doing.
