@@ -29,8 +29,12 @@ const RUN_SECONDS: [f64; 12] = [
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
 ];
 
+/// Grading durations, seconds: ten quick tests to a submission's whole limit.
+const GRADING_SECONDS: [f64; 10] = [0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 300.0];
+
 type Labels = Vec<(&'static str, &'static str)>;
 type FCounter = Counter<f64, AtomicU64>;
+type FGauge = Gauge<f64, AtomicU64>;
 
 /// One server's metrics.
 #[derive(Debug)]
@@ -48,6 +52,9 @@ pub struct Metrics {
     sandbox_slots_batch_in_use: Gauge,
     sandbox_slots_waiting: Gauge,
     grading_queue_depth: Gauge,
+    grading_queue_oldest: FGauge,
+    gradings: Family<Labels, Counter>,
+    grading_duration: Histogram,
     disk_free: Gauge,
     disk_size: Gauge,
     disk_free_inodes: Gauge,
@@ -81,6 +88,9 @@ impl Metrics {
             sandbox_slots_batch_in_use: Gauge::default(),
             sandbox_slots_waiting: Gauge::default(),
             grading_queue_depth: Gauge::default(),
+            grading_queue_oldest: FGauge::default(),
+            gradings: Family::default(),
+            grading_duration: Histogram::new(GRADING_SECONDS),
             disk_free: Gauge::default(),
             disk_size: Gauge::default(),
             disk_free_inodes: Gauge::default(),
@@ -150,6 +160,21 @@ impl Metrics {
             m.grading_queue_depth.clone(),
         );
         r.register(
+            "grading_queue_oldest_seconds",
+            "How long the oldest queued submission has waited",
+            m.grading_queue_oldest.clone(),
+        );
+        r.register(
+            "gradings",
+            "Gradings finished, by result (graded, or platform_failure: given back to the queue)",
+            m.gradings.clone(),
+        );
+        r.register(
+            "grading_duration_seconds",
+            "Wall time of a grading, claim to result",
+            m.grading_duration.clone(),
+        );
+        r.register(
             "data_dir_free_bytes",
             "Bytes an unprivileged writer may still use on the data dir's filesystem",
             m.disk_free.clone(),
@@ -216,6 +241,16 @@ impl Metrics {
         self.run_duration.observe(duration_ms as f64 / 1000.0);
     }
 
+    /// A grading finished (`graded`: a result was stored; else the platform
+    /// failed and the job went back to the queue).
+    pub fn grading_done(&self, graded: bool, took: std::time::Duration) {
+        let result = if graded { "graded" } else { "platform_failure" };
+        self.gradings.get_or_create(&vec![("result", result)]).inc();
+        if graded {
+            self.grading_duration.observe(took.as_secs_f64());
+        }
+    }
+
     /// Read the gauges from the services and encode everything.
     pub async fn render(&self, state: &AppState) -> String {
         let conns = state.conns.stats();
@@ -239,8 +274,9 @@ impl Metrics {
         self.sandbox_slots_batch_in_use
             .set(admission.batch_in_use() as i64);
         self.sandbox_slots_waiting.set(admission.queued() as i64);
-        if let Some(n) = state.grading.queue_depth().await {
+        if let Some((n, waited)) = state.grading.queue_depth().await {
             self.grading_queue_depth.set(n as i64);
+            self.grading_queue_oldest.set(waited.as_secs_f64());
         }
         let disk = state.readiness.disk_status().await;
         self.disk_free.set(clamp(disk.free_bytes));

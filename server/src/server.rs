@@ -395,6 +395,7 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
     tracker.spawn(Arc::clone(&courses).watch(shutdown.clone()));
     let grading = start_grading(
         &args,
+        &metrics,
         &store,
         &courses,
         &files,
@@ -776,6 +777,7 @@ pub async fn shutdown_signal() {
 #[allow(clippy::too_many_arguments)]
 async fn start_grading(
     args: &ServeArgs,
+    metrics: &Arc<crate::metrics::Metrics>,
     store: &DynStore,
     courses: &Arc<CourseService>,
     files: &Arc<FileService>,
@@ -828,6 +830,7 @@ async fn start_grading(
             max_retries: 3,
             root,
             owner: format!("{instance_id}-{}", uuid::Uuid::new_v4().simple()),
+            metrics: Arc::clone(metrics),
         },
     );
     tracing::info!(workers, "grading workers");

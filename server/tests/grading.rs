@@ -544,6 +544,18 @@ async fn story(url: &str) {
         "{line:?}"
     );
     assert_eq!((total_best, total_max), (10.0, 10.0));
+    // Counted for Prometheus: her three gradings, none waiting now.
+    let text = server.state().metrics.render(server.state()).await;
+    let graded = text
+        .lines()
+        .find_map(|l| l.strip_prefix("campus_gradings_total{result=\"graded\"} "))
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(graded.is_some_and(|n| n >= 3.0), "{text}");
+    assert!(
+        text.contains("campus_grading_duration_seconds_count"),
+        "{text}"
+    );
+
     // Not a member: the course does not exist for her.
     let m = grading(ann, |id| GradingRequest::ProgressGet {
         id,

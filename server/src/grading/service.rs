@@ -72,6 +72,8 @@ pub struct GradingConfig {
     pub root: PathBuf,
     /// This process's name in leases.
     pub owner: String,
+    /// Where gradings are counted.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// See the module docs.
@@ -383,9 +385,18 @@ impl GradingService {
         tracker.spawn(async move { me.push_positions(token).await });
     }
 
-    /// Submissions queued now (None when the database does not answer).
-    pub async fn queue_depth(&self) -> Option<usize> {
-        self.store.queued_ids().await.ok().map(|q| q.len())
+    /// Submissions queued now and how long the oldest has waited (None when
+    /// the database does not answer).
+    pub async fn queue_depth(&self) -> Option<(usize, Duration)> {
+        let queued = self.store.queued_ids().await.ok()?;
+        let waited = match queued.first() {
+            Some((id, _)) => {
+                let (s, _) = self.store.submission(*id).await.ok()?;
+                Duration::from_millis(u64::try_from(now_ms() - s.created_at_ms).unwrap_or(0))
+            }
+            None => Duration::ZERO,
+        };
+        Some((queued.len(), waited))
     }
 
     /// Do one grading request of `user`.
@@ -1113,6 +1124,7 @@ impl GradingService {
             // Shutdown: the lease runs out (or the next start re-queues it).
             return;
         }
+        let platform_ok = outcome.is_ok();
         let stored = match outcome {
             Ok(report) => {
                 let (results, got, max) = score(&report, &config);
@@ -1158,7 +1170,10 @@ impl GradingService {
             }
         };
         match stored {
-            Ok(true) => {}
+            Ok(true) => self
+                .config
+                .metrics
+                .grading_done(platform_ok, started.elapsed()),
             // Someone else holds it now (a re-grade): their result counts.
             Ok(false) => return,
             Err(e) => {
