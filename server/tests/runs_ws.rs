@@ -14,6 +14,11 @@ use campus_protocol::{ConnectionMsg, FileMsg, FileRequest, SessionMsg, SessionRe
 use support::db::test_databases;
 use support::server::{TestServer, WsClient};
 
+/// Held by the test whose programs spin both cores (the CPU limit) and by the
+/// one that measures the connection's responsiveness, so the first cannot
+/// starve the second's server of CPU (CI failed it that way, 5 rounds of 5).
+static CPU_HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn put(c: &mut WsClient, path: &str, code: &str) {
     let (p, content) = (path.to_string(), code.to_string());
     let m = c
@@ -234,6 +239,7 @@ async fn reattach_replays_missed_output_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_end_runs_in_plain_words() {
+    let _cpu = CPU_HEAVY.lock().await;
     let db = test_databases().await.remove(0);
     let server = TestServer::start(&db.url, |a| {
         a.run.cpu_time_limit_secs = 2;
@@ -386,6 +392,7 @@ async fn a_run_sees_the_saves_sent_just_before_it() {
 /// cannot fail the test by chance, it passes if any of five rounds shows it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pings_are_answered_while_a_run_replaces_a_live_run() {
+    let _cpu = CPU_HEAVY.lock().await;
     let db = support::db::sqlite();
     let server = TestServer::start(&db.url, |a| a.run.warm_sandboxes = Some(0)).await;
     let (_, token) = server.student("pia").await;
@@ -393,7 +400,9 @@ async fn pings_are_answered_while_a_run_replaces_a_live_run() {
     put(
         &mut c,
         "busy.py",
-        "print('up', flush=True)\nwhile True:\n    pass\n",
+        // Live, and idle: a spinning program would take a core from the
+        // server whose responsiveness this measures.
+        "import time\nprint('up', flush=True)\nwhile True:\n    time.sleep(1)\n",
     )
     .await;
     put(&mut c, "next.py", "print('next')\n").await;
