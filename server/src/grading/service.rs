@@ -135,10 +135,6 @@ fn effective_at(v: TestVisibility, due: Option<i64>, now: i64) -> TestVisibility
     }
 }
 
-/// A test file's name: `test_*.py` or `*_test.py` (letters, digits, `_`).
-/// Nothing else is stored with the tests, so no module among them can be
-/// mistaken for the student's (a reference `solution.py` answering for every
-/// student) or be shadowed by one.
 /// Snapshot a student's folder on the blocking pool, its failures as the
 /// user's refusals (a check and a submit alike).
 async fn take_snapshot(
@@ -168,6 +164,10 @@ fn vis_name(v: TestVisibility) -> &'static str {
     }
 }
 
+/// A test file's name: `test_*.py` or `*_test.py` (letters, digits, `_`).
+/// Nothing else is stored with the tests, so no module among them can be
+/// mistaken for the student's (a reference `solution.py` answering for every
+/// student) or be shadowed by one.
 fn valid_test_file(name: &str) -> bool {
     let stem = name.strip_suffix(".py").unwrap_or("");
     name.len() <= 64
