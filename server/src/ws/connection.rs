@@ -30,7 +30,7 @@ use tracing::Instrument;
 use super::dispatch::{Conn, Forward};
 use super::file_worker::FileQueue;
 use super::session_worker::SessionQueue;
-use super::socket::{send_json, send_with_timeout};
+use super::socket::{close, send_json, send_with_timeout};
 use crate::auth::Claims;
 use crate::conn::WsSlot;
 use crate::error::AppError;
@@ -101,7 +101,8 @@ async fn serve(
             code,
             reason: Utf8Bytes::from_static(reason),
         };
-        let _ = send_with_timeout(&mut sink, Message::Close(Some(frame))).await;
+        drop((slot, guard));
+        close(&mut sink, &mut stream, frame).await;
         return Exit::Close(code, reason);
     }
     let mut conn = Conn::new(state.clone(), user.clone());
@@ -287,12 +288,16 @@ async fn serve(
         }
     };
     conn.detach();
+    // Counted as gone before the closing handshake: its slot is free for a
+    // new connection of the user and the hub no longer lists it.
+    drop(slot);
+    drop(guard);
     if let Exit::Close(code, reason) = &exit {
         let frame = CloseFrame {
             code: *code,
             reason: Utf8Bytes::from_static(reason),
         };
-        let _ = send_with_timeout(&mut sink, Message::Close(Some(frame))).await;
+        close(&mut sink, &mut stream, frame).await;
     }
     exit
 }

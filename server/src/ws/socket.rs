@@ -4,15 +4,21 @@
 
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket};
-use campus_protocol::ServerMsg;
-use futures_util::SinkExt;
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use campus_protocol::{close_codes, ServerMsg};
+use futures_util::{SinkExt, StreamExt};
 
 /// A send that takes longer than this means the client stopped reading.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a closing connection waits for the client's own close frame.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
 /// The sending half of the socket.
 pub type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+
+/// The receiving half of the socket.
+pub type Stream = futures_util::stream::SplitStream<WebSocket>;
 
 /// Serialize and send a JSON message.
 pub async fn send_json(sink: &mut Sink, msg: &ServerMsg) -> Result<(), ()> {
@@ -28,4 +34,24 @@ pub async fn send_with_timeout(sink: &mut Sink, msg: Message) -> Result<(), ()> 
         Ok(Ok(())) => Ok(()),
         _ => Err(()),
     }
+}
+
+/// Close with a code and reason. A flooding client's connection then reads
+/// (and drops) what the client still sends until its close reply, for at
+/// most `CLOSE_WAIT`: dropping a socket with unread bytes makes the kernel
+/// send a reset, and a reset can destroy the close frame before the client
+/// reads it, so it would see a broken connection instead of the reason (and
+/// reconnect at once). Other closes find nothing unread (a quiet tab, a
+/// client that stopped reading, shutdown) and do not wait: a replaced
+/// connection's socket must go at once to make room for its successor.
+pub async fn close(sink: &mut Sink, stream: &mut Stream, frame: CloseFrame) {
+    let code = frame.code;
+    if send_with_timeout(sink, Message::Close(Some(frame))).await.is_err() {
+        return;
+    }
+    if code != close_codes::FLOODING {
+        return;
+    }
+    let drain = async { while let Some(Ok(_)) = stream.next().await {} };
+    let _ = tokio::time::timeout(CLOSE_WAIT, drain).await;
 }
