@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::admin::AdminRequest;
 use crate::connection::ConnectionRequest;
 use crate::courses::CourseRequest;
 use crate::files::FileRequest;
@@ -27,6 +28,8 @@ pub enum ClientMsg {
     Courses(CourseRequest),
     /// An assignment or grading operation.
     Grading(GradingRequest),
+    /// The admin view: the live feed and actions on users.
+    Admin(AdminRequest),
     /// About the connection itself (`ping`).
     Connection(ConnectionRequest),
 }
@@ -89,6 +92,11 @@ const TYPES: &[&str] = &[
     "gradebook_get",
     "regrade",
     "progress_get",
+    "admin_watch",
+    "admin_unwatch",
+    "admin_stop_run",
+    "admin_disconnect",
+    "admin_set_disabled",
 ];
 
 impl ClientMsg {
@@ -99,6 +107,7 @@ impl ClientMsg {
             ClientMsg::Session(m) => m.id(),
             ClientMsg::Courses(m) => m.id(),
             ClientMsg::Grading(m) => m.id(),
+            ClientMsg::Admin(m) => m.id(),
             ClientMsg::Connection(m) => m.id(),
         }
     }
@@ -111,6 +120,7 @@ impl Serialize for ClientMsg {
             ClientMsg::Session(m) => m.serialize(s),
             ClientMsg::Courses(m) => m.serialize(s),
             ClientMsg::Grading(m) => m.serialize(s),
+            ClientMsg::Admin(m) => m.serialize(s),
             ClientMsg::Connection(m) => m.serialize(s),
         }
     }
@@ -128,6 +138,8 @@ impl<'de> Deserialize<'de> for ClientMsg {
             wire::group(msg).map(ClientMsg::Courses)
         } else if GradingRequest::TYPES.contains(&tag) {
             wire::group(msg).map(ClientMsg::Grading)
+        } else if AdminRequest::TYPES.contains(&tag) {
+            wire::group(msg).map(ClientMsg::Admin)
         } else {
             wire::group(msg).map(ClientMsg::Connection)
         }
@@ -149,6 +161,12 @@ impl From<SessionRequest> for ClientMsg {
 impl From<GradingRequest> for ClientMsg {
     fn from(m: GradingRequest) -> Self {
         ClientMsg::Grading(m)
+    }
+}
+
+impl From<AdminRequest> for ClientMsg {
+    fn from(m: AdminRequest) -> Self {
+        ClientMsg::Admin(m)
     }
 }
 
@@ -182,9 +200,10 @@ pub(crate) mod tests {
         let err = serde_json::from_str::<T>(r#"{"type":"?"}"#)
             .unwrap_err()
             .to_string();
-        // "expected one of `a`, `b`", or "expected `a`" for a group of one.
+        // "expected one of `a`, `b`, `c`", "expected `a` or `b`" for a group
+        // of two, "expected `a`" for a group of one.
         let list = err.split("expected ").nth(1).unwrap_or_default();
-        let list = list.trim_start_matches("one of ");
+        let list = list.trim_start_matches("one of ").replace("` or `", "`, `");
         let list = list.split(" at line").next().unwrap_or_default();
         list.split(", ")
             .map(|t| t.trim_matches('`').to_string())
@@ -198,6 +217,7 @@ pub(crate) mod tests {
             (declared::<SessionRequest>(), SessionRequest::TYPES),
             (declared::<CourseRequest>(), CourseRequest::TYPES),
             (declared::<GradingRequest>(), GradingRequest::TYPES),
+            (declared::<AdminRequest>(), AdminRequest::TYPES),
             (declared::<ConnectionRequest>(), ConnectionRequest::TYPES),
         ];
         let mut all = Vec::new();

@@ -5,12 +5,13 @@
 //!
 //! Messages are grouped by domain, each group a module with its requests, its
 //! server messages and the value types they carry: [`files`], [`session`],
-//! [`courses`], [`grading`], [`connection`] (admin will be a further group).
+//! [`courses`], [`grading`], [`admin`], [`connection`].
 //! [`ClientMsg`] and [`ServerMsg`] join the groups; on the wire each message is
 //! one tagged JSON object, as if the groups were a single enum.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod admin;
 pub mod client;
 pub mod connection;
 pub mod courses;
@@ -23,6 +24,10 @@ pub mod session;
 pub mod types;
 mod wire;
 
+pub use admin::{
+    AdminMsg, AdminPoint, AdminRequest, AdminSessionInfo, AdminSessionState, AdminTotals,
+    SessionCounts, MAX_FEED_SESSIONS,
+};
 pub use client::ClientMsg;
 pub use connection::{ConnectionMsg, ConnectionRequest, Limits};
 pub use courses::{

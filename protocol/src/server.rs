@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::admin::AdminMsg;
 use crate::connection::ConnectionMsg;
 use crate::courses::CourseMsg;
 use crate::error::ErrorCode;
@@ -25,6 +26,8 @@ pub enum ServerMsg {
     Courses(CourseMsg),
     /// A reply to a grading request, or a grading's progress.
     Grading(GradingMsg),
+    /// The admin view's feed and the result of an admin's action.
+    Admin(AdminMsg),
     /// About the connection itself (`hello`, `pong`, `error`, `shutdown`).
     Connection(ConnectionMsg),
 }
@@ -68,6 +71,8 @@ const TYPES: &[&str] = &[
     "gradebook",
     "regraded",
     "progress",
+    "admin_feed",
+    "admin_done",
 ];
 
 impl ServerMsg {
@@ -91,6 +96,7 @@ impl Serialize for ServerMsg {
             ServerMsg::Session(m) => m.serialize(s),
             ServerMsg::Courses(m) => m.serialize(s),
             ServerMsg::Grading(m) => m.serialize(s),
+            ServerMsg::Admin(m) => m.serialize(s),
             ServerMsg::Connection(m) => m.serialize(s),
         }
     }
@@ -108,6 +114,8 @@ impl<'de> Deserialize<'de> for ServerMsg {
             wire::group(msg).map(ServerMsg::Courses)
         } else if GradingMsg::TYPES.contains(&tag) {
             wire::group(msg).map(ServerMsg::Grading)
+        } else if AdminMsg::TYPES.contains(&tag) {
+            wire::group(msg).map(ServerMsg::Admin)
         } else {
             wire::group(msg).map(ServerMsg::Connection)
         }
@@ -129,6 +137,12 @@ impl From<SessionMsg> for ServerMsg {
 impl From<CourseMsg> for ServerMsg {
     fn from(m: CourseMsg) -> Self {
         ServerMsg::Courses(m)
+    }
+}
+
+impl From<AdminMsg> for ServerMsg {
+    fn from(m: AdminMsg) -> Self {
+        ServerMsg::Admin(m)
     }
 }
 
@@ -156,6 +170,7 @@ mod tests {
             (declared::<SessionMsg>(), SessionMsg::TYPES),
             (declared::<CourseMsg>(), CourseMsg::TYPES),
             (declared::<GradingMsg>(), GradingMsg::TYPES),
+            (declared::<AdminMsg>(), AdminMsg::TYPES),
             (declared::<ConnectionMsg>(), ConnectionMsg::TYPES),
         ];
         let mut all = Vec::new();

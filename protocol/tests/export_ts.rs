@@ -87,6 +87,18 @@ fn domains() -> Vec<(&'static str, Vec<String>)> {
                 TestStatInfo::decl(),
             ],
         ),
+        (
+            "Admin: the live feed of every session, actions on users",
+            vec![
+                AdminRequest::decl(),
+                AdminMsg::decl(),
+                AdminSessionState::decl(),
+                AdminSessionInfo::decl(),
+                SessionCounts::decl(),
+                AdminTotals::decl(),
+                AdminPoint::decl(),
+            ],
+        ),
     ]
 }
 

@@ -176,6 +176,11 @@ impl Hub {
         self.users.get(&user_id).is_some_and(|c| !c.is_empty())
     }
 
+    /// Number of live connections of `user_id`.
+    pub fn connections_of(&self, user_id: i64) -> usize {
+        self.users.get(&user_id).map_or(0, |c| c.len())
+    }
+
     /// Number of live connections (all users).
     pub fn connection_count(&self) -> usize {
         self.users.iter().map(|e| e.value().len()).sum()

@@ -1,6 +1,7 @@
 //! The Campus server library: everything `campus` does, with an injectable
 //! listener and shutdown signal so tests can run a real server on port 0.
 
+pub mod admin;
 pub mod auth;
 pub mod authz;
 pub mod cli;

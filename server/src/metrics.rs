@@ -8,10 +8,12 @@
 //! counters, histograms with chosen buckets, no per-student labels. The
 //! registry belongs to one server (no global), so tests can run several.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
-use campus_protocol::EndReason;
+use campus_protocol::{EndReason, ErrorCode};
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -29,6 +31,9 @@ const RUN_SECONDS: [f64; 12] = [
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
 ];
 
+/// The admin feed's work per tick, seconds: a few sessions to thousands.
+const FEED_SECONDS: [f64; 10] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0];
+
 /// Grading durations, seconds: ten quick tests to a submission's whole limit.
 const GRADING_SECONDS: [f64; 10] = [0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 300.0];
 
@@ -44,6 +49,10 @@ pub struct Metrics {
     runs_started: Counter,
     runs_ended: Family<Labels, Counter>,
     run_duration: Histogram,
+    refusals: Family<Labels, Counter>,
+    /// The same counts as `runs_ended` and `refusals`, readable (a `Family`
+    /// cannot be listed): the admin view turns them into rates per minute.
+    totals: Mutex<CounterTotals>,
     connections: Family<Labels, Gauge>,
     connections_refused: Counter,
     sessions: Gauge,
@@ -55,6 +64,7 @@ pub struct Metrics {
     grading_queue_oldest: FGauge,
     gradings: Family<Labels, Counter>,
     grading_duration: Histogram,
+    admin_feed_tick: Histogram,
     disk_free: Gauge,
     disk_size: Gauge,
     disk_free_inodes: Gauge,
@@ -80,6 +90,8 @@ impl Metrics {
             runs_started: Counter::default(),
             runs_ended: Family::default(),
             run_duration: Histogram::new(RUN_SECONDS),
+            refusals: Family::default(),
+            totals: Mutex::default(),
             connections: Family::default(),
             connections_refused: Counter::default(),
             sessions: Gauge::default(),
@@ -91,6 +103,7 @@ impl Metrics {
             grading_queue_oldest: FGauge::default(),
             gradings: Family::default(),
             grading_duration: Histogram::new(GRADING_SECONDS),
+            admin_feed_tick: Histogram::new(FEED_SECONDS),
             disk_free: Gauge::default(),
             disk_size: Gauge::default(),
             disk_free_inodes: Gauge::default(),
@@ -118,6 +131,11 @@ impl Metrics {
             "run_duration_seconds",
             "Wall time of ended runs",
             m.run_duration.clone(),
+        );
+        r.register(
+            "refusals",
+            "WebSocket requests refused, by error code (rate_limited, forbidden, quota_exceeded, ...)",
+            m.refusals.clone(),
         );
         r.register(
             "connections",
@@ -173,6 +191,11 @@ impl Metrics {
             "grading_duration_seconds",
             "Wall time of a grading, claim to result",
             m.grading_duration.clone(),
+        );
+        r.register(
+            "admin_feed_tick_seconds",
+            "Time the admin feed took to gather and serialize one tick (once, whatever the number of admins watching)",
+            m.admin_feed_tick.clone(),
         );
         r.register(
             "data_dir_free_bytes",
@@ -239,6 +262,35 @@ impl Metrics {
             .get_or_create(&vec![("reason", reason.as_str())])
             .inc();
         self.run_duration.observe(duration_ms as f64 / 1000.0);
+        *self.lock_totals().ended.entry(reason.as_str()).or_default() += 1;
+    }
+
+    /// The admin feed computed a tick in `took`.
+    pub fn admin_feed_tick(&self, took: std::time::Duration) {
+        self.admin_feed_tick.observe(took.as_secs_f64());
+    }
+
+    /// A request was refused with `code`.
+    pub fn refused(&self, code: ErrorCode) {
+        self.refusals
+            .get_or_create(&vec![("code", code.as_str())])
+            .inc();
+        *self
+            .lock_totals()
+            .refusals
+            .entry(code.as_str())
+            .or_default() += 1;
+    }
+
+    /// Counts since start, for rates: runs started, ended by reason, refusals by code.
+    pub fn totals(&self) -> CounterTotals {
+        let mut t = self.lock_totals().clone();
+        t.runs_started = self.runs_started.get();
+        t
+    }
+
+    fn lock_totals(&self) -> std::sync::MutexGuard<'_, CounterTotals> {
+        self.totals.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A grading finished (`graded`: a result was stored; else the platform
@@ -304,6 +356,17 @@ impl Metrics {
         }
         out
     }
+}
+
+/// Counts since the server started (see [`Metrics::totals`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CounterTotals {
+    /// Runs started.
+    pub runs_started: u64,
+    /// Runs ended, by reason.
+    pub ended: BTreeMap<&'static str, u64>,
+    /// WebSocket requests refused, by error code.
+    pub refusals: BTreeMap<&'static str, u64>,
 }
 
 fn clamp(n: u64) -> i64 {

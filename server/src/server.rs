@@ -430,6 +430,7 @@ pub async fn start(args: ServeArgs, listener: TcpListener) -> anyhow::Result<Run
         hub,
         conns: Arc::clone(&conns),
         readiness,
+        admin: crate::admin::AdminService::new(records.clone()),
         metrics,
         settings: Settings::new(&args, limits(&args), origins),
         instance_id,
@@ -628,6 +629,7 @@ async fn drain(state: &SharedState, grace: Duration, store: &DynStore, records: 
 /// once an hour, purge trash past its retention (7 days) in the open workspaces (the others
 /// are purged when they are next opened).
 fn spawn_housekeeping(state: &SharedState) {
+    state.tracker.spawn(crate::admin::feed::run(state.clone()));
     let st = state.clone();
     state.tracker.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));

@@ -43,6 +43,8 @@ pub struct AppState {
     pub conns: Arc<ConnLimits>,
     /// What `/readyz` reports.
     pub readiness: Readiness,
+    /// The admin view: its live feed, its actions' audit.
+    pub admin: crate::admin::AdminService,
     /// What `/metrics` exposes.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Plain settings of connections and HTTP.

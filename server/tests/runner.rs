@@ -1347,16 +1347,16 @@ async fn the_admin_view_lists_sessions_and_kills_a_run() {
     let ids: Vec<(i64, bool)> = sessions.iter().map(|s| (s.user_id, s.running)).collect();
     assert_eq!(ids, vec![(31, true), (32, false)]);
     assert_eq!(sessions[0].path.as_deref(), Some("wait.py"));
-    assert!(env.runner.kill_by_admin(31).await.unwrap());
+    assert!(env.runner.kill_by_admin(31, None).await.unwrap());
     let ended = a.ended().await;
     assert_eq!(ended.reason, EndReason::KilledByAdmin, "{ended:?}");
     assert!(ended.message.contains("administrator"), "{}", ended.message);
     assert!(
-        !env.runner.kill_by_admin(31).await.unwrap(),
+        !env.runner.kill_by_admin(31, None).await.unwrap(),
         "nothing is running any more"
     );
     assert!(
-        !env.runner.kill_by_admin(99).await.unwrap(),
+        !env.runner.kill_by_admin(99, None).await.unwrap(),
         "no session at all"
     );
     assert_eq!(env.runner.active_runs(), 0);

@@ -264,7 +264,7 @@ impl AccountStatus {
 
     /// The database says `user` is as given: update what is known and, when
     /// it is now disabled or its generation moved on, end what it revoked.
-    async fn apply(&self, user: &User, hub: &Hub, runner: &Runner) {
+    pub(super) async fn apply(&self, user: &User, hub: &Hub, runner: &Runner) {
         let (known_before, prev_gen, prev_role) = {
             if !self.known.contains_key(&user.id) && !hub.is_connected(user.id) {
                 // Nothing of theirs is here: nothing to update or end.

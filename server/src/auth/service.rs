@@ -9,11 +9,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use campus_protocol::{ErrorCode, UserInfo};
+use campus_protocol::{EndReason, ErrorCode, Role, UserInfo};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::account_status::{AccountStatus, Refresher};
+use super::account_status::{AccountStatus, Refresher, DISABLED};
 use super::hash_slots::HashSlots;
 use super::login_guard::{LoginGuard, Refusal};
 use super::{AuthError, Claims, TokenKeys};
@@ -21,7 +21,7 @@ use crate::error::AppError;
 use crate::hub::{Hub, Revocation};
 use crate::records::Records;
 use crate::runner::Runner;
-use crate::store::{now_ms, DbHealth, DynStore, NewAudit, RevokedToken};
+use crate::store::{now_ms, DbHealth, DynStore, NewAudit, RevokedToken, User};
 
 /// The refusal of a login, whatever was wrong (no user enumeration).
 const BAD_CREDENTIALS: &str = "wrong username or password";
@@ -304,6 +304,69 @@ impl AuthService {
         self.accounts
             .token_revoked(&revoked, &self.hub, &self.runner)
             .await;
+    }
+
+    /// The login name of `user_id`, if the account exists.
+    pub async fn username_of(&self, user_id: i64) -> Result<Option<String>, AppError> {
+        Ok(self.store.user_by_id(user_id).await?.map(|u| u.username))
+    }
+
+    /// Disable (or enable again) the account `user_id`, as an admin does it:
+    /// the database first (every instance sharing it sees the change at its
+    /// next poll), then this server's connections, run and known state at
+    /// once. Returns the username and whether anything changed; `not_found`
+    /// for an unknown id.
+    pub async fn set_disabled(
+        &self,
+        user_id: i64,
+        disabled: bool,
+    ) -> Result<(String, bool), AppError> {
+        let user = self
+            .store
+            .user_by_id(user_id)
+            .await?
+            .ok_or_else(|| AppError::new(ErrorCode::NotFound, "no such user"))?;
+        if user.disabled == disabled {
+            return Ok((user.username, false));
+        }
+        if disabled && user.role == Role::Admin {
+            // Never the last enabled admin: nobody could enable anyone again
+            // without the command line.
+            let users = self.store.list_users().await?;
+            let enabled = users
+                .iter()
+                .filter(|u| u.role == Role::Admin && !u.disabled)
+                .count();
+            if enabled <= 1 {
+                return Err(AppError::new(
+                    ErrorCode::BadRequest,
+                    "this is the last enabled administrator account",
+                ));
+            }
+        }
+        self.store
+            .set_user_disabled(&user.username, disabled)
+            .await?;
+        // What this server knows and holds, at once; a failed re-read still
+        // applies what was written.
+        let now = match self.store.user_by_id(user_id).await {
+            Ok(Some(u)) => u,
+            _ => User {
+                disabled,
+                token_generation: user.token_generation + 1,
+                ..user
+            },
+        };
+        self.accounts.apply(&now, &self.hub, &self.runner).await;
+        if disabled {
+            // Also a session nobody is attached to, of an account this
+            // server had stopped tracking (its detached run goes on otherwise).
+            self.hub.revoke_user(user_id, DISABLED);
+            self.runner
+                .end_user_run(user_id, EndReason::Revoked, Duration::from_secs(5))
+                .await;
+        }
+        Ok((now.username, true))
     }
 
     /// How long issued tokens are valid.

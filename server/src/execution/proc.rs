@@ -323,6 +323,11 @@ pub(crate) fn proc_peak_memory(pid: u32) -> Option<u64> {
     kib_field(&format!("/proc/{pid}/status"), "VmHWM:")
 }
 
+/// A process's resident memory (`VmRSS`), bytes.
+pub(crate) fn proc_memory(pid: u32) -> Option<u64> {
+    kib_field(&format!("/proc/{pid}/status"), "VmRSS:")
+}
+
 /// This process's resident memory (`VmRSS`), bytes; for tests and metrics.
 pub fn self_rss_bytes() -> Option<u64> {
     kib_field("/proc/self/status", "VmRSS:")

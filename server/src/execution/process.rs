@@ -29,6 +29,8 @@ pub struct Usage {
     pub cpu_ms: u64,
     /// Peak memory, bytes.
     pub peak_memory_bytes: u64,
+    /// Memory at the last sample, bytes.
+    pub memory_bytes: u64,
     /// OOM kills in the execution's cgroup since it started.
     pub oom_kills: u64,
 }
@@ -314,9 +316,11 @@ impl Process {
             let s = cg.stats();
             usage.cpu_ms = usage.cpu_ms.max(s.cpu_ms.saturating_sub(base));
             usage.peak_memory_bytes = usage.peak_memory_bytes.max(s.peak_memory_bytes);
+            usage.memory_bytes = s.memory_bytes;
             usage.oom_kills = s.oom_kills.saturating_sub(inner.oom_base);
         } else if !exited {
             // Dev fallback: the helper and the program (the foreground group's leader).
+            usage.memory_bytes = 0;
             for p in std::iter::once(inner.pid).chain(self.program_pid()) {
                 if let Some(cpu) = proc::proc_cpu_ms(p) {
                     usage.cpu_ms = usage.cpu_ms.max(cpu.saturating_sub(base));
@@ -324,7 +328,10 @@ impl Process {
                 if let Some(peak) = proc::proc_peak_memory(p) {
                     usage.peak_memory_bytes = usage.peak_memory_bytes.max(peak);
                 }
+                usage.memory_bytes += proc::proc_memory(p).unwrap_or(0);
             }
+            // The peaks are per process, the memory now is their sum.
+            usage.peak_memory_bytes = usage.peak_memory_bytes.max(usage.memory_bytes);
         }
         *usage
     }

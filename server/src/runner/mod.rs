@@ -199,6 +199,14 @@ pub struct SessionInfo {
     pub cpu_ms: u64,
     /// Peak memory of the live run so far, bytes (sampled).
     pub peak_memory_bytes: u64,
+    /// Memory of the live run at the last sample, bytes.
+    pub memory_bytes: u64,
+    /// How long ago `cpu_ms` and `memory_bytes` were sampled, ms (None: not yet).
+    pub sampled_ms_ago: Option<u64>,
+    /// Output of the live run so far, bytes.
+    pub output_bytes: u64,
+    /// How long nothing has run, ms (0 while a run is live).
+    pub idle_ms: u64,
     /// True while the live run has the low ("background") CPU priority.
     pub background: bool,
     /// A warm sandbox is ready for the next run (see the `warm` module).

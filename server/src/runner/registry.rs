@@ -214,8 +214,7 @@ impl Runner {
             .ok()
     }
 
-    /// Snapshots of every session, by user id. For the coming admin view
-    /// (its only caller today is the test suite, `tests/runner.rs`).
+    /// Snapshots of every session, by user id (the admin feed, tests).
     pub async fn sessions(&self) -> Vec<SessionInfo> {
         let handles: Vec<SessionHandle> = self
             .shared
@@ -223,23 +222,37 @@ impl Runner {
             .iter()
             .map(|e| e.value().clone())
             .collect();
-        let mut out = Vec::with_capacity(handles.len());
-        for h in handles {
-            if let Ok(Ok(info)) = tokio::time::timeout(INFO_WAIT, h.info()).await {
-                out.push(info);
-            }
-        }
+        // Asked at once: one busy session costs the others nothing.
+        let asks = handles
+            .iter()
+            .map(|h| tokio::time::timeout(INFO_WAIT, h.info()));
+        let mut out: Vec<SessionInfo> = futures_util::future::join_all(asks)
+            .await
+            .into_iter()
+            .filter_map(|r| r.ok().and_then(Result::ok))
+            .collect();
         out.sort_by_key(|i| i.user_id);
         out
     }
 
     /// An admin stops a user's run (`killed_by_admin`). False when nothing
-    /// was running. For the coming admin view (tested in `tests/runner.rs`).
-    pub async fn kill_by_admin(&self, user_id: i64) -> Result<bool, RunnerError> {
-        match self.handle(user_id) {
-            Some(h) => h.end_run(None, None, EndReason::KilledByAdmin).await,
-            None => Ok(false),
+    /// was running.
+    /// With `run_id`, only that run (a newer one is left alone).
+    pub async fn kill_by_admin(
+        &self,
+        user_id: i64,
+        run_id: Option<&str>,
+    ) -> Result<bool, RunnerError> {
+        let Some(h) = self.handle(user_id) else {
+            return Ok(false);
+        };
+        if let Some(want) = run_id {
+            let info = h.info().await?;
+            if !info.running || info.run_id.as_deref() != Some(want) {
+                return Ok(false);
+            }
         }
+        h.end_run(None, None, EndReason::KilledByAdmin).await
     }
 
     /// End a user's live run with `reason` (e.g. `revoked`), waiting at most

@@ -48,6 +48,10 @@ pub(crate) struct LiveRun {
     pub output_bytes: u64,
     pub cpu_ms: u64,
     pub peak_memory_bytes: u64,
+    /// Memory at the last sample, bytes.
+    pub memory_bytes: u64,
+    /// When the usage was last sampled (CPU rates are taken between samples).
+    pub sampled_at: Option<Instant>,
     pub oom_kills: u64,
     /// A max-age warning was sent for the current phase.
     pub warned_max_age: bool,
@@ -193,6 +197,8 @@ impl LiveRun {
             output_bytes: 0,
             cpu_ms: 0,
             peak_memory_bytes: 0,
+            memory_bytes: 0,
+            sampled_at: None,
             oom_kills: 0,
             warned_max_age: false,
             detached_snapshot: None,
@@ -240,6 +246,8 @@ impl LiveRun {
     fn apply(&mut self, u: Usage) {
         self.cpu_ms = self.cpu_ms.max(u.cpu_ms);
         self.peak_memory_bytes = self.peak_memory_bytes.max(u.peak_memory_bytes);
+        self.memory_bytes = u.memory_bytes;
+        self.sampled_at = Some(Instant::now());
         self.oom_kills = u.oom_kills;
     }
 

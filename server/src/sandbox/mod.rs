@@ -187,6 +187,8 @@ pub struct CgroupStats {
     pub cpu_ms: u64,
     /// Peak memory, bytes.
     pub peak_memory_bytes: u64,
+    /// Memory now, bytes.
+    pub memory_bytes: u64,
     /// OOM kills so far.
     pub oom_kills: u64,
     /// Processes currently in the cgroup.

@@ -22,21 +22,22 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use campus_protocol::{close_codes, ClientMsg, ErrorCode, ServerMsg, UserInfo, PROTOCOL_VERSION};
-use campus_protocol::{ConnectionMsg, ConnectionRequest, SessionRequest};
+use campus_protocol::{AdminMsg, AdminRequest, ConnectionMsg, ConnectionRequest, SessionRequest};
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use super::dispatch::{Conn, Forward};
 use super::file_worker::FileQueue;
 use super::session_worker::SessionQueue;
 use super::socket::{close, send_json, send_with_timeout};
+use crate::admin::{actions, feed, FeedFrame};
 use crate::auth::Claims;
 use crate::conn::WsSlot;
 use crate::error::AppError;
 use crate::hub::Outbound;
 use crate::ratelimit::{RateLimit, MINUTE};
-use crate::state::SharedState;
+use crate::state::{AppState, SharedState};
 
 /// Queue of events waiting for this connection's socket.
 const OUTBOUND_QUEUE: usize = 256;
@@ -91,6 +92,8 @@ async fn serve(
 ) -> Exit {
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
+    // Replies of admin actions, which run in tasks of their own.
+    let admin_tx = tx.clone();
     let guard = state
         .hub
         .register(user.id, &conn_id, tx, &claims.jti, claims.generation);
@@ -135,6 +138,8 @@ async fn serve(
     let dead_after = state.settings.heartbeat_timeout;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     let mut last_seen = Instant::now();
+    // The admin feed, while this connection watches it.
+    let mut admin_feed: Option<watch::Receiver<FeedFrame>> = None;
 
     let exit = 'conn: loop {
         tokio::select! {
@@ -161,6 +166,7 @@ async fn serve(
             },
             Some(done) = files.replies.recv() => {
                 files.complete(done.ticket);
+                count_refusal(state, &done.msg);
                 if send_json(&mut sink, &done.msg).await.is_err() { break Exit::Gone; }
                 while deferred.front().is_some_and(|(ticket, _)| files.done_up_to(*ticket)) {
                     let Some((_, msg)) = deferred.pop_front() else { break };
@@ -171,6 +177,7 @@ async fn serve(
             }
             Some(reply) = sessions.next_reply() => {
                 if let Some(msg) = conn.on_reply(reply) {
+                    count_refusal(state, &msg);
                     if send_json(&mut sink, &msg).await.is_err() { break Exit::Gone; }
                 }
             }
@@ -239,7 +246,9 @@ async fn serve(
                             break Exit::Close(close_codes::FLOODING, "too many messages");
                         }
                         let id = campus_protocol::client::salvage_id(text.as_str());
-                        if send_json(&mut sink, &AppError::from(refused).to_msg(id)).await.is_err() { break Exit::Gone; }
+                        let refusal = AppError::from(refused).to_msg(id);
+                        count_refusal(state, &refusal);
+                        if send_json(&mut sink, &refusal).await.is_err() { break Exit::Gone; }
                         continue;
                     }
                     strikes = 0;
@@ -257,6 +266,7 @@ async fn serve(
                         let id = req.id();
                         files.submit_grading(req).err().map(|e| e.to_msg(id))
                     }
+                    Ok(ClientMsg::Admin(req)) => admin_request(state, &user, req, &mut admin_feed, &admin_tx),
                     Ok(ClientMsg::Session(msg)) => {
                         let waits = matches!(msg, SessionRequest::Run { .. })
                             && !files.done_up_to(files.dispatched());
@@ -282,8 +292,14 @@ async fn serve(
                     }
                 };
                 if let Some(reply) = reply {
+                    count_refusal(state, &reply);
                     if send_json(&mut sink, &reply).await.is_err() { break Exit::Gone; }
                 }
+            }
+            // Last: a large frame on a slow link must not starve the client's
+            // own messages, the heartbeat or the session's events.
+            frame = feed::next_frame(&mut admin_feed) => {
+                if send_with_timeout(&mut sink, Message::Text(frame)).await.is_err() { break Exit::Gone; }
             }
         }
     };
@@ -300,4 +316,65 @@ async fn serve(
         close(&mut sink, &mut stream, frame).await;
     }
     exit
+}
+
+/// An admin request: `admin_watch` and `admin_unwatch` change what this
+/// connection receives; the actions run in a task of their own (a stop waits
+/// for the session, a disable for the database) and reply through the
+/// connection's queue, so the loop never waits for them.
+fn admin_request(
+    state: &SharedState,
+    user: &UserInfo,
+    req: AdminRequest,
+    admin_feed: &mut Option<watch::Receiver<FeedFrame>>,
+    replies: &mpsc::Sender<Outbound>,
+) -> Option<ServerMsg> {
+    let id = req.id();
+    if let Err(e) = actions::admit(state, user, &req) {
+        return Some(e.to_msg(id));
+    }
+    let done = |action: &str, message: &str| {
+        Some(ServerMsg::Admin(AdminMsg::AdminDone {
+            id,
+            action: action.into(),
+            user_id: None,
+            changed: true,
+            message: message.into(),
+        }))
+    };
+    match req {
+        AdminRequest::AdminWatch { .. } => {
+            *admin_feed = Some(state.admin.feed.watch());
+            done(
+                "admin_watch",
+                "Watching every session; the feed updates every second.",
+            )
+        }
+        AdminRequest::AdminUnwatch { .. } => {
+            *admin_feed = None;
+            done("admin_unwatch", "Stopped watching.")
+        }
+        action => {
+            let (state, user, replies) = (state.clone(), user.clone(), replies.clone());
+            state.tracker.clone().spawn(async move {
+                let msg = match actions::handle(&state, &user, action).await {
+                    Ok(msg) => msg,
+                    Err(e) => {
+                        let msg = e.to_msg(id);
+                        count_refusal(&state, &msg);
+                        msg
+                    }
+                };
+                let _ = replies.send(Outbound::Msg(msg)).await;
+            });
+            None
+        }
+    }
+}
+
+/// Count a refusal (an `error` reply) by its code, for `/metrics` and the admin view.
+fn count_refusal(state: &AppState, msg: &ServerMsg) {
+    if let ServerMsg::Connection(ConnectionMsg::Error { code, .. }) = msg {
+        state.metrics.refused(*code);
+    }
 }

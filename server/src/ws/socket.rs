@@ -46,7 +46,10 @@ pub async fn send_with_timeout(sink: &mut Sink, msg: Message) -> Result<(), ()> 
 /// connection's socket must go at once to make room for its successor.
 pub async fn close(sink: &mut Sink, stream: &mut Stream, frame: CloseFrame) {
     let code = frame.code;
-    if send_with_timeout(sink, Message::Close(Some(frame))).await.is_err() {
+    if send_with_timeout(sink, Message::Close(Some(frame)))
+        .await
+        .is_err()
+    {
         return;
     }
     if code != close_codes::FLOODING {

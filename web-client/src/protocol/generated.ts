@@ -10,9 +10,9 @@ export const FRAME_OUTPUT_HEADER_LEN = 9;
 
 // --- Every message, and the connection itself (hello, ping/pong, error, shutdown) ---
 
-export type ClientMsg = FileRequest | SessionRequest | CourseRequest | GradingRequest | ConnectionRequest;
+export type ClientMsg = FileRequest | SessionRequest | CourseRequest | GradingRequest | AdminRequest | ConnectionRequest;
 
-export type ServerMsg = FileMsg | SessionMsg | CourseMsg | GradingMsg | ConnectionMsg;
+export type ServerMsg = FileMsg | SessionMsg | CourseMsg | GradingMsg | AdminMsg | ConnectionMsg;
 
 export type ConnectionRequest = { "type": "ping", 
 /**
@@ -2129,6 +2129,263 @@ runs: number,
  * Passed.
  */
 passed: number, };
+
+// --- Admin: the live feed of every session, actions on users ---
+
+export type AdminRequest = { "type": "admin_watch", 
+/**
+ * Echoed in the reply.
+ */
+id?: number, } | { "type": "admin_unwatch", 
+/**
+ * Echoed in the reply.
+ */
+id?: number, } | { "type": "admin_stop_run", 
+/**
+ * Echoed in the reply.
+ */
+id?: number, 
+/**
+ * Whose run.
+ */
+user_id: number, 
+/**
+ * Only this run (the one the admin saw): a newer one is left alone.
+ */
+run_id?: string, } | { "type": "admin_disconnect", 
+/**
+ * Echoed in the reply.
+ */
+id?: number, 
+/**
+ * Whom.
+ */
+user_id: number, } | { "type": "admin_set_disabled", 
+/**
+ * Echoed in the reply.
+ */
+id?: number, 
+/**
+ * Whom.
+ */
+user_id: number, 
+/**
+ * True to disable, false to enable again.
+ */
+disabled: boolean, };
+
+export type AdminMsg = { "type": "admin_feed", 
+/**
+ * When it was computed, ms since the epoch.
+ */
+at_ms: number, 
+/**
+ * The sessions.
+ */
+sessions: Array<AdminSessionInfo>, 
+/**
+ * True when there were more sessions than the feed carries.
+ */
+truncated: boolean, 
+/**
+ * The totals.
+ */
+totals: AdminTotals, 
+/**
+ * The last hour, one point a minute, oldest first.
+ */
+history: Array<AdminPoint>, } | { "type": "admin_done", 
+/**
+ * The request's id.
+ */
+id?: number, 
+/**
+ * Which request: `admin_stop_run`, `admin_disconnect`, …
+ */
+action: string, 
+/**
+ * Whom it was done to.
+ */
+user_id?: number, 
+/**
+ * False when there was nothing to do (no run, not connected, …).
+ */
+changed: boolean, 
+/**
+ * What happened, in words for the admin.
+ */
+message: string, };
+
+export type AdminSessionState = "idle" | "script" | "repl" | "detached";
+
+export type AdminSessionInfo = { 
+/**
+ * The session's user.
+ */
+user_id: number, 
+/**
+ * Their login name.
+ */
+username: string, 
+/**
+ * What it is doing.
+ */
+state: AdminSessionState, 
+/**
+ * True while a program runs (also while detached).
+ */
+running: boolean, 
+/**
+ * The live run's id.
+ */
+run_id?: string, 
+/**
+ * Path of the live run.
+ */
+path?: string, 
+/**
+ * Mode of the live run.
+ */
+mode?: RunMode, 
+/**
+ * Age of the live run, ms.
+ */
+run_age_ms: number, 
+/**
+ * CPU of the live run since the previous tick, percent of one core.
+ */
+cpu_percent: number, 
+/**
+ * CPU of the live run so far, ms.
+ */
+cpu_ms: number, 
+/**
+ * Memory of the live run now, bytes (its cgroup's).
+ */
+memory_bytes: number, 
+/**
+ * Peak memory of the live run, bytes.
+ */
+peak_memory_bytes: number, 
+/**
+ * How long nothing has run, ms (0 while running).
+ */
+idle_ms: number, 
+/**
+ * How long nobody has been attached, ms (0 when someone is).
+ */
+detached_ms: number, 
+/**
+ * Output of the live run so far, bytes.
+ */
+output_bytes: number, 
+/**
+ * Connections attached to the session.
+ */
+attached: number, 
+/**
+ * The user's open connections (tabs and devices).
+ */
+clients: number, };
+
+export type SessionCounts = { 
+/**
+ * Connected, nothing running.
+ */
+idle: number, 
+/**
+ * Running a script.
+ */
+script: number, 
+/**
+ * In the REPL.
+ */
+repl: number, 
+/**
+ * Nobody attached.
+ */
+detached: number, };
+
+export type AdminTotals = { 
+/**
+ * Open WebSocket connections.
+ */
+connections: number, 
+/**
+ * Sessions (all of them, also those beyond the feed's bound).
+ */
+sessions: number, 
+/**
+ * Sessions by state.
+ */
+by_state: SessionCounts, 
+/**
+ * Sandboxes running now (interactive and grading).
+ */
+sandboxes_running: number, 
+/**
+ * Sandbox slots in all.
+ */
+sandbox_slots: number, 
+/**
+ * Runs waiting for a slot.
+ */
+sandbox_waiting: number, 
+/**
+ * Memory limit of one interactive run, bytes.
+ */
+memory_limit_bytes: number, 
+/**
+ * Runs started in the last minute.
+ */
+runs_per_min: number, 
+/**
+ * Runs ended in the last minute, by reason (`exited`, `timeout`, …).
+ */
+ended_per_min: { [key in string]?: number }, 
+/**
+ * Requests refused in the last minute, by error code, and connections
+ * refused at the door (`connection_refused`).
+ */
+refusals_per_min: { [key in string]?: number }, 
+/**
+ * Submissions waiting to be graded.
+ */
+grading_queue?: number, 
+/**
+ * How long the oldest of them has waited, ms.
+ */
+grading_oldest_ms?: number, 
+/**
+ * Free bytes on the data dir's filesystem.
+ */
+disk_free_bytes: number, 
+/**
+ * Size of that filesystem, bytes.
+ */
+disk_total_bytes: number, 
+/**
+ * Whether the database answers.
+ */
+database_up: boolean, };
+
+export type AdminPoint = { 
+/**
+ * When, ms since the epoch.
+ */
+at_ms: number, 
+/**
+ * Sessions then.
+ */
+sessions: number, 
+/**
+ * Sandboxes running then.
+ */
+sandboxes_running: number, 
+/**
+ * Runs started in the minute before.
+ */
+runs_per_min: number, };
 
 /** Every error code, in documentation order. */
 export const ERROR_CODES: ErrorCode[] = ["bad_request", "unauthorized", "forbidden", "not_found", "conflict", "too_large", "quota_exceeded", "rate_limited", "busy", "read_only", "invalid_path", "insufficient_storage", "unavailable", "no_attempts_left", "past_due", "internal"];

@@ -563,6 +563,15 @@ impl Session {
             next_seq: self.log.next_seq(),
             cpu_ms: run.map_or(0, |r| r.cpu_ms),
             peak_memory_bytes: run.map_or(0, |r| r.peak_memory_bytes),
+            memory_bytes: run.map_or(0, |r| r.memory_bytes),
+            sampled_ms_ago: run
+                .and_then(|r| r.sampled_at)
+                .map(|t| now.saturating_duration_since(t).as_millis() as u64),
+            output_bytes: run.map_or(0, |r| r.output_bytes),
+            idle_ms: match run {
+                Some(_) => 0,
+                None => now.saturating_duration_since(self.idle_since).as_millis() as u64,
+            },
             background: run.is_some() && self.priority.current() == CpuPriority::Background,
             warm_ready: self.warm.is_some(),
             run_warm: self.last_start_warm,

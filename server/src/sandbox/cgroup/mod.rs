@@ -220,7 +220,7 @@ impl RunCgroup {
                 let mut s = v2::stats(dir);
                 if s.peak_memory_bytes == 0 {
                     // No memory.peak (kernel < 5.19): keep the max of what we saw.
-                    let cur = read_u64(&dir.join("memory.current")).unwrap_or(0);
+                    let cur = s.memory_bytes;
                     let prev = self.sampled_peak.fetch_max(cur, Ordering::Relaxed);
                     s.peak_memory_bytes = prev.max(cur);
                 }

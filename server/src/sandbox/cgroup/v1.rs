@@ -255,6 +255,7 @@ impl RunDirs {
         CgroupStats {
             cpu_ms: num(file(&self.cpuacct, "cpuacct.usage")) / 1_000_000,
             peak_memory_bytes: num(file(&self.memory, "memory.max_usage_in_bytes")),
+            memory_bytes: num(file(&self.memory, "memory.usage_in_bytes")),
             oom_kills: file(&self.memory, "memory.oom_control")
                 .and_then(|p| read_keyed(&p, "oom_kill"))
                 .unwrap_or(0),

@@ -156,6 +156,7 @@ pub(crate) fn stats(dir: &Path) -> CgroupStats {
     CgroupStats {
         cpu_ms: read_keyed(&dir.join("cpu.stat"), "usage_usec").unwrap_or(0) / 1000,
         peak_memory_bytes: read_u64(&dir.join("memory.peak")).unwrap_or(0),
+        memory_bytes: read_u64(&dir.join("memory.current")).unwrap_or(0),
         oom_kills: read_keyed(&dir.join("memory.events"), "oom_kill").unwrap_or(0),
         pids: read_u64(&dir.join("pids.current")).unwrap_or(0),
     }
