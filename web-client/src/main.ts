@@ -29,13 +29,14 @@ function lazy(roles: View["roles"], load: () => Promise<View>): View {
 
 const root = document.getElementById("app")!;
 // Every role starts in the workspace IDE (with its Courses panel); course
-// staff manage a course on its page. Admin screens will register here.
+// staff manage a course on its page; admins also have the dashboard (#/admin).
 const router = new Router(root, () => "ide")
   .register("login", loginView)
   .register("ide", lazy(["student", "professor", "admin"], () => import("./views/ide").then((m) => m.ideView)))
   .register("course", lazy(["student", "professor", "admin"], () => import("./views/course").then((m) => m.courseView)))
   .register("assignment", lazy(["student", "professor", "admin"], () => import("./views/assignment").then((m) => m.assignmentView)))
-  .register("progress", lazy(["student", "professor", "admin"], () => import("./views/progress").then((m) => m.progressView)));
+  .register("progress", lazy(["student", "professor", "admin"], () => import("./views/progress").then((m) => m.progressView)))
+  .register("admin", lazy(["admin"], () => import("./views/admin").then((m) => m.adminView)));
 
 me()
   .catch(() => null)

@@ -119,6 +119,7 @@ export const ideView: View = {
       h("a.skip-link", { href: "#editor-main" }, "Skip to editor"),
       h("span.brand", null, "Campus"),
       h("span.spacer"),
+      user.role === "admin" ? h("a.button.tool", { href: "#/admin", title: "Every session live, server health" }, "Admin") : null,
       historyBtn,
       themeBtn,
       h("span.user", { title: `Logged in as ${user.username} (${user.role})` }, user.username),
