@@ -153,6 +153,7 @@ pub fn reply_id(m: &ServerMsg) -> Option<u64> {
         | ServerMsg::Session(SessionMsg::Attached { id, .. }) => *id,
         ServerMsg::Courses(m) => m.id(),
         ServerMsg::Grading(m) => m.id(),
+        ServerMsg::Admin(m) => m.id(),
         _ => None,
     }
 }

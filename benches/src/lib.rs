@@ -3,6 +3,7 @@
 //! CLI, log in, open WebSockets, summarise latencies, and the class load
 //! generator itself ([`load`]).
 
+pub mod admin;
 pub mod client;
 pub mod courses;
 pub mod grading;

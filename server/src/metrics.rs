@@ -32,7 +32,9 @@ const RUN_SECONDS: [f64; 12] = [
 ];
 
 /// The admin feed's work per tick, seconds: a few sessions to thousands.
-const FEED_SECONDS: [f64; 10] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0];
+const FEED_SECONDS: [f64; 10] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0,
+];
 
 /// Grading durations, seconds: ten quick tests to a submission's whole limit.
 const GRADING_SECONDS: [f64; 10] = [0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 300.0];

@@ -75,6 +75,17 @@ enum Cmd {
         #[arg(long, default_value_t = 30)]
         window_secs: u64,
     },
+    /// The admin feed at class size: `--students` sessions, `--running` of
+    /// them with a REPL open; server CPU with nobody, one and five admins
+    /// watching (`--phase-secs` each), bytes per tick, `/metrics` scrape time.
+    Admin {
+        #[arg(long, default_value_t = 300)]
+        students: usize,
+        #[arg(long, default_value_t = 100)]
+        running: usize,
+        #[arg(long, default_value_t = 30)]
+        phase_secs: u64,
+    },
 }
 
 const PASSWORD: &str = "bench-password-1";
@@ -112,6 +123,11 @@ async fn main() -> anyhow::Result<()> {
             typists,
             window_secs,
         } => campus_bench::grading::bench(students, typists, window_secs, cli.json).await,
+        Cmd::Admin {
+            students,
+            running,
+            phase_secs,
+        } => campus_bench::admin::bench(students, running, phase_secs, cli.json).await,
     }
 }
 
