@@ -872,3 +872,47 @@ async fn course_inner(store: &crate::store::DynStore, cmd: CourseCommand) -> any
     }
     Ok(())
 }
+
+/// `campus backup DEST`.
+pub async fn backup(storage: StorageArgs, dest: std::path::PathBuf) -> i32 {
+    match crate::backup::backup(&storage, &dest).await {
+        Ok(m) => {
+            println!(
+                "Backed up the {} database and {} entries ({} bytes) into {} in {:.1} s.",
+                m.database,
+                m.entries,
+                m.bytes,
+                dest.display(),
+                (m.finished_at_ms - m.started_at_ms) as f64 / 1000.0
+            );
+            println!("Every save acknowledged before it started is in it.");
+            0
+        }
+        Err(e) => {
+            eprintln!("campus: backup failed: {e:#}");
+            1
+        }
+    }
+}
+
+/// `campus restore SRC`.
+pub async fn restore(storage: StorageArgs, src: std::path::PathBuf) -> i32 {
+    match crate::backup::restore(&storage, &src).await {
+        Ok(m) => {
+            let when = chrono::DateTime::from_timestamp_millis(m.started_at_ms)
+                .map_or_else(|| m.started_at_ms.to_string(), |t| t.to_rfc3339());
+            println!(
+                "Restored the backup started at {when} ({} database, {} entries) into {}.",
+                m.database,
+                m.entries,
+                storage.data_dir.display()
+            );
+            println!("Start the server on it as usual (`campus serve`).");
+            0
+        }
+        Err(e) => {
+            eprintln!("campus: restore failed: {e:#}");
+            1
+        }
+    }
+}

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod auth;
 pub mod authz;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod conn;

@@ -35,6 +35,20 @@ enum Command {
         command: cli::CourseCommand,
     },
     Run(Box<cli::RunArgs>),
+    /// Back up the database and the data dir into DEST while the server runs.
+    Backup {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// Where the backup goes (a new or empty directory, outside the data dir).
+        dest: std::path::PathBuf,
+    },
+    /// Restore a backup into an empty data dir (and a new database).
+    Restore {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// The backup (a directory made by `campus backup`).
+        src: std::path::PathBuf,
+    },
     /// Sandbox tools.
     Sandbox {
         #[command(subcommand)]
@@ -65,7 +79,9 @@ fn resolve_paths(command: &mut Command) -> Result<(), ConfigError> {
         Command::Serve(args) => args.resolve_paths(&cwd),
         Command::Migrate(storage)
         | Command::User { storage, .. }
-        | Command::Course { storage, .. } => storage.resolve_paths(&cwd),
+        | Command::Course { storage, .. }
+        | Command::Backup { storage, .. }
+        | Command::Restore { storage, .. } => storage.resolve_paths(&cwd),
         Command::Run(args) => args.resolve_paths(&cwd),
         Command::Sandbox {
             command: SandboxCommand::Check(args),
@@ -115,6 +131,8 @@ fn main() {
         Command::User { storage, command } => cli::block_on(cli::user(storage, command)),
         Command::Course { storage, command } => cli::block_on(cli::course(storage, command)),
         Command::Run(args) => cli::block_on(cli::run(*args)),
+        Command::Backup { storage, dest } => cli::block_on(cli::backup(storage, dest)),
+        Command::Restore { storage, src } => cli::block_on(cli::restore(storage, src)),
     };
     std::process::exit(code);
 }
