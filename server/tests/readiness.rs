@@ -50,10 +50,27 @@ async fn readyz_until(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_reports_the_probe_run() {
     let db = test_databases().await.remove(0);
-    let server = TestServer::start(&db.url, |_| {}).await;
+    let server = TestServer::start(&db.url, |a| a.run.reaper_interval_secs = 1).await;
     let (status, body) = readyz(&server).await;
     assert_eq!(status, 200, "{body:#}");
     assert_eq!(body["ready"], true);
+    // Each part separately: the database, the disk, and the background
+    // loops — the reaper passing every interval, every grading worker alive.
+    assert_eq!(body["database"]["ok"], true, "{body:#}");
+    assert!(body["disk"]["free_bytes"].as_u64().unwrap() > 0, "{body:#}");
+    assert_eq!(body["grading"]["ok"], true, "{body:#}");
+    let workers = body["grading"]["workers"].as_u64().unwrap();
+    assert!(workers >= 1);
+    assert_eq!(body["grading"]["workers_alive"].as_u64(), Some(workers));
+    assert_eq!(body["reaper"]["interval_ms"], 1000, "{body:#}");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let (_, later) = readyz(&server).await;
+    assert_eq!(later["reaper"]["ok"], true, "{later:#}");
+    let ago = later["reaper"]["last_pass_ms_ago"].as_u64().unwrap();
+    assert!(
+        ago < 2000,
+        "the reaper has not passed for {ago} ms: {later:#}"
+    );
     assert_eq!(body["sandbox"]["ok"], true);
     assert_eq!(body["sandbox"]["isolated"], true, "{body:#}");
     for name in [

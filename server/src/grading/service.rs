@@ -9,7 +9,7 @@
 //! back (never an attempt); shutdown leaves it for the next start.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -92,6 +92,18 @@ pub struct GradingService {
     /// Last pushed queue position per queued submission.
     positions: DashMap<i64, u32>,
     books: DashMap<i64, (Instant, ServerMsg)>,
+    /// Worker tasks running now (a worker that ended or panicked is gone
+    /// from the count: `/readyz` reports it).
+    workers_alive: Arc<AtomicUsize>,
+}
+
+/// Counts its worker as alive until dropped (returned, cancelled or panicked).
+struct AliveGuard(Arc<AtomicUsize>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn bad(msg: impl Into<String>) -> AppError {
@@ -371,6 +383,7 @@ impl GradingService {
             checks: DashMap::new(),
             positions: DashMap::new(),
             books: DashMap::new(),
+            workers_alive: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -379,10 +392,23 @@ impl GradingService {
         for n in 0..self.config.workers.max(1) {
             let me = Arc::clone(self);
             let token = token.clone();
-            tracker.spawn(async move { me.work(n, token).await });
+            self.workers_alive.fetch_add(1, Ordering::Relaxed);
+            let alive = AliveGuard(Arc::clone(&self.workers_alive));
+            tracker.spawn(async move {
+                let _alive = alive;
+                me.work(n, token).await
+            });
         }
         let me = Arc::clone(self);
         tracker.spawn(async move { me.push_positions(token).await });
+    }
+
+    /// Grading workers running now, and how many were started.
+    pub fn workers(&self) -> (usize, usize) {
+        (
+            self.workers_alive.load(Ordering::Relaxed),
+            self.config.workers.max(1),
+        )
     }
 
     /// Submissions queued now and how long the oldest has waited (None when

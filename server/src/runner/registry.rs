@@ -2,7 +2,7 @@
 //! per-user run rate limit, the reaper and graceful shutdown.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -36,6 +36,10 @@ struct Shared {
     sessions: Arc<DashMap<i64, SessionHandle>>,
     tracker: TaskTracker,
     next_session_id: AtomicU64,
+    /// When the reaper last finished a pass, ms since the epoch (0: not yet).
+    reaper_beat: AtomicI64,
+    /// The reaper's period.
+    reaper_every: Duration,
 }
 
 /// Runs students' programs: one session per user, admission-controlled.
@@ -92,6 +96,8 @@ impl Runner {
             sessions: Arc::new(DashMap::new()),
             tracker: TaskTracker::new(),
             next_session_id: AtomicU64::new(1),
+            reaper_beat: AtomicI64::new(crate::store::now_ms()),
+            reaper_every: interval,
         });
         let admission = shared.ctx.executor.admission();
         tracing::info!(
@@ -267,6 +273,14 @@ impl Runner {
         )
     }
 
+    /// The reaper's liveness: how long since its last pass, and its period.
+    /// Started at construction, so a fresh runner counts as just beaten.
+    pub fn reaper_liveness(&self) -> (Duration, Duration) {
+        let beat = self.shared.reaper_beat.load(Ordering::Relaxed);
+        let ago = u64::try_from(crate::store::now_ms() - beat).unwrap_or(0);
+        (Duration::from_millis(ago), self.shared.reaper_every)
+    }
+
     /// Sandboxes running now (interactive and batch).
     pub fn active_runs(&self) -> usize {
         self.executor().admission().in_use()
@@ -317,6 +331,9 @@ async fn reaper(shared: Weak<Shared>, token: CancellationToken, every: Duration)
         let Some(shared) = shared.upgrade() else {
             break;
         };
+        shared
+            .reaper_beat
+            .store(crate::store::now_ms(), Ordering::Relaxed);
         let before = shared.sessions.len();
         shared.sessions.retain(|_, h| !h.is_closed());
         shared.ctx.rate.shrink();
