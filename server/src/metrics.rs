@@ -31,6 +31,9 @@ const RUN_SECONDS: [f64; 12] = [
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
 ];
 
+/// Run start → first output, seconds: a warm start's tens of ms to a slow import.
+const FIRST_OUTPUT_SECONDS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
 /// The admin feed's work per tick, seconds: a few sessions to thousands.
 const FEED_SECONDS: [f64; 10] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0,
@@ -51,6 +54,9 @@ pub struct Metrics {
     runs_started: Counter,
     runs_ended: Family<Labels, Counter>,
     run_duration: Histogram,
+    run_first_output: Histogram,
+    ws_received: Counter,
+    ws_sent: Counter,
     refusals: Family<Labels, Counter>,
     /// The same counts as `runs_ended` and `refusals`, readable (a `Family`
     /// cannot be listed): the admin view turns them into rates per minute.
@@ -92,6 +98,9 @@ impl Metrics {
             runs_started: Counter::default(),
             runs_ended: Family::default(),
             run_duration: Histogram::new(RUN_SECONDS),
+            run_first_output: Histogram::new(FIRST_OUTPUT_SECONDS),
+            ws_received: Counter::default(),
+            ws_sent: Counter::default(),
             refusals: Family::default(),
             totals: Mutex::default(),
             connections: Family::default(),
@@ -133,6 +142,21 @@ impl Metrics {
             "run_duration_seconds",
             "Wall time of ended runs",
             m.run_duration.clone(),
+        );
+        r.register(
+            "run_first_output_seconds",
+            "Run start to the first byte of its output (for a REPL, its greeting)",
+            m.run_first_output.clone(),
+        );
+        r.register(
+            "ws_messages_received",
+            "WebSocket messages received from clients (text and binary frames)",
+            m.ws_received.clone(),
+        );
+        r.register(
+            "ws_messages_sent",
+            "WebSocket messages sent to clients (JSON messages and output frames)",
+            m.ws_sent.clone(),
         );
         r.register(
             "refusals",
@@ -265,6 +289,21 @@ impl Metrics {
             .inc();
         self.run_duration.observe(duration_ms as f64 / 1000.0);
         *self.lock_totals().ended.entry(reason.as_str()).or_default() += 1;
+    }
+
+    /// A run's first output came `after` its start.
+    pub fn run_first_output(&self, after: std::time::Duration) {
+        self.run_first_output.observe(after.as_secs_f64());
+    }
+
+    /// A WebSocket message arrived from a client.
+    pub fn ws_received(&self) {
+        self.ws_received.inc();
+    }
+
+    /// The counter of messages sent, for a connection's socket to count on.
+    pub fn ws_sent_counter(&self) -> Counter {
+        self.ws_sent.clone()
     }
 
     /// The admin feed computed a tick in `took`.

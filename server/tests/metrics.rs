@@ -106,6 +106,14 @@ async fn a_real_prometheus_scrapes_the_runs_and_promtool_passes_the_exposition()
         Some(1.0),
         "{text}"
     );
+    // The run printed: its first output was timed; the student's messages
+    // (save, run, answer) and the server's (replies, output frames) counted.
+    assert!(
+        sample(&text, "campus_run_first_output_seconds_count").unwrap() >= 1.0,
+        "{text}"
+    );
+    assert!(sample(&text, "campus_ws_messages_received_total").unwrap() >= 3.0);
+    assert!(sample(&text, "campus_ws_messages_sent_total").unwrap() >= 3.0);
     assert!(sample(&text, "campus_sandbox_slots").unwrap() >= 1.0);
     assert_eq!(sample(&text, "campus_database_up"), Some(1.0));
     assert_eq!(sample(&text, "campus_grading_queue_depth"), Some(0.0));

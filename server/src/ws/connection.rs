@@ -30,7 +30,7 @@ use tracing::Instrument;
 use super::dispatch::{Conn, Forward};
 use super::file_worker::FileQueue;
 use super::session_worker::SessionQueue;
-use super::socket::{close, send_json, send_with_timeout};
+use super::socket::{close, send_json, send_with_timeout, Sink};
 use crate::admin::{actions, feed, FeedFrame};
 use crate::auth::Claims;
 use crate::conn::WsSlot;
@@ -90,7 +90,8 @@ async fn serve(
     conn_id: String,
     slot: WsSlot,
 ) -> Exit {
-    let (mut sink, mut stream) = socket.split();
+    let (sink, mut stream) = socket.split();
+    let mut sink = Sink::new(sink, state.metrics.ws_sent_counter());
     let (tx, mut rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
     // Replies of admin actions, which run in tasks of their own.
     let admin_tx = tx.clone();
@@ -202,6 +203,9 @@ async fn serve(
             incoming = stream.next() => {
                 let Some(Ok(msg)) = incoming else { break Exit::Gone };
                 last_seen = Instant::now();
+                if matches!(msg, Message::Text(_) | Message::Binary(_)) {
+                    state.metrics.ws_received();
+                }
                 // Every message is checked against the in-memory account state
                 // (two map lookups): a revoked token's message is never handled.
                 if matches!(msg, Message::Text(_) | Message::Binary(_)) {

@@ -14,8 +14,21 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing connection waits for the client's own close frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
-/// The sending half of the socket.
-pub type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+/// The sending half of the socket, counting what it sends (`/metrics`).
+pub struct Sink {
+    inner: futures_util::stream::SplitSink<WebSocket, Message>,
+    sent: prometheus_client::metrics::counter::Counter,
+}
+
+impl Sink {
+    /// Wrap a socket's sending half; every frame sent counts on `sent`.
+    pub fn new(
+        inner: futures_util::stream::SplitSink<WebSocket, Message>,
+        sent: prometheus_client::metrics::counter::Counter,
+    ) -> Sink {
+        Sink { inner, sent }
+    }
+}
 
 /// The receiving half of the socket.
 pub type Stream = futures_util::stream::SplitStream<WebSocket>;
@@ -30,7 +43,10 @@ pub async fn send_json(sink: &mut Sink, msg: &ServerMsg) -> Result<(), ()> {
 
 /// Send one frame, giving up on a client that stopped reading.
 pub async fn send_with_timeout(sink: &mut Sink, msg: Message) -> Result<(), ()> {
-    match tokio::time::timeout(SEND_TIMEOUT, sink.send(msg)).await {
+    if matches!(msg, Message::Text(_) | Message::Binary(_)) {
+        sink.sent.inc();
+    }
+    match tokio::time::timeout(SEND_TIMEOUT, sink.inner.send(msg)).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(()),
     }

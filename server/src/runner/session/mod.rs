@@ -464,6 +464,11 @@ impl Session {
         let Some(run) = self.run.as_mut() else {
             return false;
         };
+        if run.output_bytes == 0 {
+            if let Some(m) = self.ctx.records.as_ref().and_then(|r| r.metrics()) {
+                m.run_first_output(run.started.elapsed());
+            }
+        }
         run.output_bytes += data.len() as u64;
         let over = run.output_bytes > self.ctx.cfg.output_limit_bytes;
         self.pending.extend_from_slice(data);
