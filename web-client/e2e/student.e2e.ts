@@ -46,10 +46,19 @@ async function status(p: Page): Promise<{ text: string; outcome: string; color: 
   });
 }
 
-/** The status once its outcome is `outcome` (a re-attach may render it once more). */
+/**
+ * The status once its outcome is `outcome`, read in one go with its colour: a
+ * re-attach (after a reconnect on a loaded machine) renders it once more, so
+ * waiting for the outcome and then reading could see the re-render between.
+ */
 async function settled(p: Page, outcome: string): Promise<Awaited<ReturnType<typeof status>>> {
-  await p.locator(`.run-status[data-outcome="${outcome}"]`).waitFor({ timeout: 10_000 });
-  return status(p);
+  const until = Date.now() + 10_000;
+  let s = await status(p);
+  while (s.outcome !== outcome && Date.now() < until) {
+    await p.waitForTimeout(50);
+    s = await status(p);
+  }
+  return s;
 }
 
 describe("what a student reads", () => {
