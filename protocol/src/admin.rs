@@ -137,6 +137,22 @@ pub struct AdminPoint {
     pub runs_per_min: u64,
 }
 
+/// An account as the admin view lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct AdminAccount {
+    /// User id.
+    pub user_id: i64,
+    /// Login name.
+    pub username: String,
+    /// `student`, `professor` or `admin`.
+    pub role: crate::types::Role,
+    /// Disabled accounts cannot log in.
+    pub disabled: bool,
+    /// When it was created, ms since the epoch.
+    pub created_at_ms: i64,
+}
+
 /// A request of the admin view.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
@@ -176,6 +192,12 @@ pub enum AdminRequest {
         /// Whom.
         user_id: i64,
     },
+    /// List every account (reply: `admin_accounts`), e.g. to enable a disabled one.
+    AdminAccounts {
+        /// Echoed in the reply.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+    },
     /// Disable (or re-enable) the account: when disabled, its connections
     /// close, its run stops and its tokens are refused at once.
     AdminSetDisabled {
@@ -196,6 +218,7 @@ impl AdminRequest {
         "admin_unwatch",
         "admin_stop_run",
         "admin_disconnect",
+        "admin_accounts",
         "admin_set_disabled",
     ];
 
@@ -206,6 +229,7 @@ impl AdminRequest {
             | AdminRequest::AdminUnwatch { id }
             | AdminRequest::AdminStopRun { id, .. }
             | AdminRequest::AdminDisconnect { id, .. }
+            | AdminRequest::AdminAccounts { id }
             | AdminRequest::AdminSetDisabled { id, .. } => *id,
         }
     }
@@ -230,6 +254,14 @@ pub enum AdminMsg {
         totals: AdminTotals,
         /// The last hour, one point a minute, oldest first.
         history: Vec<AdminPoint>,
+    },
+    /// Every account, by username.
+    AdminAccounts {
+        /// The request's id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        /// The accounts.
+        accounts: Vec<AdminAccount>,
     },
     /// An action was done (or there was nothing to do: `changed` false).
     AdminDone {
@@ -256,10 +288,10 @@ impl AdminMsg {
     pub fn id(&self) -> Option<u64> {
         match self {
             AdminMsg::AdminFeed { .. } => None,
-            AdminMsg::AdminDone { id, .. } => *id,
+            AdminMsg::AdminAccounts { id, .. } | AdminMsg::AdminDone { id, .. } => *id,
         }
     }
 
     /// The `type` of each admin message, in declaration order.
-    pub const TYPES: &'static [&'static str] = &["admin_feed", "admin_done"];
+    pub const TYPES: &'static [&'static str] = &["admin_feed", "admin_accounts", "admin_done"];
 }

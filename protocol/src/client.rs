@@ -96,6 +96,7 @@ const TYPES: &[&str] = &[
     "admin_unwatch",
     "admin_stop_run",
     "admin_disconnect",
+    "admin_accounts",
     "admin_set_disabled",
 ];
 

@@ -25,8 +25,8 @@ pub mod types;
 mod wire;
 
 pub use admin::{
-    AdminMsg, AdminPoint, AdminRequest, AdminSessionInfo, AdminSessionState, AdminTotals,
-    SessionCounts, MAX_FEED_SESSIONS,
+    AdminAccount, AdminMsg, AdminPoint, AdminRequest, AdminSessionInfo, AdminSessionState,
+    AdminTotals, SessionCounts, MAX_FEED_SESSIONS,
 };
 pub use client::ClientMsg;
 pub use connection::{ConnectionMsg, ConnectionRequest, Limits};

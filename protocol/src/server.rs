@@ -72,6 +72,7 @@ const TYPES: &[&str] = &[
     "regraded",
     "progress",
     "admin_feed",
+    "admin_accounts",
     "admin_done",
 ];
 

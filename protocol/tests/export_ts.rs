@@ -97,6 +97,7 @@ fn domains() -> Vec<(&'static str, Vec<String>)> {
                 SessionCounts::decl(),
                 AdminTotals::decl(),
                 AdminPoint::decl(),
+                AdminAccount::decl(),
             ],
         ),
     ]

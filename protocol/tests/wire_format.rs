@@ -83,6 +83,7 @@ const CLIENT: &[&str] = &[
     r#"{"type":"admin_unwatch","id":81}"#,
     r#"{"type":"admin_stop_run","id":82,"user_id":12,"run_id":"5d3c"}"#,
     r#"{"type":"admin_disconnect","id":83,"user_id":12}"#,
+    r#"{"type":"admin_accounts","id":85}"#,
     r#"{"type":"admin_set_disabled","id":84,"user_id":12,"disabled":true}"#,
 ];
 
@@ -143,6 +144,7 @@ const SERVER: &[&str] = &[
     r#"{"type":"regraded","id":69,"queued":12}"#,
     r#"{"type":"progress","id":70,"course":"cs101","title":"Intro to Programming","assignments":[{"folder":"hw1","title":"Homework 1","due_at_ms":1796342400000,"max_score":10.0,"best_score":8.0,"attempts_used":2,"max_attempts":5,"last_state":"graded","last_submission":41,"last_at_ms":1796300000000,"late":false},{"folder":"hw2","title":"Homework 2","max_score":4.0,"attempts_used":0,"late":false}],"total_best":8.0,"total_max":14.0}"#,
     r#"{"type":"admin_feed","at_ms":1796412970948,"sessions":[{"user_id":12,"username":"ann","state":"script","running":true,"run_id":"5d3c","path":"hold.py","mode":"script","run_age_ms":4200,"cpu_percent":97.0,"cpu_ms":3900,"memory_bytes":68157440,"peak_memory_bytes":68374528,"idle_ms":0,"detached_ms":0,"output_bytes":8,"attached":1,"clients":2},{"user_id":13,"username":"bob","state":"idle","running":false,"run_age_ms":0,"cpu_percent":0.0,"cpu_ms":0,"memory_bytes":0,"peak_memory_bytes":0,"idle_ms":65000,"detached_ms":0,"output_bytes":0,"attached":1,"clients":1}],"truncated":false,"totals":{"connections":3,"sessions":2,"by_state":{"idle":1,"script":1,"repl":0,"detached":0},"sandboxes_running":1,"sandbox_slots":32,"sandbox_waiting":0,"memory_limit_bytes":134217728,"runs_per_min":4,"ended_per_min":{"exited":2,"killed_by_admin":1},"refusals_per_min":{"connection_refused":3,"rate_limited":5},"grading_queue":2,"grading_oldest_ms":1500,"disk_free_bytes":53687091200,"disk_total_bytes":107374182400,"database_up":true},"history":[{"at_ms":1796412910948,"sessions":2,"sandboxes_running":0,"runs_per_min":1},{"at_ms":1796412970948,"sessions":2,"sandboxes_running":1,"runs_per_min":4}]}"#,
+    r#"{"type":"admin_accounts","id":85,"accounts":[{"user_id":1,"username":"admin","role":"admin","disabled":false,"created_at_ms":1796400000000},{"user_id":12,"username":"ann","role":"student","disabled":true,"created_at_ms":1796400100000}]}"#,
     r#"{"type":"admin_done","id":82,"action":"admin_stop_run","user_id":12,"changed":true,"message":"Stopped ann's run."}"#,
     r#"{"type":"admin_done","id":80,"action":"admin_watch","changed":true,"message":"Watching every session; the feed updates every second."}"#,
 ];
@@ -193,7 +195,7 @@ fn every_message_type_is_covered_and_no_other_exists() {
         .to_string();
     assert_eq!(
         unknown,
-        r#"unknown variant `nope`, expected one of `ping`, `list`, `stat`, `read`, `write`, `mkdir`, `rename`, `copy`, `delete`, `list_versions`, `read_version`, `restore_version`, `trash_list`, `trash_restore`, `run`, `input`, `resize`, `interrupt`, `stop`, `attach`, `ack`, `course_list`, `course_create`, `course_open`, `course_list_files`, `course_read`, `course_write`, `course_mkdir`, `course_delete`, `course_copy`, `section_save`, `section_delete`, `exception_set`, `exception_remove`, `release_set`, `release_remove`, `roster_get`, `enroll`, `unenroll`, `roster_import`, `student_list_files`, `student_read`, `student_versions`, `student_read_version`, `student_runs`, `assignment_get`, `assignment_save`, `test_file_put`, `test_file_delete`, `test_file_get`, `check`, `submit`, `submission_get`, `gradebook_get`, `regrade`, `progress_get`, `admin_watch`, `admin_unwatch`, `admin_stop_run`, `admin_disconnect`, `admin_set_disabled` at line 1 column 14"#
+        r#"unknown variant `nope`, expected one of `ping`, `list`, `stat`, `read`, `write`, `mkdir`, `rename`, `copy`, `delete`, `list_versions`, `read_version`, `restore_version`, `trash_list`, `trash_restore`, `run`, `input`, `resize`, `interrupt`, `stop`, `attach`, `ack`, `course_list`, `course_create`, `course_open`, `course_list_files`, `course_read`, `course_write`, `course_mkdir`, `course_delete`, `course_copy`, `section_save`, `section_delete`, `exception_set`, `exception_remove`, `release_set`, `release_remove`, `roster_get`, `enroll`, `unenroll`, `roster_import`, `student_list_files`, `student_read`, `student_versions`, `student_read_version`, `student_runs`, `assignment_get`, `assignment_save`, `test_file_put`, `test_file_delete`, `test_file_get`, `check`, `submit`, `submission_get`, `gradebook_get`, `regrade`, `progress_get`, `admin_watch`, `admin_unwatch`, `admin_stop_run`, `admin_disconnect`, `admin_accounts`, `admin_set_disabled` at line 1 column 14"#
     );
     let client: BTreeSet<String> = CLIENT.iter().map(|l| tag(l)).collect();
     let declared = expected_types(&unknown);
@@ -205,7 +207,7 @@ fn every_message_type_is_covered_and_no_other_exists() {
         .to_string();
     assert_eq!(
         unknown,
-        r#"unknown variant `nope`, expected one of `hello`, `pong`, `error`, `listing`, `entry`, `file`, `written`, `deleted`, `versions`, `trash`, `file_changed`, `run_started`, `phase`, `warning`, `run_ended`, `attached`, `shutdown`, `courses`, `course`, `course_listing`, `course_file`, `course_written`, `course_copied`, `roster`, `roster_result`, `student_versions`, `student_runs`, `course_changed`, `assignment`, `test_file`, `submission`, `check_started`, `test_progress`, `check_done`, `gradebook`, `regraded`, `progress`, `admin_feed`, `admin_done` at line 1 column 14"#
+        r#"unknown variant `nope`, expected one of `hello`, `pong`, `error`, `listing`, `entry`, `file`, `written`, `deleted`, `versions`, `trash`, `file_changed`, `run_started`, `phase`, `warning`, `run_ended`, `attached`, `shutdown`, `courses`, `course`, `course_listing`, `course_file`, `course_written`, `course_copied`, `roster`, `roster_result`, `student_versions`, `student_runs`, `course_changed`, `assignment`, `test_file`, `submission`, `check_started`, `test_progress`, `check_done`, `gradebook`, `regraded`, `progress`, `admin_feed`, `admin_accounts`, `admin_done` at line 1 column 14"#
     );
     let server: BTreeSet<String> = SERVER.iter().map(|l| tag(l)).collect();
     let declared = expected_types(&unknown);

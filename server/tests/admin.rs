@@ -244,6 +244,7 @@ async fn students_get_no_feed_and_no_actions_and_are_audited() {
             })
             .await,
         );
+        forbidden(&act(&mut eve, |id| AdminRequest::AdminAccounts { id }).await);
         // No feed came: a ping's answer is the next message.
         let m = eve
             .request(|id| ClientMsg::Connection(campus_protocol::ConnectionRequest::Ping { id }))
@@ -280,7 +281,7 @@ async fn students_get_no_feed_and_no_actions_and_are_audited() {
             .recent_audit(Some("admin.forbidden"), 10)
             .await
             .unwrap();
-        assert_eq!(audit.len(), 4, "{audit:?}");
+        assert_eq!(audit.len(), 5, "{audit:?}");
         assert!(audit.iter().all(|a| a.actor.as_deref() == Some("eve")));
         assert!(
             audit
@@ -354,6 +355,15 @@ async fn disconnect_then_disable_then_enable() {
             .await
             .unwrap();
         assert_eq!(login.status(), 401);
+        // The account list says so (how the dashboard finds whom to enable).
+        match act(&mut root, |id| AdminRequest::AdminAccounts { id }).await {
+            ServerMsg::Admin(AdminMsg::AdminAccounts { accounts, .. }) => {
+                let cat = accounts.iter().find(|a| a.username == "cat").unwrap();
+                assert!(cat.disabled && cat.role == Role::Student, "{cat:?}");
+                assert!(accounts.iter().any(|a| a.username == "root" && !a.disabled));
+            }
+            other => panic!("expected admin_accounts, got {other:?}"),
+        }
         // Twice is not an error.
         let (changed, _) = done(
             &act(&mut root, |id| AdminRequest::AdminSetDisabled {

@@ -5,7 +5,9 @@
 // behind a confirmation, and the student's page says in words that an
 // administrator stopped it. A student cannot open the dashboard (the router
 // sends them to their IDE) and the server refuses their admin requests
-// (`forbidden`). Screenshot: docs/screenshots/admin-dashboard.png.
+// (`forbidden`). The admin disables the student (their tab is signed out at
+// once) and enables them again from the disabled accounts list.
+// Screenshots: docs/screenshots/admin-dashboard.png, admin-stopped-student.png.
 import { spawnSync } from "node:child_process";
 import type { BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -135,5 +137,23 @@ describe("admin dashboard", () => {
       { type: "error", code: "forbidden", id: 2 },
     ]);
     expect(replies.some((r) => r.type === "admin_feed")).toBe(false);
+  });
+
+  it("disables a student (signed out at once) and enables them again", async () => {
+    const row = admin.locator(`table.admin-sessions tr[data-user="${STUDENT.username}"]`);
+    await row.getByRole("button", { name: `Disable ${STUDENT.username}` }).click();
+    await admin.locator("dialog").getByRole("button", { name: "Disable account" }).click();
+    await admin.locator(".notice", { hasText: `Disabled ${STUDENT.username}` }).waitFor();
+    // The student's tab is signed out with the reason.
+    const notice = stu.locator(".login-notice");
+    await notice.waitFor({ timeout: 15_000 });
+    expect(await notice.textContent()).toMatch(/disabled/);
+    // Listed apart (no session any more), and enabled from there.
+    const listed = admin.locator(`.admin-disabled li[data-user="${STUDENT.username}"]`);
+    await listed.waitFor();
+    await listed.getByRole("button", { name: `Enable ${STUDENT.username}` }).click();
+    await admin.locator(".notice", { hasText: `Enabled ${STUDENT.username} again.` }).waitFor();
+    await expect.poll(() => listed.count()).toBe(0);
+    await login(stu, { baseUrl: baseUrl(), ...STUDENT });
   });
 });

@@ -45,6 +45,10 @@ pub async fn handle(
     admit(state, user, &req)?;
     let id = req.id();
     let action = type_of(&req);
+    if let AdminRequest::AdminAccounts { .. } = req {
+        let accounts = state.auth.list_accounts().await?;
+        return Ok(ServerMsg::Admin(AdminMsg::AdminAccounts { id, accounts }));
+    }
     let (audited, target_id) = match &req {
         AdminRequest::AdminStopRun { user_id, .. } => ("admin.stop_run", *user_id),
         AdminRequest::AdminDisconnect { user_id, .. } => ("admin.disconnect", *user_id),
@@ -54,7 +58,9 @@ pub async fn handle(
             ..
         } => ("user.disabled", *user_id),
         AdminRequest::AdminSetDisabled { user_id, .. } => ("user.enabled", *user_id),
-        AdminRequest::AdminWatch { .. } | AdminRequest::AdminUnwatch { .. } => {
+        AdminRequest::AdminWatch { .. }
+        | AdminRequest::AdminUnwatch { .. }
+        | AdminRequest::AdminAccounts { .. } => {
             return Err(AppError::new(
                 ErrorCode::BadRequest,
                 "the feed is started and stopped by the connection",
@@ -97,7 +103,9 @@ async fn act(
     req: AdminRequest,
 ) -> Result<(String, bool, String), AppError> {
     match req {
-        AdminRequest::AdminWatch { .. } | AdminRequest::AdminUnwatch { .. } => {
+        AdminRequest::AdminWatch { .. }
+        | AdminRequest::AdminUnwatch { .. }
+        | AdminRequest::AdminAccounts { .. } => {
             Err(AppError::new(ErrorCode::BadRequest, "not an action"))
         }
         AdminRequest::AdminStopRun {
@@ -165,6 +173,7 @@ fn type_of(req: &AdminRequest) -> &'static str {
         AdminRequest::AdminUnwatch { .. } => "admin_unwatch",
         AdminRequest::AdminStopRun { .. } => "admin_stop_run",
         AdminRequest::AdminDisconnect { .. } => "admin_disconnect",
+        AdminRequest::AdminAccounts { .. } => "admin_accounts",
         AdminRequest::AdminSetDisabled { .. } => "admin_set_disabled",
     }
 }

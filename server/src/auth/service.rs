@@ -306,6 +306,22 @@ impl AuthService {
             .await;
     }
 
+    /// Every account, by username (the admin view's list).
+    pub async fn list_accounts(&self) -> Result<Vec<campus_protocol::AdminAccount>, AppError> {
+        let mut users = self.store.list_users().await?;
+        users.sort_by(|a, b| a.username.cmp(&b.username));
+        Ok(users
+            .into_iter()
+            .map(|u| campus_protocol::AdminAccount {
+                user_id: u.id,
+                username: u.username,
+                role: u.role,
+                disabled: u.disabled,
+                created_at_ms: u.created_at_ms,
+            })
+            .collect())
+    }
+
     /// The login name of `user_id`, if the account exists.
     pub async fn username_of(&self, user_id: i64) -> Result<Option<String>, AppError> {
         Ok(self.store.user_by_id(user_id).await?.map(|u| u.username))

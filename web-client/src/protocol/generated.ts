@@ -2160,7 +2160,11 @@ id?: number,
 /**
  * Whom.
  */
-user_id: number, } | { "type": "admin_set_disabled", 
+user_id: number, } | { "type": "admin_accounts", 
+/**
+ * Echoed in the reply.
+ */
+id?: number, } | { "type": "admin_set_disabled", 
 /**
  * Echoed in the reply.
  */
@@ -2194,7 +2198,15 @@ totals: AdminTotals,
 /**
  * The last hour, one point a minute, oldest first.
  */
-history: Array<AdminPoint>, } | { "type": "admin_done", 
+history: Array<AdminPoint>, } | { "type": "admin_accounts", 
+/**
+ * The request's id.
+ */
+id?: number, 
+/**
+ * The accounts.
+ */
+accounts: Array<AdminAccount>, } | { "type": "admin_done", 
 /**
  * The request's id.
  */
@@ -2386,6 +2398,28 @@ sandboxes_running: number,
  * Runs started in the minute before.
  */
 runs_per_min: number, };
+
+export type AdminAccount = { 
+/**
+ * User id.
+ */
+user_id: number, 
+/**
+ * Login name.
+ */
+username: string, 
+/**
+ * `student`, `professor` or `admin`.
+ */
+role: Role, 
+/**
+ * Disabled accounts cannot log in.
+ */
+disabled: boolean, 
+/**
+ * When it was created, ms since the epoch.
+ */
+created_at_ms: number, };
 
 /** Every error code, in documentation order. */
 export const ERROR_CODES: ErrorCode[] = ["bad_request", "unauthorized", "forbidden", "not_found", "conflict", "too_large", "quota_exceeded", "rate_limited", "busy", "read_only", "invalid_path", "insufficient_storage", "unavailable", "no_attempts_left", "past_due", "internal"];

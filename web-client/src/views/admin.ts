@@ -141,6 +141,7 @@ export const adminView: View = {
       h("option", { value: "detached" }, "Detached"),
     );
     const shown = h("span.muted");
+    const disabledList = h("section.admin-disabled", { "aria-label": "Disabled accounts" }, h("p.muted", null, "Loading…"));
     const headRow = h("tr");
     const tbody = h("tbody");
     const table = h("table.admin-sessions", { "aria-label": "Sessions" }, h("thead", null, headRow), tbody);
@@ -153,6 +154,8 @@ export const adminView: View = {
       h("h2", null, "Sessions"),
       h("div.admin-filters", null, search, stateSelect, shown),
       h("div.admin-table-wrap", null, table),
+      h("h2", null, "Disabled accounts"),
+      disabledList,
     );
     ctx.root.append(h("div.admin-view", null, header, main, notices.el));
 
@@ -201,6 +204,7 @@ export const adminView: View = {
               ? await conn.request({ type: "admin_disconnect", user_id: s.user_id })
               : await conn.request({ type: "admin_set_disabled", user_id: s.user_id, disabled: true });
         notices.show(expectMsg(msg, "admin_done").message);
+        if (kind === "disable") void loadAccounts();
       } catch (e) {
         notices.error(`Could not ${kind === "stop" ? "stop the run" : kind === "disconnect" ? "disconnect" : "disable the account"}`, e);
       }
@@ -305,6 +309,49 @@ export const adminView: View = {
       renderTable();
     };
 
+    // Disabled accounts have no session, so they are listed apart, to be enabled again.
+    const loadAccounts = async () => {
+      try {
+        const accounts = expectMsg(await conn.request({ type: "admin_accounts" }), "admin_accounts").accounts.filter((a) => a.disabled);
+        setChildren(
+          disabledList,
+          accounts.length === 0
+            ? h("p.muted", null, "None.")
+            : h(
+                "ul.admin-disabled-list",
+                null,
+                accounts.map((a) =>
+                  h(
+                    "li",
+                    { dataset: { user: a.username } },
+                    h("span", null, `${a.username} (${a.role})`),
+                    " ",
+                    h(
+                      "button",
+                      {
+                        type: "button",
+                        "aria-label": `Enable ${a.username}`,
+                        onclick: async () => {
+                          try {
+                            const m = await conn.request({ type: "admin_set_disabled", user_id: a.user_id, disabled: false });
+                            notices.show(expectMsg(m, "admin_done").message);
+                          } catch (e) {
+                            notices.error("Could not enable the account", e);
+                          }
+                          void loadAccounts();
+                        },
+                      },
+                      "Enable",
+                    ),
+                  ),
+                ),
+              ),
+        );
+      } catch (e) {
+        notices.error("Could not list the accounts", e);
+      }
+    };
+
     renderHead();
     conn.on("message", (m) => {
       if (m.type === "admin_feed") render(m);
@@ -314,6 +361,7 @@ export const adminView: View = {
         (m) => expectMsg(m, "admin_done"),
         (e) => notices.error("Could not start the live view", e),
       );
+      void loadAccounts();
     });
     conn.on("state", (s) => {
       if (s.kind !== "open") status.textContent = s.kind === "closed" ? "disconnected" : "reconnecting…";
