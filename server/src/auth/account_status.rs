@@ -266,8 +266,12 @@ impl AccountStatus {
     /// it is now disabled or its generation moved on, end what it revoked.
     pub(super) async fn apply(&self, user: &User, hub: &Hub, runner: &Runner) {
         let (known_before, prev_gen, prev_role) = {
-            if !self.known.contains_key(&user.id) && !hub.is_connected(user.id) {
-                // Nothing of theirs is here: nothing to update or end.
+            if !self.known.contains_key(&user.id)
+                && !hub.is_connected(user.id)
+                && runner.handle(user.id).is_none()
+            {
+                // Nothing of theirs is here: nothing to update or end. A
+                // session nobody is attached to counts: its run goes on.
                 return;
             }
             let mut e = self.known.entry(user.id).or_insert_with(Known::unseen);

@@ -9,11 +9,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use campus_protocol::{EndReason, ErrorCode, Role, UserInfo};
+use campus_protocol::{ErrorCode, Role, UserInfo};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::account_status::{AccountStatus, Refresher, DISABLED};
+use super::account_status::{AccountStatus, Refresher};
 use super::hash_slots::HashSlots;
 use super::login_guard::{LoginGuard, Refusal};
 use super::{AuthError, Claims, TokenKeys};
@@ -374,14 +374,6 @@ impl AuthService {
             },
         };
         self.accounts.apply(&now, &self.hub, &self.runner).await;
-        if disabled {
-            // Also a session nobody is attached to, of an account this
-            // server had stopped tracking (its detached run goes on otherwise).
-            self.hub.revoke_user(user_id, DISABLED);
-            self.runner
-                .end_user_run(user_id, EndReason::Revoked, Duration::from_secs(5))
-                .await;
-        }
         Ok((now.username, true))
     }
 
