@@ -70,7 +70,7 @@ pub async fn backup(storage: &StorageArgs, dest: &Path) -> anyhow::Result<Manife
     if !data_dir.is_dir() {
         bail!("the data dir {} does not exist", data_dir.display());
     }
-    let dest = absolute(dest)?;
+    let dest = crate::config::absolute_in(&std::env::current_dir()?, dest);
     if dest.starts_with(data_dir) {
         bail!("the backup cannot go inside the data dir it copies");
     }
@@ -103,7 +103,7 @@ pub async fn backup(storage: &StorageArgs, dest: &Path) -> anyhow::Result<Manife
         bytes: counts.bytes,
         skipped: counts.skipped,
     };
-    write_atomically(&dest.join(MANIFEST), &serde_json::to_vec_pretty(&manifest)?)?;
+    crate::server::write_private(&dest.join(MANIFEST), &serde_json::to_vec_pretty(&manifest)?)?;
     Ok(manifest)
 }
 
@@ -166,14 +166,6 @@ pub async fn restore(storage: &StorageArgs, src: &Path) -> anyhow::Result<Manife
     let dir = File::open(&data_dir)?;
     rustix::fs::syncfs(&dir).context("cannot flush the data dir to its device")?;
     Ok(manifest)
-}
-
-fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
-    Ok(if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        std::env::current_dir()?.join(p)
-    })
 }
 
 /// Create `dir` (and its parents), or accept it when it exists and is empty.
@@ -398,18 +390,4 @@ fn copy_file(from: &Path, to: &Path, meta: &fs::Metadata) -> io::Result<u64> {
     lchown(to, Some(meta.uid()), Some(meta.gid()))?;
     fs::set_permissions(to, fs::Permissions::from_mode(meta.mode() & 0o7777))?;
     Ok(n)
-}
-
-/// Write `bytes` to `path` through a temporary, flushed, then renamed.
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }

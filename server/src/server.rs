@@ -105,8 +105,9 @@ pub fn jwt_secret(args: &ServeArgs) -> anyhow::Result<Vec<u8>> {
     Ok(secret.into_bytes())
 }
 
-/// Write a file readable only by the owner, atomically.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Write a file readable only by the owner, atomically and durably (the
+/// rename too: its directory is flushed).
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
@@ -118,7 +119,11 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path)?;
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::File::open(dir)?.sync_all(),
+        _ => Ok(()),
+    }
 }
 
 /// Open the store named by the storage args (migrations applied).
