@@ -108,18 +108,6 @@ async fn start_run(c: &mut WsClient, path: &str) {
     );
 }
 
-async fn output_contains(c: &mut WsClient, needle: &str) {
-    let deadline = tokio::time::Instant::now() + wait_limit();
-    while !String::from_utf8_lossy(&c.output_bytes()).contains(needle) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {needle:?}"
-        );
-        let _ = tokio::time::timeout(Duration::from_millis(200), c.wait_for("anything", |_| true))
-            .await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_sees_a_run_with_its_memory_and_stops_it() {
     for db in test_databases().await {
@@ -129,7 +117,7 @@ async fn an_admin_sees_a_run_with_its_memory_and_stops_it() {
         let mut ann = server.connect(&ann_token).await;
         save(&mut ann, "hold.py", HOLD_64_MIB, None).await;
         start_run(&mut ann, "hold.py").await;
-        output_contains(&mut ann, "holding").await;
+        ann.output_contains("holding").await;
 
         let mut root = server.connect(&admin_token).await;
         let (changed, _) = done(&act(&mut root, |id| AdminRequest::AdminWatch { id }).await);
@@ -322,7 +310,7 @@ async fn disconnect_then_disable_then_enable() {
         )
         .await;
         start_run(&mut cat, "wait.py").await;
-        output_contains(&mut cat, "waiting").await;
+        cat.output_contains("waiting").await;
 
         // Disable: closed at once, the run stopped, the token refused over
         // HTTP, login refused.

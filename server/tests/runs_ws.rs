@@ -61,24 +61,6 @@ async fn ended(c: &mut WsClient) -> RunEnded {
     }
 }
 
-/// Wait until the received output contains `needle`.
-async fn output_contains(c: &mut WsClient, needle: &str) {
-    let deadline = tokio::time::Instant::now() + support::server::wait_limit();
-    while !String::from_utf8_lossy(&c.output_bytes()).contains(needle) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {needle:?}; got {:?}",
-            String::from_utf8_lossy(&c.output_bytes())
-        );
-        // Any message (or output frame) moves us forward.
-        let _ = tokio::time::timeout(
-            std::time::Duration::from_millis(200),
-            c.wait_for("anything", |_| true),
-        )
-        .await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn script_input_hybrid_and_history() {
     for db in test_databases().await {
@@ -118,7 +100,7 @@ async fn script_input_hybrid_and_history() {
         )
         .await;
         c.send(&run("ask.py", RunMode::Script)).await;
-        output_contains(&mut c, "name? ").await;
+        c.output_contains("name? ").await;
         c.send(&ClientMsg::Session(SessionRequest::Input {
             id: None,
             data: "zoe\r".into(),
@@ -146,13 +128,13 @@ async fn script_input_hybrid_and_history() {
             )
         })
         .await;
-        output_contains(&mut c, "ValueError: boom").await;
+        c.output_contains("ValueError: boom").await;
         c.send(&ClientMsg::Session(SessionRequest::Input {
             id: None,
             data: "print(f(21) + 0)\r".into(),
         }))
         .await;
-        output_contains(&mut c, "42").await;
+        c.output_contains("42").await;
         c.send(&ClientMsg::Session(SessionRequest::Stop { id: Some(5) }))
             .await;
         let e = ended(&mut c).await;
@@ -177,7 +159,7 @@ async fn reattach_replays_missed_output_exactly_once() {
     let mut c = server.connect(&token).await;
     put(&mut c, "count.py", "import time\nfor i in range(60):\n    print(f'line {i:03}', flush=True)\n    time.sleep(0.05)\ntime.sleep(30)\n").await;
     c.send(&run("count.py", RunMode::Script)).await;
-    output_contains(&mut c, "line 005").await;
+    c.output_contains("line 005").await;
     let have: u64 = c
         .output
         .iter()
@@ -211,7 +193,7 @@ async fn reattach_replays_missed_output_exactly_once() {
         }
         other => panic!("{other:?}"),
     }
-    output_contains(&mut d, "line 059").await;
+    d.output_contains("line 059").await;
     // Stitch: before + replay must be exactly lines 0..60, each once, in order.
     assert_eq!(
         d.output.first().unwrap().0,
@@ -375,7 +357,7 @@ async fn a_run_sees_the_saves_sent_just_before_it() {
         );
         let e = ended(&mut c).await;
         assert_eq!(e.exit_code, Some(0), "{e:?}");
-        output_contains(&mut c, &format!("round {round}\r\n")).await;
+        c.output_contains(&format!("round {round}\r\n")).await;
     }
 }
 
@@ -413,7 +395,7 @@ async fn pings_are_answered_while_a_run_replaces_a_live_run() {
             matches!(m, ServerMsg::Session(SessionMsg::RunStarted { .. }))
         })
         .await;
-        output_contains(&mut c, "up").await;
+        c.output_contains("up").await;
         c.pending.clear();
         c.output.clear();
         // The replacing run, and a ping right behind it.

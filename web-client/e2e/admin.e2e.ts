@@ -8,11 +8,9 @@
 // (`forbidden`). The admin disables the student (their tab is signed out at
 // once) and enables them again from the disabled accounts list.
 // Screenshots: docs/screenshots/admin-dashboard.png, admin-stopped-student.png.
-import { spawnSync } from "node:child_process";
 import type { BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { inject } from "vitest";
-import { baseUrl, createFile, launch, login, runAction, screenshot, waitEnding, waitRunning, waitTerminal } from "./helpers";
+import { addUser, baseUrl, createFile, launch, login, runAction, screenshot, waitEnding, waitRunning, waitTerminal } from "./helpers";
 
 const ADMIN = { username: "admin-ada", password: "admin-password-e2e-1" };
 const STUDENT = { username: "stu-mem", password: "stu-password-e2e-mem" };
@@ -22,15 +20,6 @@ type Ctx = { context: BrowserContext; close: () => Promise<void> };
 const contexts: Ctx[] = [];
 let admin: Page;
 let stu: Page;
-
-function addUser(u: { username: string; password: string }, role: string): void {
-  const add = spawnSync(process.env.CAMPUS_BIN!, ["user", "add", "--username", u.username, "--role", role, "--password-stdin"], {
-    env: { ...process.env, CAMPUS_DATA_DIR: inject("dataDir") },
-    input: u.password + "\n",
-    encoding: "utf8",
-  });
-  if (add.status !== 0) throw new Error(`campus user add: ${add.stderr}`);
-}
 
 async function page(): Promise<Page> {
   const c = await launch();

@@ -8,11 +8,9 @@
 // test and the rest are graded; the professor sees the gradebook and the
 // statistics, re-grades after fixing a test and exports the CSV.
 // Screenshots go to docs/screenshots/.
-import { spawnSync } from "node:child_process";
 import type { BrowserContext, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { inject } from "vitest";
-import { baseUrl, launch, login, saveAndWait, screenshot } from "./helpers";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { addUser, baseUrl, launch, login, saveAndWait, screenshot } from "./helpers";
 
 const PROF = { username: "prof-grace", password: "prof-password-e2e-2" };
 const PARTIAL_STU = { username: "stu-partial", password: "stu-password-e2e-2" };
@@ -44,15 +42,6 @@ type Ctx = { context: BrowserContext; close: () => Promise<void> };
 const contexts: Ctx[] = [];
 let prof: Page;
 let stu: Page;
-
-function addUser(u: { username: string; password: string }, role: string): void {
-  const add = spawnSync(process.env.CAMPUS_BIN!, ["user", "add", "--username", u.username, "--role", role, "--password-stdin"], {
-    env: { ...process.env, CAMPUS_DATA_DIR: inject("dataDir") },
-    input: u.password + "\n",
-    encoding: "utf8",
-  });
-  if (add.status !== 0) throw new Error(`campus user add: ${add.stderr}`);
-}
 
 async function page(): Promise<Page> {
   const c = await launch();

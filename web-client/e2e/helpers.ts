@@ -1,5 +1,6 @@
 // Shared end-to-end helpers: headless Debian Chromium via playwright-core, login,
 // file creation, terminal polling, screenshots and perf figures.
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -150,4 +151,14 @@ export async function runAction(page: Page, action: "run" | "hybrid" | "repl" | 
 /** Wait until a run is live. */
 export async function waitRunning(page: Page): Promise<void> {
   await page.waitForFunction(() => document.querySelector(".runbar")?.getAttribute("data-running") === "true", null, { timeout: 20_000 });
+}
+
+/** `campus user add` on the suite's shared server (its data dir), with `role`. */
+export function addUser(u: { username: string; password: string }, role: string): void {
+  const add = spawnSync(process.env.CAMPUS_BIN!, ["user", "add", "--username", u.username, "--role", role, "--password-stdin"], {
+    env: { ...process.env, CAMPUS_DATA_DIR: inject("dataDir") },
+    input: u.password + "\n",
+    encoding: "utf8",
+  });
+  if (add.status !== 0) throw new Error(`campus user add: ${add.stderr}`);
 }

@@ -331,6 +331,24 @@ impl WsClient {
         }
     }
 
+    /// Wait until the output received contains `needle` (messages meanwhile are kept).
+    pub async fn output_contains(&mut self, needle: &str) {
+        let deadline = tokio::time::Instant::now() + wait_limit();
+        while !String::from_utf8_lossy(&self.output_bytes()).contains(needle) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {needle:?}; got {:?}",
+                String::from_utf8_lossy(&self.output_bytes())
+            );
+            // Any message (or output frame) moves us forward.
+            let _ = tokio::time::timeout(
+                Duration::from_millis(200),
+                self.wait_for("anything", |_| true),
+            )
+            .await;
+        }
+    }
+
     /// All output bytes received so far, in order.
     pub fn output_bytes(&self) -> Vec<u8> {
         self.output.iter().flat_map(|(_, b)| b.clone()).collect()
